@@ -1,0 +1,2 @@
+//! authd engine (work in progress: see the crate doc once the books land).
+pub mod reason;

@@ -1,0 +1,1 @@
+//! authd wire protocol (work in progress).

@@ -1,0 +1,263 @@
+//! The bounded window of recent terminal requests of one shard.
+//!
+//! A terminal that times out resends the same request id; the window answers it with the
+//! original outcome instead of acting twice. It is a ring of the last `capacity` keys plus a
+//! map from key to ring position, so memory is fixed and eviction is oldest-first: a retry is
+//! recognised while its key is among the last `capacity` keyed requests of its shard.
+
+use std::collections::HashMap;
+
+use crate::command::{Outcome, TerminalOp};
+use crate::ids::RequestKey;
+
+/// What the window remembers of one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The request's key.
+    pub key: RequestKey,
+    /// A fingerprint of the request's content; a retry must match it.
+    pub fingerprint: u64,
+    /// The operation kind (`TerminalOp::kind`), 0 for a reversal marker.
+    pub kind: u8,
+    /// The outcome it got.
+    pub outcome: Outcome,
+    /// When it was decided.
+    pub at_us: u64,
+    /// A reversal undid it (or, for a marker, arrived before it).
+    pub reversed: bool,
+}
+
+impl Entry {
+    /// True for the marker a reversal leaves when its original never arrived.
+    pub fn is_marker(&self) -> bool {
+        self.kind == 0
+    }
+}
+
+/// The window of one shard.
+#[derive(Debug)]
+pub struct Window {
+    ring: Vec<Entry>,
+    /// Position the next entry is written to; the oldest entry once the ring is full.
+    head: usize,
+    capacity: usize,
+    index: HashMap<RequestKey, u32, foldhash::fast::RandomState>,
+}
+
+impl Window {
+    /// An empty window of `capacity` entries (at least 1).
+    pub fn new(capacity: u32) -> Window {
+        let capacity = capacity.max(1) as usize;
+        Window {
+            ring: Vec::with_capacity(capacity),
+            head: 0,
+            capacity,
+            index: HashMap::with_capacity_and_hasher(capacity, foldhash::fast::RandomState::default()),
+        }
+    }
+
+    /// The entry for a key, if still in the window.
+    pub fn get(&self, key: &RequestKey) -> Option<&Entry> {
+        let position = *self.index.get(key)? as usize;
+        self.ring.get(position)
+    }
+
+    /// The entry for a key, mutably.
+    pub fn get_mut(&mut self, key: &RequestKey) -> Option<&mut Entry> {
+        let position = *self.index.get(key)? as usize;
+        self.ring.get_mut(position)
+    }
+
+    /// Remember a new request, forgetting the oldest one if the window is full.
+    /// The key must not be in the window already.
+    pub fn insert(&mut self, entry: Entry) {
+        debug_assert!(!self.index.contains_key(&entry.key));
+        let position = self.head;
+        if self.ring.len() < self.capacity {
+            self.ring.push(entry);
+        } else {
+            let evicted = self.ring[position].key;
+            self.index.remove(&evicted);
+            self.ring[position] = entry;
+        }
+        self.index.insert(entry.key, position as u32);
+        self.head = (position + 1) % self.capacity;
+        debug_assert_eq!(self.index.len(), self.ring.len());
+    }
+
+    /// Entries from oldest to newest.
+    pub fn iter(&self) -> impl Iterator<Item = &Entry> {
+        let split = if self.ring.len() < self.capacity {
+            0
+        } else {
+            self.head
+        };
+        self.ring[split..].iter().chain(self.ring[..split].iter())
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.ring.is_empty()
+    }
+}
+
+/// A stable 64-bit fingerprint of a terminal request's content (not of its key). It is kept
+/// in snapshots, so it must not change between versions: a fixed multiply-xorshift mix of the
+/// fields, the same on every build.
+pub fn fingerprint(op: &TerminalOp) -> u64 {
+    let mut state = Mix(u64::from(op.kind()));
+    match *op {
+        TerminalOp::Authorize {
+            payer,
+            amount,
+            currency,
+            pin,
+            lifetime_us,
+        } => {
+            state
+                .add(payer.0)
+                .add(amount)
+                .add(u64::from(currency.0))
+                .add(lifetime_us);
+            state.add(pin.map_or(0, |block| u64::from_le_bytes(block.0) ^ 1));
+        }
+        TerminalOp::Increment { hold, amount } => {
+            state.add(hold.0).add(amount);
+        }
+        TerminalOp::Capture {
+            hold,
+            amount,
+            last,
+            extras,
+        } => {
+            state.add(hold.0).add(amount).add(u64::from(last));
+            state
+                .add(u64::from(extras.product_details))
+                .add(u64::from(extras.loyalty_points));
+        }
+        TerminalOp::Void { hold } => {
+            state.add(hold.0);
+        }
+        TerminalOp::Purchase {
+            payer,
+            amount,
+            currency,
+            pin,
+            extras,
+        } => {
+            state.add(payer.0).add(amount).add(u64::from(currency.0));
+            state.add(pin.map_or(0, |block| u64::from_le_bytes(block.0) ^ 1));
+            state
+                .add(u64::from(extras.product_details))
+                .add(u64::from(extras.loyalty_points));
+        }
+        TerminalOp::Refund { hold, amount } => {
+            state.add(hold.0).add(amount);
+        }
+        TerminalOp::Reversal {
+            payer,
+            original_request_id,
+        } => {
+            state.add(payer.0).add(original_request_id);
+        }
+    }
+    state.0
+}
+
+struct Mix(u64);
+
+impl Mix {
+    fn add(&mut self, value: u64) -> &mut Mix {
+        let mixed = (self.0 ^ value).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = mixed ^ (mixed >> 29);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{AccountId, HoldId, TerminalId};
+    use crate::reason::Reason;
+
+    fn entry(request_id: u64) -> Entry {
+        Entry {
+            key: RequestKey {
+                terminal: TerminalId(1),
+                request_id,
+            },
+            fingerprint: request_id,
+            kind: 1,
+            outcome: Outcome::declined(Reason::InsufficientFunds),
+            at_us: 0,
+            reversed: false,
+        }
+    }
+
+    #[test]
+    fn a_full_window_forgets_the_oldest_key_first() {
+        let mut window = Window::new(3);
+        for request_id in 1..=4 {
+            window.insert(entry(request_id));
+        }
+        let key = |request_id| RequestKey {
+            terminal: TerminalId(1),
+            request_id,
+        };
+        assert!(window.get(&key(1)).is_none());
+        for request_id in 2..=4 {
+            assert_eq!(
+                window.get(&key(request_id)).map(|e| e.fingerprint),
+                Some(request_id)
+            );
+        }
+        let order: Vec<u64> = window.iter().map(|e| e.key.request_id).collect();
+        assert_eq!(order, vec![2, 3, 4]);
+    }
+
+    #[test]
+    fn fingerprints_differ_when_any_field_differs() {
+        let base = TerminalOp::Refund {
+            hold: HoldId(17),
+            amount: 100,
+        };
+        assert_eq!(
+            fingerprint(&base),
+            fingerprint(&TerminalOp::Refund {
+                hold: HoldId(17),
+                amount: 100
+            })
+        );
+        assert_ne!(
+            fingerprint(&base),
+            fingerprint(&TerminalOp::Refund {
+                hold: HoldId(17),
+                amount: 101
+            })
+        );
+        assert_ne!(
+            fingerprint(&base),
+            fingerprint(&TerminalOp::Refund {
+                hold: HoldId(18),
+                amount: 100
+            })
+        );
+        assert_ne!(
+            fingerprint(&base),
+            fingerprint(&TerminalOp::Increment {
+                hold: HoldId(17),
+                amount: 100
+            })
+        );
+        let reversal = TerminalOp::Reversal {
+            payer: AccountId(1_000_000),
+            original_request_id: 5,
+        };
+        assert_ne!(fingerprint(&reversal), fingerprint(&base));
+    }
+}

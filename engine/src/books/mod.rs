@@ -1,0 +1,471 @@
+//! The books: payer accounts, ledger accounts, holds and merchants, sharded under locks.
+//!
+//! [`Books`] routes each command to the one shard it touches, takes that shard's lock, hands
+//! the command to the [`Journal`] (the write-ahead log appends it and gives it a position while
+//! the lock is held, so the log's order is the apply order), then applies it. The registry of
+//! merchants and terminals is read without locks; its rare changes take every shard lock so
+//! that they too are ordered against every payment.
+
+pub mod account;
+pub mod hold;
+pub mod idempotency;
+pub mod payment;
+pub mod registry;
+pub mod reversal;
+pub mod shard;
+pub mod state;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crossbeam_utils::CachePadded;
+use dashmap::DashMap;
+use parking_lot::{Mutex, MutexGuard};
+
+use crate::command::{Command, Origin, Outcome, TerminalOp};
+use crate::ids::{AccountId, Currency, HoldId, Lsn, MerchantId, Status, TerminalId};
+use crate::limits::{
+    FEE_BPS_MAX, HOLDS_PER_SHARD_DEFAULT, HOLD_RETENTION_DEFAULT_US, IDEMPOTENCY_WINDOW_DEFAULT,
+    MERCHANTS_MAX, SHARDS_DEFAULT, SHARDS_MAX, TERMINALS_MAX,
+};
+use crate::reason::Reason;
+use hold::Hold;
+use registry::{Fees, MerchantView, Registry};
+use shard::{AccountInfo, Shard};
+
+/// How the books are laid out and bounded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BooksConfig {
+    /// Number of shards, a power of two up to `SHARDS_MAX`. Fixed for a data directory:
+    /// account and hold ids encode their shard.
+    pub shards: u32,
+    /// The currency of the books: every account is in it (one currency per deployment).
+    pub currency: Currency,
+    /// Idempotency window entries per shard.
+    pub idempotency_window: u32,
+    /// Holds kept per shard at most (live and retained for refunds).
+    pub holds_per_shard_max: u32,
+    /// How long finished holds stay refundable.
+    pub hold_retention_us: u64,
+}
+
+impl Default for BooksConfig {
+    fn default() -> BooksConfig {
+        BooksConfig {
+            shards: SHARDS_DEFAULT,
+            currency: Currency(978),
+            idempotency_window: IDEMPOTENCY_WINDOW_DEFAULT,
+            holds_per_shard_max: HOLDS_PER_SHARD_DEFAULT,
+            hold_retention_us: HOLD_RETENTION_DEFAULT_US,
+        }
+    }
+}
+
+/// Where commands go to be made durable. Called with the command's shard lock held; must only
+/// take a short lock of its own and copy the record.
+pub trait Journal {
+    /// Append the command with its timestamp; returns its log position.
+    fn append(&self, timestamp_us: u64, command: &Command) -> Result<Lsn, JournalError>;
+}
+
+/// The journal could not take the record: the command is not applied and must be answered
+/// with [`Reason::SystemMalfunction`].
+#[derive(Debug, thiserror::Error)]
+#[error("the write-ahead log refused the record: {0}")]
+pub struct JournalError(pub String);
+
+/// A journal that keeps nothing: for tests, benchmarks and replay.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoJournal;
+
+impl Journal for NoJournal {
+    fn append(&self, _timestamp_us: u64, _command: &Command) -> Result<Lsn, JournalError> {
+        Ok(0)
+    }
+}
+
+/// What executing a command produced: its outcome and the log position to wait for before the
+/// outcome may be released (0 when nothing was logged).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Executed {
+    /// The outcome.
+    pub outcome: Outcome,
+    /// The log position of the command's record.
+    pub lsn: Lsn,
+}
+
+impl Executed {
+    fn unlogged(reason: Reason) -> Executed {
+        Executed {
+            outcome: Outcome::declined(reason),
+            lsn: 0,
+        }
+    }
+}
+
+/// Sums the invariant check found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Totals {
+    /// Sum of payer balances.
+    pub payers: i128,
+    /// Sum of all ledger stripes (funding, fee, merchants).
+    pub ledgers: i128,
+}
+
+/// The books of one deployment.
+#[derive(Debug)]
+pub struct Books {
+    config: BooksConfig,
+    shard_bits: u32,
+    shards: Box<[CachePadded<Mutex<Shard>>]>,
+    registry: Registry,
+    aliases: DashMap<u64, AccountId, foldhash::fast::RandomState>,
+    /// Serialises operator changes that touch global state (aliases, the registry).
+    operator: Mutex<()>,
+    next_shard: AtomicU32,
+}
+
+/// The configuration is unusable.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// Shards must be a power of two within bounds.
+    #[error(
+        "shards must be a power of two between 1 and {SHARDS_MAX}, not {0}; pass --shards 64 for example"
+    )]
+    Shards(u32),
+}
+
+impl Books {
+    /// Empty books.
+    pub fn new(config: BooksConfig) -> Result<Books, ConfigError> {
+        if !config.shards.is_power_of_two() || config.shards > SHARDS_MAX {
+            return Err(ConfigError::Shards(config.shards));
+        }
+        let shard_bits = config.shards.trailing_zeros();
+        let shards = (0..config.shards)
+            .map(|index| {
+                let shard = Shard::new(
+                    index,
+                    shard_bits,
+                    config.idempotency_window,
+                    config.holds_per_shard_max,
+                );
+                CachePadded::new(Mutex::new(shard))
+            })
+            .collect();
+        Ok(Books {
+            config,
+            shard_bits,
+            shards,
+            registry: Registry::default(),
+            aliases: DashMap::with_hasher(foldhash::fast::RandomState::default()),
+            operator: Mutex::new(()),
+            next_shard: AtomicU32::new(0),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BooksConfig {
+        &self.config
+    }
+
+    /// The shard a new account should go to (round robin).
+    pub fn pick_shard(&self) -> u32 {
+        self.next_shard.fetch_add(1, Ordering::Relaxed) & (self.config.shards - 1)
+    }
+
+    /// The shard of a payer account id (whether or not the account exists).
+    pub fn shard_of_account(&self, account: AccountId) -> Option<u32> {
+        let local = account.0.checked_sub(crate::limits::PAYER_ID_BASE)?;
+        Some((local & u64::from(self.config.shards - 1)) as u32)
+    }
+
+    /// The shard of a hold id.
+    pub fn shard_of_hold(&self, hold: HoldId) -> Option<u32> {
+        (hold.0 >> self.shard_bits != 0).then_some((hold.0 & u64::from(self.config.shards - 1)) as u32)
+    }
+
+    /// The shard a command touches; `None` for registry changes (all shards) and for commands
+    /// that name no existing place (answered without logging).
+    pub fn shard_of(&self, command: &Command) -> Option<u32> {
+        match *command {
+            Command::Terminal { op, .. } => match op {
+                TerminalOp::Authorize { payer, .. }
+                | TerminalOp::Purchase { payer, .. }
+                | TerminalOp::Reversal { payer, .. } => self.shard_of_account(payer),
+                TerminalOp::Increment { hold, .. }
+                | TerminalOp::Capture { hold, .. }
+                | TerminalOp::Void { hold }
+                | TerminalOp::Refund { hold, .. } => self.shard_of_hold(hold),
+            },
+            Command::OpenAccount { shard, .. } | Command::AdvanceTime { shard } => {
+                (shard < self.config.shards).then_some(shard)
+            }
+            Command::Load { account, .. }
+            | Command::SetLimits { account, .. }
+            | Command::SetPin { account, .. }
+            | Command::SetAccountStatus { account, .. } => self.shard_of_account(account),
+            Command::RegisterMerchant { .. }
+            | Command::SetMerchantStatus { .. }
+            | Command::RegisterTerminal { .. }
+            | Command::SetTerminalStatus { .. } => None,
+        }
+    }
+
+    /// Execute one command at `now_us`, logging it through `journal` first.
+    pub fn execute(&self, command: &Command, now_us: u64, journal: &impl Journal) -> Executed {
+        if is_registry_change(command) {
+            return self.execute_registry_change(command, now_us, journal);
+        }
+        let Some(shard_index) = self.shard_of(command) else {
+            return Executed::unlogged(unroutable_reason(command));
+        };
+        let _operator = matches!(command, Command::OpenAccount { .. }).then(|| self.operator.lock());
+        let mut shard = self.shards[shard_index as usize].lock();
+        let lsn = match journal.append(now_us, command) {
+            Ok(lsn) => lsn,
+            Err(_) => return Executed::unlogged(Reason::SystemMalfunction),
+        };
+        let outcome = self.apply_to_shard(&mut shard, command, now_us);
+        Executed { outcome, lsn }
+    }
+
+    /// Apply a single-shard command to its (locked) shard. Replay calls this too.
+    fn apply_to_shard(&self, shard: &mut Shard, command: &Command, now_us: u64) -> Outcome {
+        match *command {
+            Command::Terminal { origin, ref op } => shard.terminal(&self.registry, origin, op, now_us),
+            Command::OpenAccount {
+                currency,
+                mobile,
+                limits,
+                ..
+            } => {
+                if currency != self.config.currency {
+                    return Outcome::declined(Reason::CurrencyMismatch);
+                }
+                if mobile.is_some_and(|number| !is_e164(number) || self.aliases.contains_key(&number)) {
+                    return Outcome::declined(Reason::InvalidRequest);
+                }
+                let outcome = shard.open_account(currency, mobile, limits);
+                if let (true, Some(number)) = (outcome.reason.is_approved(), mobile) {
+                    self.aliases.insert(number, AccountId(outcome.id));
+                }
+                outcome
+            }
+            Command::Load { account, amount } => shard.load(account, amount),
+            Command::SetLimits { account, limits } => shard.set_limits(account, limits),
+            Command::SetPin { account, ref pin } => shard.set_pin(account, pin),
+            Command::SetAccountStatus { account, status } => shard.set_status(account, status),
+            Command::AdvanceTime { .. } => {
+                let expired = shard.advance_time(now_us, self.config.hold_retention_us);
+                Outcome::approved(0, expired)
+            }
+            Command::RegisterMerchant { .. }
+            | Command::SetMerchantStatus { .. }
+            | Command::RegisterTerminal { .. }
+            | Command::SetTerminalStatus { .. } => {
+                unreachable!("registry changes hold every shard")
+            }
+        }
+    }
+
+    fn execute_registry_change(&self, command: &Command, now_us: u64, journal: &impl Journal) -> Executed {
+        let _operator = self.operator.lock();
+        let _shards = self.lock_all();
+        let lsn = match journal.append(now_us, command) {
+            Ok(lsn) => lsn,
+            Err(_) => return Executed::unlogged(Reason::SystemMalfunction),
+        };
+        Executed {
+            outcome: self.apply_registry_change(command),
+            lsn,
+        }
+    }
+
+    fn apply_registry_change(&self, command: &Command) -> Outcome {
+        match *command {
+            Command::RegisterMerchant {
+                fee_bps,
+                fee_bps_with_details,
+            } => {
+                if fee_bps > FEE_BPS_MAX || fee_bps_with_details > fee_bps {
+                    return Outcome::declined(Reason::InvalidRequest);
+                }
+                if self.registry.merchant_count() >= MERCHANTS_MAX {
+                    return Outcome::declined(Reason::CapacityExceeded);
+                }
+                let fees = Fees {
+                    bps: fee_bps,
+                    bps_with_details: fee_bps_with_details,
+                };
+                Outcome::approved(u64::from(self.registry.add_merchant(Status::Active, fees).0), 0)
+            }
+            Command::RegisterTerminal { merchant, secret } => {
+                if self.registry.merchant(merchant).is_none() {
+                    return Outcome::declined(Reason::MerchantInvalid);
+                }
+                if self.registry.terminal_count() >= TERMINALS_MAX {
+                    return Outcome::declined(Reason::CapacityExceeded);
+                }
+                Outcome::approved(
+                    u64::from(self.registry.add_terminal(merchant, Status::Active, secret).0),
+                    0,
+                )
+            }
+            Command::SetMerchantStatus { merchant, status } => match self.registry.merchant(merchant) {
+                None => Outcome::declined(Reason::MerchantInvalid),
+                Some(entry) if entry.status() == Status::Closed => Outcome::declined(Reason::MerchantInvalid),
+                Some(entry) => {
+                    entry.set_status(status);
+                    Outcome::approved(u64::from(merchant.0), 0)
+                }
+            },
+            Command::SetTerminalStatus { terminal, status } => match self.registry.terminal(terminal) {
+                None => Outcome::declined(Reason::TerminalInvalid),
+                Some(entry) if entry.status() == Status::Closed => Outcome::declined(Reason::TerminalInvalid),
+                Some(entry) => {
+                    entry.set_status(status);
+                    Outcome::approved(u64::from(terminal.0), 0)
+                }
+            },
+            _ => unreachable!("only registry changes come here"),
+        }
+    }
+
+    /// Apply a command read back from the log (no journal; same code path as live).
+    pub fn replay(&self, command: &Command, timestamp_us: u64) -> Outcome {
+        self.execute(command, timestamp_us, &NoJournal).outcome
+    }
+
+    /// Tell every shard that time reached `now_us`; shards with nothing due log nothing.
+    /// Returns how many holds expired.
+    pub fn advance_time(&self, now_us: u64, journal: &impl Journal) -> u64 {
+        let mut expired = 0;
+        for index in 0..self.config.shards {
+            let due = self.shards[index as usize]
+                .lock()
+                .time_work_due(now_us, self.config.hold_retention_us);
+            if due {
+                let executed = self.execute(&Command::AdvanceTime { shard: index }, now_us, journal);
+                expired += executed.outcome.amount;
+            }
+        }
+        expired
+    }
+
+    /// Answer a balance check (sufficient or not); nothing changes, nothing is logged.
+    pub fn balance_check(
+        &self,
+        origin: Origin,
+        payer: AccountId,
+        amount: u64,
+        currency: Currency,
+    ) -> Outcome {
+        let Some(index) = self.shard_of_account(payer) else {
+            return Outcome::declined(Reason::AccountUnknown);
+        };
+        self.shards[index as usize]
+            .lock()
+            .balance_check(&self.registry, origin, payer, amount, currency)
+    }
+
+    /// The payer behind a mobile number.
+    pub fn resolve_mobile(&self, mobile: u64) -> Option<AccountId> {
+        self.aliases.get(&mobile).map(|entry| *entry.value())
+    }
+
+    /// A payer account's figures.
+    pub fn account_info(&self, account: AccountId) -> Option<AccountInfo> {
+        let index = self.shard_of_account(account)?;
+        self.shards[index as usize].lock().account_info(account)
+    }
+
+    /// A ledger account's balance (funding, fee or a merchant's settlement): the sum of its
+    /// stripes, read one shard at a time.
+    pub fn ledger_balance(&self, account: AccountId) -> Option<i128> {
+        let stripe = account.ledger_index()? as usize;
+        Some(self.shards.iter().map(|shard| shard.lock().stripe(stripe)).sum())
+    }
+
+    /// A hold (or purchase) as kept.
+    pub fn hold(&self, hold: HoldId) -> Option<Hold> {
+        let index = self.shard_of_hold(hold)?;
+        let shard = self.shards[index as usize].lock();
+        let sequence = shard.sequence_of(hold)?;
+        shard.holds.get(sequence).cloned()
+    }
+
+    /// A merchant's status and fees.
+    pub fn merchant(&self, merchant: MerchantId) -> Option<MerchantView> {
+        self.registry.merchant_view(merchant)
+    }
+
+    /// A terminal's merchant, status and log-on secret.
+    pub fn terminal(&self, terminal: TerminalId) -> Option<(MerchantId, Status, [u8; 32])> {
+        let entry = self.registry.terminal(terminal)?;
+        Some((entry.merchant, entry.status(), entry.secret))
+    }
+
+    /// Check every invariant with all shards locked: per shard (held is the sum of active
+    /// holds, held <= balance) and globally (all balances sum to zero: double entry).
+    pub fn check_invariants(&self) -> Result<Totals, String> {
+        let shards = self.lock_all();
+        let mut totals = Totals {
+            payers: 0,
+            ledgers: 0,
+        };
+        for shard in shards.iter() {
+            let (payers, ledgers) = shard.check()?;
+            totals.payers += payers;
+            totals.ledgers += ledgers;
+        }
+        if totals.payers + totals.ledgers != 0 {
+            return Err(format!(
+                "double entry broken: payers {} + ledgers {} != 0",
+                totals.payers, totals.ledgers
+            ));
+        }
+        Ok(totals)
+    }
+
+    /// SHA-256 of the whole state in canonical form (see `state`), with all shards locked:
+    /// equal books give equal digests, which is how replay is proven to rebuild the books.
+    pub fn digest(&self) -> [u8; 32] {
+        let shards = self.lock_all();
+        state::digest(&self.registry, shards.iter().map(|guard| &**guard))
+    }
+
+    fn lock_all(&self) -> Vec<MutexGuard<'_, Shard>> {
+        self.shards.iter().map(|shard| shard.lock()).collect()
+    }
+}
+
+fn is_registry_change(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::RegisterMerchant { .. }
+            | Command::SetMerchantStatus { .. }
+            | Command::RegisterTerminal { .. }
+            | Command::SetTerminalStatus { .. }
+    )
+}
+
+/// The reason for a command whose id names no shard.
+fn unroutable_reason(command: &Command) -> Reason {
+    match command {
+        Command::Terminal {
+            op:
+                TerminalOp::Increment { .. }
+                | TerminalOp::Capture { .. }
+                | TerminalOp::Void { .. }
+                | TerminalOp::Refund { .. },
+            ..
+        } => Reason::HoldUnknown,
+        Command::OpenAccount { .. } | Command::AdvanceTime { .. } => Reason::InvalidRequest,
+        _ => Reason::AccountUnknown,
+    }
+}
+
+/// E.164 numbers have at most 15 digits and do not start with 0.
+fn is_e164(number: u64) -> bool {
+    (1_000..=999_999_999_999_999).contains(&number)
+}

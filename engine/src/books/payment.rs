@@ -1,0 +1,450 @@
+//! The terminal commands of one shard: the decision pipeline of the seeds and the money
+//! movements that follow an approval.
+//!
+//! Order of checks for a payment (authorize, purchase): amount well-formed -> payer admissible
+//! (exists, active, currency) -> payee admissible (merchant, terminal, ownership) ->
+//! authorization criteria (per payment, per day amount, per day count) -> safety criterion
+//! (PIN) -> funds. The first failing check names the reason.
+
+use crate::books::account::pin_verifier;
+use crate::books::hold::{Hold, HoldState};
+use crate::books::idempotency::{fingerprint, Entry};
+use crate::books::registry::{Fees, Registry};
+use crate::books::shard::{Shard, STRIPE_FEE};
+use crate::command::{Extras, Origin, Outcome, TerminalOp};
+use crate::ids::{AccountId, Currency, HoldId, MerchantId, PinBlock, RequestKey, Status};
+use crate::limits::{
+    AMOUNT_MINOR_MAX, HOLD_LIFETIME_DEFAULT_US, HOLD_LIFETIME_MAX_US, LOYALTY_POINTS_MAX, PIN_TRIES_MAX,
+};
+use crate::reason::Reason;
+
+/// A payment request's fields, shared by authorize and purchase.
+struct Payment {
+    payer: AccountId,
+    amount: u64,
+    currency: Currency,
+    pin: Option<PinBlock>,
+}
+
+/// Stripe index of a merchant's settlement account.
+fn merchant_stripe(merchant: u32) -> usize {
+    1 + merchant as usize
+}
+
+impl Shard {
+    /// Execute a terminal command, answering a retry from the idempotency window.
+    pub fn terminal(&mut self, registry: &Registry, origin: Origin, op: &TerminalOp, now_us: u64) -> Outcome {
+        let print = fingerprint(op);
+        if let Some(entry) = self.window.get_mut(&origin.key) {
+            if entry.is_marker() {
+                // The original arrives after its reversal: decline it, and let its own
+                // retries get the same answer.
+                entry.kind = op.kind();
+                entry.fingerprint = print;
+                entry.outcome = Outcome::declined(Reason::Reversed);
+                return entry.outcome;
+            }
+            if entry.kind != op.kind() || entry.fingerprint != print {
+                return Outcome::declined(Reason::DuplicateConflict);
+            }
+            return entry.outcome;
+        }
+        let outcome = self.decide(registry, origin, op, now_us);
+        let entry = Entry {
+            key: origin.key,
+            fingerprint: print,
+            kind: op.kind(),
+            outcome,
+            at_us: now_us,
+            reversed: false,
+        };
+        self.window.insert(entry);
+        outcome
+    }
+
+    fn decide(&mut self, registry: &Registry, origin: Origin, op: &TerminalOp, now_us: u64) -> Outcome {
+        let fees = match registry.admit_payee(origin.merchant, origin.key.terminal) {
+            Ok(fees) => fees,
+            Err(reason) => return Outcome::declined(reason),
+        };
+        let result = match *op {
+            TerminalOp::Authorize {
+                payer,
+                amount,
+                currency,
+                pin,
+                lifetime_us,
+            } => {
+                let payment = Payment {
+                    payer,
+                    amount,
+                    currency,
+                    pin,
+                };
+                self.authorize(origin, &payment, lifetime_us, now_us)
+            }
+            TerminalOp::Purchase {
+                payer,
+                amount,
+                currency,
+                pin,
+                extras,
+            } => {
+                let payment = Payment {
+                    payer,
+                    amount,
+                    currency,
+                    pin,
+                };
+                self.purchase(origin, &payment, fees, extras, now_us)
+            }
+            TerminalOp::Increment { hold, amount } => self.increment(origin.merchant, hold, amount, now_us),
+            TerminalOp::Capture {
+                hold,
+                amount,
+                last,
+                extras,
+            } => self.capture(origin.merchant, hold, amount, last, fees, extras, now_us),
+            TerminalOp::Void { hold } => self.void(origin.merchant, hold, now_us),
+            TerminalOp::Refund { hold, amount } => self.refund(origin.merchant, hold, amount, now_us),
+            TerminalOp::Reversal {
+                payer,
+                original_request_id,
+            } => {
+                let key = RequestKey {
+                    terminal: origin.key.terminal,
+                    request_id: original_request_id,
+                };
+                self.reversal(payer, key, now_us)
+            }
+        };
+        result.unwrap_or_else(Outcome::declined)
+    }
+
+    /// Answer a balance check: approved if the payer could pay `amount` now. Changes nothing.
+    pub fn balance_check(
+        &self,
+        registry: &Registry,
+        origin: Origin,
+        payer: AccountId,
+        amount: u64,
+        currency: Currency,
+    ) -> Outcome {
+        let check = || -> Result<Outcome, Reason> {
+            check_amount(amount)?;
+            let slot = self.admit_payer(payer, currency)?;
+            registry.admit_payee(origin.merchant, origin.key.terminal)?;
+            if self.payers[slot as usize].available() < amount {
+                return Err(Reason::InsufficientFunds);
+            }
+            Ok(Outcome::approved(0, amount))
+        };
+        check().unwrap_or_else(Outcome::declined)
+    }
+
+    /// The payer half of admission: the account exists here, is active, pays in `currency`.
+    fn admit_payer(&self, payer: AccountId, currency: Currency) -> Result<u32, Reason> {
+        let slot = self.slot_of(payer).ok_or(Reason::AccountUnknown)?;
+        let account = &self.payers[slot as usize];
+        match account.status {
+            Status::Active => {}
+            Status::Frozen => return Err(Reason::AccountFrozen),
+            Status::Closed => return Err(Reason::AccountClosed),
+        }
+        if account.currency != currency {
+            return Err(Reason::CurrencyMismatch);
+        }
+        Ok(slot)
+    }
+
+    /// Everything before the money moves: admission, criteria, safety, funds. A wrong PIN is
+    /// counted here, which is why this takes `&mut self`.
+    fn admit_payment(&mut self, payment: &Payment, now_us: u64) -> Result<u32, Reason> {
+        check_amount(payment.amount)?;
+        let slot = self.admit_payer(payment.payer, payment.currency)?;
+        let payer = &self.payers[slot as usize];
+        if payment.amount > payer.limits.payment_max {
+            return Err(Reason::PaymentLimitExceeded);
+        }
+        let (day_amount, day_count) = payer.day_usage(now_us);
+        if day_amount.saturating_add(payment.amount) > payer.limits.day_amount_max {
+            return Err(Reason::DailyAmountExceeded);
+        }
+        if day_count >= payer.limits.day_count_max {
+            return Err(Reason::DailyCountExceeded);
+        }
+        let pin_needed = payment.amount > payer.limits.pin_above;
+        if pin_needed || payment.pin.is_some() {
+            self.check_pin(slot, payment.payer, payment.pin, pin_needed)?;
+        }
+        if self.payers[slot as usize].available() < payment.amount {
+            return Err(Reason::InsufficientFunds);
+        }
+        Ok(slot)
+    }
+
+    /// The safety criterion. A wrong proof counts toward the lockout; a right one resets it.
+    fn check_pin(
+        &mut self,
+        slot: u32,
+        account: AccountId,
+        pin: Option<PinBlock>,
+        needed: bool,
+    ) -> Result<(), Reason> {
+        let payer = &mut self.payers[slot as usize];
+        if payer.pin_locked() {
+            return Err(Reason::PinLocked);
+        }
+        let Some(pin) = pin else {
+            debug_assert!(needed);
+            return Err(Reason::PinRequired);
+        };
+        let Some(verifier) = self.cold[slot as usize].pin_verifier else {
+            // No PIN was ever set: nothing to guess, so nothing is counted.
+            return Err(Reason::PinIncorrect);
+        };
+        if verifier != pin_verifier(account, &pin) {
+            payer.pin_failures = payer.pin_failures.saturating_add(1).min(PIN_TRIES_MAX);
+            return Err(if payer.pin_locked() {
+                Reason::PinLocked
+            } else {
+                Reason::PinIncorrect
+            });
+        }
+        payer.pin_failures = 0;
+        Ok(())
+    }
+
+    fn authorize(
+        &mut self,
+        origin: Origin,
+        payment: &Payment,
+        lifetime_us: u64,
+        now_us: u64,
+    ) -> Result<Outcome, Reason> {
+        if lifetime_us > HOLD_LIFETIME_MAX_US {
+            return Err(Reason::InvalidRequest);
+        }
+        if self.holds.len() >= self.holds_max as usize {
+            return Err(Reason::CapacityExceeded);
+        }
+        let slot = self.admit_payment(payment, now_us)?;
+        let lifetime_us = if lifetime_us == 0 {
+            HOLD_LIFETIME_DEFAULT_US
+        } else {
+            lifetime_us
+        };
+        let payer = &mut self.payers[slot as usize];
+        payer.held += payment.amount;
+        payer.count_payment(now_us, payment.amount);
+        let hold = new_hold(
+            slot,
+            origin,
+            payment.amount,
+            now_us,
+            now_us.saturating_add(lifetime_us),
+        );
+        let sequence = self.holds.push(hold);
+        Ok(Outcome::approved(self.hold_id(sequence).0, payment.amount))
+    }
+
+    fn purchase(
+        &mut self,
+        origin: Origin,
+        payment: &Payment,
+        fees: Fees,
+        extras: Extras,
+        now_us: u64,
+    ) -> Result<Outcome, Reason> {
+        if extras.loyalty_points > LOYALTY_POINTS_MAX {
+            return Err(Reason::InvalidRequest);
+        }
+        if self.holds.len() >= self.holds_max as usize {
+            return Err(Reason::CapacityExceeded);
+        }
+        let slot = self.admit_payment(payment, now_us)?;
+        let amount = payment.amount;
+        let fee = fees.on(amount, extras.product_details);
+        let payer = &mut self.payers[slot as usize];
+        payer.balance -= amount;
+        payer.loyalty_points += u64::from(extras.loyalty_points);
+        payer.count_payment(now_us, amount);
+        self.post(merchant_stripe(origin.merchant.0), i128::from(amount - fee));
+        self.post(STRIPE_FEE, i128::from(fee));
+        let mut hold = new_hold(slot, origin, amount, now_us, now_us);
+        hold.state = HoldState::Captured;
+        hold.held = 0;
+        hold.captured = amount;
+        hold.fee = fee;
+        hold.loyalty_points = extras.loyalty_points;
+        hold.finished_us = now_us;
+        let sequence = self.holds.push(hold);
+        Ok(Outcome::approved(self.hold_id(sequence).0, amount))
+    }
+
+    /// The sequence of an active, unexpired hold of `merchant`; an expired one is released.
+    fn active_hold(&mut self, merchant: MerchantId, hold: HoldId, now_us: u64) -> Result<u64, Reason> {
+        let sequence = self.owned_hold(merchant, hold)?;
+        let entry = self.holds.get(sequence).ok_or(Reason::HoldUnknown)?;
+        match entry.state {
+            HoldState::Active if now_us >= entry.expires_us => {
+                self.release_hold(sequence, HoldState::Expired, now_us);
+                Err(Reason::HoldExpired)
+            }
+            HoldState::Active => Ok(sequence),
+            HoldState::Expired => Err(Reason::HoldExpired),
+            HoldState::Captured | HoldState::Voided => Err(Reason::HoldNotActive),
+        }
+    }
+
+    /// The sequence of a kept hold placed for `merchant`. Another merchant's hold is reported
+    /// as unknown, so a terminal learns nothing of other merchants' holds.
+    fn owned_hold(&self, merchant: MerchantId, hold: HoldId) -> Result<u64, Reason> {
+        let sequence = self.sequence_of(hold).ok_or(Reason::HoldUnknown)?;
+        match self.holds.get(sequence) {
+            Some(entry) if entry.merchant == merchant.0 => Ok(sequence),
+            _ => Err(Reason::HoldUnknown),
+        }
+    }
+
+    fn increment(
+        &mut self,
+        merchant: MerchantId,
+        hold: HoldId,
+        amount: u64,
+        now_us: u64,
+    ) -> Result<Outcome, Reason> {
+        check_amount(amount)?;
+        let sequence = self.active_hold(merchant, hold, now_us)?;
+        let (slot, authorized) = match self.holds.get(sequence) {
+            Some(entry) => (entry.payer_slot, entry.authorized),
+            None => return Err(Reason::HoldUnknown),
+        };
+        let payer = &mut self.payers[slot as usize];
+        match payer.status {
+            Status::Active => {}
+            Status::Frozen => return Err(Reason::AccountFrozen),
+            Status::Closed => return Err(Reason::AccountClosed),
+        }
+        if authorized.saturating_add(amount) > payer.limits.payment_max {
+            return Err(Reason::PaymentLimitExceeded);
+        }
+        let (day_amount, _) = payer.day_usage(now_us);
+        if day_amount.saturating_add(amount) > payer.limits.day_amount_max {
+            return Err(Reason::DailyAmountExceeded);
+        }
+        if payer.available() < amount {
+            return Err(Reason::InsufficientFunds);
+        }
+        payer.held += amount;
+        let (day_amount, day_count) = payer.day_usage(now_us);
+        payer.day = crate::books::account::day_of(now_us);
+        payer.day_amount = day_amount + amount;
+        payer.day_count = day_count;
+        if let Some(entry) = self.holds.get_mut(sequence) {
+            entry.held += amount;
+            entry.authorized += amount;
+        }
+        Ok(Outcome::approved(hold.0, amount))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn capture(
+        &mut self,
+        merchant: MerchantId,
+        hold: HoldId,
+        amount: u64,
+        last: bool,
+        fees: Fees,
+        extras: Extras,
+        now_us: u64,
+    ) -> Result<Outcome, Reason> {
+        check_amount(amount)?;
+        if extras.loyalty_points > LOYALTY_POINTS_MAX {
+            return Err(Reason::InvalidRequest);
+        }
+        let sequence = self.active_hold(merchant, hold, now_us)?;
+        let Some(entry) = self.holds.get_mut(sequence) else {
+            return Err(Reason::HoldUnknown);
+        };
+        if amount > entry.held {
+            return Err(Reason::AmountAboveOriginal);
+        }
+        let fee = fees.on(amount, extras.product_details);
+        entry.held -= amount;
+        entry.captured += amount;
+        entry.fee += fee;
+        entry.loyalty_points = entry.loyalty_points.saturating_add(extras.loyalty_points);
+        let slot = entry.payer_slot as usize;
+        let finished = last || entry.held == 0;
+        let payer = &mut self.payers[slot];
+        assert!(
+            payer.held >= amount && payer.balance >= amount,
+            "a capture takes only what its hold reserved"
+        );
+        payer.held -= amount;
+        payer.balance -= amount;
+        payer.loyalty_points += u64::from(extras.loyalty_points);
+        self.post(merchant_stripe(merchant.0), i128::from(amount - fee));
+        self.post(STRIPE_FEE, i128::from(fee));
+        if finished {
+            self.release_hold(sequence, HoldState::Captured, now_us);
+        }
+        Ok(Outcome::approved(hold.0, amount))
+    }
+
+    fn void(&mut self, merchant: MerchantId, hold: HoldId, now_us: u64) -> Result<Outcome, Reason> {
+        let sequence = self.active_hold(merchant, hold, now_us)?;
+        let released = self.holds.get(sequence).map_or(0, |entry| entry.held);
+        self.release_hold(sequence, HoldState::Voided, now_us);
+        Ok(Outcome::approved(hold.0, released))
+    }
+
+    fn refund(
+        &mut self,
+        merchant: MerchantId,
+        hold: HoldId,
+        amount: u64,
+        _now_us: u64,
+    ) -> Result<Outcome, Reason> {
+        check_amount(amount)?;
+        let sequence = self.owned_hold(merchant, hold)?;
+        let Some(entry) = self.holds.get_mut(sequence) else {
+            return Err(Reason::HoldUnknown);
+        };
+        if amount > entry.captured - entry.refunded {
+            return Err(Reason::AmountAboveOriginal);
+        }
+        entry.refunded += amount;
+        let slot = entry.payer_slot as usize;
+        // The merchant bears the refund in full; the fee it paid is not returned.
+        self.payers[slot].balance += amount;
+        self.post(merchant_stripe(merchant.0), -i128::from(amount));
+        Ok(Outcome::approved(hold.0, amount))
+    }
+}
+
+fn check_amount(amount: u64) -> Result<(), Reason> {
+    if amount == 0 || amount > AMOUNT_MINOR_MAX {
+        return Err(Reason::AmountInvalid);
+    }
+    Ok(())
+}
+
+fn new_hold(slot: u32, origin: Origin, amount: u64, now_us: u64, expires_us: u64) -> Hold {
+    Hold {
+        payer_slot: slot,
+        merchant: origin.merchant.0,
+        terminal: origin.key.terminal.0,
+        state: HoldState::Active,
+        loyalty_points: 0,
+        held: amount,
+        authorized: amount,
+        captured: 0,
+        refunded: 0,
+        fee: 0,
+        created_us: now_us,
+        expires_us,
+        finished_us: 0,
+    }
+}

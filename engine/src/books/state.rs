@@ -1,0 +1,393 @@
+//! The canonical byte form of the books: what the state digest hashes and what a snapshot
+//! stores. Little-endian, fixed widths, in a fixed order (shard by shard, slot by slot, hold by
+//! hold, the idempotency window oldest first), so equal books give equal bytes. Derived
+//! structures (the mobile alias map, the expiry timer) are rebuilt on load, not stored.
+//!
+//! Layout of one shard (`encode_shard`):
+//!
+//! | field | bytes |
+//! |---|---|
+//! | shard index, shard bits | u32, u32 |
+//! | payer count N, then N payers | u32, N x 107 |
+//! | first hold sequence, hold count H, then H holds | u64, u32, H x 81 |
+//! | stripe count S, then S stripes | u32, S x i128 |
+//! | window entry count W, then W entries | u32, W x 47 |
+//!
+//! A payer: balance, held (u64, u64); limits: payment max, day amount max (u64, u64), day
+//! count max (u32), PIN above (u64); day amount (u64), day count (u32), day (u32), loyalty
+//! (u64), currency (u16), status (u8), PIN failures (u8), mobile (u64, 0 = none), verifier
+//! flag (u8) and verifier (32 bytes, zero when none).
+
+use sha2::{Digest, Sha256};
+
+use crate::books::account::{Payer, PayerCold};
+use crate::books::hold::{Hold, HoldState, HoldTable};
+use crate::books::idempotency::Entry;
+use crate::books::registry::{Fees, Registry};
+use crate::books::shard::Shard;
+use crate::command::{Limits, Outcome};
+use crate::ids::{Currency, MerchantId, RequestKey, Status, TerminalId};
+use crate::reason::Reason;
+
+/// Bytes of one encoded payer.
+pub const PAYER_BYTES: usize = 107;
+/// Bytes of one encoded hold.
+pub const HOLD_BYTES: usize = 81;
+/// Bytes of one encoded window entry.
+pub const ENTRY_BYTES: usize = 47;
+
+/// The bytes do not form a valid state; says where.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid books state at byte {offset}: {what}")]
+pub struct StateError {
+    /// Offset in the section.
+    pub offset: usize,
+    /// What was wrong.
+    pub what: &'static str,
+}
+
+/// Append the canonical form of a shard.
+pub fn encode_shard(shard: &Shard, out: &mut Vec<u8>) {
+    out.extend_from_slice(&shard.index.to_le_bytes());
+    out.extend_from_slice(&shard.shard_bits.to_le_bytes());
+    out.extend_from_slice(&(shard.payers.len() as u32).to_le_bytes());
+    out.reserve(shard.payers.len() * PAYER_BYTES);
+    for (payer, cold) in shard.payers.iter().zip(&shard.cold) {
+        encode_payer(payer, cold, out);
+    }
+    out.extend_from_slice(&shard.holds.first_sequence().to_le_bytes());
+    out.extend_from_slice(&(shard.holds.len() as u32).to_le_bytes());
+    for (_, hold) in shard.holds.iter() {
+        encode_hold(hold, out);
+    }
+    out.extend_from_slice(&(shard.stripes.len() as u32).to_le_bytes());
+    for stripe in &shard.stripes {
+        out.extend_from_slice(&stripe.to_le_bytes());
+    }
+    out.extend_from_slice(&(shard.window.len() as u32).to_le_bytes());
+    for entry in shard.window.iter() {
+        encode_entry(entry, out);
+    }
+}
+
+fn encode_payer(payer: &Payer, cold: &PayerCold, out: &mut Vec<u8>) {
+    let start = out.len();
+    for value in [
+        payer.balance,
+        payer.held,
+        payer.limits.payment_max,
+        payer.limits.day_amount_max,
+    ] {
+        out.extend_from_slice(&value.to_le_bytes());
+    }
+    out.extend_from_slice(&payer.limits.day_count_max.to_le_bytes());
+    out.extend_from_slice(&payer.limits.pin_above.to_le_bytes());
+    out.extend_from_slice(&payer.day_amount.to_le_bytes());
+    out.extend_from_slice(&payer.day_count.to_le_bytes());
+    out.extend_from_slice(&payer.day.to_le_bytes());
+    out.extend_from_slice(&payer.loyalty_points.to_le_bytes());
+    out.extend_from_slice(&payer.currency.0.to_le_bytes());
+    out.push(payer.status as u8);
+    out.push(payer.pin_failures);
+    out.extend_from_slice(&cold.mobile.unwrap_or(0).to_le_bytes());
+    out.push(u8::from(cold.pin_verifier.is_some()));
+    out.extend_from_slice(&cold.pin_verifier.unwrap_or([0; 32]));
+    debug_assert_eq!(out.len() - start, PAYER_BYTES);
+}
+
+fn encode_hold(hold: &Hold, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&hold.payer_slot.to_le_bytes());
+    out.extend_from_slice(&hold.merchant.to_le_bytes());
+    out.extend_from_slice(&hold.terminal.to_le_bytes());
+    out.push(hold.state as u8);
+    out.extend_from_slice(&hold.loyalty_points.to_le_bytes());
+    let amounts = [hold.held, hold.authorized, hold.captured, hold.refunded, hold.fee];
+    for value in amounts
+        .into_iter()
+        .chain([hold.created_us, hold.expires_us, hold.finished_us])
+    {
+        out.extend_from_slice(&value.to_le_bytes());
+    }
+    debug_assert_eq!(out.len() - start, HOLD_BYTES);
+}
+
+fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&entry.key.terminal.0.to_le_bytes());
+    out.extend_from_slice(&entry.key.request_id.to_le_bytes());
+    out.extend_from_slice(&entry.fingerprint.to_le_bytes());
+    out.push(entry.kind);
+    out.push(entry.outcome.reason as u8);
+    out.extend_from_slice(&entry.outcome.id.to_le_bytes());
+    out.extend_from_slice(&entry.outcome.amount.to_le_bytes());
+    out.extend_from_slice(&entry.at_us.to_le_bytes());
+    out.push(u8::from(entry.reversed));
+    debug_assert_eq!(out.len() - start, ENTRY_BYTES);
+}
+
+/// Append the canonical form of the registry.
+pub fn encode_registry(registry: &Registry, out: &mut Vec<u8>) {
+    let merchants = registry.merchant_count();
+    out.extend_from_slice(&merchants.to_le_bytes());
+    for id in 1..=merchants {
+        let view = registry
+            .merchant_view(MerchantId(id))
+            .expect("ids below the count are registered");
+        out.push(view.status as u8);
+        out.extend_from_slice(&view.fees.bps.to_le_bytes());
+        out.extend_from_slice(&view.fees.bps_with_details.to_le_bytes());
+    }
+    let terminals = registry.terminal_count();
+    out.extend_from_slice(&terminals.to_le_bytes());
+    for id in 1..=terminals {
+        let terminal = registry
+            .terminal(TerminalId(id))
+            .expect("ids below the count are registered");
+        out.extend_from_slice(&terminal.merchant.0.to_le_bytes());
+        out.push(terminal.status() as u8);
+        out.extend_from_slice(&terminal.secret);
+    }
+}
+
+/// SHA-256 over the registry and every shard in canonical form.
+pub fn digest<'a>(registry: &Registry, shards: impl Iterator<Item = &'a Shard>) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    let mut buffer = Vec::new();
+    encode_registry(registry, &mut buffer);
+    hasher.update(&buffer);
+    for shard in shards {
+        buffer.clear();
+        encode_shard(shard, &mut buffer);
+        hasher.update(&buffer);
+    }
+    hasher.finalize().into()
+}
+
+/// A bounds-checked little-endian reader: every read of stored bytes goes through it.
+pub struct Reader<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+}
+
+impl<'a> Reader<'a> {
+    /// Read from the start of `bytes`.
+    pub fn new(bytes: &'a [u8]) -> Reader<'a> {
+        Reader { bytes, offset: 0 }
+    }
+
+    fn error(&self, what: &'static str) -> StateError {
+        StateError {
+            offset: self.offset,
+            what,
+        }
+    }
+
+    /// The next `N` bytes.
+    pub fn array<const N: usize>(&mut self) -> Result<[u8; N], StateError> {
+        let rest = self.bytes.get(self.offset..).unwrap_or_default();
+        let (head, _) = rest
+            .split_first_chunk::<N>()
+            .ok_or_else(|| self.error("truncated"))?;
+        self.offset += N;
+        Ok(*head)
+    }
+
+    /// A byte.
+    pub fn u8(&mut self) -> Result<u8, StateError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    /// A u16.
+    pub fn u16(&mut self) -> Result<u16, StateError> {
+        self.array().map(u16::from_le_bytes)
+    }
+
+    /// A u32.
+    pub fn u32(&mut self) -> Result<u32, StateError> {
+        self.array().map(u32::from_le_bytes)
+    }
+
+    /// A u64.
+    pub fn u64(&mut self) -> Result<u64, StateError> {
+        self.array().map(u64::from_le_bytes)
+    }
+
+    /// An i128.
+    pub fn i128(&mut self) -> Result<i128, StateError> {
+        self.array().map(i128::from_le_bytes)
+    }
+
+    /// A count of items of `item_bytes` each that must fit in what is left.
+    pub fn count(&mut self, item_bytes: usize) -> Result<usize, StateError> {
+        let count = self.u32()? as usize;
+        if count.saturating_mul(item_bytes) > self.bytes.len() - self.offset {
+            return Err(self.error("count larger than the bytes left"));
+        }
+        Ok(count)
+    }
+
+    /// True when every byte was read.
+    pub fn is_done(&self) -> bool {
+        self.offset == self.bytes.len()
+    }
+}
+
+/// Rebuild a shard from its canonical form; `window_entries` and `holds_max` come from the
+/// configuration, not the bytes.
+pub fn decode_shard(bytes: &[u8], window_entries: u32, holds_max: u32) -> Result<Shard, StateError> {
+    let mut reader = Reader::new(bytes);
+    let index = reader.u32()?;
+    let shard_bits = reader.u32()?;
+    let mut shard = Shard::new(index, shard_bits, window_entries, holds_max);
+    let payers = reader.count(PAYER_BYTES)?;
+    shard.payers.reserve_exact(payers);
+    shard.cold.reserve_exact(payers);
+    for _ in 0..payers {
+        let (payer, cold) = decode_payer(&mut reader)?;
+        shard.payers.push(payer);
+        shard.cold.push(cold);
+    }
+    let first_sequence = reader.u64()?;
+    let holds = reader.count(HOLD_BYTES)?;
+    let mut kept = Vec::with_capacity(holds);
+    for _ in 0..holds {
+        let hold = decode_hold(&mut reader)?;
+        if hold.payer_slot as usize >= shard.payers.len() {
+            return Err(reader.error("hold of an unknown payer slot"));
+        }
+        kept.push(hold);
+    }
+    shard.holds = HoldTable::restore(first_sequence, kept);
+    let stripes = reader.count(16)?;
+    shard.stripes = (0..stripes).map(|_| reader.i128()).collect::<Result<_, _>>()?;
+    let entries = reader.count(ENTRY_BYTES)?;
+    for _ in 0..entries {
+        let entry = decode_entry(&mut reader)?;
+        if shard.window.get(&entry.key).is_some() {
+            return Err(reader.error("duplicate idempotency key"));
+        }
+        shard.window.insert(entry);
+    }
+    if !reader.is_done() {
+        return Err(reader.error("bytes after the shard"));
+    }
+    Ok(shard)
+}
+
+fn decode_payer(reader: &mut Reader<'_>) -> Result<(Payer, PayerCold), StateError> {
+    let balance = reader.u64()?;
+    let held = reader.u64()?;
+    let limits = Limits {
+        payment_max: reader.u64()?,
+        day_amount_max: reader.u64()?,
+        day_count_max: reader.u32()?,
+        pin_above: reader.u64()?,
+    };
+    let mut payer = Payer::new(Currency(0), limits);
+    payer.balance = balance;
+    payer.held = held;
+    payer.day_amount = reader.u64()?;
+    payer.day_count = reader.u32()?;
+    payer.day = reader.u32()?;
+    payer.loyalty_points = reader.u64()?;
+    payer.currency = Currency(reader.u16()?);
+    payer.status = Status::from_u8(reader.u8()?).ok_or_else(|| reader.error("unknown account status"))?;
+    payer.pin_failures = reader.u8()?;
+    if payer.held > payer.balance {
+        return Err(reader.error("held above balance"));
+    }
+    let mobile = Some(reader.u64()?).filter(|number| *number != 0);
+    let has_verifier = reader.u8()?;
+    let verifier = reader.array::<32>()?;
+    let pin_verifier = match has_verifier {
+        0 => None,
+        1 => Some(verifier),
+        _ => return Err(reader.error("verifier flag is neither 0 nor 1")),
+    };
+    Ok((payer, PayerCold { mobile, pin_verifier }))
+}
+
+fn decode_hold(reader: &mut Reader<'_>) -> Result<Hold, StateError> {
+    let payer_slot = reader.u32()?;
+    let merchant = reader.u32()?;
+    let terminal = reader.u32()?;
+    let state = HoldState::from_u8(reader.u8()?).ok_or_else(|| reader.error("unknown hold state"))?;
+    let loyalty_points = reader.u32()?;
+    let hold = Hold {
+        payer_slot,
+        merchant,
+        terminal,
+        state,
+        loyalty_points,
+        held: reader.u64()?,
+        authorized: reader.u64()?,
+        captured: reader.u64()?,
+        refunded: reader.u64()?,
+        fee: reader.u64()?,
+        created_us: reader.u64()?,
+        expires_us: reader.u64()?,
+        finished_us: reader.u64()?,
+    };
+    if hold.refunded > hold.captured {
+        return Err(reader.error("hold refunded above captured"));
+    }
+    Ok(hold)
+}
+
+fn decode_entry(reader: &mut Reader<'_>) -> Result<Entry, StateError> {
+    let key = RequestKey {
+        terminal: TerminalId(reader.u32()?),
+        request_id: reader.u64()?,
+    };
+    let fingerprint = reader.u64()?;
+    let kind = reader.u8()?;
+    let reason = Reason::from_u8(reader.u8()?).ok_or_else(|| reader.error("unknown reason"))?;
+    let outcome = Outcome {
+        reason,
+        id: reader.u64()?,
+        amount: reader.u64()?,
+    };
+    let at_us = reader.u64()?;
+    let reversed = match reader.u8()? {
+        0 => false,
+        1 => true,
+        _ => return Err(reader.error("reversed flag is neither 0 nor 1")),
+    };
+    Ok(Entry {
+        key,
+        fingerprint,
+        kind,
+        outcome,
+        at_us,
+        reversed,
+    })
+}
+
+/// Rebuild the registry from its canonical form.
+pub fn decode_registry(bytes: &[u8]) -> Result<Registry, StateError> {
+    let mut reader = Reader::new(bytes);
+    let registry = Registry::default();
+    let merchants = reader.count(5)?;
+    for _ in 0..merchants {
+        let status = Status::from_u8(reader.u8()?).ok_or_else(|| reader.error("unknown merchant status"))?;
+        let fees = Fees {
+            bps: reader.u16()?,
+            bps_with_details: reader.u16()?,
+        };
+        registry.add_merchant(status, fees);
+    }
+    let terminals = reader.count(37)?;
+    for _ in 0..terminals {
+        let merchant = MerchantId(reader.u32()?);
+        if merchant.0 == 0 || merchant.0 as usize > merchants {
+            return Err(reader.error("terminal of an unknown merchant"));
+        }
+        let status = Status::from_u8(reader.u8()?).ok_or_else(|| reader.error("unknown terminal status"))?;
+        registry.add_terminal(merchant, status, reader.array::<32>()?);
+    }
+    if !reader.is_done() {
+        return Err(reader.error("bytes after the registry"));
+    }
+    Ok(registry)
+}

@@ -1,0 +1,170 @@
+//! Commands the books execute and the outcome each gets.
+//!
+//! A command is exactly what the write-ahead log records: replaying the same commands with the
+//! same timestamps in the same order rebuilds the same books. So every choice the books make
+//! outside their own state is already made in the command: the shard of a new account, the
+//! secret of a new terminal, the payer behind a mobile number.
+
+use crate::ids::{AccountId, Currency, HoldId, MerchantId, PinBlock, RequestKey, Status, TerminalId};
+use crate::reason::Reason;
+
+/// A payer's limits. `u64::MAX` (or `u32::MAX` for the count) means "no limit".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Limits {
+    /// Largest single payment or authorization, in minor units.
+    pub payment_max: u64,
+    /// Largest sum of approved payments and authorizations in one UTC day.
+    pub day_amount_max: u64,
+    /// Most approved payments and authorizations in one UTC day.
+    pub day_count_max: u32,
+    /// A PIN proof is required for amounts strictly above this.
+    pub pin_above: u64,
+}
+
+impl Limits {
+    /// No limits at all and no PIN required.
+    pub const NONE: Limits = Limits {
+        payment_max: u64::MAX,
+        day_amount_max: u64::MAX,
+        day_count_max: u32::MAX,
+        pin_above: u64::MAX,
+    };
+}
+
+/// Who a terminal command comes from: the idempotency key and the payee it acts for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Origin {
+    /// The merchant the terminal acts for.
+    pub merchant: MerchantId,
+    /// The terminal and its request id.
+    pub key: RequestKey,
+}
+
+/// What a capture or purchase says beyond the amount.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Extras {
+    /// The merchant sent product details: the lower fee applies.
+    pub product_details: bool,
+    /// Loyalty points the merchant grants the payer for this purchase.
+    pub loyalty_points: u32,
+}
+
+/// A merchant terminal's request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TerminalOp {
+    /// Place a hold of `amount` on the payer.
+    Authorize {
+        payer: AccountId,
+        amount: u64,
+        currency: Currency,
+        pin: Option<PinBlock>,
+        /// 0 asks for the default lifetime.
+        lifetime_us: u64,
+    },
+    /// Raise an active hold by `amount`.
+    Increment { hold: HoldId, amount: u64 },
+    /// Capture `amount` of a hold; `last` (or nothing left held) releases the rest.
+    Capture {
+        hold: HoldId,
+        amount: u64,
+        last: bool,
+        extras: Extras,
+    },
+    /// Release an active hold.
+    Void { hold: HoldId },
+    /// Authorize and capture in one step: the micro-payment fast path.
+    Purchase {
+        payer: AccountId,
+        amount: u64,
+        currency: Currency,
+        pin: Option<PinBlock>,
+        extras: Extras,
+    },
+    /// Give back up to what was captured on a hold (or purchase), in one or more refunds.
+    Refund { hold: HoldId, amount: u64 },
+    /// Undo the request `original_request_id` of the same terminal on `payer`'s books.
+    Reversal {
+        payer: AccountId,
+        original_request_id: u64,
+    },
+}
+
+impl TerminalOp {
+    /// The stable number of this operation, as recorded in the idempotency window and the log.
+    pub const fn kind(&self) -> u8 {
+        match self {
+            TerminalOp::Authorize { .. } => 1,
+            TerminalOp::Increment { .. } => 2,
+            TerminalOp::Capture { .. } => 3,
+            TerminalOp::Void { .. } => 4,
+            TerminalOp::Purchase { .. } => 5,
+            TerminalOp::Refund { .. } => 6,
+            TerminalOp::Reversal { .. } => 7,
+        }
+    }
+}
+
+/// Everything the books can be asked to change. Each touches exactly one shard, except the
+/// merchant and terminal registrations, which briefly hold every shard so that the log orders
+/// them against all payments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Command {
+    /// A terminal request, keyed for idempotency.
+    Terminal { origin: Origin, op: TerminalOp },
+    /// Open a payer account in `shard` (the caller spreads accounts over shards).
+    OpenAccount {
+        shard: u32,
+        currency: Currency,
+        mobile: Option<u64>,
+        limits: Limits,
+    },
+    /// Move `amount` from the issuer's funding account to a payer.
+    Load { account: AccountId, amount: u64 },
+    /// Replace a payer's limits.
+    SetLimits { account: AccountId, limits: Limits },
+    /// Set a payer's PIN (and unlock it).
+    SetPin { account: AccountId, pin: PinBlock },
+    /// Freeze, unfreeze or close a payer account.
+    SetAccountStatus { account: AccountId, status: Status },
+    /// Register a merchant with its fees (basis points; the second with product details).
+    RegisterMerchant { fee_bps: u16, fee_bps_with_details: u16 },
+    /// Freeze, unfreeze or close a merchant.
+    SetMerchantStatus { merchant: MerchantId, status: Status },
+    /// Register a terminal of a merchant with the secret it will log on with.
+    RegisterTerminal { merchant: MerchantId, secret: [u8; 32] },
+    /// Freeze, unfreeze or close a terminal.
+    SetTerminalStatus { terminal: TerminalId, status: Status },
+    /// Time has reached `now_us` in `shard`: expire its holds and prune finished ones.
+    AdvanceTime { shard: u32 },
+}
+
+/// What a command got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Outcome {
+    /// Approved, or why not.
+    pub reason: Reason,
+    /// The id the command produced or acted on: hold, account, merchant or terminal; 0 if none.
+    pub id: u64,
+    /// The amount approved (held, captured, refunded, loaded); 0 on decline.
+    pub amount: u64,
+}
+
+impl Outcome {
+    /// A decline with nothing else to say.
+    pub const fn declined(reason: Reason) -> Outcome {
+        Outcome {
+            reason,
+            id: 0,
+            amount: 0,
+        }
+    }
+
+    /// An approval naming an id and an amount.
+    pub const fn approved(id: u64, amount: u64) -> Outcome {
+        Outcome {
+            reason: Reason::Approved,
+            id,
+            amount,
+        }
+    }
+}

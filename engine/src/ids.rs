@@ -1,0 +1,130 @@
+//! Identifiers and small value types. Ids are newtypes so an account number is never passed
+//! where a hold id is expected.
+//!
+//! Account ids encode where the account lives, so the hot path finds it by arithmetic:
+//!
+//! | id range | account |
+//! |---|---|
+//! | 1 | the issuer's funding account (loads come from it) |
+//! | 2 | the issuer's fee account |
+//! | 3 ..= 2 + `MERCHANTS_MAX` | merchant `id - 2`'s settlement account |
+//! | `PAYER_ID_BASE` + (slot << shard_bits \| shard) | a payer in `shard` at `slot` |
+//!
+//! Hold ids are `(sequence << shard_bits) | shard` with the sequence starting at 1 in each
+//! shard, so no hold id is 0 and every hold id names its shard.
+
+use crate::limits::PAYER_ID_BASE;
+
+/// An account number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AccountId(pub u64);
+
+impl AccountId {
+    /// The issuer's funding account: every load debits it.
+    pub const FUNDING: AccountId = AccountId(1);
+    /// The issuer's fee account: every merchant fee is credited to it.
+    pub const FEE: AccountId = AccountId(2);
+
+    /// The settlement account of a merchant.
+    pub const fn settlement(merchant: MerchantId) -> AccountId {
+        AccountId(2 + merchant.0 as u64)
+    }
+
+    /// True if this id is in the payer range.
+    pub const fn is_payer(self) -> bool {
+        self.0 >= PAYER_ID_BASE
+    }
+
+    /// The index of this ledger account's stripe (funding 0, fee 1, merchant m at 1 + m).
+    pub const fn ledger_index(self) -> Option<u32> {
+        if self.0 >= 1 && self.0 < PAYER_ID_BASE {
+            Some((self.0 - 1) as u32)
+        } else {
+            None
+        }
+    }
+}
+
+/// A merchant (payee) id, issued from 1 by registration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MerchantId(pub u32);
+
+/// A terminal id, issued from 1 by registration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TerminalId(pub u32);
+
+/// A hold (reservation) id; also identifies a purchase for refunds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HoldId(pub u64);
+
+/// An ISO 4217 numeric currency code (978 is the euro).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Currency(pub u16);
+
+/// A PIN block as the wire carries it (ISO 9564 format-0 layout, no PAN mixing). The books
+/// never keep it: they keep a verifier derived from it and the account id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PinBlock(pub [u8; 8]);
+
+/// Whether an account, merchant or terminal may act.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// Normal operation.
+    Active = 0,
+    /// Temporarily blocked by the operator; may be unfrozen.
+    Frozen = 1,
+    /// Permanently closed.
+    Closed = 2,
+}
+
+impl Status {
+    /// The status for a stored byte.
+    pub fn from_u8(value: u8) -> Option<Status> {
+        match value {
+            0 => Some(Status::Active),
+            1 => Some(Status::Frozen),
+            2 => Some(Status::Closed),
+            _ => None,
+        }
+    }
+}
+
+/// What an account is for.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AccountKind {
+    /// A payer: funds micro-payments and card payments.
+    Payer = 0,
+    /// A merchant's settlement account (striped across shards).
+    MerchantSettlement = 1,
+    /// The issuer's funding account (striped).
+    IssuerFunding = 2,
+    /// The issuer's fee account (striped).
+    IssuerFee = 3,
+}
+
+impl AccountKind {
+    /// The kind of an account id.
+    pub fn of(account: AccountId) -> Option<AccountKind> {
+        match account.0 {
+            0 => None,
+            1 => Some(AccountKind::IssuerFunding),
+            2 => Some(AccountKind::IssuerFee),
+            id if id < PAYER_ID_BASE => Some(AccountKind::MerchantSettlement),
+            _ => Some(AccountKind::Payer),
+        }
+    }
+}
+
+/// The idempotency key of a terminal request: the terminal and the id it chose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RequestKey {
+    /// The terminal that sent the request.
+    pub terminal: TerminalId,
+    /// The terminal's request id; a retry reuses it.
+    pub request_id: u64,
+}
+
+/// A log sequence number; 0 means "not logged".
+pub type Lsn = u64;

@@ -1,2 +1,13 @@
 //! authd engine (work in progress: see the crate doc once the books land).
+pub mod books;
+pub mod command;
+pub mod ids;
+pub mod limits;
 pub mod reason;
+
+pub use books::{Books, BooksConfig, Executed, Journal, JournalError, NoJournal, Totals};
+pub use command::{Command, Extras, Limits, Origin, Outcome, TerminalOp};
+pub use ids::{
+    AccountId, AccountKind, Currency, HoldId, Lsn, MerchantId, PinBlock, RequestKey, Status, TerminalId,
+};
+pub use reason::Reason;

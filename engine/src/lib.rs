@@ -4,6 +4,7 @@ pub mod command;
 pub mod ids;
 pub mod limits;
 pub mod reason;
+pub mod wal;
 
 pub use books::{Books, BooksConfig, Executed, Journal, JournalError, NoJournal, Totals};
 pub use command::{Command, Extras, Limits, Origin, Outcome, TerminalOp};

@@ -1,0 +1,135 @@
+//! [`WalError`]: everything the log can refuse, with what the operator does next.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::record::RecordFault;
+use super::Lsn;
+
+/// Who holds the data dir's `LOCK` file, as far as its contents tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockHolder(pub Option<u32>);
+
+impl fmt::Display for LockHolder {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(pid) => write!(formatter, "pid {pid}"),
+            None => formatter.write_str("another process (its pid is unreadable)"),
+        }
+    }
+}
+
+/// Errors of the log, the lock and the snapshot container. Cloneable so that a failure of
+/// the writer can be handed to every caller.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum WalError {
+    /// Opening, reading, renaming or removing a file failed outside the writer.
+    #[error(
+        "cannot {action} {path}: {source}; check that the data dir exists, is writable and \
+             the disk is healthy"
+    )]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: Arc<io::Error>,
+    },
+    /// Another process holds the data dir.
+    #[error("data dir {dir} is locked by {holder}; stop it or pass --data-dir")]
+    Locked { dir: PathBuf, holder: LockHolder },
+    /// The writer failed; the log is stopped for good. Nothing after `durable_lsn` was
+    /// acknowledged.
+    #[error(
+        "{operation} {file} failed: {source}; {advice}; nothing after lsn {durable_lsn} \
+             was acknowledged"
+    )]
+    Failed {
+        operation: &'static str,
+        file: PathBuf,
+        #[source]
+        source: Arc<io::Error>,
+        advice: &'static str,
+        durable_lsn: Lsn,
+    },
+    /// A bad record or segment header with valid log data after it.
+    #[error(
+        "log is corrupt at {file} offset {offset} ({fault}), but valid log data follows \
+             at {followed_by} offset {followed_at}; restore the data dir from a backup, or \
+             restart with --truncate-corrupt-log to cut the log at that offset (the cut bytes \
+             are kept aside in .cut files)"
+    )]
+    Corrupt {
+        file: PathBuf,
+        offset: u64,
+        fault: RecordFault,
+        followed_by: PathBuf,
+        followed_at: u64,
+    },
+    /// Records are missing between two segments (or before the first one).
+    #[error(
+        "log is missing lsns {first}..={last} (next present in {next_file}); restore the \
+             missing segment files from a backup"
+    )]
+    Gap {
+        first: Lsn,
+        last: Lsn,
+        next_file: PathBuf,
+    },
+    /// Two segments claim the same lsns.
+    #[error(
+        "segment {file} starts at lsn {first_lsn}, but the segments before it already \
+             reach lsn {last_lsn}; move the stray segment out of the data dir"
+    )]
+    Overlap {
+        file: PathBuf,
+        first_lsn: Lsn,
+        last_lsn: Lsn,
+    },
+    /// A payload over [`super::RECORD_PAYLOAD_BYTES_MAX`]: a caller's bug.
+    #[error("payload of {bytes} bytes exceeds the record limit of {max} bytes")]
+    PayloadTooLarge { bytes: usize, max: usize },
+    /// A [`super::WalConfig`] value out of range.
+    #[error("{setting} = {value} is out of range {min}..={max}")]
+    Config {
+        setting: &'static str,
+        value: u64,
+        min: u64,
+        max: u64,
+    },
+    /// A snapshot file that fails validation.
+    #[error("snapshot {path} is invalid: {reason}")]
+    SnapshotInvalid { path: PathBuf, reason: String },
+    /// The log was closed.
+    #[error("the log is closed")]
+    Closed,
+}
+
+impl WalError {
+    /// An [`WalError::Io`] for `action` on `path`.
+    pub fn io(action: &'static str, path: &Path, source: io::Error) -> WalError {
+        WalError::Io {
+            action,
+            path: path.to_path_buf(),
+            source: Arc::new(source),
+        }
+    }
+
+    /// A [`WalError::Failed`] of the writer, with advice chosen by the cause.
+    pub fn failed(operation: &'static str, file: &Path, source: io::Error, durable_lsn: Lsn) -> WalError {
+        let disk_full = source.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error());
+        let advice = if disk_full {
+            "free space and restart authd"
+        } else {
+            "check the disk (kernel log) and restart authd"
+        };
+        WalError::Failed {
+            operation,
+            file: file.to_path_buf(),
+            source: Arc::new(source),
+            advice,
+            durable_lsn,
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The write-ahead log: a durable, ordered log of opaque payloads.
+//!
+//! The log knows nothing about the books. A caller hands it a timestamp and a payload of at most
+//! [`RECORD_PAYLOAD_BYTES_MAX`] bytes and gets back the payload's log sequence number ([`Lsn`]);
+//! once [`Wal::durable_lsn`] reaches that number the record survives a crash. The layout:
+//!
+//! - [`record`]: one record = a 24-byte little-endian header (crc32c, length, lsn, timestamp)
+//!   and the payload. The checksum covers every byte after itself.
+//! - [`segment`]: records live in segment files `wal-<first lsn, 20 digits>.log` in the data
+//!   dir. Each starts with a 32-byte header (magic, format version, first lsn, checksum) and is
+//!   preallocated to [`WalConfig::segment_bytes`] so that appending does not grow the file. When
+//!   the next record does not fit, the writer syncs the full segment and starts the next one, so
+//!   a segment that has a successor is always complete on disk.
+//! - [`writer`]: group commit. [`Wal::append`] runs while the caller holds its shard lock: it
+//!   takes one short mutex, assigns the next lsn and copies the record into the pending buffer
+//!   (no syscall, no allocation). The log order is therefore the apply order (PERFORMANCE.md,
+//!   "The ordering trap"), and "durable up to lsn P" is one number. One writer thread swaps the
+//!   pending buffer with its spare, writes everything with one `pwrite`, syncs once according to
+//!   [`FsyncMode`], publishes [`Wal::durable_lsn`] and calls every notifier. When the pending
+//!   buffer holds [`WalConfig::pending_bytes_max`] bytes, `append` waits for the writer
+//!   (backpressure). A failed write or sync stops the log for good (see [`WalError::Failed`]).
+//! - [`recovery`]: [`read_log`] replays records in lsn order and classifies whatever ends the log
+//!   (decision table in its module doc); [`Wal::open`] replays, cuts a torn tail, and continues
+//!   at the next lsn in a fresh segment.
+//! - [`lock`]: the `LOCK` file that keeps a second process out of the data dir.
+//! - [`snapshot_file`]: a checksummed container of opaque sections written atomically; the
+//!   books decide what goes in it.
+//!
+//! Startup order for a server: [`DirLock::acquire`], [`read_newest_snapshot`], then
+//! [`Wal::open`] with the snapshot's lsn, replaying into the books from its visitor. After a new
+//! snapshot is written, [`Wal::remove_segments_before`] drops the segments it covers. Keep the
+//! segments back to the previous snapshot if a corrupt newest snapshot should still be
+//! recoverable from the one before it.
+//!
+//! The formats, recovery rules and limits are also described in DESIGN-wal.md.
+
+pub mod error;
+pub mod lock;
+pub mod record;
+pub mod recovery;
+pub mod segment;
+pub mod snapshot_file;
+pub mod writer;
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+pub use error::{LockHolder, WalError};
+pub use lock::DirLock;
+pub use record::{RecordFault, RECORD_BYTES_MAX, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX};
+pub use recovery::{read_log, CorruptionCut, LogEnd, ReadOptions, RecoveryReport, TornTail};
+pub use segment::{SEGMENT_FORMAT_VERSION, SEGMENT_HEADER_BYTES};
+pub use snapshot_file::{read_newest_snapshot, write_snapshot, Snapshot, SnapshotScan};
+pub use writer::{Wal, WalStats};
+
+/// Default size of one segment file (64 MiB); segments are preallocated to this size.
+pub const SEGMENT_BYTES_DEFAULT: u64 = 64 << 20;
+/// Smallest allowed segment: its header plus one record of the largest size.
+pub const SEGMENT_BYTES_MIN: u64 = SEGMENT_HEADER_BYTES + RECORD_BYTES_MAX as u64;
+/// Largest allowed segment (1 GiB); recovery reads one whole segment into memory at a time.
+pub const SEGMENT_BYTES_MAX: u64 = 1 << 30;
+/// Default bound of the pending buffer (1 MiB): `append` waits when it is full.
+pub const PENDING_BYTES_MAX_DEFAULT: usize = 1 << 20;
+/// Largest allowed pending buffer (64 MiB); two buffers of this size are allocated.
+pub const PENDING_BYTES_MAX_MAX: usize = 64 << 20;
+/// Longest allowed [`FsyncMode::Batch`] interval (1 s).
+pub const BATCH_INTERVAL_US_MAX: u64 = 1_000_000;
+
+const _: () = assert!(SEGMENT_BYTES_MIN <= SEGMENT_BYTES_DEFAULT);
+const _: () = assert!(SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_MAX);
+const _: () = assert!(RECORD_BYTES_MAX <= PENDING_BYTES_MAX_DEFAULT);
+const _: () = assert!(PENDING_BYTES_MAX_DEFAULT <= PENDING_BYTES_MAX_MAX);
+
+/// Log sequence number: the first record of a log is lsn 1; 0 means "nothing". The same
+/// `u64` as `crate::ids::Lsn`, declared here too so that the log stands on its own.
+pub type Lsn = u64;
+
+/// When the writer syncs, and so when [`Wal::durable_lsn`] advances.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FsyncMode {
+    /// fdatasync after every write, then publish. The default.
+    #[default]
+    Always,
+    /// Like `Always`, but start a sync at most every `interval_us` microseconds, gathering more
+    /// records per sync at the price of up to `interval_us` more latency.
+    Batch { interval_us: u64 },
+    /// Publish right after the write, never sync (except at [`Wal::close`]). A crash of the
+    /// machine loses acknowledged records: for benchmarks only, and authd must say so.
+    Never,
+}
+
+/// Test hook: makes the writer's next writes or syncs fail as if the disk were full.
+#[derive(Debug, Default)]
+pub struct FaultInjection {
+    /// Every write fails with ENOSPC while set.
+    pub fail_writes: AtomicBool,
+    /// Every fdatasync fails with EIO while set.
+    pub fail_syncs: AtomicBool,
+}
+
+/// How to run the log. Start from [`WalConfig::new`] and change what you need.
+#[derive(Clone, Debug)]
+pub struct WalConfig {
+    /// The data dir holding segments, snapshots and the `LOCK` file.
+    pub dir: PathBuf,
+    /// Size of each segment file; [`SEGMENT_BYTES_MIN`]..=[`SEGMENT_BYTES_MAX`].
+    pub segment_bytes: u64,
+    /// Bound of the pending buffer; [`RECORD_BYTES_MAX`]..=[`PENDING_BYTES_MAX_MAX`].
+    pub pending_bytes_max: usize,
+    /// When to sync.
+    pub fsync_mode: FsyncMode,
+    /// Injected failures, for tests.
+    pub faults: Option<std::sync::Arc<FaultInjection>>,
+}
+
+impl WalConfig {
+    /// The defaults for a data dir.
+    pub fn new(dir: impl Into<PathBuf>) -> WalConfig {
+        WalConfig {
+            dir: dir.into(),
+            segment_bytes: SEGMENT_BYTES_DEFAULT,
+            pending_bytes_max: PENDING_BYTES_MAX_DEFAULT,
+            fsync_mode: FsyncMode::Always,
+            faults: None,
+        }
+    }
+
+    /// Checks every value against its limit.
+    pub fn validate(&self) -> Result<(), WalError> {
+        if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&self.segment_bytes) {
+            return Err(WalError::Config {
+                setting: "segment_bytes",
+                value: self.segment_bytes,
+                min: SEGMENT_BYTES_MIN,
+                max: SEGMENT_BYTES_MAX,
+            });
+        }
+        if !(RECORD_BYTES_MAX..=PENDING_BYTES_MAX_MAX).contains(&self.pending_bytes_max) {
+            return Err(WalError::Config {
+                setting: "pending_bytes_max",
+                value: self.pending_bytes_max as u64,
+                min: RECORD_BYTES_MAX as u64,
+                max: PENDING_BYTES_MAX_MAX as u64,
+            });
+        }
+        if let FsyncMode::Batch { interval_us } = self.fsync_mode {
+            if interval_us > BATCH_INTERVAL_US_MAX {
+                return Err(WalError::Config {
+                    setting: "fsync batch interval_us",
+                    value: interval_us,
+                    min: 0,
+                    max: BATCH_INTERVAL_US_MAX,
+                });
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,367 @@
+//! Reading the log back: replay in lsn order, and decide what ends it.
+//!
+//! [`read_log`] reads the segments that may hold records after `after` (the lsn a snapshot
+//! covers), validates every record (checksum, then lsn = previous + 1) and hands those with
+//! lsn > `after` to the visitor. It never changes a file; [`super::Wal::open`] applies what
+//! the report says (cuts the tail, keeps cut bytes aside) before appending.
+//!
+//! Decision table (one test per row in `engine/tests/wal_recovery.rs`):
+//!
+//! | # | what the reader finds                                              | decision |
+//! |---|--------------------------------------------------------------------|----------|
+//! | 1 | no segment files                                                   | empty log; next lsn = after + 1 |
+//! | 2 | records, then end of file or only zero bytes                      | clean end of that segment |
+//! | 3 | newest segment: bad bytes at X, no valid record after X            | torn tail: the log ends at X; reported in [`RecoveryReport::torn_tail`], cut by `Wal::open` |
+//! | 4 | newest segment: bad bytes at X, a valid record (lsn >= expected) later in it | [`WalError::Corrupt`] naming file and X |
+//! | 5 | older segment: bad bytes at X (a successor exists, and a segment is synced before its successor is created) | [`WalError::Corrupt`] naming file and X |
+//! | 6 | rows 4-5 with [`ReadOptions::truncate_corrupt`]                    | the log ends at X; [`RecoveryReport::cut`] names what `Wal::open` keeps aside (`<segment>.cut-<X>`, later segments renamed `*.cut`) |
+//! | 7 | a segment whose header is bad or disagrees with its name           | bad bytes at offset 0: rows 3-6 apply |
+//! | 8 | next segment starts after the lsn expected (a missing segment), or the first one starts after `after + 1` | [`WalError::Gap`] naming the missing lsns |
+//! | 9 | next segment starts before the lsn expected                        | [`WalError::Overlap`] |
+//! | 10| a record with lsn <= `after`                                       | validated, not visited |
+//!
+//! "Bad bytes" is any record that fails [`super::record::decode`], has an unexpected lsn, or
+//! zero bytes followed by non-zero ones. Row 4 also catches an unsynced tail that the kernel
+//! wrote out of order before a power loss: such records were never acknowledged, so cutting
+//! with the truncate option loses nothing acknowledged; the log refuses to decide alone.
+
+use std::fs::{self, File};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::record::{self, RecordFault, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX};
+use super::segment::{self, SegmentName, SEGMENT_HEADER_BYTES};
+use super::{Lsn, WalError, SEGMENT_BYTES_MAX};
+
+/// How [`read_log`] treats corruption.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// End the log at the first corrupt record instead of failing (the operator's explicit
+    /// `--truncate-corrupt-log`). The cut is reported, never silent.
+    pub truncate_corrupt: bool,
+}
+
+/// Where the valid log ends: `Wal::open` cuts the segment there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEnd {
+    pub file: PathBuf,
+    pub offset: u64,
+}
+
+/// A torn record at the end of the newest segment (a crash mid-write): cut off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TornTail {
+    pub file: PathBuf,
+    pub offset: u64,
+    /// Bytes from `offset` to the last non-zero byte.
+    pub bytes: u64,
+    pub fault: RecordFault,
+}
+
+/// Corruption cut away at the operator's request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CorruptionCut {
+    pub file: PathBuf,
+    pub offset: u64,
+    pub fault: RecordFault,
+    /// Segments after `file`, dropped from the log whole.
+    pub later_segments: Vec<PathBuf>,
+}
+
+/// What [`read_log`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Records up to this lsn were not visited (the snapshot has them).
+    pub after: Lsn,
+    /// The lsn the log reaches: its last record, or the one before an empty newest segment.
+    pub last_lsn: Lsn,
+    /// The lsn the next append gets: `max(last_lsn, after) + 1`.
+    pub next_lsn: Lsn,
+    /// Records handed to the visitor.
+    pub records_read: u64,
+    /// Records validated but not visited (lsn <= after).
+    pub records_skipped: u64,
+    /// Segment files read.
+    pub segments_read: u64,
+    /// The end of the valid log, if any segment was read.
+    pub end: Option<LogEnd>,
+    pub torn_tail: Option<TornTail>,
+    pub cut: Option<CorruptionCut>,
+    /// Files `Wal::open` wrote or renamed to keep cut bytes aside (empty from [`read_log`]).
+    pub kept_aside: Vec<PathBuf>,
+}
+
+/// How one segment's records end.
+enum SegmentStop {
+    Clean { offset: usize },
+    Bad { offset: usize, fault: RecordFault },
+}
+
+/// Replays the records with lsn > `after` in order; see the module doc for what ends the log.
+/// The visitor's error stops the replay and is returned.
+pub fn read_log<E, F>(
+    dir: &Path,
+    after: Lsn,
+    options: &ReadOptions,
+    mut visit: F,
+) -> Result<RecoveryReport, E>
+where
+    E: From<WalError>,
+    F: FnMut(Lsn, u64, &[u8]) -> Result<(), E>,
+{
+    let segments = segment::list_segments(dir)?;
+    let mut report = RecoveryReport {
+        after,
+        last_lsn: after,
+        next_lsn: after + 1,
+        records_read: 0,
+        records_skipped: 0,
+        segments_read: 0,
+        end: None,
+        torn_tail: None,
+        cut: None,
+        kept_aside: Vec::new(),
+    };
+    // The last segment starting at or before after + 1 holds it; earlier ones are covered.
+    let start = segments
+        .iter()
+        .rposition(|segment| segment.first_lsn <= after + 1)
+        .unwrap_or(0);
+    let Some(first) = segments.get(start) else {
+        return Ok(report);
+    };
+    if first.first_lsn > after + 1 {
+        return Err(gap(after + 1, first).into());
+    }
+    let mut expected = first.first_lsn;
+    let mut bytes = Vec::new();
+    for (index, segment) in segments.iter().enumerate().skip(start) {
+        if segment.first_lsn > expected {
+            return Err(gap(expected.max(after + 1), segment).into());
+        }
+        if segment.first_lsn < expected {
+            return Err(WalError::Overlap {
+                file: segment.path.clone(),
+                first_lsn: segment.first_lsn,
+                last_lsn: expected - 1,
+            }
+            .into());
+        }
+        read_segment_file(&segment.path, &mut bytes)?;
+        report.segments_read += 1;
+        let stop = replay_segment(&bytes, segment, &mut expected, &mut report, &mut visit)?;
+        let offset = match stop {
+            SegmentStop::Clean { offset } => offset as u64,
+            SegmentStop::Bad { offset, fault } => {
+                let later = &segments[index + 1..];
+                classify_bad(
+                    &bytes,
+                    segment,
+                    offset,
+                    fault,
+                    expected,
+                    later,
+                    options,
+                    &mut report,
+                )?;
+                offset as u64
+            }
+        };
+        report.end = Some(LogEnd {
+            file: segment.path.clone(),
+            offset,
+        });
+        if report.torn_tail.is_some() || report.cut.is_some() {
+            break;
+        }
+    }
+    report.last_lsn = expected - 1;
+    report.next_lsn = report.last_lsn.max(after) + 1;
+    Ok(report)
+}
+
+fn gap(first: Lsn, next: &SegmentName) -> WalError {
+    WalError::Gap {
+        first,
+        last: next.first_lsn - 1,
+        next_file: next.path.clone(),
+    }
+}
+
+fn read_segment_file(path: &Path, bytes: &mut Vec<u8>) -> Result<(), WalError> {
+    bytes.clear();
+    let file = File::open(path).map_err(|error| WalError::io("open", path, error))?;
+    let length = file
+        .metadata()
+        .map_err(|error| WalError::io("stat", path, error))?
+        .len();
+    if length > SEGMENT_BYTES_MAX {
+        let error = std::io::Error::other(format!("larger than {SEGMENT_BYTES_MAX} bytes"));
+        return Err(WalError::io("read segment", path, error));
+    }
+    file.take(SEGMENT_BYTES_MAX)
+        .read_to_end(bytes)
+        .map_err(|error| WalError::io("read", path, error))?;
+    Ok(())
+}
+
+/// Visits the segment's valid records in order and says how they end.
+fn replay_segment<E, F>(
+    bytes: &[u8],
+    segment: &SegmentName,
+    expected: &mut Lsn,
+    report: &mut RecoveryReport,
+    visit: &mut F,
+) -> Result<SegmentStop, E>
+where
+    F: FnMut(Lsn, u64, &[u8]) -> Result<(), E>,
+{
+    match segment::decode_segment_header(bytes) {
+        Ok(first_lsn) if first_lsn == segment.first_lsn => {}
+        Ok(_) => {
+            let reason = "first lsn differs from the file name";
+            let fault = RecordFault::SegmentHeader { reason };
+            return Ok(SegmentStop::Bad { offset: 0, fault });
+        }
+        Err(fault) => return Ok(SegmentStop::Bad { offset: 0, fault }),
+    }
+    let mut offset = SEGMENT_HEADER_BYTES as usize;
+    while offset < bytes.len() {
+        let rest = &bytes[offset..];
+        let record = match record::decode(rest) {
+            Ok(record) if record.lsn == *expected => record,
+            Ok(record) => {
+                let fault = RecordFault::UnexpectedLsn {
+                    expected: *expected,
+                    found: record.lsn,
+                };
+                return Ok(SegmentStop::Bad { offset, fault });
+            }
+            Err(_) if rest.iter().all(|&byte| byte == 0) => return Ok(SegmentStop::Clean { offset }),
+            Err(fault) => {
+                let fault = if rest[..RECORD_HEADER_BYTES.min(rest.len())]
+                    .iter()
+                    .all(|&b| b == 0)
+                {
+                    RecordFault::ZeroesBeforeData
+                } else {
+                    fault
+                };
+                return Ok(SegmentStop::Bad { offset, fault });
+            }
+        };
+        if record.lsn > report.after {
+            visit(record.lsn, record.timestamp_us, record.payload)?;
+            report.records_read += 1;
+        } else {
+            report.records_skipped += 1;
+        }
+        *expected += 1;
+        offset += record.bytes_total();
+    }
+    Ok(SegmentStop::Clean { offset })
+}
+
+/// Rows 3-6 of the decision table: torn tail, corruption, or a requested cut.
+#[allow(clippy::too_many_arguments)]
+fn classify_bad(
+    bytes: &[u8],
+    segment: &SegmentName,
+    offset: usize,
+    fault: RecordFault,
+    expected: Lsn,
+    later: &[SegmentName],
+    options: &ReadOptions,
+    report: &mut RecoveryReport,
+) -> Result<(), WalError> {
+    let evidence = match later.first() {
+        Some(next) => Some((next.path.clone(), 0)),
+        None => {
+            find_valid_record(bytes, offset + 1, expected).map(|found| (segment.path.clone(), found as u64))
+        }
+    };
+    let Some((followed_by, followed_at)) = evidence else {
+        let nonzero_end = bytes
+            .iter()
+            .rposition(|&byte| byte != 0)
+            .map_or(offset, |at| at + 1);
+        report.torn_tail = Some(TornTail {
+            file: segment.path.clone(),
+            offset: offset as u64,
+            bytes: nonzero_end.saturating_sub(offset) as u64,
+            fault,
+        });
+        return Ok(());
+    };
+    if !options.truncate_corrupt {
+        return Err(WalError::Corrupt {
+            file: segment.path.clone(),
+            offset: offset as u64,
+            fault,
+            followed_by,
+            followed_at,
+        });
+    }
+    report.cut = Some(CorruptionCut {
+        file: segment.path.clone(),
+        offset: offset as u64,
+        fault,
+        later_segments: later.iter().map(|next| next.path.clone()).collect(),
+    });
+    Ok(())
+}
+
+/// The first offset at or after `from` holding a valid record with lsn >= `min_lsn`.
+fn find_valid_record(bytes: &[u8], from: usize, min_lsn: Lsn) -> Option<usize> {
+    let last = bytes.len().checked_sub(RECORD_HEADER_BYTES)?;
+    (from..=last).find(|&offset| {
+        let rest = &bytes[offset..];
+        let plausible = record::peek_lsn(rest).is_some_and(|lsn| lsn >= min_lsn)
+            && record::peek_length(rest).is_some_and(|length| length as usize <= RECORD_PAYLOAD_BYTES_MAX);
+        plausible && record::decode(rest).is_ok()
+    })
+}
+
+/// Applies a report before appending: keeps cut bytes aside, renames dropped segments, and cuts
+/// the newest segment at the end of its valid records (dropping its torn tail and unused
+/// preallocated space). Returns the paths written aside.
+pub fn prepare_for_append(dir: &Path, report: &RecoveryReport) -> Result<Vec<PathBuf>, WalError> {
+    let mut kept_aside = Vec::new();
+    if let Some(cut) = &report.cut {
+        let aside = keep_tail_aside(&cut.file, cut.offset)?;
+        kept_aside.push(aside);
+        for later in &cut.later_segments {
+            let aside = with_suffix(later, ".cut");
+            fs::rename(later, &aside).map_err(|error| WalError::io("rename", later, error))?;
+            kept_aside.push(aside);
+        }
+    }
+    if let Some(end) = &report.end {
+        segment::seal_segment(&end.file, end.offset)?;
+    }
+    segment::sync_dir(dir).map_err(|error| WalError::io("sync", dir, error))?;
+    Ok(kept_aside)
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Copies the bytes of `file` from `offset` to its last non-zero byte into `<file>.cut-<offset>`.
+fn keep_tail_aside(file: &Path, offset: u64) -> Result<PathBuf, WalError> {
+    let mut bytes = Vec::new();
+    read_segment_file(file, &mut bytes)?;
+    let start = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|&byte| byte != 0)
+        .map_or(start, |at| (at + 1).max(start));
+    let aside = with_suffix(file, &format!(".cut-{offset}"));
+    fs::write(&aside, &bytes[start..end]).map_err(|error| WalError::io("write", &aside, error))?;
+    File::open(&aside)
+        .and_then(|written| written.sync_all())
+        .map_err(|error| WalError::io("sync", &aside, error))?;
+    Ok(aside)
+}

@@ -1,0 +1,244 @@
+//! Segment files: `wal-<first lsn as 20 digits>.log`, a header, then records.
+//!
+//! | offset | size | field            | notes                                  |
+//! |-------:|-----:|------------------|----------------------------------------|
+//! |      0 |    8 | magic            | `AUTHDWAL`                             |
+//! |      8 |    4 | `format_version` | u32 LE, [`SEGMENT_FORMAT_VERSION`]     |
+//! |     12 |    4 | reserved         | zero                                   |
+//! |     16 |    8 | `first_lsn`      | u64 LE, equals the lsn in the name     |
+//! |     24 |    4 | `crc32c`         | u32 LE, CRC-32C of bytes 0..24         |
+//! |     28 |    4 | reserved         | zero                                   |
+//! |     32 |    - | records          | back to back, see [`super::record`]    |
+//!
+//! Version history: 1, the first.
+//!
+//! A segment is created as `<name>.tmp`, preallocated with `fallocate` to the configured size
+//! (real blocks, so writes do not grow the file), given its header, synced, renamed into place,
+//! and the dir synced: a segment under its final name always has a complete header. The space
+//! after the last record reads as zeroes. Note: on ext4 and XFS fallocated blocks are
+//! "unwritten" extents, and the first write into each still changes extent state, which the
+//! next fdatasync journals; see DESIGN-wal.md.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::record::RecordFault;
+use super::{Lsn, WalError};
+
+/// Bytes of the segment header; records start here.
+pub const SEGMENT_HEADER_BYTES: u64 = 32;
+/// Segment format version written and accepted.
+pub const SEGMENT_FORMAT_VERSION: u32 = 1;
+/// The first bytes of every segment.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"AUTHDWAL";
+
+const VERSION_OFFSET: usize = 8;
+const FIRST_LSN_OFFSET: usize = 16;
+const CRC_OFFSET: usize = 24;
+const _: () = assert!(CRC_OFFSET + 8 == SEGMENT_HEADER_BYTES as usize);
+
+const NAME_PREFIX: &str = "wal-";
+const NAME_SUFFIX: &str = ".log";
+const NAME_DIGITS: usize = 20;
+
+/// The file name of the segment whose first record is `first_lsn`.
+pub fn segment_file_name(first_lsn: Lsn) -> String {
+    format!("{NAME_PREFIX}{:020}{NAME_SUFFIX}", first_lsn)
+}
+
+/// The first lsn named by a segment file name, or `None` for any other file.
+pub fn parse_segment_file_name(name: &str) -> Option<Lsn> {
+    let digits = name.strip_prefix(NAME_PREFIX)?.strip_suffix(NAME_SUFFIX)?;
+    if digits.len() != NAME_DIGITS || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// A segment file found in the data dir.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentName {
+    pub first_lsn: Lsn,
+    pub path: PathBuf,
+}
+
+/// Every segment in `dir`, by first lsn. A missing dir holds no segments.
+pub fn list_segments(dir: &Path) -> Result<Vec<SegmentName>, WalError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(WalError::io("list", dir, error)),
+    };
+    let mut segments = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|error| WalError::io("list", dir, error))?;
+        let name = entry.file_name();
+        if let Some(first_lsn) = name.to_str().and_then(parse_segment_file_name) {
+            segments.push(SegmentName {
+                first_lsn,
+                path: entry.path(),
+            });
+        }
+    }
+    segments.sort_by_key(|segment| segment.first_lsn);
+    Ok(segments)
+}
+
+/// The header bytes of a segment starting at `first_lsn`.
+pub fn encode_segment_header(first_lsn: Lsn) -> [u8; SEGMENT_HEADER_BYTES as usize] {
+    let mut header = [0; SEGMENT_HEADER_BYTES as usize];
+    header[..VERSION_OFFSET].copy_from_slice(&SEGMENT_MAGIC);
+    header[VERSION_OFFSET..VERSION_OFFSET + 4].copy_from_slice(&SEGMENT_FORMAT_VERSION.to_le_bytes());
+    header[FIRST_LSN_OFFSET..CRC_OFFSET].copy_from_slice(&first_lsn.to_le_bytes());
+    let crc = crc32c::crc32c(&header[..CRC_OFFSET]);
+    header[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+    header
+}
+
+/// Validates a segment header and returns its first lsn.
+pub fn decode_segment_header(bytes: &[u8]) -> Result<Lsn, RecordFault> {
+    let fault = |reason| Err(RecordFault::SegmentHeader { reason });
+    let Some(header) = bytes.get(..SEGMENT_HEADER_BYTES as usize) else {
+        return fault("file shorter than the segment header");
+    };
+    if header[..VERSION_OFFSET] != SEGMENT_MAGIC {
+        return fault("bad magic");
+    }
+    let mut crc = [0; 4];
+    crc.copy_from_slice(&header[CRC_OFFSET..CRC_OFFSET + 4]);
+    if u32::from_le_bytes(crc) != crc32c::crc32c(&header[..CRC_OFFSET]) {
+        return fault("checksum mismatch");
+    }
+    if header[CRC_OFFSET + 4..] != [0; 4] {
+        return fault("reserved bytes are not zero");
+    }
+    let mut version = [0; 4];
+    version.copy_from_slice(&header[VERSION_OFFSET..VERSION_OFFSET + 4]);
+    if u32::from_le_bytes(version) != SEGMENT_FORMAT_VERSION {
+        return fault("unknown format version");
+    }
+    let mut first_lsn = [0; 8];
+    first_lsn.copy_from_slice(&header[FIRST_LSN_OFFSET..CRC_OFFSET]);
+    let first_lsn = u64::from_le_bytes(first_lsn);
+    if first_lsn == 0 {
+        return fault("first lsn is 0");
+    }
+    Ok(first_lsn)
+}
+
+/// Syncs a directory so that creates, renames and removals in it are durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// The segment the writer appends to.
+#[derive(Debug)]
+pub struct SegmentFile {
+    file: File,
+    path: PathBuf,
+    write_offset: u64,
+    capacity: u64,
+}
+
+impl SegmentFile {
+    /// Creates, preallocates and syncs a new segment (see the module doc). Replaces a segment
+    /// of the same name, which the caller has made sure holds no records.
+    pub fn create(dir: &Path, first_lsn: Lsn, segment_bytes: u64) -> io::Result<SegmentFile> {
+        let path = dir.join(segment_file_name(first_lsn));
+        let temporary = dir.join(format!("{}.tmp", segment_file_name(first_lsn)));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temporary)?;
+        rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, segment_bytes)?;
+        file.write_all_at(&encode_segment_header(first_lsn), 0)?;
+        file.sync_all()?;
+        fs::rename(&temporary, &path)?;
+        sync_dir(dir)?;
+        Ok(SegmentFile {
+            file,
+            path,
+            write_offset: SEGMENT_HEADER_BYTES,
+            capacity: segment_bytes,
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes still free for records.
+    pub fn remaining(&self) -> u64 {
+        self.capacity.saturating_sub(self.write_offset)
+    }
+
+    /// Writes `bytes` after the last record.
+    pub fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        debug_assert!(bytes.len() as u64 <= self.remaining());
+        self.file.write_all_at(bytes, self.write_offset)?;
+        self.write_offset += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// fdatasync: the records written so far survive a crash.
+    pub fn sync_data(&self) -> io::Result<()> {
+        rustix::fs::fdatasync(&self.file)?;
+        Ok(())
+    }
+}
+
+/// Cuts a segment file at `length` bytes (dropping preallocated space or a torn tail) and
+/// syncs it.
+pub fn seal_segment(path: &Path, length: u64) -> Result<(), WalError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|error| WalError::io("open", path, error))?;
+    file.set_len(length)
+        .map_err(|error| WalError::io("truncate", path, error))?;
+    file.sync_all().map_err(|error| WalError::io("sync", path, error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sort_by_lsn_and_round_trip() {
+        let name = segment_file_name(42);
+        assert_eq!(name, "wal-00000000000000000042.log");
+        assert_eq!(parse_segment_file_name(&name), Some(42));
+        assert_eq!(parse_segment_file_name("wal-42.log"), None);
+        assert_eq!(parse_segment_file_name("wal-00000000000000000042.log.tmp"), None);
+        assert_eq!(
+            parse_segment_file_name(&segment_file_name(u64::MAX)),
+            Some(u64::MAX)
+        );
+    }
+
+    #[test]
+    fn header_round_trips_and_every_flip_is_detected() {
+        let header = encode_segment_header(5);
+        assert_eq!(decode_segment_header(&header), Ok(5));
+        for bit in 0..header.len() * 8 {
+            let mut flipped = header;
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            assert!(decode_segment_header(&flipped).is_err(), "bit {bit}");
+        }
+    }
+
+    #[test]
+    fn created_segment_is_preallocated_and_starts_with_its_header() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let segment = SegmentFile::create(dir.path(), 1, 1 << 20).expect("create");
+        let bytes = fs::read(segment.path()).expect("read");
+        assert_eq!(bytes.len(), 1 << 20);
+        assert_eq!(decode_segment_header(&bytes), Ok(1));
+        assert_eq!(segment.remaining(), (1 << 20) - SEGMENT_HEADER_BYTES);
+    }
+}

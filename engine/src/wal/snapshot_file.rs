@@ -1,0 +1,301 @@
+//! A checksummed container of opaque sections: `snapshot-<lsn as 20 digits>.snap`.
+//!
+//! | offset | size | field            | notes                                  |
+//! |-------:|-----:|------------------|----------------------------------------|
+//! |      0 |    8 | magic            | `AUTHSNAP`                             |
+//! |      8 |    4 | `format_version` | u32 LE, [`SNAPSHOT_FORMAT_VERSION`]    |
+//! |     12 |    4 | `section_count`  | u32 LE, <= [`SNAPSHOT_SECTIONS_MAX`]   |
+//! |     16 |    8 | `lsn`            | u64 LE, the last lsn the contents cover; equals the name |
+//! |     24 |    4 | `crc32c`         | u32 LE, CRC-32C of bytes 0..24         |
+//! |     28 |    4 | reserved         | zero                                   |
+//! |     32 |    - | sections         | each: length u64 LE, crc32c u32 LE of the section bytes, reserved u32 zero, then the bytes |
+//!
+//! The file ends right after the last section; anything else is invalid. Version history: 1,
+//! the first.
+//!
+//! [`write_snapshot`] writes `<name>.tmp`, syncs it, renames it into place and syncs the dir,
+//! so a snapshot under its final name was complete when it was renamed. [`read_newest_snapshot`]
+//! still validates everything and falls back to an older snapshot, reporting each invalid one.
+
+use std::fs::{self, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::segment::sync_dir;
+use super::{Lsn, WalError};
+
+/// Snapshot format version written and accepted.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+/// Most sections in one snapshot.
+pub const SNAPSHOT_SECTIONS_MAX: u32 = 1 << 20;
+/// Bytes of the snapshot header.
+pub const SNAPSHOT_HEADER_BYTES: usize = 32;
+/// Bytes before each section.
+pub const SECTION_HEADER_BYTES: usize = 16;
+
+const MAGIC: [u8; 8] = *b"AUTHSNAP";
+const NAME_PREFIX: &str = "snapshot-";
+const NAME_SUFFIX: &str = ".snap";
+const CRC_OFFSET: usize = 24;
+
+/// A valid snapshot read whole into memory; sections borrow its bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub path: PathBuf,
+    /// The last lsn the contents cover: replay the log after it.
+    pub lsn: Lsn,
+    bytes: Vec<u8>,
+    sections: Vec<Range<usize>>,
+}
+
+impl Snapshot {
+    /// Number of sections.
+    pub fn section_count(&self) -> usize {
+        self.sections.len()
+    }
+
+    /// The sections in the order they were written.
+    pub fn sections(&self) -> impl Iterator<Item = &[u8]> {
+        self.sections.iter().map(|range| &self.bytes[range.clone()])
+    }
+}
+
+/// What [`read_newest_snapshot`] found: the newest valid snapshot and every newer one it had
+/// to skip (each a [`WalError::SnapshotInvalid`] for the caller to log).
+#[derive(Debug)]
+pub struct SnapshotScan {
+    pub newest: Option<Snapshot>,
+    pub skipped: Vec<WalError>,
+}
+
+/// The file name of the snapshot covering up to `lsn`.
+pub fn snapshot_file_name(lsn: Lsn) -> String {
+    format!("{NAME_PREFIX}{:020}{NAME_SUFFIX}", lsn)
+}
+
+fn parse_snapshot_file_name(name: &str) -> Option<Lsn> {
+    let digits = name.strip_prefix(NAME_PREFIX)?.strip_suffix(NAME_SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+fn encode_header(lsn: Lsn, section_count: u32) -> [u8; SNAPSHOT_HEADER_BYTES] {
+    let mut header = [0; SNAPSHOT_HEADER_BYTES];
+    header[..8].copy_from_slice(&MAGIC);
+    header[8..12].copy_from_slice(&SNAPSHOT_FORMAT_VERSION.to_le_bytes());
+    header[12..16].copy_from_slice(&section_count.to_le_bytes());
+    header[16..24].copy_from_slice(&lsn.to_le_bytes());
+    let crc = crc32c::crc32c(&header[..CRC_OFFSET]);
+    header[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+    header
+}
+
+/// Writes the sections as the snapshot covering up to `lsn`, atomically and durably.
+/// Returns the snapshot's path.
+pub fn write_snapshot<'a>(
+    dir: &Path,
+    lsn: Lsn,
+    sections: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<PathBuf, WalError> {
+    let path = dir.join(snapshot_file_name(lsn));
+    let temporary = dir.join(format!("{}.tmp", snapshot_file_name(lsn)));
+    let io_error = |action, error| WalError::io(action, &temporary, error);
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&temporary)
+        .map_err(|error| io_error("create", error))?;
+    let mut writer = BufWriter::with_capacity(1 << 20, &file);
+    writer
+        .write_all(&encode_header(lsn, 0))
+        .map_err(|error| io_error("write", error))?;
+    let mut section_count: u32 = 0;
+    for section in sections {
+        assert!(
+            section_count < SNAPSHOT_SECTIONS_MAX,
+            "too many snapshot sections"
+        );
+        let mut header = [0; SECTION_HEADER_BYTES];
+        header[..8].copy_from_slice(&(section.len() as u64).to_le_bytes());
+        header[8..12].copy_from_slice(&crc32c::crc32c(section).to_le_bytes());
+        writer
+            .write_all(&header)
+            .and_then(|()| writer.write_all(section))
+            .map_err(|error| io_error("write", error))?;
+        section_count += 1;
+    }
+    writer.flush().map_err(|error| io_error("write", error))?;
+    drop(writer);
+    file.write_all_at(&encode_header(lsn, section_count), 0)
+        .map_err(|error| io_error("write", error))?;
+    file.sync_all().map_err(|error| io_error("sync", error))?;
+    fs::rename(&temporary, &path).map_err(|error| io_error("rename", error))?;
+    sync_dir(dir).map_err(|error| WalError::io("sync", dir, error))?;
+    Ok(path)
+}
+
+/// Snapshot files in `dir`, newest first.
+fn list_snapshots(dir: &Path) -> Result<Vec<(Lsn, PathBuf)>, WalError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(WalError::io("list", dir, error)),
+    };
+    let mut snapshots = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|error| WalError::io("list", dir, error))?;
+        if let Some(lsn) = entry.file_name().to_str().and_then(parse_snapshot_file_name) {
+            snapshots.push((lsn, entry.path()));
+        }
+    }
+    snapshots.sort_by_key(|snapshot| std::cmp::Reverse(snapshot.0));
+    Ok(snapshots)
+}
+
+/// The newest valid snapshot in `dir`; invalid newer ones are skipped and reported.
+pub fn read_newest_snapshot(dir: &Path) -> Result<SnapshotScan, WalError> {
+    let mut skipped = Vec::new();
+    for (lsn, path) in list_snapshots(dir)? {
+        let bytes = fs::read(&path).map_err(|error| WalError::io("read", &path, error))?;
+        match parse_snapshot(&bytes, lsn) {
+            Ok(sections) => {
+                let newest = Snapshot {
+                    path,
+                    lsn,
+                    bytes,
+                    sections,
+                };
+                return Ok(SnapshotScan {
+                    newest: Some(newest),
+                    skipped,
+                });
+            }
+            Err(reason) => skipped.push(WalError::SnapshotInvalid { path, reason }),
+        }
+    }
+    Ok(SnapshotScan {
+        newest: None,
+        skipped,
+    })
+}
+
+fn read_u32(bytes: &[u8], offset: usize) -> u32 {
+    let mut word = [0; 4];
+    word.copy_from_slice(&bytes[offset..offset + 4]);
+    u32::from_le_bytes(word)
+}
+
+fn read_u64(bytes: &[u8], offset: usize) -> u64 {
+    let mut word = [0; 8];
+    word.copy_from_slice(&bytes[offset..offset + 8]);
+    u64::from_le_bytes(word)
+}
+
+/// Validates a whole snapshot file and returns the byte range of each section.
+fn parse_snapshot(bytes: &[u8], named_lsn: Lsn) -> Result<Vec<Range<usize>>, String> {
+    if bytes.len() < SNAPSHOT_HEADER_BYTES {
+        return Err(format!("{} bytes is shorter than its header", bytes.len()));
+    }
+    if bytes[..8] != MAGIC {
+        return Err("bad magic".into());
+    }
+    if read_u32(bytes, CRC_OFFSET) != crc32c::crc32c(&bytes[..CRC_OFFSET]) || read_u32(bytes, 28) != 0 {
+        return Err("header checksum mismatch".into());
+    }
+    let version = read_u32(bytes, 8);
+    if version != SNAPSHOT_FORMAT_VERSION {
+        return Err(format!("unknown format version {version}"));
+    }
+    let section_count = read_u32(bytes, 12);
+    if section_count > SNAPSHOT_SECTIONS_MAX {
+        return Err(format!("{section_count} sections exceed {SNAPSHOT_SECTIONS_MAX}"));
+    }
+    let lsn = read_u64(bytes, 16);
+    if lsn != named_lsn {
+        return Err(format!("header lsn {lsn} differs from the file name"));
+    }
+    let mut sections = Vec::with_capacity(section_count as usize);
+    let mut offset = SNAPSHOT_HEADER_BYTES;
+    for index in 0..section_count {
+        let Some(header) = bytes.get(offset..offset + SECTION_HEADER_BYTES) else {
+            return Err(format!(
+                "truncated: section {index} header at offset {offset} is missing"
+            ));
+        };
+        let length = read_u64(header, 0);
+        let start = offset + SECTION_HEADER_BYTES;
+        let available = (bytes.len() - start) as u64;
+        if length > available {
+            return Err(format!(
+                "truncated: section {index} at offset {offset} needs {length} bytes, {available} left"
+            ));
+        }
+        let range = start..start + length as usize;
+        if read_u32(header, 8) != crc32c::crc32c(&bytes[range.clone()]) || read_u32(header, 12) != 0 {
+            return Err(format!("section {index} at offset {offset}: checksum mismatch"));
+        }
+        offset = range.end;
+        sections.push(range);
+    }
+    if offset != bytes.len() {
+        return Err(format!(
+            "{} unexpected bytes after the last section",
+            bytes.len() - offset
+        ));
+    }
+    Ok(sections)
+}
+
+/// Removes snapshots older than `lsn`; returns what it removed.
+pub fn remove_snapshots_before(dir: &Path, lsn: Lsn) -> Result<Vec<PathBuf>, WalError> {
+    let mut removed = Vec::new();
+    for (snapshot_lsn, path) in list_snapshots(dir)? {
+        if snapshot_lsn < lsn {
+            fs::remove_file(&path).map_err(|error| WalError::io("remove", &path, error))?;
+            removed.push(path);
+        }
+    }
+    if !removed.is_empty() {
+        sync_dir(dir).map_err(|error| WalError::io("sync", dir, error))?;
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_round_trips_sections() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sections: [&[u8]; 3] = [b"shard 0", b"", b"shard 2 with more bytes"];
+        write_snapshot(dir.path(), 77, sections).expect("write");
+        let scan = read_newest_snapshot(dir.path()).expect("read");
+        let snapshot = scan.newest.expect("a snapshot");
+        assert!(scan.skipped.is_empty());
+        assert_eq!(snapshot.lsn, 77);
+        assert_eq!(snapshot.sections().collect::<Vec<_>>(), sections.to_vec());
+    }
+
+    #[test]
+    fn every_truncation_and_bit_flip_is_detected() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sections: [&[u8]; 2] = [b"ab", b"cdef"];
+        let path = write_snapshot(dir.path(), 5, sections).expect("write");
+        let bytes = fs::read(path).expect("read");
+        assert!(parse_snapshot(&bytes, 5).is_ok());
+        for length in 0..bytes.len() {
+            assert!(parse_snapshot(&bytes[..length], 5).is_err(), "length {length}");
+        }
+        for bit in 0..bytes.len() * 8 {
+            let mut flipped = bytes.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            assert!(parse_snapshot(&flipped, 5).is_err(), "bit {bit}");
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! Recovery: one test per row of the decision table in `engine/src/wal/recovery.rs` (issue 4).
+
+use std::fs;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use engine::wal::record::{self, RecordFault};
+use engine::wal::segment::{self, SEGMENT_HEADER_BYTES};
+use engine::wal::{read_log, DirLock, Lsn, ReadOptions, RecoveryReport, Wal, WalConfig, WalError};
+
+const SEGMENT_BYTES_SMALL: u64 = 64 << 10;
+
+fn config(dir: &Path) -> WalConfig {
+    let mut config = WalConfig::new(dir);
+    config.segment_bytes = SEGMENT_BYTES_SMALL;
+    config
+}
+
+/// A payload of 10..100 bytes that only lsn `lsn` has.
+fn payload(lsn: Lsn) -> Vec<u8> {
+    let length = (lsn * 7 % 90) as usize + 10;
+    (0..length)
+        .map(|index| (lsn as usize * 31 + index) as u8)
+        .collect()
+}
+
+fn timestamp_us(lsn: Lsn) -> u64 {
+    lsn * 1_000
+}
+
+/// Replays the log, checking every record against `payload`, and returns the lsns seen.
+fn replay(dir: &Path, after: Lsn, options: ReadOptions) -> Result<(RecoveryReport, Vec<Lsn>), WalError> {
+    let mut lsns = Vec::new();
+    let report = read_log(dir, after, &options, |lsn, timestamp, bytes| {
+        assert_eq!(timestamp, timestamp_us(lsn), "timestamp of lsn {lsn}");
+        assert_eq!(bytes, payload(lsn), "payload of lsn {lsn}");
+        lsns.push(lsn);
+        Ok::<(), WalError>(())
+    })?;
+    Ok((report, lsns))
+}
+
+/// Opens the log (replaying and checking it), appends `count` records, closes it.
+fn append_records(dir: &Path, config: WalConfig, options: ReadOptions, count: u64) -> RecoveryReport {
+    let lock = DirLock::acquire(dir).expect("lock");
+    let (wal, report) = Wal::open(config, lock, 0, &options, |lsn, _, bytes| {
+        assert_eq!(bytes, payload(lsn));
+        Ok::<(), WalError>(())
+    })
+    .expect("open");
+    for index in 0..count {
+        let lsn = report.next_lsn + index;
+        assert_eq!(wal.append(timestamp_us(lsn), &payload(lsn)).expect("append"), lsn);
+    }
+    wal.close().expect("close");
+    report
+}
+
+fn segment_paths(dir: &Path) -> Vec<PathBuf> {
+    segment::list_segments(dir)
+        .expect("list")
+        .into_iter()
+        .map(|segment| segment.path)
+        .collect()
+}
+
+/// Offset of lsn `lsn` in a segment whose first lsn is `first`.
+fn record_offset(first: Lsn, lsn: Lsn) -> u64 {
+    SEGMENT_HEADER_BYTES
+        + (first..lsn)
+            .map(|earlier| record::record_bytes(payload(earlier).len()) as u64)
+            .sum::<u64>()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        if entry.file_name() != "LOCK" {
+            fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn empty_or_missing_dir_is_an_empty_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (report, lsns) = replay(&dir.path().join("missing"), 0, ReadOptions::default()).expect("read");
+    assert!(lsns.is_empty());
+    assert_eq!(report.next_lsn, 1);
+    let (report, lsns) = replay(dir.path(), 0, ReadOptions::default()).expect("read");
+    assert!(lsns.is_empty());
+    assert_eq!((report.last_lsn, report.next_lsn, report.end), (0, 1, None));
+    append_records(dir.path(), config(dir.path()), ReadOptions::default(), 3);
+    let (_, lsns) = replay(dir.path(), 0, ReadOptions::default()).expect("read");
+    assert_eq!(lsns, vec![1, 2, 3]);
+}
+
+#[test]
+fn clean_shutdown_reopens_after_the_last_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    append_records(dir.path(), config(dir.path()), ReadOptions::default(), 10);
+    let report = append_records(dir.path(), config(dir.path()), ReadOptions::default(), 5);
+    assert_eq!(
+        (report.records_read, report.next_lsn, report.torn_tail),
+        (10, 11, None)
+    );
+    let (report, lsns) = replay(dir.path(), 0, ReadOptions::default()).expect("read");
+    assert_eq!(lsns, (1..=15).collect::<Vec<_>>());
+    assert_eq!(report.last_lsn, 15);
+}
+
+#[test]
+fn records_up_to_after_are_validated_but_not_visited() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    append_records(dir.path(), config(dir.path()), ReadOptions::default(), 20);
+    let (report, lsns) = replay(dir.path(), 12, ReadOptions::default()).expect("read");
+    assert_eq!(lsns, (13..=20).collect::<Vec<_>>());
+    assert_eq!((report.records_read, report.records_skipped), (8, 12));
+    // A snapshot newer than the log: the log continues after the snapshot.
+    let (report, lsns) = replay(dir.path(), 25, ReadOptions::default()).expect("read");
+    assert!(lsns.is_empty());
+    assert_eq!(report.next_lsn, 26);
+}
+
+#[test]
+fn torn_tail_at_every_byte_of_the_last_record_keeps_all_earlier_records() {
+    let original = tempfile::tempdir().expect("tempdir");
+    append_records(
+        original.path(),
+        config(original.path()),
+        ReadOptions::default(),
+        5,
+    );
+    let path = segment_paths(original.path()).remove(0);
+    let start = record_offset(1, 5);
+    let end = start + record::record_bytes(payload(5).len()) as u64;
+    for cut in 0..end - start {
+        for fill in [0x00_u8, 0xAB] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            copy_dir(original.path(), dir.path());
+            let torn = dir.path().join(path.file_name().expect("name"));
+            let file = fs::OpenOptions::new().write(true).open(&torn).expect("open");
+            let garbage = vec![fill; (end - start - cut) as usize];
+            file.write_all_at(&garbage, start + cut).expect("tear");
+            let (report, lsns) =
+                replay(dir.path(), 0, ReadOptions::default()).expect("torn tail is no error");
+            assert_eq!(lsns, vec![1, 2, 3, 4], "cut {cut} fill {fill}");
+            let torn = report.torn_tail.as_ref().map(|tail| (tail.offset, tail.bytes));
+            if fill == 0 {
+                // Zeroes after a written prefix: the torn bytes end at the prefix's last
+                // non-zero byte; an all-zero prefix is a clean end.
+                assert!(
+                    torn.is_none_or(|(offset, bytes)| offset == start && bytes <= cut),
+                    "cut {cut}: {torn:?}"
+                );
+                assert_eq!(torn.is_none(), cut == 0, "cut {cut}");
+            } else {
+                assert_eq!(torn, Some((start, end - start)), "cut {cut} fill {fill}");
+            }
+            // Reopening cuts the tail and continues at lsn 5.
+            let report = append_records(dir.path(), config(dir.path()), ReadOptions::default(), 2);
+            assert_eq!(report.next_lsn, 5);
+            let (report, lsns) = replay(dir.path(), 0, ReadOptions::default()).expect("read");
+            assert_eq!(lsns, vec![1, 2, 3, 4, 5, 6]);
+            assert_eq!(report.torn_tail, None);
+        }
+    }
+}
+
+#[test]
+fn flipped_byte_in_the_middle_is_corruption_naming_file_and_offset() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    append_records(dir.path(), config(dir.path()), ReadOptions::default(), 10);
+    let path = segment_paths(dir.path()).remove(0);
+    let offset = record_offset(1, 5);
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .expect("open");
+    let mut byte = [0];
+    file.read_exact_at(&mut byte, offset + 30).expect("read");
+    file.write_all_at(&[byte[0] ^ 0x10], offset + 30).expect("flip");
+    let error = replay(dir.path(), 0, ReadOptions::default()).expect_err("corrupt");
+    match &error {
+        WalError::Corrupt {
+            file,
+            offset: at,
+            fault,
+            followed_by,
+            ..
+        } => {
+            assert_eq!((file, *at, followed_by), (&path, offset, &path));
+            assert!(matches!(fault, RecordFault::ChecksumMismatch { .. }), "{fault:?}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!("{} offset {offset}", path.display())),
+        "{message}"
+    );
+    assert!(message.contains("--truncate-corrupt-log"), "{message}");
+}
+
+#[test]
+fn truncate_option_cuts_at_the_corruption_and_keeps_the_rest_aside() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    append_records(dir.path(), config(dir.path()), ReadOptions::default(), 10);
+    let path = segment_paths(dir.path()).remove(0);
+    let offset = record_offset(1, 5);
+    let file = fs::OpenOptions::new().write(true).open(&path).expect("open");
+    file.write_all_at(&[0xFF; 4], offset + 8)
+        .expect("corrupt the lsn");
+    let truncate = ReadOptions {
+        truncate_corrupt: true,
+    };
+    let (report, lsns) = replay(dir.path(), 0, truncate).expect("read with truncate");
+    assert_eq!(lsns, vec![1, 2, 3, 4]);
+    let cut = report.cut.expect("a cut is reported");
+    assert_eq!((cut.file, cut.offset), (path.clone(), offset));
+    let report = append_records(dir.path(), config(dir.path()), truncate, 3);
+    assert_eq!(report.next_lsn, 5);
+    let aside = path.with_file_name(format!(
+        "{}.cut-{offset}",
+        path.file_name().and_then(|name| name.to_str()).expect("name")
+    ));
+    assert_eq!(report.kept_aside, vec![aside.clone()]);
+    let end = record_offset(1, 11);
+    assert_eq!(fs::metadata(&aside).expect("kept aside").len(), end - offset);
+    let (report, lsns) = replay(dir.path(), 0, ReadOptions::default()).expect("read");
+    assert_eq!(lsns, (1..=7).collect::<Vec<_>>());
+    assert_eq!(report.cut, None);
+}
+
+#[test]
+fn bad_bytes_in_an_older_segment_are_corruption() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    append_records(dir.path(), config(dir.path()), ReadOptions::default(), 2_000);
+    let paths = segment_paths(dir.path());
+    assert!(paths.len() >= 3, "{} segments", paths.len());
+    let second = segment::list_segments(dir.path()).expect("list")[1].first_lsn;
+    // The last record of the first segment: no valid record after it in that file.
+    let offset = record_offset(1, second - 1);
+    let file = fs::OpenOptions::new().write(true).open(&paths[0]).expect("open");
+    file.write_all_at(&[0; 8], offset).expect("zero its header");
+    match replay(dir.path(), 0, ReadOptions::default()) {
+        Err(WalError::Corrupt {
+            file,
+            offset: at,
+            followed_by,
+            ..
+        }) => {
+            assert_eq!(
+                (file, at, followed_by),
+                (paths[0].clone(), offset, paths[1].clone())
+            );
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    let truncate = ReadOptions {
+        truncate_corrupt: true,
+    };
+    let report = append_records(dir.path(), config(dir.path()), truncate, 1);
+    assert_eq!(report.next_lsn, second - 1);
+    assert_eq!(
+        report.kept_aside.len(),
+        paths.len(),
+        "the cut tail and every later segment"
+    );
+    let (_, lsns) = replay(dir.path(), 0, ReadOptions::default()).expect("read");
+    assert_eq!(lsns, (1..second).collect::<Vec<_>>());
+}
+
+#[test]
+fn bad_segment_header_with_records_after_it_is_corruption() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    append_records(dir.path(), config(dir.path()), ReadOptions::default(), 5);
+    let path = segment_paths(dir.path()).remove(0);
+    let file = fs::OpenOptions::new().write(true).open(&path).expect("open");
+    file.write_all_at(b"X", 0).expect("break the magic");
+    match replay(dir.path(), 0, ReadOptions::default()) {
+        Err(WalError::Corrupt {
+            file,
+            offset: 0,
+            fault: RecordFault::SegmentHeader { .. },
+            ..
+        }) => {
+            assert_eq!(file, path)
+        }
+        other => panic!("expected Corrupt at offset 0, got {other:?}"),
+    }
+}
+
+#[test]
+fn missing_middle_segment_names_the_missing_lsns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    append_records(dir.path(), config(dir.path()), ReadOptions::default(), 2_000);
+    let segments = segment::list_segments(dir.path()).expect("list");
+    assert!(segments.len() >= 3);
+    fs::remove_file(&segments[1].path).expect("remove");
+    match replay(dir.path(), 0, ReadOptions::default()) {
+        Err(WalError::Gap {
+            first,
+            last,
+            next_file,
+        }) => {
+            assert_eq!((first, last), (segments[1].first_lsn, segments[2].first_lsn - 1));
+            assert_eq!(next_file, segments[2].path);
+        }
+        other => panic!("expected Gap, got {other:?}"),
+    }
+}
+
+#[test]
+fn log_starting_after_the_snapshot_is_a_gap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    append_records(dir.path(), config(dir.path()), ReadOptions::default(), 2_000);
+    let segments = segment::list_segments(dir.path()).expect("list");
+    fs::remove_file(&segments[0].path).expect("remove");
+    match replay(dir.path(), 0, ReadOptions::default()) {
+        Err(WalError::Gap { first: 1, last, .. }) => assert_eq!(last, segments[1].first_lsn - 1),
+        other => panic!("expected Gap from lsn 1, got {other:?}"),
+    }
+    let (_, lsns) = replay(dir.path(), segments[1].first_lsn - 1, ReadOptions::default()).expect("read");
+    assert_eq!(lsns.first(), Some(&segments[1].first_lsn));
+}
+
+#[test]
+fn overlapping_segments_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    append_records(dir.path(), config(dir.path()), ReadOptions::default(), 2_000);
+    let segments = segment::list_segments(dir.path()).expect("list");
+    let stray = dir
+        .path()
+        .join(segment::segment_file_name(segments[1].first_lsn - 1));
+    fs::copy(&segments[1].path, &stray).expect("copy");
+    assert!(matches!(
+        replay(dir.path(), 0, ReadOptions::default()),
+        Err(WalError::Overlap { .. }) | Err(WalError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn many_records_roll_across_segments_and_read_back_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    append_records(dir.path(), config(dir.path()), ReadOptions::default(), 5_000);
+    let segments = segment::list_segments(dir.path()).expect("list");
+    assert!(segments.len() >= 5, "{} segments", segments.len());
+    for segment in &segments {
+        assert!(fs::metadata(&segment.path).expect("stat").len() <= SEGMENT_BYTES_SMALL);
+    }
+    let (report, lsns) = replay(dir.path(), 0, ReadOptions::default()).expect("read");
+    assert_eq!(lsns, (1..=5_000).collect::<Vec<_>>());
+    assert_eq!(report.segments_read, segments.len() as u64);
+}
+
+#[test]
+fn removing_segments_before_a_snapshot_keeps_the_rest_readable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lock = DirLock::acquire(dir.path()).expect("lock");
+    let (wal, _) = Wal::open(config(dir.path()), lock, 0, &ReadOptions::default(), |_, _, _| {
+        Ok::<(), WalError>(())
+    })
+    .expect("open");
+    for lsn in 1..=3_000 {
+        wal.append(timestamp_us(lsn), &payload(lsn)).expect("append");
+    }
+    wal.wait_durable(3_000).expect("durable");
+    let before = segment::list_segments(dir.path()).expect("list");
+    let removed = wal.remove_segments_before(1_500).expect("remove");
+    assert!(!removed.is_empty());
+    let after = segment::list_segments(dir.path()).expect("list");
+    assert_eq!(before.len(), after.len() + removed.len());
+    assert!(after[0].first_lsn <= 1_501, "the segment holding lsn 1501 stays");
+    wal.close().expect("close");
+    let (_, lsns) = replay(dir.path(), 1_500, ReadOptions::default()).expect("read");
+    assert_eq!(lsns, (1_501..=3_000).collect::<Vec<_>>());
+}

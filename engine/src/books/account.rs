@@ -99,6 +99,9 @@ pub struct PayerCold {
     pub mobile: Option<u64>,
     /// The PIN verifier, if a PIN was set.
     pub pin_verifier: Option<[u8; 32]>,
+    /// The log position of the command that opened the account (0 without a log). Recovery
+    /// uses it to see the alias map exactly as each replayed command saw it.
+    pub opened_lsn: u64,
 }
 
 /// The verifier kept for a PIN: SHA-256 over a domain tag, the account id and the PIN block.

@@ -83,6 +83,15 @@ impl Journal for NoJournal {
     }
 }
 
+/// The journal replay uses: the record is already in the log at this position.
+struct Replaying(Lsn);
+
+impl Journal for Replaying {
+    fn append(&self, _timestamp_us: u64, _command: &Command) -> Result<Lsn, JournalError> {
+        Ok(self.0)
+    }
+}
+
 /// What executing a command produced: its outcome and the log position to wait for before the
 /// outcome may be released (0 when nothing was logged).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,7 +127,8 @@ pub struct Books {
     shard_bits: u32,
     shards: Box<[CachePadded<Mutex<Shard>>]>,
     registry: Registry,
-    aliases: DashMap<u64, AccountId, foldhash::fast::RandomState>,
+    /// Mobile number -> (account, log position of its opening).
+    aliases: DashMap<u64, (AccountId, Lsn), foldhash::fast::RandomState>,
     /// Serialises operator changes that touch global state (aliases, the registry).
     operator: Mutex<()>,
     next_shard: AtomicU32,
@@ -225,12 +235,12 @@ impl Books {
             Ok(lsn) => lsn,
             Err(_) => return Executed::unlogged(Reason::SystemMalfunction),
         };
-        let outcome = self.apply_to_shard(&mut shard, command, now_us);
+        let outcome = self.apply_to_shard(&mut shard, command, now_us, lsn);
         Executed { outcome, lsn }
     }
 
-    /// Apply a single-shard command to its (locked) shard. Replay calls this too.
-    fn apply_to_shard(&self, shard: &mut Shard, command: &Command, now_us: u64) -> Outcome {
+    /// Apply a single-shard command at log position `lsn` to its (locked) shard.
+    fn apply_to_shard(&self, shard: &mut Shard, command: &Command, now_us: u64, lsn: Lsn) -> Outcome {
         match *command {
             Command::Terminal { origin, ref op } => shard.terminal(&self.registry, origin, op, now_us),
             Command::OpenAccount {
@@ -242,12 +252,12 @@ impl Books {
                 if currency != self.config.currency {
                     return Outcome::declined(Reason::CurrencyMismatch);
                 }
-                if mobile.is_some_and(|number| !is_e164(number) || self.aliases.contains_key(&number)) {
+                if mobile.is_some_and(|number| !is_e164(number) || self.alias_taken(number, lsn)) {
                     return Outcome::declined(Reason::InvalidRequest);
                 }
-                let outcome = shard.open_account(currency, mobile, limits);
+                let outcome = shard.open_account(currency, mobile, limits, lsn);
                 if let (true, Some(number)) = (outcome.reason.is_approved(), mobile) {
-                    self.aliases.insert(number, AccountId(outcome.id));
+                    self.aliases.insert(number, (AccountId(outcome.id), lsn));
                 }
                 outcome
             }
@@ -331,9 +341,18 @@ impl Books {
         }
     }
 
-    /// Apply a command read back from the log (no journal; same code path as live).
-    pub fn replay(&self, command: &Command, timestamp_us: u64) -> Outcome {
-        self.execute(command, timestamp_us, &NoJournal).outcome
+    /// Apply a command read back from the log at its position (same code path as live).
+    pub fn replay(&self, command: &Command, timestamp_us: u64, lsn: Lsn) -> Outcome {
+        self.execute(command, timestamp_us, &Replaying(lsn)).outcome
+    }
+
+    /// A mobile number is taken for a command at `lsn` if an account opened before it has it.
+    /// Live, every alias in the map is older; during recovery the map already holds aliases of
+    /// accounts from shard snapshots taken later, which must not count yet.
+    fn alias_taken(&self, mobile: u64, lsn: Lsn) -> bool {
+        self.aliases
+            .get(&mobile)
+            .is_some_and(|entry| lsn == 0 || entry.value().1 < lsn)
     }
 
     /// Tell every shard that time reached `now_us`; shards with nothing due log nothing.
@@ -370,7 +389,7 @@ impl Books {
 
     /// The payer behind a mobile number.
     pub fn resolve_mobile(&self, mobile: u64) -> Option<AccountId> {
-        self.aliases.get(&mobile).map(|entry| *entry.value())
+        self.aliases.get(&mobile).map(|entry| entry.value().0)
     }
 
     /// A payer account's figures.

@@ -116,7 +116,13 @@ impl Shard {
     }
 
     /// Open a payer account here; returns its id.
-    pub fn open_account(&mut self, currency: Currency, mobile: Option<u64>, limits: Limits) -> Outcome {
+    pub fn open_account(
+        &mut self,
+        currency: Currency,
+        mobile: Option<u64>,
+        limits: Limits,
+        lsn: u64,
+    ) -> Outcome {
         if self.payers.len() >= ACCOUNTS_PER_SHARD_MAX as usize {
             return Outcome::declined(Reason::CapacityExceeded);
         }
@@ -125,6 +131,7 @@ impl Shard {
         self.cold.push(PayerCold {
             mobile,
             pin_verifier: None,
+            opened_lsn: lsn,
         });
         Outcome::approved(self.account_id(slot).0, 0)
     }

@@ -8,7 +8,7 @@
 //! | field | bytes |
 //! |---|---|
 //! | shard index, shard bits | u32, u32 |
-//! | payer count N, then N payers | u32, N x 107 |
+//! | payer count N, then N payers | u32, N x 121 |
 //! | first hold sequence, hold count H, then H holds | u64, u32, H x 81 |
 //! | stripe count S, then S stripes | u32, S x i128 |
 //! | window entry count W, then W entries | u32, W x 47 |
@@ -16,7 +16,7 @@
 //! A payer: balance, held (u64, u64); limits: payment max, day amount max (u64, u64), day
 //! count max (u32), PIN above (u64); day amount (u64), day count (u32), day (u32), loyalty
 //! (u64), currency (u16), status (u8), PIN failures (u8), mobile (u64, 0 = none), verifier
-//! flag (u8) and verifier (32 bytes, zero when none).
+//! flag (u8) and verifier (32 bytes, zero when none), opening log position (u64).
 
 use sha2::{Digest, Sha256};
 
@@ -30,7 +30,7 @@ use crate::ids::{Currency, MerchantId, RequestKey, Status, TerminalId};
 use crate::reason::Reason;
 
 /// Bytes of one encoded payer.
-pub const PAYER_BYTES: usize = 107;
+pub const PAYER_BYTES: usize = 121;
 /// Bytes of one encoded hold.
 pub const HOLD_BYTES: usize = 81;
 /// Bytes of one encoded window entry.
@@ -92,6 +92,7 @@ fn encode_payer(payer: &Payer, cold: &PayerCold, out: &mut Vec<u8>) {
     out.extend_from_slice(&cold.mobile.unwrap_or(0).to_le_bytes());
     out.push(u8::from(cold.pin_verifier.is_some()));
     out.extend_from_slice(&cold.pin_verifier.unwrap_or([0; 32]));
+    out.extend_from_slice(&cold.opened_lsn.to_le_bytes());
     debug_assert_eq!(out.len() - start, PAYER_BYTES);
 }
 
@@ -305,7 +306,15 @@ fn decode_payer(reader: &mut Reader<'_>) -> Result<(Payer, PayerCold), StateErro
         1 => Some(verifier),
         _ => return Err(reader.error("verifier flag is neither 0 nor 1")),
     };
-    Ok((payer, PayerCold { mobile, pin_verifier }))
+    let opened_lsn = reader.u64()?;
+    Ok((
+        payer,
+        PayerCold {
+            mobile,
+            pin_verifier,
+            opened_lsn,
+        },
+    ))
 }
 
 fn decode_hold(reader: &mut Reader<'_>) -> Result<Hold, StateError> {

@@ -1,0 +1,1032 @@
+//! Every reason code and every state transition of the books, one behaviour per test.
+
+use engine::books::hold::HoldState;
+use engine::limits::{AMOUNT_MINOR_MAX, DAY_US, HOLD_LIFETIME_DEFAULT_US, HOLD_LIFETIME_MAX_US};
+use engine::{
+    AccountId, Books, BooksConfig, Command, Currency, Extras, HoldId, Journal, JournalError, Limits, Lsn,
+    MerchantId, NoJournal, Origin, Outcome, PinBlock, Reason, RequestKey, Status, TerminalId, TerminalOp,
+};
+
+const EUR: Currency = Currency(978);
+/// 2026-11-23T12:00:00Z, the middle of a UTC day.
+const NOON_US: u64 = 1_795_435_200_000_000;
+const PIN_1234: PinBlock = PinBlock([0x04, 0x12, 0x34, 0xff, 0xff, 0xff, 0xff, 0xff]);
+const PIN_9999: PinBlock = PinBlock([0x04, 0x99, 0x99, 0xff, 0xff, 0xff, 0xff, 0xff]);
+
+struct Shop {
+    books: Books,
+    merchant: MerchantId,
+    terminal: TerminalId,
+    payer: AccountId,
+    now_us: u64,
+    next_request_id: u64,
+}
+
+impl Shop {
+    /// Books with one merchant (2% fee, 1% with product details), one terminal and one payer
+    /// holding 100.00 EUR.
+    fn new() -> Shop {
+        Shop::with_config(BooksConfig {
+            shards: 4,
+            ..BooksConfig::default()
+        })
+    }
+
+    fn with_config(config: BooksConfig) -> Shop {
+        let books = Books::new(config).expect("valid config");
+        let merchant = MerchantId(
+            operator(
+                &books,
+                Command::RegisterMerchant {
+                    fee_bps: 200,
+                    fee_bps_with_details: 100,
+                },
+            )
+            .id as u32,
+        );
+        let terminal = TerminalId(
+            operator(
+                &books,
+                Command::RegisterTerminal {
+                    merchant,
+                    secret: [1; 32],
+                },
+            )
+            .id as u32,
+        );
+        let mut shop = Shop {
+            books,
+            merchant,
+            terminal,
+            payer: AccountId(0),
+            now_us: NOON_US,
+            next_request_id: 1,
+        };
+        shop.payer = shop.open_payer(Some(33_612_345_678), 10_000);
+        shop
+    }
+
+    fn open_payer(&self, mobile: Option<u64>, balance: u64) -> AccountId {
+        let shard = self.books.pick_shard();
+        let open = Command::OpenAccount {
+            shard,
+            currency: EUR,
+            mobile,
+            limits: Limits::NONE,
+        };
+        let account = AccountId(operator(&self.books, open).id);
+        if balance > 0 {
+            assert_eq!(
+                operator(
+                    &self.books,
+                    Command::Load {
+                        account,
+                        amount: balance
+                    }
+                )
+                .reason,
+                Reason::Approved
+            );
+        }
+        account
+    }
+
+    fn origin(&self, request_id: u64) -> Origin {
+        Origin {
+            merchant: self.merchant,
+            key: RequestKey {
+                terminal: self.terminal,
+                request_id,
+            },
+        }
+    }
+
+    /// Send `op` with a fresh request id.
+    fn send(&mut self, op: TerminalOp) -> Outcome {
+        let request_id = self.next_request_id;
+        self.next_request_id += 1;
+        self.send_as(request_id, op)
+    }
+
+    fn send_as(&self, request_id: u64, op: TerminalOp) -> Outcome {
+        let command = Command::Terminal {
+            origin: self.origin(request_id),
+            op,
+        };
+        self.books.execute(&command, self.now_us, &NoJournal).outcome
+    }
+
+    fn purchase(&mut self, amount: u64) -> Outcome {
+        self.send(purchase(self.payer, amount))
+    }
+
+    fn authorize(&mut self, amount: u64) -> Outcome {
+        self.send(authorize(self.payer, amount))
+    }
+
+    fn capture(&mut self, hold: u64, amount: u64, last: bool) -> Outcome {
+        self.send(TerminalOp::Capture {
+            hold: HoldId(hold),
+            amount,
+            last,
+            extras: Extras::default(),
+        })
+    }
+
+    fn set(&self, command: Command) -> Outcome {
+        operator(&self.books, command)
+    }
+
+    fn balance(&self) -> (u64, u64) {
+        let info = self.books.account_info(self.payer).expect("payer exists");
+        (info.balance, info.held)
+    }
+
+    fn merchant_balance(&self) -> i128 {
+        self.books
+            .ledger_balance(AccountId::settlement(self.merchant))
+            .expect("ledger account")
+    }
+
+    fn fee_balance(&self) -> i128 {
+        self.books.ledger_balance(AccountId::FEE).expect("ledger account")
+    }
+
+    fn assert_invariants(&self) {
+        if let Err(broken) = self.books.check_invariants() {
+            panic!("invariant broken: {broken}");
+        }
+    }
+}
+
+fn operator(books: &Books, command: Command) -> Outcome {
+    books.execute(&command, NOON_US, &NoJournal).outcome
+}
+
+fn purchase(payer: AccountId, amount: u64) -> TerminalOp {
+    TerminalOp::Purchase {
+        payer,
+        amount,
+        currency: EUR,
+        pin: None,
+        extras: Extras::default(),
+    }
+}
+
+fn authorize(payer: AccountId, amount: u64) -> TerminalOp {
+    TerminalOp::Authorize {
+        payer,
+        amount,
+        currency: EUR,
+        pin: None,
+        lifetime_us: 0,
+    }
+}
+
+fn limits(payment_max: u64, day_amount_max: u64, day_count_max: u32, pin_above: u64) -> Limits {
+    Limits {
+        payment_max,
+        day_amount_max,
+        day_count_max,
+        pin_above,
+    }
+}
+
+#[test]
+fn purchase_moves_money_and_books_the_fee() {
+    let mut shop = Shop::new();
+    let outcome = shop.purchase(1_000);
+    assert_eq!(outcome.reason, Reason::Approved);
+    assert_eq!(outcome.amount, 1_000);
+    assert_eq!(shop.balance(), (9_000, 0));
+    assert_eq!(shop.merchant_balance(), 980);
+    assert_eq!(shop.fee_balance(), 20);
+    assert_eq!(shop.books.ledger_balance(AccountId::FUNDING), Some(-10_000));
+    shop.assert_invariants();
+}
+
+#[test]
+fn product_details_select_the_lower_fee_and_loyalty_accrues() {
+    let mut shop = Shop::new();
+    let extras = Extras {
+        product_details: true,
+        loyalty_points: 7,
+    };
+    let op = TerminalOp::Purchase {
+        payer: shop.payer,
+        amount: 1_000,
+        currency: EUR,
+        pin: None,
+        extras,
+    };
+    assert_eq!(shop.send(op).reason, Reason::Approved);
+    assert_eq!(shop.merchant_balance(), 990);
+    assert_eq!(shop.fee_balance(), 10);
+    let hold = shop.authorize(500).id;
+    let capture = TerminalOp::Capture {
+        hold: HoldId(hold),
+        amount: 500,
+        last: true,
+        extras,
+    };
+    assert_eq!(shop.send(capture).reason, Reason::Approved);
+    assert_eq!(
+        shop.books
+            .account_info(shop.payer)
+            .map(|info| info.loyalty_points),
+        Some(14)
+    );
+}
+
+#[test]
+fn authorize_then_partial_captures_then_final_capture_releases_the_rest() {
+    let mut shop = Shop::new();
+    let hold = shop.authorize(3_000);
+    assert_eq!(hold.reason, Reason::Approved);
+    assert_eq!(shop.balance(), (10_000, 3_000));
+    assert_eq!(shop.capture(hold.id, 1_000, false).reason, Reason::Approved);
+    assert_eq!(shop.balance(), (9_000, 2_000));
+    assert_eq!(shop.capture(hold.id, 500, true).reason, Reason::Approved);
+    assert_eq!(shop.balance(), (8_500, 0));
+    let kept = shop.books.hold(HoldId(hold.id)).expect("kept");
+    assert_eq!(
+        (kept.state, kept.captured, kept.held),
+        (HoldState::Captured, 1_500, 0)
+    );
+    assert_eq!(shop.capture(hold.id, 1, false).reason, Reason::HoldNotActive);
+    shop.assert_invariants();
+}
+
+#[test]
+fn capturing_everything_held_finishes_the_hold() {
+    let mut shop = Shop::new();
+    let hold = shop.authorize(700).id;
+    assert_eq!(shop.capture(hold, 700, false).reason, Reason::Approved);
+    assert_eq!(
+        shop.books.hold(HoldId(hold)).map(|h| h.state),
+        Some(HoldState::Captured)
+    );
+}
+
+#[test]
+fn capture_above_hold_is_declined() {
+    let mut shop = Shop::new();
+    let hold = shop.authorize(500).id;
+    assert_eq!(shop.capture(hold, 501, false).reason, Reason::AmountAboveOriginal);
+    assert_eq!(shop.balance(), (10_000, 500));
+}
+
+#[test]
+fn capture_after_void_is_declined() {
+    let mut shop = Shop::new();
+    let hold = shop.authorize(500).id;
+    let void = shop.send(TerminalOp::Void { hold: HoldId(hold) });
+    assert_eq!((void.reason, void.amount), (Reason::Approved, 500));
+    assert_eq!(shop.balance(), (10_000, 0));
+    assert_eq!(shop.capture(hold, 100, false).reason, Reason::HoldNotActive);
+    assert_eq!(
+        shop.send(TerminalOp::Void { hold: HoldId(hold) }).reason,
+        Reason::HoldNotActive
+    );
+}
+
+#[test]
+fn a_hold_of_another_merchant_is_unknown_to_this_terminal() {
+    let mut shop = Shop::new();
+    let hold = shop.authorize(500).id;
+    let other = MerchantId(
+        shop.set(Command::RegisterMerchant {
+            fee_bps: 0,
+            fee_bps_with_details: 0,
+        })
+        .id as u32,
+    );
+    let till = TerminalId(
+        shop.set(Command::RegisterTerminal {
+            merchant: other,
+            secret: [2; 32],
+        })
+        .id as u32,
+    );
+    let origin = Origin {
+        merchant: other,
+        key: RequestKey {
+            terminal: till,
+            request_id: 1,
+        },
+    };
+    let op = TerminalOp::Capture {
+        hold: HoldId(hold),
+        amount: 500,
+        last: true,
+        extras: Extras::default(),
+    };
+    let outcome = shop
+        .books
+        .execute(&Command::Terminal { origin, op }, NOON_US, &NoJournal)
+        .outcome;
+    assert_eq!(outcome.reason, Reason::HoldUnknown);
+    assert_eq!(
+        shop.capture(hold + 4 * 1_000, 1, false).reason,
+        Reason::HoldUnknown,
+        "no such hold"
+    );
+    assert_eq!(shop.capture(0, 1, false).reason, Reason::HoldUnknown, "hold id 0");
+}
+
+#[test]
+fn refunds_add_up_to_the_capture_and_never_beyond() {
+    let mut shop = Shop::new();
+    let sale = shop.purchase(1_000).id;
+    let refund = |amount| TerminalOp::Refund {
+        hold: HoldId(sale),
+        amount,
+    };
+    assert_eq!(shop.send(refund(600)).reason, Reason::Approved);
+    assert_eq!(shop.send(refund(401)).reason, Reason::AmountAboveOriginal);
+    assert_eq!(shop.send(refund(400)).reason, Reason::Approved);
+    assert_eq!(shop.send(refund(1)).reason, Reason::AmountAboveOriginal);
+    assert_eq!(shop.balance(), (10_000, 0));
+    assert_eq!(
+        shop.merchant_balance(),
+        980 - 1_000,
+        "the merchant bears the refund, the fee stays"
+    );
+    assert_eq!(shop.fee_balance(), 20);
+    shop.assert_invariants();
+}
+
+#[test]
+fn refund_of_an_uncaptured_hold_is_declined() {
+    let mut shop = Shop::new();
+    let hold = shop.authorize(1_000).id;
+    assert_eq!(
+        shop.send(TerminalOp::Refund {
+            hold: HoldId(hold),
+            amount: 1
+        })
+        .reason,
+        Reason::AmountAboveOriginal
+    );
+}
+
+#[test]
+fn a_hold_expires_at_exactly_its_expiry() {
+    let mut shop = Shop::new();
+    let first = shop.authorize(100).id;
+    let second = shop.authorize(100).id;
+    let expires_us = NOON_US + HOLD_LIFETIME_DEFAULT_US;
+    shop.now_us = expires_us - 1;
+    assert_eq!(
+        shop.capture(first, 100, true).reason,
+        Reason::Approved,
+        "one microsecond before expiry"
+    );
+    shop.now_us = expires_us;
+    assert_eq!(
+        shop.capture(second, 100, true).reason,
+        Reason::HoldExpired,
+        "at expiry"
+    );
+    assert_eq!(
+        shop.books.hold(HoldId(second)).map(|h| h.state),
+        Some(HoldState::Expired)
+    );
+    assert_eq!(shop.balance(), (9_900, 0));
+    shop.assert_invariants();
+}
+
+#[test]
+fn advancing_time_releases_due_holds_only() {
+    let mut shop = Shop::new();
+    let short = shop.send(TerminalOp::Authorize {
+        payer: shop.payer,
+        amount: 300,
+        currency: EUR,
+        pin: None,
+        lifetime_us: 60_000_000,
+    });
+    let long = shop.authorize(200);
+    assert_eq!(shop.books.advance_time(NOON_US + 59_999_999, &NoJournal), 0);
+    assert_eq!(shop.books.advance_time(NOON_US + 60_000_000, &NoJournal), 1);
+    assert_eq!(
+        shop.books.hold(HoldId(short.id)).map(|h| h.state),
+        Some(HoldState::Expired)
+    );
+    assert_eq!(
+        shop.books.hold(HoldId(long.id)).map(|h| h.state),
+        Some(HoldState::Active)
+    );
+    assert_eq!(shop.balance(), (10_000, 200));
+    shop.now_us = NOON_US + 60_000_000;
+    assert_eq!(shop.capture(short.id, 1, false).reason, Reason::HoldExpired);
+    shop.assert_invariants();
+}
+
+#[test]
+fn a_hold_lifetime_above_the_maximum_is_declined() {
+    let mut shop = Shop::new();
+    let op = |lifetime_us| TerminalOp::Authorize {
+        payer: shop.payer,
+        amount: 1,
+        currency: EUR,
+        pin: None,
+        lifetime_us,
+    };
+    let (at_max, above_max) = (op(HOLD_LIFETIME_MAX_US), op(HOLD_LIFETIME_MAX_US + 1));
+    assert_eq!(shop.send(at_max).reason, Reason::Approved);
+    assert_eq!(shop.send(above_max).reason, Reason::InvalidRequest);
+}
+
+#[test]
+fn increment_raises_an_active_hold_within_funds() {
+    let mut shop = Shop::new();
+    let hold = shop.authorize(4_000).id;
+    let increment = |amount| TerminalOp::Increment {
+        hold: HoldId(hold),
+        amount,
+    };
+    assert_eq!(shop.send(increment(5_000)).reason, Reason::Approved);
+    assert_eq!(shop.balance(), (10_000, 9_000));
+    assert_eq!(shop.send(increment(1_001)).reason, Reason::InsufficientFunds);
+    assert_eq!(shop.capture(hold, 9_000, true).reason, Reason::Approved);
+    assert_eq!(shop.send(increment(1)).reason, Reason::HoldNotActive);
+    shop.assert_invariants();
+}
+
+#[test]
+fn payment_limit_at_exactly_the_max_is_approved_and_one_above_declined() {
+    let mut shop = Shop::new();
+    shop.set(Command::SetLimits {
+        account: shop.payer,
+        limits: limits(500, u64::MAX, u32::MAX, u64::MAX),
+    });
+    assert_eq!(shop.purchase(500).reason, Reason::Approved);
+    assert_eq!(shop.purchase(501).reason, Reason::PaymentLimitExceeded);
+}
+
+#[test]
+fn daily_amount_limit_counts_the_utc_day_and_resets_the_next() {
+    let mut shop = Shop::new();
+    shop.set(Command::SetLimits {
+        account: shop.payer,
+        limits: limits(u64::MAX, 1_000, u32::MAX, u64::MAX),
+    });
+    assert_eq!(shop.purchase(600).reason, Reason::Approved);
+    assert_eq!(
+        shop.authorize(400).reason,
+        Reason::Approved,
+        "exactly the daily maximum"
+    );
+    assert_eq!(shop.purchase(1).reason, Reason::DailyAmountExceeded);
+    shop.now_us = (NOON_US / DAY_US + 1) * DAY_US;
+    assert_eq!(shop.purchase(1_000).reason, Reason::Approved, "a new UTC day");
+}
+
+#[test]
+fn daily_count_limit_allows_exactly_the_max() {
+    let mut shop = Shop::new();
+    shop.set(Command::SetLimits {
+        account: shop.payer,
+        limits: limits(u64::MAX, u64::MAX, 2, u64::MAX),
+    });
+    assert_eq!(shop.purchase(1).reason, Reason::Approved);
+    assert_eq!(shop.authorize(1).reason, Reason::Approved);
+    assert_eq!(shop.purchase(1).reason, Reason::DailyCountExceeded);
+}
+
+#[test]
+fn pin_is_required_above_the_threshold_only() {
+    let mut shop = Shop::new();
+    shop.set(Command::SetPin {
+        account: shop.payer,
+        pin: PIN_1234,
+    });
+    shop.set(Command::SetLimits {
+        account: shop.payer,
+        limits: limits(u64::MAX, u64::MAX, u32::MAX, 1_000),
+    });
+    assert_eq!(
+        shop.purchase(1_000).reason,
+        Reason::Approved,
+        "at the threshold no PIN is needed"
+    );
+    assert_eq!(shop.purchase(1_001).reason, Reason::PinRequired);
+    let with_pin = |pin| TerminalOp::Purchase {
+        payer: shop.payer,
+        amount: 1_001,
+        currency: EUR,
+        pin,
+        extras: Extras::default(),
+    };
+    let (right, wrong) = (with_pin(Some(PIN_1234)), with_pin(Some(PIN_9999)));
+    assert_eq!(shop.send(right).reason, Reason::Approved);
+    assert_eq!(shop.send(wrong).reason, Reason::PinIncorrect);
+}
+
+#[test]
+fn three_wrong_pins_lock_and_a_new_pin_unlocks() {
+    let mut shop = Shop::new();
+    shop.set(Command::SetPin {
+        account: shop.payer,
+        pin: PIN_1234,
+    });
+    shop.set(Command::SetLimits {
+        account: shop.payer,
+        limits: limits(u64::MAX, u64::MAX, u32::MAX, 0),
+    });
+    let pay = |pin| TerminalOp::Purchase {
+        payer: shop.payer,
+        amount: 10,
+        currency: EUR,
+        pin: Some(pin),
+        extras: Extras::default(),
+    };
+    let (right, wrong) = (pay(PIN_1234), pay(PIN_9999));
+    assert_eq!(shop.send(wrong).reason, Reason::PinIncorrect);
+    assert_eq!(
+        shop.send(right).reason,
+        Reason::Approved,
+        "a right PIN resets the count"
+    );
+    assert_eq!(shop.send(wrong).reason, Reason::PinIncorrect);
+    assert_eq!(shop.send(wrong).reason, Reason::PinIncorrect);
+    assert_eq!(
+        shop.send(wrong).reason,
+        Reason::PinLocked,
+        "the third wrong PIN in a row locks"
+    );
+    assert_eq!(
+        shop.send(right).reason,
+        Reason::PinLocked,
+        "even the right PIN is refused while locked"
+    );
+    assert!(shop
+        .books
+        .account_info(shop.payer)
+        .is_some_and(|info| info.pin_locked));
+    shop.set(Command::SetPin {
+        account: shop.payer,
+        pin: PIN_9999,
+    });
+    assert_eq!(shop.send(wrong).reason, Reason::Approved, "the new PIN works");
+}
+
+#[test]
+fn a_pin_proof_for_an_account_without_pin_is_incorrect_and_not_counted() {
+    let mut shop = Shop::new();
+    shop.set(Command::SetLimits {
+        account: shop.payer,
+        limits: limits(u64::MAX, u64::MAX, u32::MAX, 0),
+    });
+    let pay = TerminalOp::Purchase {
+        payer: shop.payer,
+        amount: 10,
+        currency: EUR,
+        pin: Some(PIN_1234),
+        extras: Extras::default(),
+    };
+    for _ in 0..5 {
+        assert_eq!(shop.send(pay).reason, Reason::PinIncorrect);
+    }
+    assert!(shop
+        .books
+        .account_info(shop.payer)
+        .is_some_and(|info| !info.pin_locked));
+}
+
+#[test]
+fn payer_admission_declines_unknown_frozen_closed_and_foreign_currency() {
+    let mut shop = Shop::new();
+    assert_eq!(
+        shop.send(purchase(AccountId(999_999_999), 1)).reason,
+        Reason::AccountUnknown
+    );
+    assert_eq!(
+        shop.send(purchase(AccountId::FEE, 1)).reason,
+        Reason::AccountUnknown,
+        "a ledger account"
+    );
+    let dollars = TerminalOp::Purchase {
+        payer: shop.payer,
+        amount: 1,
+        currency: Currency(840),
+        pin: None,
+        extras: Extras::default(),
+    };
+    assert_eq!(shop.send(dollars).reason, Reason::CurrencyMismatch);
+    shop.set(Command::SetAccountStatus {
+        account: shop.payer,
+        status: Status::Frozen,
+    });
+    assert_eq!(shop.purchase(1).reason, Reason::AccountFrozen);
+    shop.set(Command::SetAccountStatus {
+        account: shop.payer,
+        status: Status::Active,
+    });
+    assert_eq!(shop.purchase(1).reason, Reason::Approved);
+    shop.set(Command::SetAccountStatus {
+        account: shop.payer,
+        status: Status::Closed,
+    });
+    assert_eq!(shop.purchase(1).reason, Reason::AccountClosed);
+    let reopen = shop.set(Command::SetAccountStatus {
+        account: shop.payer,
+        status: Status::Active,
+    });
+    assert_eq!(reopen.reason, Reason::AccountClosed, "closed is final");
+}
+
+#[test]
+fn closing_an_account_with_an_active_hold_is_refused() {
+    let mut shop = Shop::new();
+    let hold = shop.authorize(10).id;
+    let close = Command::SetAccountStatus {
+        account: shop.payer,
+        status: Status::Closed,
+    };
+    assert_eq!(shop.set(close).reason, Reason::InvalidRequest);
+    shop.send(TerminalOp::Void { hold: HoldId(hold) });
+    assert_eq!(shop.set(close).reason, Reason::Approved);
+}
+
+#[test]
+fn payee_admission_declines_unknown_frozen_and_foreign_terminals() {
+    let mut shop = Shop::new();
+    let other = MerchantId(
+        shop.set(Command::RegisterMerchant {
+            fee_bps: 0,
+            fee_bps_with_details: 0,
+        })
+        .id as u32,
+    );
+    let foreign = TerminalId(
+        shop.set(Command::RegisterTerminal {
+            merchant: other,
+            secret: [3; 32],
+        })
+        .id as u32,
+    );
+    let pay_as = |merchant, terminal| Command::Terminal {
+        origin: Origin {
+            merchant,
+            key: RequestKey {
+                terminal,
+                request_id: 77,
+            },
+        },
+        op: purchase(shop.payer, 1),
+    };
+    let reason = |command: Command| shop.books.execute(&command, NOON_US, &NoJournal).outcome.reason;
+    assert_eq!(
+        reason(pay_as(MerchantId(99), shop.terminal)),
+        Reason::MerchantInvalid
+    );
+    assert_eq!(reason(pay_as(shop.merchant, foreign)), Reason::TerminalInvalid);
+    assert_eq!(
+        reason(pay_as(shop.merchant, TerminalId(99))),
+        Reason::TerminalInvalid
+    );
+    shop.set(Command::SetTerminalStatus {
+        terminal: shop.terminal,
+        status: Status::Frozen,
+    });
+    assert_eq!(shop.purchase(1).reason, Reason::TerminalInvalid);
+    shop.set(Command::SetTerminalStatus {
+        terminal: shop.terminal,
+        status: Status::Active,
+    });
+    shop.set(Command::SetMerchantStatus {
+        merchant: shop.merchant,
+        status: Status::Frozen,
+    });
+    assert_eq!(shop.purchase(1).reason, Reason::MerchantInvalid);
+}
+
+#[test]
+fn amounts_must_be_positive_and_bounded() {
+    let mut shop = Shop::new();
+    assert_eq!(shop.purchase(0).reason, Reason::AmountInvalid);
+    assert_eq!(shop.purchase(AMOUNT_MINOR_MAX + 1).reason, Reason::AmountInvalid);
+    assert_eq!(shop.purchase(AMOUNT_MINOR_MAX).reason, Reason::InsufficientFunds);
+}
+
+#[test]
+fn insufficient_funds_counts_what_is_held() {
+    let mut shop = Shop::new();
+    shop.authorize(9_000);
+    assert_eq!(shop.purchase(1_001).reason, Reason::InsufficientFunds);
+    assert_eq!(shop.purchase(1_000).reason, Reason::Approved);
+    assert_eq!(shop.balance(), (9_000, 9_000));
+}
+
+#[test]
+fn a_repeated_request_gets_the_original_outcome_and_changes_nothing() {
+    let shop = Shop::new();
+    let first = shop.send_as(42, purchase(shop.payer, 250));
+    let digest = shop.books.digest();
+    let again = shop.send_as(42, purchase(shop.payer, 250));
+    assert_eq!(first, again);
+    assert_eq!(shop.books.digest(), digest);
+    assert_eq!(shop.balance(), (9_750, 0));
+}
+
+#[test]
+fn a_repeated_decline_is_declined_again_even_if_it_would_now_pass() {
+    let shop = Shop::new();
+    assert_eq!(
+        shop.send_as(5, purchase(shop.payer, 20_000)).reason,
+        Reason::InsufficientFunds
+    );
+    shop.set(Command::Load {
+        account: shop.payer,
+        amount: 20_000,
+    });
+    assert_eq!(
+        shop.send_as(5, purchase(shop.payer, 20_000)).reason,
+        Reason::InsufficientFunds
+    );
+}
+
+#[test]
+fn the_same_key_with_different_content_is_a_conflict() {
+    let shop = Shop::new();
+    shop.send_as(42, purchase(shop.payer, 250));
+    assert_eq!(
+        shop.send_as(42, purchase(shop.payer, 251)).reason,
+        Reason::DuplicateConflict
+    );
+    assert_eq!(
+        shop.send_as(42, authorize(shop.payer, 250)).reason,
+        Reason::DuplicateConflict
+    );
+    assert_eq!(shop.balance(), (9_750, 0));
+}
+
+#[test]
+fn the_window_forgets_the_oldest_request_when_full() {
+    let config = BooksConfig {
+        shards: 1,
+        idempotency_window: 2,
+        ..BooksConfig::default()
+    };
+    let shop = Shop::with_config(config);
+    shop.send_as(1, purchase(shop.payer, 1));
+    shop.send_as(2, purchase(shop.payer, 1));
+    shop.send_as(3, purchase(shop.payer, 1));
+    assert_eq!(shop.send_as(3, purchase(shop.payer, 1)).reason, Reason::Approved);
+    assert_eq!(shop.balance().0, 9_997, "request 3 is still recognised");
+    shop.send_as(1, purchase(shop.payer, 1));
+    assert_eq!(
+        shop.balance().0,
+        9_996,
+        "request 1 was forgotten and counts again"
+    );
+}
+
+#[test]
+fn a_reversal_before_the_original_declines_the_late_original() {
+    let shop = Shop::new();
+    let reversal = TerminalOp::Reversal {
+        payer: shop.payer,
+        original_request_id: 9,
+    };
+    assert_eq!(shop.send_as(10, reversal).reason, Reason::Approved);
+    assert_eq!(
+        shop.send_as(9, purchase(shop.payer, 300)).reason,
+        Reason::Reversed
+    );
+    assert_eq!(
+        shop.send_as(9, purchase(shop.payer, 300)).reason,
+        Reason::Reversed,
+        "and its retries"
+    );
+    assert_eq!(shop.balance(), (10_000, 0));
+}
+
+#[test]
+fn a_reversal_after_a_purchase_undoes_it_exactly() {
+    let shop = Shop::new();
+    let extras = Extras {
+        product_details: false,
+        loyalty_points: 5,
+    };
+    let op = TerminalOp::Purchase {
+        payer: shop.payer,
+        amount: 1_000,
+        currency: EUR,
+        pin: None,
+        extras,
+    };
+    let sale = shop.send_as(9, op);
+    assert_eq!(sale.reason, Reason::Approved);
+    let reversal = TerminalOp::Reversal {
+        payer: shop.payer,
+        original_request_id: 9,
+    };
+    let undone = shop.send_as(10, reversal);
+    assert_eq!((undone.reason, undone.amount), (Reason::Approved, 1_000));
+    assert_eq!(shop.balance(), (10_000, 0));
+    assert_eq!((shop.merchant_balance(), shop.fee_balance()), (0, 0));
+    assert_eq!(
+        shop.books.account_info(shop.payer).map(|i| i.loyalty_points),
+        Some(0)
+    );
+    assert_eq!(
+        shop.send_as(11, reversal).amount,
+        0,
+        "a second reversal finds nothing left to undo"
+    );
+    assert_eq!(
+        shop.send_as(9, op),
+        sale,
+        "a late retry of the original changes nothing"
+    );
+    assert_eq!(shop.balance(), (10_000, 0));
+    shop.assert_invariants();
+}
+
+#[test]
+fn a_reversal_after_an_authorization_voids_the_hold_and_gives_back_the_day() {
+    let shop = Shop::new();
+    shop.set(Command::SetLimits {
+        account: shop.payer,
+        limits: limits(u64::MAX, 1_000, 1, u64::MAX),
+    });
+    let hold = shop.send_as(9, authorize(shop.payer, 1_000));
+    assert_eq!(hold.reason, Reason::Approved);
+    shop.send_as(
+        10,
+        TerminalOp::Reversal {
+            payer: shop.payer,
+            original_request_id: 9,
+        },
+    );
+    assert_eq!(
+        shop.books.hold(HoldId(hold.id)).map(|h| h.state),
+        Some(HoldState::Voided)
+    );
+    assert_eq!(shop.balance(), (10_000, 0));
+    assert_eq!(
+        shop.send_as(11, purchase(shop.payer, 1_000)).reason,
+        Reason::Approved,
+        "the day's limits were restored"
+    );
+}
+
+#[test]
+fn a_reversal_of_a_captured_authorization_is_declined() {
+    let mut shop = Shop::new();
+    let hold = shop.send_as(9, authorize(shop.payer, 100)).id;
+    shop.capture(hold, 100, true);
+    let reversal = TerminalOp::Reversal {
+        payer: shop.payer,
+        original_request_id: 9,
+    };
+    assert_eq!(shop.send_as(10, reversal).reason, Reason::HoldNotActive);
+}
+
+#[test]
+fn balance_check_says_sufficient_or_not_without_the_figure() {
+    let mut shop = Shop::new();
+    let origin = shop.origin(1);
+    let sufficient = shop.books.balance_check(origin, shop.payer, 10_000, EUR);
+    assert_eq!(sufficient, Outcome::approved(0, 10_000));
+    shop.authorize(1);
+    let insufficient = shop.books.balance_check(origin, shop.payer, 10_000, EUR);
+    assert_eq!(insufficient, Outcome::declined(Reason::InsufficientFunds));
+}
+
+#[test]
+fn holds_beyond_the_shard_capacity_are_declined() {
+    let config = BooksConfig {
+        shards: 1,
+        holds_per_shard_max: 2,
+        ..BooksConfig::default()
+    };
+    let mut shop = Shop::with_config(config);
+    assert_eq!(shop.authorize(1).reason, Reason::Approved);
+    assert_eq!(shop.purchase(1).reason, Reason::Approved);
+    assert_eq!(shop.authorize(1).reason, Reason::CapacityExceeded);
+}
+
+struct FailingJournal;
+
+impl Journal for FailingJournal {
+    fn append(&self, _timestamp_us: u64, _command: &Command) -> Result<Lsn, JournalError> {
+        Err(JournalError("disk full".into()))
+    }
+}
+
+#[test]
+fn a_journal_failure_answers_system_malfunction_and_changes_nothing() {
+    let shop = Shop::new();
+    let digest = shop.books.digest();
+    let command = Command::Terminal {
+        origin: shop.origin(1),
+        op: purchase(shop.payer, 10),
+    };
+    let executed = shop.books.execute(&command, NOON_US, &FailingJournal);
+    assert_eq!(executed.outcome.reason, Reason::SystemMalfunction);
+    assert_eq!(shop.books.digest(), digest);
+    let register = Command::RegisterMerchant {
+        fee_bps: 1,
+        fee_bps_with_details: 1,
+    };
+    assert_eq!(
+        shop.books
+            .execute(&register, NOON_US, &FailingJournal)
+            .outcome
+            .reason,
+        Reason::SystemMalfunction
+    );
+    assert_eq!(shop.books.digest(), digest);
+}
+
+#[test]
+fn mobile_aliases_are_unique_and_resolve_to_their_account() {
+    let shop = Shop::new();
+    assert_eq!(shop.books.resolve_mobile(33_612_345_678), Some(shop.payer));
+    let taken = Command::OpenAccount {
+        shard: 0,
+        currency: EUR,
+        mobile: Some(33_612_345_678),
+        limits: Limits::NONE,
+    };
+    assert_eq!(shop.set(taken).reason, Reason::InvalidRequest);
+    let malformed = Command::OpenAccount {
+        shard: 0,
+        currency: EUR,
+        mobile: Some(12),
+        limits: Limits::NONE,
+    };
+    assert_eq!(shop.set(malformed).reason, Reason::InvalidRequest);
+    let foreign = Command::OpenAccount {
+        shard: 0,
+        currency: Currency(840),
+        mobile: None,
+        limits: Limits::NONE,
+    };
+    assert_eq!(shop.set(foreign).reason, Reason::CurrencyMismatch);
+    assert_eq!(shop.books.resolve_mobile(33_600_000_000), None);
+}
+
+#[test]
+fn merchant_fees_are_validated() {
+    let shop = Shop::new();
+    let above_whole = Command::RegisterMerchant {
+        fee_bps: 10_001,
+        fee_bps_with_details: 0,
+    };
+    assert_eq!(shop.set(above_whole).reason, Reason::InvalidRequest);
+    let details_dearer = Command::RegisterMerchant {
+        fee_bps: 100,
+        fee_bps_with_details: 101,
+    };
+    assert_eq!(shop.set(details_dearer).reason, Reason::InvalidRequest);
+}
+
+#[test]
+fn shard_counts_must_be_powers_of_two() {
+    assert!(Books::new(BooksConfig {
+        shards: 3,
+        ..BooksConfig::default()
+    })
+    .is_err());
+    assert!(Books::new(BooksConfig {
+        shards: 0,
+        ..BooksConfig::default()
+    })
+    .is_err());
+    assert!(Books::new(BooksConfig {
+        shards: 1 << 13,
+        ..BooksConfig::default()
+    })
+    .is_err());
+    assert!(Books::new(BooksConfig {
+        shards: 1,
+        ..BooksConfig::default()
+    })
+    .is_ok());
+}
+
+#[test]
+fn replaying_the_same_commands_gives_the_same_digest() {
+    let build = || {
+        let mut shop = Shop::new();
+        let hold = shop.authorize(500).id;
+        shop.capture(hold, 200, false);
+        shop.purchase(300);
+        shop.send(TerminalOp::Reversal {
+            payer: shop.payer,
+            original_request_id: 1_000,
+        });
+        shop.books
+            .advance_time(NOON_US + HOLD_LIFETIME_DEFAULT_US, &NoJournal);
+        shop.books.digest()
+    };
+    assert_eq!(build(), build());
+    let mut other = Shop::new();
+    other.purchase(1);
+    assert_ne!(build(), other.books.digest());
+}

@@ -1,0 +1,292 @@
+//! The client against a tiny fake server thread that speaks log-on and answers requests:
+//! proves the HMAC exchange, pipelining by request id, pushes and reconnect-with-same-ids.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use wire::client::{Client, ClientError, Incoming};
+use wire::logon::{verify_logon_mac, Challenge, LogonFailed, LogonOk, Secret};
+use wire::messages::reply::{EchoReply, HoldReply, OfferSummary};
+use wire::messages::terminal::{Echo, Purchase};
+use wire::types::{AccountNumber, HoldId, MerchantId, OfferId, PayerRef, ShortText};
+use wire::{Decoder, Frame, Logon, Message, Push, Reply, Request, Role};
+
+const SECRET: Secret = [0x5A; 32];
+const TERMINAL_ID: u32 = 17;
+
+/// How the fake server behaves.
+#[derive(Clone, Copy)]
+struct Script {
+    /// Collect this many requests, then answer them in reverse order.
+    batch: usize,
+    /// On the first connection, close after this many requests without answering.
+    drop_first_after: Option<usize>,
+}
+
+/// (connection number, request id) of every request the server received.
+type Log = Arc<Mutex<Vec<(usize, u64)>>>;
+
+fn start_server(script: Script) -> (SocketAddr, Log) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("address");
+    let log: Log = Arc::default();
+    let server_log = log.clone();
+    thread::spawn(move || {
+        for (connection, stream) in listener.incoming().enumerate() {
+            let Ok(stream) = stream else { return };
+            let log = server_log.clone();
+            thread::spawn(move || serve(stream, connection, script, &log));
+        }
+    });
+    (address, log)
+}
+
+fn read_frame(stream: &mut TcpStream, decoder: &mut Decoder, buffer: &mut BytesMut) -> Option<Frame> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(frame) = decoder.decode(buffer).expect("client sends valid frames") {
+            return Some(frame);
+        }
+        let count = stream.read(&mut chunk).ok()?;
+        if count == 0 {
+            return None;
+        }
+        buffer.extend_from_slice(&chunk[..count]);
+    }
+}
+
+fn write(stream: &mut TcpStream, request_id: u64, message: Message) {
+    let mut out = BytesMut::new();
+    Frame { request_id, message }.encode(&mut out);
+    let _ = stream.write_all(&out);
+}
+
+fn logon(stream: &mut TcpStream, decoder: &mut Decoder, buffer: &mut BytesMut) -> bool {
+    let Some(Frame {
+        message: Message::Logon(Logon::Hello(hello)),
+        ..
+    }) = read_frame(stream, decoder, buffer)
+    else {
+        return false;
+    };
+    let server_nonce = [0x33; 16];
+    write(
+        stream,
+        0,
+        Message::Logon(Logon::Challenge(Challenge {
+            version: 1,
+            server_nonce,
+        })),
+    );
+    let Some(Frame {
+        message: Message::Logon(Logon::Proof(proof)),
+        ..
+    }) = read_frame(stream, decoder, buffer)
+    else {
+        return false;
+    };
+    let valid = hello.id == TERMINAL_ID
+        && verify_logon_mac(
+            &SECRET,
+            hello.role,
+            hello.id,
+            &hello.client_nonce,
+            &server_nonce,
+            &proof.mac,
+        );
+    let answer = if valid {
+        Logon::LogonOk(LogonOk {
+            frame_bytes_max: 4096,
+            requests_in_flight_max: 128,
+        })
+    } else {
+        Logon::LogonFailed(LogonFailed { code: 57, reason: 24 })
+    };
+    write(stream, 0, Message::Logon(answer));
+    valid
+}
+
+fn serve(mut stream: TcpStream, connection: usize, script: Script, log: &Log) {
+    let mut decoder = Decoder::default();
+    let mut buffer = BytesMut::new();
+    if !logon(&mut stream, &mut decoder, &mut buffer) {
+        return;
+    }
+    let mut pending = Vec::new();
+    while let Some(frame) = read_frame(&mut stream, &mut decoder, &mut buffer) {
+        log.lock().expect("log").push((connection, frame.request_id));
+        if connection == 0 && Some(log.lock().expect("log").len()) == script.drop_first_after {
+            return;
+        }
+        pending.push(frame);
+        if pending.len() < script.batch {
+            continue;
+        }
+        for frame in pending.drain(..).rev() {
+            answer(&mut stream, frame);
+        }
+    }
+}
+
+fn answer(stream: &mut TcpStream, frame: Frame) {
+    let reply = match frame.message {
+        Message::Request(Request::Echo(echo)) => {
+            if echo.value == 999 {
+                write(stream, 0, Message::Push(Push::OfferPresented(offer())));
+            }
+            Reply::Echo(EchoReply {
+                code: 0,
+                reason: 0,
+                value: echo.value,
+            })
+        }
+        Message::Request(Request::Purchase(purchase)) => Reply::Purchase(HoldReply {
+            code: 0,
+            reason: 0,
+            hold_id: HoldId(frame.request_id),
+            amount_minor: purchase.amount_minor,
+        }),
+        _ => return,
+    };
+    write(stream, frame.request_id, Message::Reply(reply));
+}
+
+fn offer() -> OfferSummary {
+    OfferSummary {
+        offer_id: OfferId(1),
+        merchant_id: MerchantId(7),
+        amount_minor: 100,
+        currency: 978,
+        expires_in_s: 60,
+        reference: ShortText::new("x").expect("short"),
+    }
+}
+
+fn purchase(amount_minor: u64) -> Request {
+    Request::Purchase(Purchase {
+        payer: PayerRef::Account(AccountNumber(1001)),
+        amount_minor,
+        currency: 978,
+        pin: None,
+        loyalty_points: 0,
+        product: None,
+    })
+}
+
+fn connect(address: SocketAddr, secret: Secret) -> Result<Client, ClientError> {
+    let mut client = Client::connect(address, Role::Terminal, TERMINAL_ID, secret)?;
+    client.set_read_timeout(Some(Duration::from_secs(10)))?;
+    Ok(client)
+}
+
+#[test]
+fn logon_with_the_right_secret_then_echo_round_trips() {
+    let (address, _) = start_server(Script {
+        batch: 1,
+        drop_first_after: None,
+    });
+    let mut client = connect(address, SECRET).expect("log-on");
+    assert_eq!(client.server_limits().requests_in_flight_max, 128);
+    let reply = client.call(&Request::Echo(Echo { value: 77 })).expect("reply");
+    assert_eq!(
+        reply,
+        Reply::Echo(EchoReply {
+            code: 0,
+            reason: 0,
+            value: 77
+        })
+    );
+}
+
+#[test]
+fn logon_with_a_wrong_secret_is_refused() {
+    let (address, _) = start_server(Script {
+        batch: 1,
+        drop_first_after: None,
+    });
+    let result = connect(address, [0x00; 32]);
+    assert!(
+        matches!(result, Err(ClientError::LogonRefused { code: 57, reason: 24 })),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn pipelined_replies_in_any_order_are_matched_by_request_id() {
+    let (address, _) = start_server(Script {
+        batch: 50,
+        drop_first_after: None,
+    });
+    let mut client = connect(address, SECRET).expect("log-on");
+    let sent: Vec<(u64, u64)> = (1..=100)
+        .map(|amount| (client.send(&purchase(amount)).expect("send"), amount))
+        .collect();
+    for _ in 0..100 {
+        let Incoming::Reply {
+            request_id,
+            reply: Reply::Purchase(hold),
+        } = client.recv().expect("recv")
+        else {
+            panic!("expected a purchase reply");
+        };
+        let amount = sent
+            .iter()
+            .find(|(id, _)| *id == request_id)
+            .map(|(_, amount)| *amount);
+        assert_eq!(Some(hold.amount_minor), amount);
+        assert_eq!(hold.hold_id, HoldId(request_id));
+    }
+    assert_eq!(client.unanswered().count(), 0);
+}
+
+#[test]
+fn call_sets_aside_pushes_for_recv() {
+    let (address, _) = start_server(Script {
+        batch: 1,
+        drop_first_after: None,
+    });
+    let mut client = connect(address, SECRET).expect("log-on");
+    let reply = client.call(&Request::Echo(Echo { value: 999 })).expect("reply");
+    assert!(matches!(reply, Reply::Echo(EchoReply { value: 999, .. })));
+    assert_eq!(
+        client.recv().expect("push"),
+        Incoming::Push(Push::OfferPresented(offer()))
+    );
+}
+
+#[test]
+fn reconnect_resends_unanswered_requests_with_their_original_ids() {
+    let (address, log) = start_server(Script {
+        batch: 3,
+        drop_first_after: Some(3),
+    });
+    let mut client = connect(address, SECRET).expect("log-on");
+    let ids: Vec<u64> = (1..=3)
+        .map(|amount| client.send(&purchase(amount)).expect("send"))
+        .collect();
+    assert!(matches!(
+        client.recv(),
+        Err(ClientError::Closed) | Err(ClientError::Io(_))
+    ));
+    assert_eq!(client.reconnect().expect("reconnect"), 3);
+    let mut answered: Vec<u64> = (0..3)
+        .map(|_| match client.recv().expect("reply") {
+            Incoming::Reply { request_id, .. } => request_id,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    answered.sort_unstable();
+    assert_eq!(answered, ids);
+    let second_connection: Vec<u64> = log
+        .lock()
+        .expect("log")
+        .iter()
+        .filter(|(connection, _)| *connection == 1)
+        .map(|(_, id)| *id)
+        .collect();
+    assert_eq!(second_connection, ids, "resent with the same ids, in order");
+}

@@ -16,6 +16,10 @@ pub trait Field: Sized {
     const BYTES: usize;
     /// Type name shown in PROTOCOL.md's byte tables.
     const WIRE_TYPE: &'static str;
+    /// The type name with its parts (an option or list names what it holds).
+    fn wire_type() -> String {
+        Self::WIRE_TYPE.to_string()
+    }
     /// Appends the encoding to `out`.
     fn put(&self, out: &mut BytesMut);
     /// Reads one value; `name` is the field's name, carried by errors.
@@ -51,6 +55,20 @@ impl<'a> Reader<'a> {
         array.copy_from_slice(slice);
         self.offset = end;
         Ok(array)
+    }
+
+    /// The next `count` bytes, or [`FieldError::Truncated`].
+    #[inline]
+    pub fn slice(&mut self, count: usize) -> Result<&'a [u8], FieldError> {
+        let end = self.offset.saturating_add(count);
+        let Some(slice) = self.bytes.get(self.offset..end) else {
+            return Err(FieldError::Truncated {
+                offset: self.offset as u32,
+                needed: count as u32,
+            });
+        };
+        self.offset = end;
+        Ok(slice)
     }
 
     /// Bytes not yet read.
@@ -190,7 +208,10 @@ impl Field for [u8; 16] {
 /// absent, so the field has the same size either way.
 impl<T: Field> Field for Option<T> {
     const BYTES: usize = 1 + T::BYTES;
-    const WIRE_TYPE: &'static str = "optional (u8 0/1 + value)";
+    const WIRE_TYPE: &'static str = "optional";
+    fn wire_type() -> String {
+        format!("optional {} (1 + {})", T::WIRE_TYPE, T::BYTES)
+    }
     fn put(&self, out: &mut BytesMut) {
         match self {
             Some(value) => {
@@ -205,17 +226,15 @@ impl<T: Field> Field for Option<T> {
             return Ok(Some(T::get(reader, name)?));
         }
         let offset = reader.offset;
-        for _ in 0..T::BYTES {
-            let byte = reader.array::<1>()?[0];
-            if byte != 0 {
-                return Err(FieldError::NotZero {
-                    field: name,
-                    offset: offset as u32,
-                    value: byte,
-                });
-            }
+        let padding = reader.slice(T::BYTES)?;
+        match padding.iter().position(|&byte| byte != 0) {
+            None => Ok(None),
+            Some(position) => Err(FieldError::NotZero {
+                field: name,
+                offset: (offset + position) as u32,
+                value: padding[position],
+            }),
         }
-        Ok(None)
     }
     fn sample(entropy: &mut Entropy<'_>) -> Self {
         match entropy.u8() & 1 {

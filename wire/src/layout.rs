@@ -8,7 +8,7 @@ pub struct FieldLayout {
     /// Field name.
     pub name: &'static str,
     /// Wire type, as PROTOCOL.md names it.
-    pub wire_type: &'static str,
+    pub wire_type: fn() -> String,
     /// Encoded size (for a list: the count byte).
     pub bytes: usize,
     /// What the field means.
@@ -23,7 +23,7 @@ pub fn markdown_table(layout: &[FieldLayout]) -> String {
         table.push_str(&format!(
             "| {offset} | {} | {} | `{}` | {} |\n",
             field.bytes,
-            field.wire_type,
+            (field.wire_type)(),
             field.name,
             field.doc.trim()
         ));
@@ -52,6 +52,9 @@ macro_rules! wire_struct {
         impl $crate::field::Field for $name {
             const BYTES: usize = 0 $( + <$type as $crate::field::Field>::BYTES )*;
             const WIRE_TYPE: &'static str = stringify!($name);
+            fn wire_type() -> String {
+                format!("{} ({})", stringify!($name), Self::BYTES)
+            }
             #[inline]
             fn put(&self, _out: &mut bytes::BytesMut) {
                 $( $crate::field::Field::put(&self.$field, _out); )*
@@ -77,7 +80,7 @@ macro_rules! wire_struct {
             pub const LAYOUT: &'static [$crate::layout::FieldLayout] = &[
                 $( $crate::layout::FieldLayout {
                     name: stringify!($field),
-                    wire_type: <$type as $crate::field::Field>::WIRE_TYPE,
+                    wire_type: <$type as $crate::field::Field>::wire_type,
                     bytes: <$type as $crate::field::Field>::BYTES,
                     doc: concat!($($doc),*),
                 }, )*

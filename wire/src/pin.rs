@@ -66,19 +66,21 @@ impl PinBlock {
     }
 
     /// Validates 8 bytes received from the network.
+    #[inline]
     pub fn from_bytes(bytes: [u8; PIN_BLOCK_BYTES]) -> Result<PinBlock, FieldError> {
-        let invalid = || FieldError::invalid("pin_block", u64::from_be_bytes(bytes));
-        let nibble = |index: usize| (bytes[index / 2] >> (4 * (1 - index % 2))) & 0xF;
-        let length = usize::from(bytes[0]);
-        if !(PIN_DIGITS_MIN..=PIN_DIGITS_MAX).contains(&length) {
-            return Err(invalid());
+        // Branch-light check on the block as one number (nibble 0 is the top nibble). The first
+        // byte 0x0L holds format and length; below it, L digit nibbles then 0xF padding.
+        let block = u64::from_be_bytes(bytes);
+        let length = u32::from(bytes[0]);
+        if !(PIN_DIGITS_MIN as u32..=PIN_DIGITS_MAX as u32).contains(&length) {
+            return Err(FieldError::invalid("pin_block", block));
         }
-        for index in 2..PIN_BLOCK_BYTES * 2 {
-            let expected_digit = index < 2 + length;
-            let value = nibble(index);
-            if expected_digit != (value <= 9) || (!expected_digit && value != 0xF) {
-                return Err(invalid());
-            }
+        let pad_mask = (1u64 << (4 * (14 - length))) - 1;
+        let digit_mask = ((1u64 << 56) - 1) & !pad_mask;
+        // A nibble is above 9 when its bit 3 is set together with bit 2 or bit 1.
+        let above_nine = block & ((block << 1) | (block << 2)) & 0x8888_8888_8888_8888;
+        if block & pad_mask != pad_mask || above_nine & digit_mask != 0 {
+            return Err(FieldError::invalid("pin_block", block));
         }
         Ok(PinBlock(bytes))
     }
@@ -102,7 +104,10 @@ impl std::fmt::Debug for PinBlock {
 
 impl Field for PinBlock {
     const BYTES: usize = PIN_BLOCK_BYTES;
-    const WIRE_TYPE: &'static str = "PinBlock (8)";
+    const WIRE_TYPE: &'static str = "PinBlock";
+    fn wire_type() -> String {
+        format!("{} ({})", Self::WIRE_TYPE, Self::BYTES)
+    }
     fn put(&self, out: &mut BytesMut) {
         out.put_slice(&self.0);
     }
@@ -165,6 +170,38 @@ mod tests {
             [0x14, 0x12, 0x34, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF],
         ] {
             assert!(PinBlock::from_bytes(bytes).is_err(), "{bytes:02x?}");
+        }
+    }
+
+    /// The layout rule read literally, nibble by nibble: the reference for the fast check.
+    fn valid_by_nibbles(bytes: [u8; 8]) -> bool {
+        let nibble = |index: usize| (bytes[index / 2] >> (4 * (1 - index % 2))) & 0xF;
+        let length = usize::from(bytes[0]);
+        (4..=12).contains(&length)
+            && (2..16).all(|index| match index < 2 + length {
+                true => nibble(index) <= 9,
+                false => nibble(index) == 0xF,
+            })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_check_agrees_with_the_nibble_rule(
+            digits in "[0-9]{4,12}",
+            position in 0usize..16,
+            value in 0u8..16,
+            noise in proptest::prelude::any::<[u8; 8]>(),
+        ) {
+            let mut bytes = *PinBlock::from_digits(&digits).expect("valid").as_bytes();
+            let shift = 4 * (1 - position % 2);
+            bytes[position / 2] = (bytes[position / 2] & !(0xF << shift)) | (value << shift);
+            for candidate in [bytes, noise] {
+                proptest::prop_assert_eq!(
+                    PinBlock::from_bytes(candidate).is_ok(),
+                    valid_by_nibbles(candidate),
+                    "{:02x?}", candidate
+                );
+            }
         }
     }
 

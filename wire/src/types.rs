@@ -48,7 +48,10 @@ pub enum PayerRef {
 
 impl Field for PayerRef {
     const BYTES: usize = 9;
-    const WIRE_TYPE: &'static str = "PayerRef (9)";
+    const WIRE_TYPE: &'static str = "PayerRef";
+    fn wire_type() -> String {
+        format!("{} ({})", Self::WIRE_TYPE, Self::BYTES)
+    }
     #[inline]
     fn put(&self, out: &mut BytesMut) {
         let (tag, value) = match *self {
@@ -116,7 +119,10 @@ impl std::fmt::Debug for ShortText {
 
 impl Field for ShortText {
     const BYTES: usize = 1 + SHORT_TEXT_BYTES_MAX;
-    const WIRE_TYPE: &'static str = "ShortText (33)";
+    const WIRE_TYPE: &'static str = "ShortText";
+    fn wire_type() -> String {
+        format!("{} ({})", Self::WIRE_TYPE, Self::BYTES)
+    }
     fn put(&self, out: &mut BytesMut) {
         out.put_u8(self.length);
         out.put_slice(&self.bytes);
@@ -167,7 +173,10 @@ impl<T, const MAX: usize> List<T, MAX> {
 
 impl<T: Field, const MAX: usize> Field for List<T, MAX> {
     const BYTES: usize = 1;
-    const WIRE_TYPE: &'static str = "u8 count, then entries";
+    const WIRE_TYPE: &'static str = "list";
+    fn wire_type() -> String {
+        format!("u8 count, then up to {MAX} x {} ({})", T::WIRE_TYPE, T::BYTES)
+    }
     fn put(&self, out: &mut BytesMut) {
         debug_assert!(self.0.len() <= MAX);
         out.put_u8(self.0.len() as u8);

@@ -898,7 +898,7 @@ fn balance_check_says_sufficient_or_not_without_the_figure() {
 }
 
 #[test]
-fn holds_beyond_the_shard_capacity_are_declined() {
+fn holds_beyond_the_shard_capacity_are_declined_while_the_oldest_is_active() {
     let config = BooksConfig {
         shards: 1,
         holds_per_shard_max: 2,
@@ -1029,4 +1029,17 @@ fn replaying_the_same_commands_gives_the_same_digest() {
     let mut other = Shop::new();
     other.purchase(1);
     assert_ne!(build(), other.books.digest());
+}
+
+#[test]
+fn at_capacity_the_oldest_finished_hold_makes_room() {
+    let config = BooksConfig { shards: 1, holds_per_shard_max: 2, ..BooksConfig::default() };
+    let mut shop = Shop::with_config(config);
+    let oldest = shop.purchase(1).id;
+    let middle = shop.purchase(1).id;
+    assert_eq!(shop.purchase(1).reason, Reason::Approved);
+    let refund = |hold| TerminalOp::Refund { hold: HoldId(hold), amount: 1 };
+    assert_eq!(shop.send(refund(oldest)).reason, Reason::HoldUnknown, "its refund window ended early");
+    assert_eq!(shop.send(refund(middle)).reason, Reason::Approved);
+    shop.assert_invariants();
 }

@@ -7,23 +7,29 @@ use crate::command::Limits;
 use crate::ids::{AccountId, Currency, PinBlock, Status};
 use crate::limits::{DAY_US, PIN_TRIES_MAX};
 
-/// The hot part of a payer account.
+/// The hot part of a payer account: exactly one cache line, so a payment that picks a payer
+/// at random misses the cache once for it.
+#[repr(align(64))]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Payer {
     /// Money on the account, minor units.
     pub balance: u64,
     /// Sum of the active holds' remaining amounts; `held <= balance` always.
     pub held: u64,
-    /// The payer's limits.
-    pub limits: Limits,
+    /// Largest single payment or authorization (`Limits::payment_max`).
+    pub payment_max: u64,
+    /// Largest approved sum in one UTC day (`Limits::day_amount_max`).
+    pub day_amount_max: u64,
+    /// A PIN is required strictly above this amount (`Limits::pin_above`).
+    pub pin_above: u64,
     /// Approved amount in `day`.
     pub day_amount: u64,
+    /// Most approved payments in one UTC day (`Limits::day_count_max`).
+    pub day_count_max: u32,
     /// Approved payments in `day`.
     pub day_count: u32,
     /// The UTC day (`timestamp_us / DAY_US`) the day counters are for.
     pub day: u32,
-    /// Loyalty points accrued from captures.
-    pub loyalty_points: u64,
     /// The account's currency.
     pub currency: Currency,
     /// Active, frozen or closed.
@@ -32,21 +38,45 @@ pub struct Payer {
     pub pin_failures: u8,
 }
 
+const _: () = assert!(std::mem::size_of::<Payer>() == 64);
+
 impl Payer {
     /// A new empty account.
     pub fn new(currency: Currency, limits: Limits) -> Payer {
-        Payer {
+        let mut payer = Payer {
             balance: 0,
             held: 0,
-            limits,
+            payment_max: 0,
+            day_amount_max: 0,
+            pin_above: 0,
             day_amount: 0,
+            day_count_max: 0,
             day_count: 0,
             day: 0,
-            loyalty_points: 0,
             currency,
             status: Status::Active,
             pin_failures: 0,
+        };
+        payer.set_limits(limits);
+        payer
+    }
+
+    /// The payer's limits.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            payment_max: self.payment_max,
+            day_amount_max: self.day_amount_max,
+            day_count_max: self.day_count_max,
+            pin_above: self.pin_above,
         }
+    }
+
+    /// Replace the payer's limits.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.payment_max = limits.payment_max;
+        self.day_amount_max = limits.day_amount_max;
+        self.day_count_max = limits.day_count_max;
+        self.pin_above = limits.pin_above;
     }
 
     /// What the payer may still spend.
@@ -99,6 +129,8 @@ pub struct PayerCold {
     pub mobile: Option<u64>,
     /// The PIN verifier, if a PIN was set.
     pub pin_verifier: Option<[u8; 32]>,
+    /// Loyalty points accrued from captures.
+    pub loyalty_points: u64,
     /// The log position of the command that opened the account (0 without a log). Recovery
     /// uses it to see the alias map exactly as each replayed command saw it.
     pub opened_lsn: u64,

@@ -177,10 +177,14 @@ impl HoldTable {
             .is_some_and(|hold| hold.state != HoldState::Active && hold.finished_us <= cutoff_us)
     }
 
-    /// Drop finished holds from the front that finished at or before `cutoff_us`.
-    pub fn prune(&mut self, cutoff_us: u64) -> usize {
+    /// Drop up to `count_max` finished holds from the front that finished at or before
+    /// `cutoff_us`; returns how many were dropped.
+    pub fn prune(&mut self, cutoff_us: u64, count_max: usize) -> usize {
         let mut pruned = 0;
         while let Some(front) = self.ring.front() {
+            if pruned == count_max {
+                break;
+            }
             if front.state == HoldState::Active || front.finished_us > cutoff_us {
                 break;
             }
@@ -249,10 +253,14 @@ mod tests {
                 hold.finished_us = finished_us;
             }
         }
-        assert_eq!(table.prune(15), 1);
+        assert_eq!(table.prune(15, usize::MAX), 1);
         assert_eq!(table.first_sequence(), 2);
         assert!(table.get(1).is_none());
-        assert_eq!(table.prune(100), 1, "the active third hold blocks the fourth");
+        assert_eq!(
+            table.prune(100, usize::MAX),
+            1,
+            "the active third hold blocks the fourth"
+        );
         assert_eq!(table.get(3).map(|hold| hold.state), Some(HoldState::Active));
         assert_eq!(table.next_sequence(), 5);
     }

@@ -1,9 +1,14 @@
 //! The bounded window of recent terminal requests of one shard.
 //!
 //! A terminal that times out resends the same request id; the window answers it with the
-//! original outcome instead of acting twice. It is a ring of the last `capacity` keys plus a
-//! map from key to ring position, so memory is fixed and eviction is oldest-first: a retry is
-//! recognised while its key is among the last `capacity` keyed requests of its shard.
+//! original outcome instead of acting twice. A retry is recognised while its key is among the
+//! last `capacity` keyed requests of its shard: each entry carries its insertion number and
+//! counts as forgotten once `capacity` newer ones were inserted.
+//!
+//! Forgetting is lazy, to keep the hot path at one hash probe: a forgotten entry stays in the
+//! map until a sweep every `capacity` insertions removes all forgotten ones in one sequential
+//! pass (or a new request with the same key overwrites it). So the map holds between
+//! `capacity` and `2 x capacity` entries, and eviction costs no random memory access.
 
 use std::collections::HashMap;
 
@@ -34,75 +39,86 @@ impl Entry {
     }
 }
 
+#[derive(Debug)]
+struct Slot {
+    /// Insertion number, from 1.
+    sequence: u64,
+    entry: Entry,
+}
+
 /// The window of one shard.
 #[derive(Debug)]
 pub struct Window {
-    ring: Vec<Entry>,
-    /// Position the next entry is written to; the oldest entry once the ring is full.
-    head: usize,
-    capacity: usize,
-    index: HashMap<RequestKey, u32, foldhash::fast::RandomState>,
+    capacity: u64,
+    /// Insertions so far; entry `sequence` is remembered while `sequence + capacity > inserted`.
+    inserted: u64,
+    slots: HashMap<RequestKey, Slot, foldhash::fast::RandomState>,
 }
 
 impl Window {
     /// An empty window of `capacity` entries (at least 1).
     pub fn new(capacity: u32) -> Window {
-        let capacity = capacity.max(1) as usize;
+        let capacity = u64::from(capacity.max(1));
         Window {
-            ring: Vec::with_capacity(capacity),
-            head: 0,
             capacity,
-            index: HashMap::with_capacity_and_hasher(capacity, foldhash::fast::RandomState::default()),
+            inserted: 0,
+            slots: HashMap::with_hasher(foldhash::fast::RandomState::default()),
         }
+    }
+
+    fn remembers(&self, sequence: u64) -> bool {
+        sequence + self.capacity > self.inserted
     }
 
     /// The entry for a key, if still in the window.
     pub fn get(&self, key: &RequestKey) -> Option<&Entry> {
-        let position = *self.index.get(key)? as usize;
-        self.ring.get(position)
+        let slot = self.slots.get(key)?;
+        self.remembers(slot.sequence).then_some(&slot.entry)
     }
 
     /// The entry for a key, mutably.
     pub fn get_mut(&mut self, key: &RequestKey) -> Option<&mut Entry> {
-        let position = *self.index.get(key)? as usize;
-        self.ring.get_mut(position)
+        let (capacity, inserted) = (self.capacity, self.inserted);
+        let slot = self.slots.get_mut(key)?;
+        (slot.sequence + capacity > inserted).then_some(&mut slot.entry)
     }
 
     /// Remember a new request, forgetting the oldest one if the window is full.
-    /// The key must not be in the window already.
+    /// The key must not be remembered already.
     pub fn insert(&mut self, entry: Entry) {
-        debug_assert!(!self.index.contains_key(&entry.key));
-        let position = self.head;
-        if self.ring.len() < self.capacity {
-            self.ring.push(entry);
-        } else {
-            let evicted = self.ring[position].key;
-            self.index.remove(&evicted);
-            self.ring[position] = entry;
-        }
-        self.index.insert(entry.key, position as u32);
-        self.head = (position + 1) % self.capacity;
-        debug_assert_eq!(self.index.len(), self.ring.len());
-    }
-
-    /// Entries from oldest to newest.
-    pub fn iter(&self) -> impl Iterator<Item = &Entry> {
-        let split = if self.ring.len() < self.capacity {
-            0
-        } else {
-            self.head
+        debug_assert!(self.get(&entry.key).is_none());
+        self.inserted += 1;
+        let slot = Slot {
+            sequence: self.inserted,
+            entry,
         };
-        self.ring[split..].iter().chain(self.ring[..split].iter())
+        self.slots.insert(entry.key, slot);
+        if self.inserted % self.capacity == 0 {
+            let (capacity, inserted) = (self.capacity, self.inserted);
+            self.slots.retain(|_, slot| slot.sequence + capacity > inserted);
+        }
+        debug_assert!(self.slots.len() as u64 <= 2 * self.capacity);
     }
 
-    /// Entries held.
+    /// Remembered entries from oldest to newest.
+    pub fn iter(&self) -> impl Iterator<Item = &Entry> {
+        let mut live: Vec<&Slot> = self
+            .slots
+            .values()
+            .filter(|slot| self.remembers(slot.sequence))
+            .collect();
+        live.sort_unstable_by_key(|slot| slot.sequence);
+        live.into_iter().map(|slot| &slot.entry)
+    }
+
+    /// Entries remembered.
     pub fn len(&self) -> usize {
-        self.ring.len()
+        self.inserted.min(self.capacity) as usize
     }
 
-    /// True when empty.
+    /// True when nothing is remembered.
     pub fn is_empty(&self) -> bool {
-        self.ring.is_empty()
+        self.inserted == 0
     }
 }
 

@@ -163,17 +163,17 @@ impl Shard {
         check_amount(payment.amount)?;
         let slot = self.admit_payer(payment.payer, payment.currency)?;
         let payer = &self.payers[slot as usize];
-        if payment.amount > payer.limits.payment_max {
+        if payment.amount > payer.payment_max {
             return Err(Reason::PaymentLimitExceeded);
         }
         let (day_amount, day_count) = payer.day_usage(now_us);
-        if day_amount.saturating_add(payment.amount) > payer.limits.day_amount_max {
+        if day_amount.saturating_add(payment.amount) > payer.day_amount_max {
             return Err(Reason::DailyAmountExceeded);
         }
-        if day_count >= payer.limits.day_count_max {
+        if day_count >= payer.day_count_max {
             return Err(Reason::DailyCountExceeded);
         }
-        let pin_needed = payment.amount > payer.limits.pin_above;
+        let pin_needed = payment.amount > payer.pin_above;
         if pin_needed || payment.pin.is_some() {
             self.check_pin(slot, payment.payer, payment.pin, pin_needed)?;
         }
@@ -225,9 +225,7 @@ impl Shard {
         if lifetime_us > HOLD_LIFETIME_MAX_US {
             return Err(Reason::InvalidRequest);
         }
-        if self.holds.len() >= self.holds_max as usize {
-            return Err(Reason::CapacityExceeded);
-        }
+        self.make_room_for_a_hold()?;
         let slot = self.admit_payment(payment, now_us)?;
         let lifetime_us = if lifetime_us == 0 {
             HOLD_LIFETIME_DEFAULT_US
@@ -259,16 +257,14 @@ impl Shard {
         if extras.loyalty_points > LOYALTY_POINTS_MAX {
             return Err(Reason::InvalidRequest);
         }
-        if self.holds.len() >= self.holds_max as usize {
-            return Err(Reason::CapacityExceeded);
-        }
+        self.make_room_for_a_hold()?;
         let slot = self.admit_payment(payment, now_us)?;
         let amount = payment.amount;
         let fee = fees.on(amount, extras.product_details);
         let payer = &mut self.payers[slot as usize];
         payer.balance -= amount;
-        payer.loyalty_points += u64::from(extras.loyalty_points);
         payer.count_payment(now_us, amount);
+        self.accrue_loyalty(slot, extras.loyalty_points);
         self.post(merchant_stripe(origin.merchant.0), i128::from(amount - fee));
         self.post(STRIPE_FEE, i128::from(fee));
         let mut hold = new_hold(slot, origin, amount, now_us, now_us);
@@ -280,6 +276,22 @@ impl Shard {
         hold.finished_us = now_us;
         let sequence = self.holds.push(hold);
         Ok(Outcome::approved(self.hold_id(sequence).0, amount))
+    }
+
+    /// Loyalty lives in the cold part: only captures that carry points touch it.
+    fn accrue_loyalty(&mut self, slot: u32, points: u32) {
+        if points > 0 {
+            self.cold[slot as usize].loyalty_points += u64::from(points);
+        }
+    }
+
+    /// At capacity, forget the oldest finished hold (its refund window ends early); if the
+    /// oldest is still active, the shard is full.
+    fn make_room_for_a_hold(&mut self) -> Result<(), Reason> {
+        if self.holds.len() < self.holds_max as usize || self.holds.prune(u64::MAX, 1) == 1 {
+            return Ok(());
+        }
+        Err(Reason::CapacityExceeded)
     }
 
     /// The sequence of an active, unexpired hold of `merchant`; an expired one is released.
@@ -326,11 +338,11 @@ impl Shard {
             Status::Frozen => return Err(Reason::AccountFrozen),
             Status::Closed => return Err(Reason::AccountClosed),
         }
-        if authorized.saturating_add(amount) > payer.limits.payment_max {
+        if authorized.saturating_add(amount) > payer.payment_max {
             return Err(Reason::PaymentLimitExceeded);
         }
         let (day_amount, _) = payer.day_usage(now_us);
-        if day_amount.saturating_add(amount) > payer.limits.day_amount_max {
+        if day_amount.saturating_add(amount) > payer.day_amount_max {
             return Err(Reason::DailyAmountExceeded);
         }
         if payer.available() < amount {
@@ -384,7 +396,7 @@ impl Shard {
         );
         payer.held -= amount;
         payer.balance -= amount;
-        payer.loyalty_points += u64::from(extras.loyalty_points);
+        self.accrue_loyalty(slot as u32, extras.loyalty_points);
         self.post(merchant_stripe(merchant.0), i128::from(amount - fee));
         self.post(STRIPE_FEE, i128::from(fee));
         if finished {

@@ -103,8 +103,9 @@ impl Shard {
         let (slot, merchant, points) = (entry.payer_slot as usize, entry.merchant, entry.loyalty_points);
         let payer = &mut self.payers[slot];
         payer.balance += amount;
-        payer.loyalty_points = payer.loyalty_points.saturating_sub(u64::from(points));
         payer.uncount_payment(now_us, original.at_us, amount, 1);
+        let cold = &mut self.cold[slot];
+        cold.loyalty_points = cold.loyalty_points.saturating_sub(u64::from(points));
         self.post(1 + merchant as usize, -i128::from(amount - fee));
         self.post(STRIPE_FEE, -i128::from(fee));
         Ok(amount)

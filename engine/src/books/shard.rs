@@ -132,6 +132,7 @@ impl Shard {
             mobile,
             pin_verifier: None,
             opened_lsn: lsn,
+            loyalty_points: 0,
         });
         Outcome::approved(self.account_id(slot).0, 0)
     }
@@ -161,7 +162,7 @@ impl Shard {
         let Some(slot) = self.slot_of(account) else {
             return Outcome::declined(Reason::AccountUnknown);
         };
-        self.payers[slot as usize].limits = limits;
+        self.payers[slot as usize].set_limits(limits);
         Outcome::approved(account.0, 0)
     }
 
@@ -199,7 +200,7 @@ impl Shard {
             self.release_hold(sequence, HoldState::Expired, now_us);
             expired += 1;
         }
-        self.holds.prune(now_us.saturating_sub(retention_us));
+        self.holds.prune(now_us.saturating_sub(retention_us), usize::MAX);
         expired
     }
 
@@ -230,8 +231,8 @@ impl Shard {
             available: payer.available(),
             currency: payer.currency,
             status: payer.status,
-            limits: payer.limits,
-            loyalty_points: payer.loyalty_points,
+            limits: payer.limits(),
+            loyalty_points: cold.loyalty_points,
             mobile: cold.mobile,
             pin_set: cold.pin_verifier.is_some(),
             pin_locked: payer.pin_locked(),

@@ -72,20 +72,15 @@ pub fn encode_shard(shard: &Shard, out: &mut Vec<u8>) {
 
 fn encode_payer(payer: &Payer, cold: &PayerCold, out: &mut Vec<u8>) {
     let start = out.len();
-    for value in [
-        payer.balance,
-        payer.held,
-        payer.limits.payment_max,
-        payer.limits.day_amount_max,
-    ] {
+    for value in [payer.balance, payer.held, payer.payment_max, payer.day_amount_max] {
         out.extend_from_slice(&value.to_le_bytes());
     }
-    out.extend_from_slice(&payer.limits.day_count_max.to_le_bytes());
-    out.extend_from_slice(&payer.limits.pin_above.to_le_bytes());
+    out.extend_from_slice(&payer.day_count_max.to_le_bytes());
+    out.extend_from_slice(&payer.pin_above.to_le_bytes());
     out.extend_from_slice(&payer.day_amount.to_le_bytes());
     out.extend_from_slice(&payer.day_count.to_le_bytes());
     out.extend_from_slice(&payer.day.to_le_bytes());
-    out.extend_from_slice(&payer.loyalty_points.to_le_bytes());
+    out.extend_from_slice(&cold.loyalty_points.to_le_bytes());
     out.extend_from_slice(&payer.currency.0.to_le_bytes());
     out.push(payer.status as u8);
     out.push(payer.pin_failures);
@@ -291,7 +286,7 @@ fn decode_payer(reader: &mut Reader<'_>) -> Result<(Payer, PayerCold), StateErro
     payer.day_amount = reader.u64()?;
     payer.day_count = reader.u32()?;
     payer.day = reader.u32()?;
-    payer.loyalty_points = reader.u64()?;
+    let loyalty_points = reader.u64()?;
     payer.currency = Currency(reader.u16()?);
     payer.status = Status::from_u8(reader.u8()?).ok_or_else(|| reader.error("unknown account status"))?;
     payer.pin_failures = reader.u8()?;
@@ -313,6 +308,7 @@ fn decode_payer(reader: &mut Reader<'_>) -> Result<(Payer, PayerCold), StateErro
             mobile,
             pin_verifier,
             opened_lsn,
+            loyalty_points,
         },
     ))
 }

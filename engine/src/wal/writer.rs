@@ -24,7 +24,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::record::{self, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX};
 use super::recovery::{self, ReadOptions, RecoveryReport};
-use super::segment::{self, SegmentFile};
+use super::segment::{self, PreparedSegment, SegmentFile};
 use super::{DirLock, FaultInjection, FsyncMode, Lsn, WalConfig, WalError};
 
 /// A callback the writer calls after every published batch (and on failure).
@@ -162,6 +162,7 @@ impl Wal {
             spare: Vec::with_capacity(config.pending_bytes_max),
             next_lsn_to_write: next_lsn,
             last_sync: Instant::now(),
+            next_segment: None,
         };
         let handle = std::thread::Builder::new()
             .name("wal-writer".into())
@@ -329,10 +330,21 @@ struct Writer {
     spare: Vec<u8>,
     next_lsn_to_write: Lsn,
     last_sync: Instant,
+    /// The next segment, being zero-filled in the background.
+    next_segment: Option<JoinHandle<std::io::Result<PreparedSegment>>>,
 }
 
 impl Writer {
     fn run(mut self) {
+        self.prepare_next_segment();
+        self.write_until_closed();
+        if let Some(preparing) = self.next_segment.take() {
+            // Leave nothing writing in the data dir after close.
+            let _ = preparing.join();
+        }
+    }
+
+    fn write_until_closed(&mut self) {
         while let Some(last_lsn) = self.take_batch() {
             self.shared.space.notify_all();
             let batch = std::mem::take(&mut self.spare);
@@ -451,12 +463,30 @@ impl Writer {
     /// always complete on disk (recovery relies on it).
     fn roll(&mut self, next_lsn: Lsn) -> Result<(), WalError> {
         self.sync()?;
-        self.segment = SegmentFile::create(&self.dir, next_lsn, self.segment_bytes).map_err(|error| {
+        let prepared = match self.next_segment.take().map(JoinHandle::join) {
+            Some(Ok(prepared)) => prepared,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            None => PreparedSegment::prepare(&self.dir, self.segment_bytes),
+        };
+        let activated = prepared.and_then(|prepared| prepared.activate(&self.dir, next_lsn));
+        self.segment = activated.map_err(|error| {
             let path = self.dir.join(segment::segment_file_name(next_lsn));
             WalError::failed("create segment", &path, error, self.durable_lsn())
         })?;
         count(&self.shared.counters.segments_created, 1);
+        self.prepare_next_segment();
         Ok(())
+    }
+
+    /// Starts zero-filling the next segment on its own thread (or, if no thread can be
+    /// started, leaves it to the roll).
+    fn prepare_next_segment(&mut self) {
+        let dir = self.dir.clone();
+        let segment_bytes = self.segment_bytes;
+        self.next_segment = std::thread::Builder::new()
+            .name("wal-prepare".into())
+            .spawn(move || PreparedSegment::prepare(&dir, segment_bytes))
+            .ok();
     }
 
     fn durable_lsn(&self) -> Lsn {

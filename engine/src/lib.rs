@@ -2,6 +2,7 @@
 pub mod books;
 pub mod command;
 pub mod ids;
+pub mod journal;
 pub mod limits;
 pub mod reason;
 pub mod wal;

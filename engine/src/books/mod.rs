@@ -142,6 +142,14 @@ pub enum ConfigError {
         "shards must be a power of two between 1 and {SHARDS_MAX}, not {0}; pass --shards 64 for example"
     )]
     Shards(u32),
+    /// The stored books have another shard count (ids encode their shard).
+    #[error("the data was written with --shards {stored}, not {configured}; start with --shards {stored}")]
+    ShardsDiffer {
+        /// Shards in the data.
+        stored: u32,
+        /// Shards asked for.
+        configured: u32,
+    },
 }
 
 impl Books {
@@ -171,6 +179,46 @@ impl Books {
             operator: Mutex::new(()),
             next_shard: AtomicU32::new(0),
         })
+    }
+
+    /// Books rebuilt from a snapshot's pieces: the registry and every shard, in index order.
+    /// The alias map is rebuilt from the shards' cold parts.
+    pub fn from_parts(config: BooksConfig, registry: Registry, shards: Vec<Shard>) -> Result<Books, ConfigError> {
+        let mut books = Books::new(config)?;
+        if shards.len() != config.shards as usize {
+            return Err(ConfigError::ShardsDiffer { stored: shards.len() as u32, configured: config.shards });
+        }
+        for (index, shard) in shards.iter().enumerate() {
+            if shard.index != index as u32 || shard.shard_bits != books.shard_bits {
+                return Err(ConfigError::ShardsDiffer { stored: shards.len() as u32, configured: config.shards });
+            }
+            for (slot, cold) in shard.cold.iter().enumerate() {
+                if let Some(mobile) = cold.mobile {
+                    books.aliases.insert(mobile, (shard.account_id(slot as u32), cold.opened_lsn));
+                }
+            }
+        }
+        books.registry = registry;
+        books.shards = shards.into_iter().map(|shard| CachePadded::new(Mutex::new(shard))).collect();
+        Ok(books)
+    }
+
+    /// The registry in canonical form with the log position it covers, read under the
+    /// operator lock (every registry change holds it while it is logged).
+    pub fn snapshot_registry(&self, last_lsn: impl Fn() -> Lsn) -> (Lsn, Vec<u8>) {
+        let _operator = self.operator.lock();
+        let mut bytes = Vec::new();
+        state::encode_registry(&self.registry, &mut bytes);
+        (last_lsn(), bytes)
+    }
+
+    /// One shard in canonical form with the log position it covers, read under its lock
+    /// (every record of the shard is appended under it). Other shards keep working.
+    pub fn snapshot_shard(&self, index: u32, last_lsn: impl Fn() -> Lsn) -> (Lsn, Vec<u8>) {
+        let shard = self.shards[index as usize].lock();
+        let mut bytes = Vec::with_capacity(shard.payers.len() * state::PAYER_BYTES + 64);
+        state::encode_shard(&shard, &mut bytes);
+        (last_lsn(), bytes)
     }
 
     /// The configuration.

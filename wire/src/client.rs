@@ -222,9 +222,15 @@ impl Client {
         self.read_buffer.clear();
         self.write_buffer.clear();
         self.logon()?;
-        let unanswered: Vec<(u64, Request)> = std::mem::take(&mut self.in_flight).into_iter().collect();
+        // Resend in request id order. The requests stay remembered until answered, so a failure
+        // here loses nothing: reconnect again.
+        let unanswered: Vec<(u64, Request)> = self
+            .in_flight
+            .iter()
+            .map(|(request_id, request)| (*request_id, request.clone()))
+            .collect();
         for (request_id, request) in &unanswered {
-            self.send_with_id(*request_id, request)?;
+            self.write_frame(*request_id, Message::Request(request.clone()))?;
         }
         Ok(unanswered.len())
     }

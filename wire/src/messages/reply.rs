@@ -2,7 +2,9 @@
 //! number: 51 is byte 0x33, 0 = approved) and `reason` (authd's fine-grained reason, see
 //! [`crate::reason`]); the fields after them are meaningful when approved and zero otherwise.
 
+use crate::error::DecodeError;
 use crate::layout::{wire_enum, wire_struct};
+use crate::reason::{ISO_FORMAT_ERROR, REASON_INVALID_REQUEST, REASON_NOT_PERMITTED};
 use crate::types::{
     AccountKind, AccountNumber, AccountStatus, DeviceId, DisputeCause, DisputeId, DisputeState, HoldId,
     Limits, List, MerchantId, OfferId, OfferState, ShortText, TerminalId,
@@ -386,5 +388,93 @@ wire_struct! {
         message_type: u8,
         /// The offending value (see the error).
         value: u64,
+    }
+}
+
+impl ErrorReply {
+    /// The ERROR reply a server sends for a decode error (with `error.request_id()`).
+    pub fn for_decode_error(error: &DecodeError) -> ErrorReply {
+        let (kind, message_type, value) = match *error {
+            DecodeError::LengthBelowHeader { length, .. } => {
+                (ProtocolError::LengthBelowHeader, 0, u64::from(length))
+            }
+            DecodeError::Oversized { frame_bytes, .. } => (ProtocolError::Oversized, 0, frame_bytes),
+            DecodeError::Version { found, .. } => (ProtocolError::Version, 0, u64::from(found)),
+            DecodeError::UnknownType { message_type, .. } => {
+                (ProtocolError::UnknownType, message_type, u64::from(message_type))
+            }
+            DecodeError::Flags {
+                flags, message_type, ..
+            } => (ProtocolError::Flags, message_type, u64::from(flags)),
+            DecodeError::Body {
+                message_type, source, ..
+            } => (ProtocolError::Body, message_type, source.value()),
+        };
+        ErrorReply::new(kind, message_type, value)
+    }
+
+    /// An ERROR reply of `kind` about a frame of `message_type`, with the usual code and reason.
+    pub fn new(kind: ProtocolError, message_type: u8, value: u64) -> ErrorReply {
+        let (code, reason) = match kind {
+            ProtocolError::NotLoggedOn => (ISO_FORMAT_ERROR, REASON_NOT_PERMITTED),
+            ProtocolError::Busy => (96, 22),
+            _ => (ISO_FORMAT_ERROR, REASON_INVALID_REQUEST),
+        };
+        ErrorReply {
+            code,
+            reason,
+            error: kind,
+            message_type,
+            value,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::FieldError;
+
+    #[test]
+    fn error_reply_closes_exactly_when_the_decode_error_does() {
+        let errors = [
+            DecodeError::LengthBelowHeader {
+                length: 3,
+                header_bytes: 12,
+            },
+            DecodeError::Oversized {
+                frame_bytes: 9000,
+                frame_bytes_max: 4096,
+            },
+            DecodeError::Version {
+                found: 9,
+                expected: 1,
+            },
+            DecodeError::UnknownType {
+                message_type: 0x7E,
+                request_id: 5,
+            },
+            DecodeError::Flags {
+                flags: 2,
+                message_type: 0x14,
+                request_id: 5,
+            },
+            DecodeError::Body {
+                message_type: 0x14,
+                request_id: 5,
+                source: FieldError::invalid("payer", 9u8),
+            },
+        ];
+        for error in errors {
+            let reply = ErrorReply::for_decode_error(&error);
+            assert_eq!(
+                reply.error.closes_connection(),
+                error.closes_connection(),
+                "{error}"
+            );
+            assert_eq!((reply.code, reply.reason), (30, 21));
+        }
+        let body = ErrorReply::for_decode_error(&errors[5]);
+        assert_eq!((body.message_type, body.value), (0x14, 9));
     }
 }

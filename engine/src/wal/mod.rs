@@ -8,9 +8,10 @@
 //!   and the payload. The checksum covers every byte after itself.
 //! - [`segment`]: records live in segment files `wal-<first lsn, 20 digits>.log` in the data
 //!   dir. Each starts with a 32-byte header (magic, format version, first lsn, checksum) and is
-//!   preallocated to [`WalConfig::segment_bytes`] so that appending does not grow the file. When
-//!   the next record does not fit, the writer syncs the full segment and starts the next one, so
-//!   a segment that has a successor is always complete on disk.
+//!   preallocated to [`WalConfig::segment_bytes`] and zero-filled (on a background thread, ahead
+//!   of need) so that fdatasync never has file metadata to write. When the next record does not
+//!   fit, the writer syncs the full segment and starts the next one, so a segment that has a
+//!   successor is always complete on disk.
 //! - [`writer`]: group commit. [`Wal::append`] runs while the caller holds its shard lock: it
 //!   takes one short mutex, assigns the next lsn and copies the record into the pending buffer
 //!   (no syscall, no allocation). The log order is therefore the apply order (PERFORMANCE.md,

@@ -136,17 +136,7 @@ where
     let mut expected = first.first_lsn;
     let mut bytes = Vec::new();
     for (index, segment) in segments.iter().enumerate().skip(start) {
-        if segment.first_lsn > expected {
-            return Err(gap(expected.max(after + 1), segment).into());
-        }
-        if segment.first_lsn < expected {
-            return Err(WalError::Overlap {
-                file: segment.path.clone(),
-                first_lsn: segment.first_lsn,
-                last_lsn: expected - 1,
-            }
-            .into());
-        }
+        check_continuity(segment, expected, after)?;
         read_segment_file(&segment.path, &mut bytes)?;
         report.segments_read += 1;
         let stop = replay_segment(&bytes, segment, &mut expected, &mut report, &mut visit)?;
@@ -178,6 +168,29 @@ where
     report.last_lsn = expected - 1;
     report.next_lsn = report.last_lsn.max(after) + 1;
     Ok(report)
+}
+
+/// Whether every byte is zero; folds whole chunks so that the compiler vectorizes it (the
+/// unused part of the newest segment is tens of MiB of zeroes).
+fn is_all_zero(bytes: &[u8]) -> bool {
+    bytes
+        .chunks(4096)
+        .all(|chunk| chunk.iter().fold(0, |any, &byte| any | byte) == 0)
+}
+
+/// Rows 8 and 9 of the decision table: the segment must start at the lsn expected.
+fn check_continuity(segment: &SegmentName, expected: Lsn, after: Lsn) -> Result<(), WalError> {
+    if segment.first_lsn > expected {
+        return Err(gap(expected.max(after + 1), segment));
+    }
+    if segment.first_lsn < expected {
+        return Err(WalError::Overlap {
+            file: segment.path.clone(),
+            first_lsn: segment.first_lsn,
+            last_lsn: expected - 1,
+        });
+    }
+    Ok(())
 }
 
 fn gap(first: Lsn, next: &SegmentName) -> WalError {
@@ -237,7 +250,7 @@ where
                 };
                 return Ok(SegmentStop::Bad { offset, fault });
             }
-            Err(_) if rest.iter().all(|&byte| byte == 0) => return Ok(SegmentStop::Clean { offset }),
+            Err(_) if is_all_zero(rest) => return Ok(SegmentStop::Clean { offset }),
             Err(fault) => {
                 let fault = if rest[..RECORD_HEADER_BYTES.min(rest.len())]
                     .iter()

@@ -138,6 +138,19 @@ pub enum Command {
     AdvanceTime { shard: u32 },
 }
 
+impl Command {
+    /// True for the commands that change merchants or terminals: they hold every shard lock.
+    pub const fn is_registry_change(&self) -> bool {
+        matches!(
+            self,
+            Command::RegisterMerchant { .. }
+                | Command::SetMerchantStatus { .. }
+                | Command::RegisterTerminal { .. }
+                | Command::SetTerminalStatus { .. }
+        )
+    }
+}
+
 /// What a command got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Outcome {

@@ -5,6 +5,7 @@ pub mod ids;
 pub mod journal;
 pub mod limits;
 pub mod reason;
+pub mod store;
 pub mod wal;
 
 pub use books::{Books, BooksConfig, Executed, Journal, JournalError, NoJournal, Totals};

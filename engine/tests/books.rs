@@ -1033,13 +1033,40 @@ fn replaying_the_same_commands_gives_the_same_digest() {
 
 #[test]
 fn at_capacity_the_oldest_finished_hold_makes_room() {
-    let config = BooksConfig { shards: 1, holds_per_shard_max: 2, ..BooksConfig::default() };
+    let config = BooksConfig {
+        shards: 1,
+        holds_per_shard_max: 2,
+        ..BooksConfig::default()
+    };
     let mut shop = Shop::with_config(config);
     let oldest = shop.purchase(1).id;
     let middle = shop.purchase(1).id;
     assert_eq!(shop.purchase(1).reason, Reason::Approved);
-    let refund = |hold| TerminalOp::Refund { hold: HoldId(hold), amount: 1 };
-    assert_eq!(shop.send(refund(oldest)).reason, Reason::HoldUnknown, "its refund window ended early");
+    let refund = |hold| TerminalOp::Refund {
+        hold: HoldId(hold),
+        amount: 1,
+    };
+    assert_eq!(
+        shop.send(refund(oldest)).reason,
+        Reason::HoldUnknown,
+        "its refund window ended early"
+    );
     assert_eq!(shop.send(refund(middle)).reason, Reason::Approved);
+    shop.assert_invariants();
+}
+
+#[test]
+fn a_reversal_naming_itself_is_declined() {
+    let shop = Shop::new();
+    let reversal = TerminalOp::Reversal {
+        payer: shop.payer,
+        original_request_id: 10,
+    };
+    assert_eq!(shop.send_as(10, reversal).reason, Reason::InvalidRequest);
+    assert_eq!(
+        shop.send_as(10, reversal).reason,
+        Reason::InvalidRequest,
+        "and its retry"
+    );
     shop.assert_invariants();
 }

@@ -183,23 +183,38 @@ impl Books {
 
     /// Books rebuilt from a snapshot's pieces: the registry and every shard, in index order.
     /// The alias map is rebuilt from the shards' cold parts.
-    pub fn from_parts(config: BooksConfig, registry: Registry, shards: Vec<Shard>) -> Result<Books, ConfigError> {
+    pub fn from_parts(
+        config: BooksConfig,
+        registry: Registry,
+        shards: Vec<Shard>,
+    ) -> Result<Books, ConfigError> {
         let mut books = Books::new(config)?;
         if shards.len() != config.shards as usize {
-            return Err(ConfigError::ShardsDiffer { stored: shards.len() as u32, configured: config.shards });
+            return Err(ConfigError::ShardsDiffer {
+                stored: shards.len() as u32,
+                configured: config.shards,
+            });
         }
         for (index, shard) in shards.iter().enumerate() {
             if shard.index != index as u32 || shard.shard_bits != books.shard_bits {
-                return Err(ConfigError::ShardsDiffer { stored: shards.len() as u32, configured: config.shards });
+                return Err(ConfigError::ShardsDiffer {
+                    stored: shards.len() as u32,
+                    configured: config.shards,
+                });
             }
             for (slot, cold) in shard.cold.iter().enumerate() {
                 if let Some(mobile) = cold.mobile {
-                    books.aliases.insert(mobile, (shard.account_id(slot as u32), cold.opened_lsn));
+                    books
+                        .aliases
+                        .insert(mobile, (shard.account_id(slot as u32), cold.opened_lsn));
                 }
             }
         }
         books.registry = registry;
-        books.shards = shards.into_iter().map(|shard| CachePadded::new(Mutex::new(shard))).collect();
+        books.shards = shards
+            .into_iter()
+            .map(|shard| CachePadded::new(Mutex::new(shard)))
+            .collect();
         Ok(books)
     }
 
@@ -271,7 +286,7 @@ impl Books {
 
     /// Execute one command at `now_us`, logging it through `journal` first.
     pub fn execute(&self, command: &Command, now_us: u64, journal: &impl Journal) -> Executed {
-        if is_registry_change(command) {
+        if command.is_registry_change() {
             return self.execute_registry_change(command, now_us, journal);
         }
         let Some(shard_index) = self.shard_of(command) else {
@@ -504,16 +519,6 @@ impl Books {
     fn lock_all(&self) -> Vec<MutexGuard<'_, Shard>> {
         self.shards.iter().map(|shard| shard.lock()).collect()
     }
-}
-
-fn is_registry_change(command: &Command) -> bool {
-    matches!(
-        command,
-        Command::RegisterMerchant { .. }
-            | Command::SetMerchantStatus { .. }
-            | Command::RegisterTerminal { .. }
-            | Command::SetTerminalStatus { .. }
-    )
 }
 
 /// The reason for a command whose id names no shard.

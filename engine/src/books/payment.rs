@@ -115,6 +115,10 @@ impl Shard {
                     terminal: origin.key.terminal,
                     request_id: original_request_id,
                 };
+                if key == origin.key {
+                    // A reversal cannot name itself as its original.
+                    return Outcome::declined(Reason::InvalidRequest);
+                }
                 self.reversal(payer, key, now_us)
             }
         };

@@ -219,6 +219,12 @@ impl Wal {
         Ok(lsn)
     }
 
+    /// The lsn of the last record appended, durable or not (0 before any). Read it while
+    /// holding the lock that orders a set of records to learn the position they reach.
+    pub fn last_lsn(&self) -> Lsn {
+        self.shared.pending.lock().next_lsn - 1
+    }
+
     /// Every record up to this lsn is durable (per the fsync mode).
     pub fn durable_lsn(&self) -> Lsn {
         self.shared.durable_lsn.load(Ordering::Acquire)

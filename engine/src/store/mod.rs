@@ -1,0 +1,183 @@
+//! The books with their write-ahead log: what the server runs.
+//!
+//! Opening a data dir: take its lock, load the newest valid snapshot (or start empty), replay
+//! the log after it (each record into the part of the books it belongs to, only if that part's
+//! snapshot does not already cover it), then keep appending where the log ends. Executing: the
+//! books log each command through the [`Wal`] inside the shard lock, and the caller releases
+//! the reply once [`Wal::durable_lsn`] reaches the returned lsn. Snapshots are taken part by
+//! part without stopping the other shards; the log segments and snapshots older than the
+//! previous snapshot are then removed (one older generation is kept, so a damaged newest
+//! snapshot can still be recovered from the one before it).
+
+pub mod snapshot;
+
+use std::path::PathBuf;
+
+use parking_lot::Mutex;
+
+use crate::books::{Books, BooksConfig, Executed};
+use crate::command::Command;
+use crate::ids::Lsn;
+use crate::journal::codec;
+use crate::wal::{self, DirLock, ReadOptions, RecoveryReport, Wal, WalConfig, WalError};
+use snapshot::{Coverage, LoadError};
+
+/// How to open a store.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// The books' layout and bounds.
+    pub books: BooksConfig,
+    /// The log (its `dir` is the data dir).
+    pub wal: WalConfig,
+    /// Whether to cut the log at a corrupt record (the operator's explicit choice).
+    pub read: ReadOptions,
+}
+
+/// Why a store could not open or snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The log or a file in the data dir.
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] crate::books::ConfigError),
+    /// The newest valid snapshot cannot be loaded into these books.
+    #[error("snapshot {path}: {error}")]
+    Snapshot {
+        /// The snapshot file.
+        path: PathBuf,
+        /// What is wrong.
+        error: LoadError,
+    },
+    /// A record passed its checksum but is not a command this version knows.
+    #[error("log record {lsn} is not a valid command ({what}); the log was written by another version or is damaged: restore a backup, or start with --truncate-corrupt-log to cut the log before it")]
+    Record {
+        /// The record's lsn.
+        lsn: Lsn,
+        /// What is wrong.
+        what: String,
+    },
+}
+
+/// What opening found and did.
+#[derive(Debug)]
+pub struct Recovered {
+    /// The snapshot loaded, if any, and the log position its registry covers.
+    pub snapshot: Option<(PathBuf, Lsn)>,
+    /// Newer snapshots that were invalid and skipped.
+    pub skipped_snapshots: Vec<WalError>,
+    /// What reading the log found (torn tail, cut corruption).
+    pub log: RecoveryReport,
+    /// Records applied to the books (the rest were covered by the snapshot).
+    pub records_applied: u64,
+}
+
+/// The books and their log.
+pub struct Store {
+    books: Books,
+    wal: Wal,
+    /// Registry lsn of the newest snapshot written or loaded (0 for none).
+    snapshot_lsn: Mutex<Lsn>,
+}
+
+impl Store {
+    /// Open (or create) the data dir `config.wal.dir` and recover the books in it.
+    pub fn open(config: StoreConfig) -> Result<(Store, Recovered), StoreError> {
+        std::fs::create_dir_all(&config.wal.dir)
+            .map_err(|error| WalError::io("create data dir", &config.wal.dir, error))?;
+        let lock = DirLock::acquire(&config.wal.dir)?;
+        let scan = wal::read_newest_snapshot(&config.wal.dir)?;
+        let (books, coverage, snapshot) = match &scan.newest {
+            Some(found) => {
+                let sections: Vec<&[u8]> = found.sections().collect();
+                let (books, coverage) =
+                    snapshot::load(config.books, &sections).map_err(|error| StoreError::Snapshot {
+                        path: found.path.clone(),
+                        error,
+                    })?;
+                (books, coverage, Some((found.path.clone(), found.lsn)))
+            }
+            None => {
+                let coverage = Coverage {
+                    registry_lsn: 0,
+                    shard_lsns: vec![0; config.books.shards as usize],
+                };
+                (Books::new(config.books)?, coverage, None)
+            }
+        };
+        let mut records_applied = 0;
+        let replay = |lsn: Lsn, timestamp_us: u64, payload: &[u8]| -> Result<(), StoreError> {
+            let command = codec::decode(payload).map_err(|error| StoreError::Record {
+                lsn,
+                what: error.to_string(),
+            })?;
+            let covered_to = match books.shard_of(&command) {
+                Some(shard) => coverage.shard_lsns[shard as usize],
+                None if command.is_registry_change() => coverage.registry_lsn,
+                None => {
+                    return Err(StoreError::Record {
+                        lsn,
+                        what: "it names no shard".into(),
+                    })
+                }
+            };
+            if lsn > covered_to {
+                books.replay(&command, timestamp_us, lsn);
+                records_applied += 1;
+            }
+            Ok(())
+        };
+        let (wal, log) = Wal::open(config.wal, lock, coverage.registry_lsn, &config.read, replay)?;
+        let store = Store {
+            books,
+            wal,
+            snapshot_lsn: Mutex::new(coverage.registry_lsn),
+        };
+        let recovered = Recovered {
+            snapshot,
+            skipped_snapshots: scan.skipped,
+            log,
+            records_applied,
+        };
+        Ok((store, recovered))
+    }
+
+    /// The books (for reads and checks).
+    pub fn books(&self) -> &Books {
+        &self.books
+    }
+
+    /// The log (durable position, notifiers, stats).
+    pub fn wal(&self) -> &Wal {
+        &self.wal
+    }
+
+    /// Execute a command at `now_us`; release its outcome once `wal().durable_lsn() >= lsn`.
+    pub fn execute(&self, command: &Command, now_us: u64) -> Executed {
+        self.books.execute(command, now_us, &self.wal)
+    }
+
+    /// Expire due holds at `now_us` (logged per shard).
+    pub fn advance_time(&self, now_us: u64) -> u64 {
+        self.books.advance_time(now_us, &self.wal)
+    }
+
+    /// Write a snapshot, then drop what the previous one made redundant. Returns its path.
+    pub fn snapshot(&self) -> Result<PathBuf, StoreError> {
+        let (coverage, sections) = snapshot::take(&self.books, || self.wal.last_lsn());
+        let dir = self.wal.dir().to_path_buf();
+        let path = wal::write_snapshot(&dir, coverage.registry_lsn, sections.iter().map(Vec::as_slice))?;
+        let previous = std::mem::replace(&mut *self.snapshot_lsn.lock(), coverage.registry_lsn);
+        if previous > 0 {
+            self.wal.remove_segments_before(previous)?;
+            wal::snapshot_file::remove_snapshots_before(&dir, previous)?;
+        }
+        Ok(path)
+    }
+
+    /// Final sync and stop the log writer.
+    pub fn close(&self) -> Result<(), WalError> {
+        self.wal.close()
+    }
+}

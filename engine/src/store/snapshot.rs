@@ -1,0 +1,149 @@
+//! What a snapshot of the books holds, section by section (the container, with its header and
+//! checksums, is `wal::snapshot_file`):
+//!
+//! | section | contents |
+//! |---|---|
+//! | 0, meta | magic `authdbk1` (8 bytes), format version u32, shards u32, currency u16, registry lsn u64, then one u64 lsn per shard |
+//! | 1, registry | `books::state::encode_registry` |
+//! | 2 + i | shard i, `books::state::encode_shard` |
+//!
+//! Each part is taken under its own lock and covers the log up to its own lsn; the registry is
+//! taken first, so its lsn is the smallest and names the snapshot file. Recovery replays a
+//! record into the registry if it is after the registry lsn, into shard i if after shard i's.
+
+use crate::books::registry::Registry;
+use crate::books::shard::Shard;
+use crate::books::state::{self, Reader, StateError};
+use crate::books::{Books, BooksConfig};
+use crate::ids::{Currency, Lsn};
+
+/// Identifies the meta section.
+pub const MAGIC: [u8; 8] = *b"authdbk1";
+/// Version of the section layout; bump on any change of the canonical forms.
+pub const BOOKS_FORMAT_VERSION: u32 = 1;
+
+/// The log positions a snapshot covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Coverage {
+    /// The registry covers records up to here.
+    pub registry_lsn: Lsn,
+    /// Shard i covers records up to `shard_lsns[i]`.
+    pub shard_lsns: Vec<Lsn>,
+}
+
+/// Take the sections of a snapshot of `books`; `last_lsn` is the log's last assigned lsn.
+pub fn take(books: &Books, last_lsn: impl Fn() -> Lsn) -> (Coverage, Vec<Vec<u8>>) {
+    let (registry_lsn, registry) = books.snapshot_registry(&last_lsn);
+    let mut sections = vec![Vec::new(), registry];
+    let mut shard_lsns = Vec::with_capacity(books.config().shards as usize);
+    for index in 0..books.config().shards {
+        let (lsn, bytes) = books.snapshot_shard(index, &last_lsn);
+        assert!(lsn >= registry_lsn, "shards are taken after the registry");
+        shard_lsns.push(lsn);
+        sections.push(bytes);
+    }
+    let config = books.config();
+    let meta = &mut sections[0];
+    meta.extend_from_slice(&MAGIC);
+    meta.extend_from_slice(&BOOKS_FORMAT_VERSION.to_le_bytes());
+    meta.extend_from_slice(&config.shards.to_le_bytes());
+    meta.extend_from_slice(&config.currency.0.to_le_bytes());
+    meta.extend_from_slice(&registry_lsn.to_le_bytes());
+    for lsn in &shard_lsns {
+        meta.extend_from_slice(&lsn.to_le_bytes());
+    }
+    (
+        Coverage {
+            registry_lsn,
+            shard_lsns,
+        },
+        sections,
+    )
+}
+
+/// Why a snapshot's contents cannot be loaded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LoadError {
+    /// The sections are not what this version writes.
+    #[error("snapshot section {section}: {error}")]
+    Section {
+        /// Which section.
+        section: usize,
+        /// What is wrong in it.
+        error: StateError,
+    },
+    /// The snapshot is of books configured differently.
+    #[error(
+        "the snapshot has {stored}; this authd is configured with {configured}: start with the stored value"
+    )]
+    Differs {
+        /// What the snapshot says.
+        stored: String,
+        /// What the configuration says.
+        configured: String,
+    },
+}
+
+/// Rebuild books (and learn what they cover) from a snapshot's sections.
+pub fn load(config: BooksConfig, sections: &[&[u8]]) -> Result<(Books, Coverage), LoadError> {
+    let section_error = |section, error| LoadError::Section { section, error };
+    let meta = sections.first().ok_or(section_error(0, missing()))?;
+    let mut reader = Reader::new(meta);
+    let bad = |what| section_error(0, StateError { offset: 0, what });
+    if reader.array::<8>().map_err(|error| section_error(0, error))? != MAGIC {
+        return Err(bad("not an authd books snapshot"));
+    }
+    let version = reader.u32().map_err(|error| section_error(0, error))?;
+    if version != BOOKS_FORMAT_VERSION {
+        return Err(bad("unknown books format version"));
+    }
+    let shards = reader.u32().map_err(|error| section_error(0, error))?;
+    let currency = Currency(reader.u16().map_err(|error| section_error(0, error))?);
+    if shards != config.shards {
+        return Err(LoadError::Differs {
+            stored: format!("--shards {shards}"),
+            configured: format!("--shards {}", config.shards),
+        });
+    }
+    if currency != config.currency {
+        return Err(LoadError::Differs {
+            stored: format!("--currency {}", currency.0),
+            configured: format!("--currency {}", config.currency.0),
+        });
+    }
+    let registry_lsn = reader.u64().map_err(|error| section_error(0, error))?;
+    let shard_lsns = (0..shards)
+        .map(|_| reader.u64())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| section_error(0, error))?;
+    if sections.len() != 2 + shards as usize {
+        return Err(bad("section count does not match the shard count"));
+    }
+    let registry: Registry = state::decode_registry(sections[1]).map_err(|error| section_error(1, error))?;
+    let parts = sections[2..]
+        .iter()
+        .enumerate()
+        .map(|(index, bytes)| {
+            state::decode_shard(bytes, config.idempotency_window, config.holds_per_shard_max)
+                .map_err(|error| section_error(2 + index, error))
+        })
+        .collect::<Result<Vec<Shard>, _>>()?;
+    let books = Books::from_parts(config, registry, parts).map_err(|error| LoadError::Differs {
+        stored: error.to_string(),
+        configured: String::new(),
+    })?;
+    Ok((
+        books,
+        Coverage {
+            registry_lsn,
+            shard_lsns,
+        },
+    ))
+}
+
+fn missing() -> StateError {
+    StateError {
+        offset: 0,
+        what: "section missing",
+    }
+}

@@ -82,7 +82,7 @@ fn set_up(store: &Store) -> Vec<AccountId> {
             );
         }
     }
-    (0..PAYERS).map(|index| payer(index)).collect()
+    (0..PAYERS).map(payer).collect()
 }
 
 /// The id of the `index`th payer set up: round robin over 4 shards, slots in order.

@@ -132,6 +132,8 @@ pub enum Command {
     SetMerchantStatus { merchant: MerchantId, status: Status },
     /// Register a terminal of a merchant with the secret it will log on with.
     RegisterTerminal { merchant: MerchantId, secret: [u8; 32] },
+    /// Register a payer device (phone app or gateway) of a payer account with its secret.
+    RegisterDevice { account: AccountId, secret: [u8; 32] },
     /// Freeze, unfreeze or close a terminal.
     SetTerminalStatus { terminal: TerminalId, status: Status },
     /// Time has reached `now_us` in `shard`: expire its holds and prune finished ones.
@@ -147,6 +149,7 @@ impl Command {
                 | Command::SetMerchantStatus { .. }
                 | Command::RegisterTerminal { .. }
                 | Command::SetTerminalStatus { .. }
+                | Command::RegisterDevice { .. }
         )
     }
 }

@@ -53,6 +53,10 @@ pub struct MerchantId(pub u32);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TerminalId(pub u32);
 
+/// A payer device id (a phone app or a gateway relaying for payers), issued from 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeviceId(pub u32);
+
 /// A hold (reservation) id; also identifies a purchase for refunds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HoldId(pub u64);

@@ -24,6 +24,9 @@ pub const IDEMPOTENCY_WINDOW_DEFAULT: u32 = 1 << 15;
 /// Merchants at most; a merchant's settlement account id must stay below the payer id base.
 pub const MERCHANTS_MAX: u32 = 900_000;
 
+/// Payer devices (phones, gateways) at most.
+pub const DEVICES_MAX: u32 = 1 << 26;
+
 /// Terminals at most.
 pub const TERMINALS_MAX: u32 = 1 << 26;
 

@@ -1070,3 +1070,16 @@ fn a_reversal_naming_itself_is_declined() {
     );
     shop.assert_invariants();
 }
+
+#[test]
+fn a_payer_device_is_registered_only_for_an_existing_payer() {
+    let shop = Shop::new();
+    let device = shop.set(Command::RegisterDevice { account: shop.payer, secret: [5; 32] });
+    assert_eq!(device.reason, Reason::Approved);
+    let found = shop.books.device(engine::DeviceId(device.id as u32));
+    assert_eq!(found, Some((shop.payer, Status::Active, [5; 32])));
+    let unknown = shop.set(Command::RegisterDevice { account: AccountId(999_999_999), secret: [5; 32] });
+    assert_eq!(unknown.reason, Reason::AccountUnknown);
+    let ledger = shop.set(Command::RegisterDevice { account: AccountId::FEE, secret: [5; 32] });
+    assert_eq!(ledger.reason, Reason::AccountUnknown);
+}

@@ -22,9 +22,9 @@ use dashmap::DashMap;
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::command::{Command, Origin, Outcome, TerminalOp};
-use crate::ids::{AccountId, Currency, HoldId, Lsn, MerchantId, Status, TerminalId};
+use crate::ids::{AccountId, Currency, DeviceId, HoldId, Lsn, MerchantId, Status, TerminalId};
 use crate::limits::{
-    FEE_BPS_MAX, HOLDS_PER_SHARD_DEFAULT, HOLD_RETENTION_DEFAULT_US, IDEMPOTENCY_WINDOW_DEFAULT,
+    DEVICES_MAX, FEE_BPS_MAX, HOLDS_PER_SHARD_DEFAULT, HOLD_RETENTION_DEFAULT_US, IDEMPOTENCY_WINDOW_DEFAULT,
     MERCHANTS_MAX, SHARDS_DEFAULT, SHARDS_MAX, TERMINALS_MAX,
 };
 use crate::reason::Reason;
@@ -280,7 +280,8 @@ impl Books {
             Command::RegisterMerchant { .. }
             | Command::SetMerchantStatus { .. }
             | Command::RegisterTerminal { .. }
-            | Command::SetTerminalStatus { .. } => None,
+            | Command::SetTerminalStatus { .. }
+            | Command::RegisterDevice { .. } => None,
         }
     }
 
@@ -335,7 +336,8 @@ impl Books {
             Command::RegisterMerchant { .. }
             | Command::SetMerchantStatus { .. }
             | Command::RegisterTerminal { .. }
-            | Command::SetTerminalStatus { .. } => {
+            | Command::SetTerminalStatus { .. }
+            | Command::RegisterDevice { .. } => {
                 unreachable!("registry changes hold every shard")
             }
         }
@@ -343,18 +345,18 @@ impl Books {
 
     fn execute_registry_change(&self, command: &Command, now_us: u64, journal: &impl Journal) -> Executed {
         let _operator = self.operator.lock();
-        let _shards = self.lock_all();
+        let shards = self.lock_all();
         let lsn = match journal.append(now_us, command) {
             Ok(lsn) => lsn,
             Err(_) => return Executed::unlogged(Reason::SystemMalfunction),
         };
         Executed {
-            outcome: self.apply_registry_change(command),
+            outcome: self.apply_registry_change(command, &shards),
             lsn,
         }
     }
 
-    fn apply_registry_change(&self, command: &Command) -> Outcome {
+    fn apply_registry_change(&self, command: &Command, shards: &[MutexGuard<'_, Shard>]) -> Outcome {
         match *command {
             Command::RegisterMerchant {
                 fee_bps,
@@ -400,6 +402,21 @@ impl Books {
                     Outcome::approved(u64::from(terminal.0), 0)
                 }
             },
+            Command::RegisterDevice { account, secret } => {
+                let exists = self
+                    .shard_of_account(account)
+                    .is_some_and(|index| shards[index as usize].slot_of(account).is_some());
+                if !exists {
+                    return Outcome::declined(Reason::AccountUnknown);
+                }
+                if self.registry.device_count() >= DEVICES_MAX {
+                    return Outcome::declined(Reason::CapacityExceeded);
+                }
+                Outcome::approved(
+                    u64::from(self.registry.add_device(account, Status::Active, secret).0),
+                    0,
+                )
+            }
             _ => unreachable!("only registry changes come here"),
         }
     }
@@ -479,6 +496,12 @@ impl Books {
     /// A merchant's status and fees.
     pub fn merchant(&self, merchant: MerchantId) -> Option<MerchantView> {
         self.registry.merchant_view(merchant)
+    }
+
+    /// A payer device's account, status and log-on secret.
+    pub fn device(&self, device: DeviceId) -> Option<(AccountId, Status, [u8; 32])> {
+        let entry = self.registry.device(device)?;
+        Some((entry.account, entry.status(), entry.secret))
     }
 
     /// A terminal's merchant, status and log-on secret.

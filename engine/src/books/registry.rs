@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicU16, AtomicU8, Ordering};
 
-use crate::ids::{MerchantId, Status, TerminalId};
+use crate::ids::{AccountId, DeviceId, MerchantId, Status, TerminalId};
 use crate::reason::Reason;
 
 /// A merchant (payee).
@@ -26,6 +26,23 @@ pub struct Terminal {
     status: AtomicU8,
     /// The secret it logs on with.
     pub secret: [u8; 32],
+}
+
+/// A payer's device: it logs on for that payer only.
+#[derive(Debug)]
+pub struct Device {
+    /// The payer account it acts for, for ever.
+    pub account: AccountId,
+    status: AtomicU8,
+    /// The secret it logs on with.
+    pub secret: [u8; 32],
+}
+
+impl Device {
+    /// Its status.
+    pub fn status(&self) -> Status {
+        Status::from_u8(self.status.load(Ordering::Relaxed)).unwrap_or(Status::Closed)
+    }
 }
 
 /// The fees a merchant pays, in basis points.
@@ -57,6 +74,7 @@ impl Fees {
 pub struct Registry {
     merchants: boxcar::Vec<Merchant>,
     terminals: boxcar::Vec<Terminal>,
+    devices: boxcar::Vec<Device>,
 }
 
 /// A merchant or terminal as the operator sees it.
@@ -97,6 +115,26 @@ impl Registry {
             secret,
         });
         TerminalId(index as u32 + 1)
+    }
+
+    /// Devices registered.
+    pub fn device_count(&self) -> u32 {
+        self.devices.count() as u32
+    }
+
+    /// Add a payer device; the caller holds every shard lock. Returns its id (from 1).
+    pub fn add_device(&self, account: AccountId, status: Status, secret: [u8; 32]) -> DeviceId {
+        let index = self.devices.push(Device {
+            account,
+            status: AtomicU8::new(status as u8),
+            secret,
+        });
+        DeviceId(index as u32 + 1)
+    }
+
+    /// A device by id.
+    pub fn device(&self, device: DeviceId) -> Option<&Device> {
+        self.devices.get(device.0.checked_sub(1)? as usize)
     }
 
     /// A merchant by id.

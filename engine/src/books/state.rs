@@ -26,7 +26,7 @@ use crate::books::idempotency::Entry;
 use crate::books::registry::{Fees, Registry};
 use crate::books::shard::Shard;
 use crate::command::{Limits, Outcome};
-use crate::ids::{Currency, MerchantId, RequestKey, Status, TerminalId};
+use crate::ids::{AccountId, Currency, DeviceId, MerchantId, RequestKey, Status, TerminalId};
 use crate::reason::Reason;
 
 /// Bytes of one encoded payer.
@@ -143,6 +143,16 @@ pub fn encode_registry(registry: &Registry, out: &mut Vec<u8>) {
         out.extend_from_slice(&terminal.merchant.0.to_le_bytes());
         out.push(terminal.status() as u8);
         out.extend_from_slice(&terminal.secret);
+    }
+    let devices = registry.device_count();
+    out.extend_from_slice(&devices.to_le_bytes());
+    for id in 1..=devices {
+        let device = registry
+            .device(DeviceId(id))
+            .expect("ids below the count are registered");
+        out.extend_from_slice(&device.account.0.to_le_bytes());
+        out.push(device.status() as u8);
+        out.extend_from_slice(&device.secret);
     }
 }
 
@@ -390,6 +400,12 @@ pub fn decode_registry(bytes: &[u8]) -> Result<Registry, StateError> {
         }
         let status = Status::from_u8(reader.u8()?).ok_or_else(|| reader.error("unknown terminal status"))?;
         registry.add_terminal(merchant, status, reader.array::<32>()?);
+    }
+    let devices = reader.count(41)?;
+    for _ in 0..devices {
+        let account = AccountId(reader.u64()?);
+        let status = Status::from_u8(reader.u8()?).ok_or_else(|| reader.error("unknown device status"))?;
+        registry.add_device(account, status, reader.array::<32>()?);
     }
     if !reader.is_done() {
         return Err(reader.error("bytes after the registry"));

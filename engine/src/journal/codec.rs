@@ -15,6 +15,7 @@
 //! | 9 | RegisterTerminal | merchant u32, secret 32 bytes |
 //! | 10 | SetTerminalStatus | terminal u32, status u8 |
 //! | 11 | AdvanceTime | shard u32 |
+//! | 12 | RegisterDevice | account u64, secret 32 bytes |
 //!
 //! Limits are payment max u64, day amount max u64, day count max u32, PIN above u64. Terminal
 //! ops (op tag = `TerminalOp::kind`): 1 Authorize (payer u64, amount u64, currency u16, PIN,
@@ -139,6 +140,9 @@ pub fn encode(command: &Command) -> Encoded {
         Command::AdvanceTime { shard } => {
             out.u8(11).u32(shard);
         }
+        Command::RegisterDevice { account, secret } => {
+            out.u8(12).u64(account.0).put(&secret);
+        }
     }
     out
 }
@@ -249,6 +253,10 @@ pub fn decode(bytes: &[u8]) -> Result<Command, StateError> {
             status: status(&mut reader)?,
         },
         11 => Command::AdvanceTime { shard: reader.u32()? },
+        12 => Command::RegisterDevice {
+            account: AccountId(reader.u64()?),
+            secret: reader.array()?,
+        },
         _ => {
             return Err(StateError {
                 offset: 0,

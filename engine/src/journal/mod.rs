@@ -151,6 +151,10 @@ mod tests {
                 status
             }),
             any::<u32>().prop_map(|shard| Command::AdvanceTime { shard }),
+            (id(), any::<[u8; 32]>()).prop_map(|(a, secret)| Command::RegisterDevice {
+                account: AccountId(a),
+                secret
+            }),
         ]
     }
 

@@ -39,6 +39,8 @@ pub struct WalStats {
     pub batches_written: u64,
     /// fdatasync calls (one per batch in `Always`, plus one before each segment roll).
     pub syncs: u64,
+    /// Microseconds spent in those fdatasync calls.
+    pub sync_us: u64,
     pub bytes_written: u64,
     pub segments_created: u64,
     /// Times an `append` waited for room in the pending buffer (backpressure).
@@ -50,6 +52,7 @@ struct Counters {
     records_written: AtomicU64,
     batches_written: AtomicU64,
     syncs: AtomicU64,
+    sync_us: AtomicU64,
     bytes_written: AtomicU64,
     segments_created: AtomicU64,
     append_waits: AtomicU64,
@@ -272,6 +275,7 @@ impl Wal {
             records_written: load(&counters.records_written),
             batches_written: load(&counters.batches_written),
             syncs: load(&counters.syncs),
+            sync_us: load(&counters.sync_us),
             bytes_written: load(&counters.bytes_written),
             segments_created: load(&counters.segments_created),
             append_waits: load(&counters.append_waits),
@@ -454,14 +458,17 @@ impl Writer {
             .faults
             .as_ref()
             .is_some_and(|faults| faults.fail_syncs.load(Ordering::Relaxed));
+        let started = Instant::now();
         let result = if injected {
             Err(rustix::io::Errno::IO.into())
         } else {
             self.segment.sync_data()
         };
         result.map_err(|error| self.failed("fdatasync of", error))?;
-        count(&self.shared.counters.syncs, 1);
         self.last_sync = Instant::now();
+        count(&self.shared.counters.syncs, 1);
+        let elapsed = self.last_sync.duration_since(started);
+        count(&self.shared.counters.sync_us, elapsed.as_micros() as u64);
         Ok(())
     }
 

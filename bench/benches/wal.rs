@@ -85,9 +85,10 @@ fn append_group_commit(criterion: &mut Criterion) {
         eprintln!(
             "wal_append_group_commit/{name}: {APPENDERS} appenders, window {WINDOW}, \
              {PAYLOAD_BYTES}-byte payloads: {:.0} records/s, {:.1} records per fsync \
-             ({records} records, {syncs} syncs, {} append waits)",
+             {} us per fdatasync ({records} records, {syncs} syncs, {} append waits)",
             records as f64 / seconds.max(f64::MIN_POSITIVE),
             records as f64 / syncs as f64,
+            (after.sync_us - before.sync_us) / syncs,
             after.append_waits - before.append_waits,
         );
         wal.close().expect("close");

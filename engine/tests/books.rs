@@ -1074,12 +1074,83 @@ fn a_reversal_naming_itself_is_declined() {
 #[test]
 fn a_payer_device_is_registered_only_for_an_existing_payer() {
     let shop = Shop::new();
-    let device = shop.set(Command::RegisterDevice { account: shop.payer, secret: [5; 32] });
+    let device = shop.set(Command::RegisterDevice {
+        account: shop.payer,
+        secret: [5; 32],
+    });
     assert_eq!(device.reason, Reason::Approved);
     let found = shop.books.device(engine::DeviceId(device.id as u32));
     assert_eq!(found, Some((shop.payer, Status::Active, [5; 32])));
-    let unknown = shop.set(Command::RegisterDevice { account: AccountId(999_999_999), secret: [5; 32] });
+    let unknown = shop.set(Command::RegisterDevice {
+        account: AccountId(999_999_999),
+        secret: [5; 32],
+    });
     assert_eq!(unknown.reason, Reason::AccountUnknown);
-    let ledger = shop.set(Command::RegisterDevice { account: AccountId::FEE, secret: [5; 32] });
+    let ledger = shop.set(Command::RegisterDevice {
+        account: AccountId::FEE,
+        secret: [5; 32],
+    });
     assert_eq!(ledger.reason, Reason::AccountUnknown);
+}
+
+#[test]
+fn payments_admit_the_payer_before_the_payee() {
+    let shop = Shop::new();
+    let unknown_payer_at_unknown_merchant = Command::Terminal {
+        origin: Origin {
+            merchant: MerchantId(9),
+            key: RequestKey {
+                terminal: shop.terminal,
+                request_id: 1,
+            },
+        },
+        op: purchase(AccountId(999_999_999), 5),
+    };
+    let outcome = shop
+        .books
+        .execute(&unknown_payer_at_unknown_merchant, NOON_US, &NoJournal)
+        .outcome;
+    assert_eq!(outcome.reason, Reason::AccountUnknown);
+}
+
+#[test]
+fn a_reversal_of_a_partly_captured_authorization_is_declined_and_keeps_the_day() {
+    let mut shop = Shop::new();
+    shop.set(Command::SetLimits {
+        account: shop.payer,
+        limits: limits(u64::MAX, 1_000, u32::MAX, u64::MAX),
+    });
+    let hold = shop.send_as(9, authorize(shop.payer, 1_000)).id;
+    assert_eq!(shop.capture(hold, 999, false).reason, Reason::Approved);
+    let reversal = TerminalOp::Reversal {
+        payer: shop.payer,
+        original_request_id: 9,
+    };
+    assert_eq!(shop.send_as(10, reversal).reason, Reason::HoldNotActive);
+    assert_eq!(
+        shop.purchase(1_000).reason,
+        Reason::DailyAmountExceeded,
+        "the day's usage stays"
+    );
+}
+
+#[test]
+fn a_reversal_naming_another_payer_is_declined() {
+    let shop = Shop::new();
+    let same_shard =
+        |account| shop.books.shard_of_account(account) == shop.books.shard_of_account(shop.payer);
+    let other = (0..8)
+        .map(|_| shop.open_payer(None, 1_000))
+        .find(|account| same_shard(*account));
+    let other = other.expect("round robin comes back to the first payer's shard");
+    assert_eq!(
+        shop.send_as(9, purchase(shop.payer, 100)).reason,
+        Reason::Approved
+    );
+    let wrong_payer = TerminalOp::Reversal {
+        payer: other,
+        original_request_id: 9,
+    };
+    assert_eq!(shop.send_as(10, wrong_payer).reason, Reason::InvalidRequest);
+    assert_eq!(shop.balance(), (9_900, 0), "the purchase stands");
 }

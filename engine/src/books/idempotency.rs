@@ -140,7 +140,9 @@ pub fn fingerprint(op: &TerminalOp) -> u64 {
                 .add(amount)
                 .add(u64::from(currency.0))
                 .add(lifetime_us);
-            state.add(pin.map_or(0, |block| u64::from_le_bytes(block.0) ^ 1));
+            state
+                .add(u64::from(pin.is_some()))
+                .add(pin.map_or(0, |block| u64::from_le_bytes(block.0)));
         }
         TerminalOp::Increment { hold, amount } => {
             state.add(hold.0).add(amount);
@@ -167,7 +169,9 @@ pub fn fingerprint(op: &TerminalOp) -> u64 {
             extras,
         } => {
             state.add(payer.0).add(amount).add(u64::from(currency.0));
-            state.add(pin.map_or(0, |block| u64::from_le_bytes(block.0) ^ 1));
+            state
+                .add(u64::from(pin.is_some()))
+                .add(pin.map_or(0, |block| u64::from_le_bytes(block.0)));
             state
                 .add(u64::from(extras.product_details))
                 .add(u64::from(extras.loyalty_points));
@@ -269,6 +273,19 @@ mod tests {
                 hold: HoldId(17),
                 amount: 100
             })
+        );
+        let pay = |pin| TerminalOp::Purchase {
+            payer: AccountId(1_000_000),
+            amount: 5,
+            currency: crate::ids::Currency(978),
+            pin,
+            extras: crate::command::Extras::default(),
+        };
+        let one = crate::ids::PinBlock([1, 0, 0, 0, 0, 0, 0, 0]);
+        assert_ne!(
+            fingerprint(&pay(None)),
+            fingerprint(&pay(Some(one))),
+            "no PIN is not the PIN 01 00.."
         );
         let reversal = TerminalOp::Reversal {
             payer: AccountId(1_000_000),

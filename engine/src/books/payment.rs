@@ -63,9 +63,14 @@ impl Shard {
     }
 
     fn decide(&mut self, registry: &Registry, origin: Origin, op: &TerminalOp, now_us: u64) -> Outcome {
-        let fees = match registry.admit_payee(origin.merchant, origin.key.terminal) {
-            Ok(fees) => fees,
-            Err(reason) => return Outcome::declined(reason),
+        // Payments admit the payer before the payee (the seeds' order); operations on an
+        // existing hold admit the payee first, since the hold is found through it.
+        let fees = match op {
+            TerminalOp::Authorize { .. } | TerminalOp::Purchase { .. } => None,
+            _ => match registry.admit_payee(origin.merchant, origin.key.terminal) {
+                Ok(fees) => Some(fees),
+                Err(reason) => return Outcome::declined(reason),
+            },
         };
         let result = match *op {
             TerminalOp::Authorize {
@@ -81,7 +86,7 @@ impl Shard {
                     currency,
                     pin,
                 };
-                self.authorize(origin, &payment, lifetime_us, now_us)
+                self.authorize(registry, origin, &payment, lifetime_us, now_us)
             }
             TerminalOp::Purchase {
                 payer,
@@ -96,7 +101,7 @@ impl Shard {
                     currency,
                     pin,
                 };
-                self.purchase(origin, &payment, fees, extras, now_us)
+                self.purchase(registry, origin, &payment, extras, now_us)
             }
             TerminalOp::Increment { hold, amount } => self.increment(origin.merchant, hold, amount, now_us),
             TerminalOp::Capture {
@@ -104,7 +109,10 @@ impl Shard {
                 amount,
                 last,
                 extras,
-            } => self.capture(origin.merchant, hold, amount, last, fees, extras, now_us),
+            } => {
+                let fees = fees.unwrap_or_else(|| unreachable!("admitted above"));
+                self.capture(origin.merchant, hold, amount, last, fees, extras, now_us)
+            }
             TerminalOp::Void { hold } => self.void(origin.merchant, hold, now_us),
             TerminalOp::Refund { hold, amount } => self.refund(origin.merchant, hold, amount, now_us),
             TerminalOp::Reversal {
@@ -163,9 +171,16 @@ impl Shard {
 
     /// Everything before the money moves: admission, criteria, safety, funds. A wrong PIN is
     /// counted here, which is why this takes `&mut self`.
-    fn admit_payment(&mut self, payment: &Payment, now_us: u64) -> Result<u32, Reason> {
+    fn admit_payment(
+        &mut self,
+        registry: &Registry,
+        origin: Origin,
+        payment: &Payment,
+        now_us: u64,
+    ) -> Result<(u32, Fees), Reason> {
         check_amount(payment.amount)?;
         let slot = self.admit_payer(payment.payer, payment.currency)?;
+        let fees = registry.admit_payee(origin.merchant, origin.key.terminal)?;
         let payer = &self.payers[slot as usize];
         if payment.amount > payer.payment_max {
             return Err(Reason::PaymentLimitExceeded);
@@ -184,7 +199,7 @@ impl Shard {
         if self.payers[slot as usize].available() < payment.amount {
             return Err(Reason::InsufficientFunds);
         }
-        Ok(slot)
+        Ok((slot, fees))
     }
 
     /// The safety criterion. A wrong proof counts toward the lockout; a right one resets it.
@@ -221,6 +236,7 @@ impl Shard {
 
     fn authorize(
         &mut self,
+        registry: &Registry,
         origin: Origin,
         payment: &Payment,
         lifetime_us: u64,
@@ -230,7 +246,7 @@ impl Shard {
             return Err(Reason::InvalidRequest);
         }
         self.make_room_for_a_hold()?;
-        let slot = self.admit_payment(payment, now_us)?;
+        let (slot, _) = self.admit_payment(registry, origin, payment, now_us)?;
         let lifetime_us = if lifetime_us == 0 {
             HOLD_LIFETIME_DEFAULT_US
         } else {
@@ -252,9 +268,9 @@ impl Shard {
 
     fn purchase(
         &mut self,
+        registry: &Registry,
         origin: Origin,
         payment: &Payment,
-        fees: Fees,
         extras: Extras,
         now_us: u64,
     ) -> Result<Outcome, Reason> {
@@ -262,7 +278,7 @@ impl Shard {
             return Err(Reason::InvalidRequest);
         }
         self.make_room_for_a_hold()?;
-        let slot = self.admit_payment(payment, now_us)?;
+        let (slot, fees) = self.admit_payment(registry, origin, payment, now_us)?;
         let amount = payment.amount;
         let fee = fees.on(amount, extras.product_details);
         let payer = &mut self.payers[slot as usize];

@@ -5,10 +5,11 @@
 //! |---|---|
 //! | never arrived | leaves a marker: the late original is declined (`Reversed`) |
 //! | was declined, or already reversed | nothing; approved |
-//! | an approved authorization, hold still active | voids the hold, gives back the day's usage |
+//! | an approved authorization, hold active and nothing captured | voids the hold, gives back the day's usage |
 //! | an approved increment, hold still active | takes the increment off the hold |
 //! | an approved purchase, not refunded | undoes it exactly: payer, merchant, fee, loyalty |
-//! | anything else (capture, void, refund, a captured hold) | declined: use void or refund |
+//! | anything else (capture, void, refund, a (partly) captured hold) | declined: use void or refund |
+//! | an original of another payer | declined (`InvalidRequest`) |
 
 use crate::books::hold::HoldState;
 use crate::books::idempotency::Entry;
@@ -28,7 +29,7 @@ impl Shard {
         original: RequestKey,
         now_us: u64,
     ) -> Result<Outcome, Reason> {
-        self.slot_of(payer).ok_or(Reason::AccountUnknown)?;
+        let slot = self.slot_of(payer).ok_or(Reason::AccountUnknown)?;
         let Some(entry) = self.window.get(&original).copied() else {
             let marker = Entry {
                 key: original,
@@ -46,6 +47,14 @@ impl Shard {
             return Ok(Outcome::approved(entry.outcome.id, 0));
         }
         let hold = HoldId(entry.outcome.id);
+        let hold_payer = self
+            .sequence_of(hold)
+            .and_then(|sequence| self.holds.get(sequence))
+            .map(|kept| kept.payer_slot);
+        if hold_payer.is_some_and(|hold_slot| hold_slot != slot) {
+            // The reversal names another payer than the original paid with.
+            return Err(Reason::InvalidRequest);
+        }
         let undone = match entry.kind {
             KIND_AUTHORIZE => self.undo_authorize(hold, &entry, now_us)?,
             KIND_INCREMENT => self.undo_increment(hold, &entry, now_us)?,
@@ -65,7 +74,7 @@ impl Shard {
     fn undo_authorize(&mut self, hold: HoldId, original: &Entry, now_us: u64) -> Result<u64, Reason> {
         let sequence = self.sequence_of(hold).ok_or(Reason::HoldUnknown)?;
         let entry = self.holds.get(sequence).ok_or(Reason::HoldUnknown)?;
-        if entry.state != HoldState::Active {
+        if entry.state != HoldState::Active || entry.captured != 0 {
             return Err(Reason::HoldNotActive);
         }
         let (slot, released) = (entry.payer_slot as usize, entry.held);

@@ -41,6 +41,12 @@ pub struct WalStats {
     pub syncs: u64,
     /// Microseconds spent in those fdatasync calls.
     pub sync_us: u64,
+    /// Median fdatasync latency, microseconds (from a histogram of every sync).
+    pub sync_us_p50: u64,
+    /// 99th percentile fdatasync latency, microseconds.
+    pub sync_us_p99: u64,
+    /// Slowest fdatasync, microseconds.
+    pub sync_us_max: u64,
     pub bytes_written: u64,
     pub segments_created: u64,
     /// Times an `append` waited for room in the pending buffer (backpressure).
@@ -53,6 +59,8 @@ struct Counters {
     batches_written: AtomicU64,
     syncs: AtomicU64,
     sync_us: AtomicU64,
+    /// Every sync's latency in microseconds (1 us to 60 s, 2 significant digits).
+    sync_latency: parking_lot::Mutex<Option<hdrhistogram::Histogram<u64>>>,
     bytes_written: AtomicU64,
     segments_created: AtomicU64,
     append_waits: AtomicU64,
@@ -271,11 +279,16 @@ impl Wal {
     pub fn stats(&self) -> WalStats {
         let counters = &self.shared.counters;
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let latency_guard = counters.sync_latency.lock();
+        let latency = latency_guard.as_ref();
         WalStats {
             records_written: load(&counters.records_written),
             batches_written: load(&counters.batches_written),
             syncs: load(&counters.syncs),
             sync_us: load(&counters.sync_us),
+            sync_us_p50: latency.map_or(0, |histogram| histogram.value_at_quantile(0.5)),
+            sync_us_p99: latency.map_or(0, |histogram| histogram.value_at_quantile(0.99)),
+            sync_us_max: latency.map_or(0, |histogram| histogram.max()),
             bytes_written: load(&counters.bytes_written),
             segments_created: load(&counters.segments_created),
             append_waits: load(&counters.append_waits),
@@ -469,6 +482,11 @@ impl Writer {
         count(&self.shared.counters.syncs, 1);
         let elapsed = self.last_sync.duration_since(started);
         count(&self.shared.counters.sync_us, elapsed.as_micros() as u64);
+        let mut latency = self.shared.counters.sync_latency.lock();
+        let histogram = latency.get_or_insert_with(|| {
+            hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid histogram bounds")
+        });
+        histogram.saturating_record(elapsed.as_micros() as u64);
         Ok(())
     }
 

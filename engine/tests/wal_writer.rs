@@ -39,21 +39,26 @@ fn read_all(dir: &Path) -> BTreeMap<Lsn, (u64, Vec<u8>)> {
     records
 }
 
-/// Appends from `threads` threads, each waiting for every record to be durable, and returns
-/// what each append returned.
-fn append_concurrently(wal: &Wal, threads: u64, per_thread: u64, bytes: usize) -> Vec<(Lsn, Vec<u8>)> {
+/// Appends from `threads` threads, each with up to `window` records not yet known durable
+/// (a connection with pipelined requests), and returns what each append returned.
+fn append_concurrently(wal: &Wal, threads: u64, per_thread: u64, window: usize) -> Vec<(Lsn, Vec<u8>)> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|thread| {
                 scope.spawn(move || {
                     let mut appended = Vec::new();
+                    let mut in_flight = Vec::new();
                     for index in 0..per_thread {
-                        let mut payload = vec![thread as u8; bytes];
+                        let mut payload = vec![thread as u8; 64];
                         payload[..8].copy_from_slice(&index.to_le_bytes());
-                        let lsn = wal.append(thread, &payload).expect("append");
-                        wal.wait_durable(lsn).expect("durable");
-                        assert!(wal.durable_lsn() >= lsn);
-                        appended.push((lsn, payload));
+                        in_flight.push(wal.append(thread, &payload).expect("append"));
+                        appended.push((*in_flight.last().expect("pushed"), payload));
+                        if in_flight.len() == window || index + 1 == per_thread {
+                            wal.wait_durable(*in_flight.last().expect("pushed"))
+                                .expect("durable");
+                            assert!(in_flight.iter().all(|&lsn| lsn <= wal.durable_lsn()));
+                            in_flight.clear();
+                        }
                     }
                     appended
                 })
@@ -70,7 +75,7 @@ fn append_concurrently(wal: &Wal, threads: u64, per_thread: u64, bytes: usize) -
 fn concurrent_appends_share_fsyncs_and_read_back_in_order() {
     let dir = tempfile::tempdir().expect("tempdir");
     let wal = open(small_config(dir.path()));
-    let appended = append_concurrently(&wal, 8, 300, 64);
+    let appended = append_concurrently(&wal, 8, 300, 50);
     let stats = wal.stats();
     wal.close().expect("close");
     let records = read_all(dir.path());
@@ -79,8 +84,8 @@ fn concurrent_appends_share_fsyncs_and_read_back_in_order() {
         assert_eq!(&records[lsn].1, payload, "lsn {lsn}");
     }
     assert_eq!(stats.records_written, 2_400);
-    // Eight threads each wait for their record: the writer must gather several per sync.
-    assert!(stats.syncs * 2 <= stats.records_written, "{stats:?}");
+    // Appends take a microsecond, a sync a hundred or more: every sync must carry many.
+    assert!(stats.syncs * 4 <= stats.records_written, "{stats:?}");
 }
 
 #[test]
@@ -119,7 +124,7 @@ fn batch_and_never_modes_make_records_durable() {
         let mut config = small_config(dir.path());
         config.fsync_mode = mode;
         let wal = open(config);
-        let appended = append_concurrently(&wal, 4, 50, 32);
+        let appended = append_concurrently(&wal, 4, 50, 1);
         let stats = wal.stats();
         wal.close().expect("close");
         assert_eq!(read_all(dir.path()).len(), appended.len(), "{mode:?}");
@@ -198,7 +203,6 @@ fn failed_write_stops_the_log_for_good() {
         message.contains("nothing after lsn 5 was acknowledged"),
         "{message}"
     );
-    assert!(notified.load(Ordering::Relaxed) > before, "callers are told");
     assert!(matches!(wal.append(7, b"refused"), Err(WalError::Failed { .. })));
     faults.fail_writes.store(false, Ordering::Relaxed);
     assert!(matches!(
@@ -207,6 +211,8 @@ fn failed_write_stops_the_log_for_good() {
     ));
     assert_eq!(wal.durable_lsn(), 5);
     assert!(wal.close().is_err());
+    // Notifiers run after waiters are woken; after close the writer has finished them.
+    assert!(notified.load(Ordering::Relaxed) > before, "callers are told");
     drop(wal);
     assert_eq!(read_all(dir.path()).len(), 5);
 }

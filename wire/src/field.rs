@@ -159,9 +159,11 @@ integer_field!(u64, "u64", put_u64_le);
 impl Field for bool {
     const BYTES: usize = 1;
     const WIRE_TYPE: &'static str = "bool (u8 0/1)";
+    #[inline]
     fn put(&self, out: &mut BytesMut) {
         out.put_u8(u8::from(*self));
     }
+    #[inline]
     fn get(reader: &mut Reader<'_>, name: &'static str) -> Result<Self, FieldError> {
         match reader.array::<1>()?[0] {
             0 => Ok(false),
@@ -212,6 +214,7 @@ impl<T: Field> Field for Option<T> {
     fn wire_type() -> String {
         format!("optional {} (1 + {})", T::WIRE_TYPE, T::BYTES)
     }
+    #[inline(always)]
     fn put(&self, out: &mut BytesMut) {
         match self {
             Some(value) => {
@@ -221,6 +224,7 @@ impl<T: Field> Field for Option<T> {
             None => out.put_bytes(0, Self::BYTES),
         }
     }
+    #[inline(always)]
     fn get(reader: &mut Reader<'_>, name: &'static str) -> Result<Self, FieldError> {
         if bool::get(reader, name)? {
             return Ok(Some(T::get(reader, name)?));

@@ -120,7 +120,7 @@ impl Decoder {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn parse(&self, bytes: &[u8]) -> Parsed {
         let Some(prefix) = bytes.first_chunk::<LENGTH_BYTES>() else {
             return Parsed::Incomplete;
@@ -171,7 +171,7 @@ impl Decoder {
 }
 
 /// Checks the header's flags against the type, then reads the body.
-#[inline]
+#[inline(always)]
 fn decode_message(header: &Header, body: &[u8]) -> Result<Message, DecodeError> {
     let push = Message::is_push_type(header.message_type);
     let flags_expected = if push { FLAG_PUSH } else { 0 };

@@ -55,11 +55,11 @@ macro_rules! wire_struct {
             fn wire_type() -> String {
                 format!("{} ({})", stringify!($name), Self::BYTES)
             }
-            #[inline]
+            #[inline(always)]
             fn put(&self, _out: &mut bytes::BytesMut) {
                 $( $crate::field::Field::put(&self.$field, _out); )*
             }
-            #[inline]
+            #[inline(always)]
             fn get(
                 _reader: &mut $crate::field::Reader<'_>,
                 _name: &'static str,
@@ -125,9 +125,11 @@ macro_rules! wire_enum {
         impl $crate::field::Field for $name {
             const BYTES: usize = 1;
             const WIRE_TYPE: &'static str = concat!(stringify!($name), " (u8)");
+            #[inline]
             fn put(&self, out: &mut bytes::BytesMut) {
                 bytes::BufMut::put_u8(out, *self as u8);
             }
+            #[inline]
             fn get(
                 reader: &mut $crate::field::Reader<'_>,
                 name: &'static str,

@@ -79,7 +79,7 @@ macro_rules! message_enum {
             }
 
             /// Reads a whole body of type `message_type`; `None` if the type is not of this kind.
-            #[inline]
+            #[inline(always)]
             pub fn get_body(
                 message_type: u8,
                 body: &[u8],
@@ -280,7 +280,7 @@ impl Message {
     }
 
     /// Reads a body; `None` for an undefined type.
-    #[inline]
+    #[inline(always)]
     pub fn get_body(message_type: u8, body: &[u8]) -> Option<Result<Message, FieldError>> {
         match message_type {
             0x10..=0x7F => Request::get_body(message_type, body).map(|r| r.map(Message::Request)),

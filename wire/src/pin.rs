@@ -108,9 +108,11 @@ impl Field for PinBlock {
     fn wire_type() -> String {
         format!("{} ({})", Self::WIRE_TYPE, Self::BYTES)
     }
+    #[inline]
     fn put(&self, out: &mut BytesMut) {
         out.put_slice(&self.0);
     }
+    #[inline]
     fn get(reader: &mut Reader<'_>, name: &'static str) -> Result<Self, FieldError> {
         let bytes = reader.array()?;
         PinBlock::from_bytes(bytes).map_err(|_| FieldError::invalid(name, u64::from_be_bytes(bytes)))

@@ -269,3 +269,10 @@ fn config_out_of_range_is_refused() {
         })
     ));
 }
+
+#[test]
+fn wal_is_shared_across_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Wal>();
+    shared::<WalError>();
+}

@@ -206,6 +206,11 @@ pub fn terminal_reply_examples() -> Vec<Example> {
             "REFUND reply 0x95, request id 46: approved, transaction 9002, 100 refunded",
             reply(46, Reply::Refund(hold(9002, 100))),
         ),
+    ]
+}
+
+pub fn status_reply_examples() -> Vec<Example> {
+    vec![
         (
             "reversal_reply",
             "REVERSAL reply 0x96, request id 47: approved",
@@ -333,6 +338,7 @@ pub fn examples() -> Vec<Example> {
     all.extend(terminal_examples());
     all.extend(device_and_operator_examples());
     all.extend(terminal_reply_examples());
+    all.extend(status_reply_examples());
     all.extend(other_reply_examples());
     all
 }

@@ -91,16 +91,42 @@ fn reason_table() -> String {
     table
 }
 
+/// "OfferCancel" -> "OFFER_CANCEL": the names PROTOCOL.md's prose uses.
+fn screaming_snake(name: &str) -> String {
+    let mut out = String::new();
+    for (index, character) in name.chars().enumerate() {
+        if character.is_uppercase() && index > 0 {
+            out.push('_');
+        }
+        out.push(character.to_ascii_uppercase());
+    }
+    out
+}
+
 fn type_table() -> String {
-    let mut table = String::from("| type | name | body |\n|---|---|---|\n");
-    for spec in Message::specs() {
-        table.push_str(&format!(
-            "| 0x{:02X} | {} | [{}](#{}) |\n",
-            spec.message_type,
-            spec.name,
-            spec.body,
-            spec.body.to_lowercase()
-        ));
+    let mut table = String::from("| type | name | kind | body |\n|---|---|---|---|\n");
+    let kinds: [(&str, &[wire::message::MessageSpec]); 4] = [
+        ("log-on", wire::Logon::SPECS),
+        ("request", wire::Request::SPECS),
+        ("reply", wire::Reply::SPECS),
+        ("push", wire::Push::SPECS),
+    ];
+    for (kind, specs) in kinds {
+        for spec in specs {
+            let mut name = screaming_snake(spec.name);
+            match kind {
+                "log-on" if !name.starts_with("LOGON") => name = format!("LOGON_{name}"),
+                "reply" if name == "ERROR" => {}
+                "reply" => name.push_str(" reply"),
+                _ => {}
+            }
+            table.push_str(&format!(
+                "| 0x{:02X} | {name} | {kind} | [{}](#{}) |\n",
+                spec.message_type,
+                spec.body,
+                spec.body.to_lowercase()
+            ));
+        }
     }
     table
 }

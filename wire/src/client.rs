@@ -11,6 +11,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Pipelining is bounded by the server's `requests_in_flight_max` (see
+//! [`Client::server_limits`]): send at most that many before collecting replies, or both sides
+//! can block writing to each other.
+//!
 //! Request ids come from a counter that starts at the current Unix time in microseconds, so a
 //! restarted client does not reuse ids still in the server's idempotency window. Every request
 //! sent and not yet answered is remembered; [`Client::reconnect`] logs on again and resends each

@@ -258,6 +258,32 @@ mod tests {
     }
 
     #[test]
+    fn whole_frame_of_exactly_the_limit_is_delimited_and_one_byte_more_is_not() {
+        // No message is this large, so the body is wrong, but the frame is delimited: the
+        // error is answerable and the connection survives.
+        let mut frame = echo_frame()[..BODY_OFFSET].to_vec();
+        frame[..LENGTH_BYTES].copy_from_slice(&(4096 - LENGTH_BYTES as u32).to_le_bytes());
+        frame.resize(4096, 0);
+        let mut buffer = BytesMut::from(&frame[..]);
+        let error = Decoder::default().decode(&mut buffer);
+        assert!(
+            matches!(error, Err(DecodeError::Body { request_id: 9, .. })),
+            "{error:?}"
+        );
+        assert!(buffer.is_empty(), "the whole frame was consumed");
+        frame[..LENGTH_BYTES].copy_from_slice(&(4097 - LENGTH_BYTES as u32).to_le_bytes());
+        let error = Decoder::default().decode(&mut BytesMut::from(&frame[..]));
+        assert!(error.is_err_and(|error| error.closes_connection()));
+    }
+
+    #[test]
+    fn configured_limit_is_clamped_to_floor_and_ceiling() {
+        assert_eq!(Decoder::new(10).frame_bytes_max(), FRAME_BYTES_MAX_FLOOR);
+        assert_eq!(Decoder::new(u32::MAX).frame_bytes_max(), FRAME_BYTES_MAX_CEILING);
+        assert_eq!(Decoder::new(2048).frame_bytes_max(), 2048);
+    }
+
+    #[test]
     fn unknown_type_is_consumed_and_the_next_frame_decodes() {
         let mut buffer = echo_frame();
         buffer[5] = 0x7E;

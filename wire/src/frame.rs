@@ -126,7 +126,7 @@ impl Decoder {
             return Parsed::Incomplete;
         };
         let length = u32::from_le_bytes(*prefix);
-        if (length as usize) < HEADER_BYTES {
+        if length < HEADER_BYTES as u32 {
             return Parsed::Fatal(DecodeError::LengthBelowHeader {
                 length,
                 header_bytes: HEADER_BYTES as u32,
@@ -152,8 +152,13 @@ impl Decoder {
                 expected: self.version,
             });
         }
-        // Cannot overflow: frame_bytes <= frame_bytes_max <= FRAME_BYTES_MAX_CEILING.
-        let consumed = frame_bytes as usize;
+        // frame_bytes <= frame_bytes_max <= FRAME_BYTES_MAX_CEILING, so it fits a usize.
+        let Ok(consumed) = usize::try_from(frame_bytes) else {
+            return Parsed::Fatal(DecodeError::Oversized {
+                frame_bytes,
+                frame_bytes_max: self.frame_bytes_max,
+            });
+        };
         let Some(body) = bytes.get(BODY_OFFSET..consumed) else {
             return Parsed::Incomplete;
         };

@@ -212,7 +212,10 @@ fn read_segment_file(path: &Path, bytes: &mut Vec<u8>) -> Result<(), WalError> {
         let error = std::io::Error::other(format!("larger than {SEGMENT_BYTES_MAX} bytes"));
         return Err(WalError::io("read segment", path, error));
     }
-    file.take(SEGMENT_BYTES_MAX)
+    // Reserve exactly (the length is bounded above), then read at most that much: no
+    // reallocation while reading a 64 MiB segment.
+    bytes.reserve_exact(length as usize);
+    file.take(length)
         .read_to_end(bytes)
         .map_err(|error| WalError::io("read", path, error))?;
     Ok(())

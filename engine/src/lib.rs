@@ -5,6 +5,7 @@ pub mod ids;
 pub mod journal;
 pub mod limits;
 pub mod reason;
+pub mod server;
 pub mod store;
 pub mod wal;
 

@@ -1,0 +1,194 @@
+//! `authd`: the authorization server. Parses flags, opens the data dir, recovers the books,
+//! serves until SIGTERM or SIGINT. The work is in the `engine` library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use engine::books::BooksConfig;
+use engine::server::{operator_key, random_secret, Server, ServerConfig};
+use engine::store::{Store, StoreConfig};
+use engine::wal::{FsyncMode, ReadOptions, WalConfig};
+use engine::Currency;
+
+/// When a decision counts as durable.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Fsync {
+    /// fdatasync before every reply leaves (group commit: many replies per sync). Default.
+    Always,
+    /// Like always, but sync at most every --fsync-interval-us: more replies per sync, more latency.
+    Batch,
+    /// Never sync: a machine crash loses acknowledged decisions. Benchmarks only.
+    Never,
+}
+
+/// authd: the issuer's authorization engine for direct micro-payments.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Flags {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    listen: SocketAddr,
+    /// Data directory: write-ahead log, snapshots, lock and operator key.
+    #[arg(long, default_value = "./authd-data")]
+    data_dir: PathBuf,
+    /// Durability of replies.
+    #[arg(long, value_enum, default_value_t = Fsync::Always)]
+    fsync: Fsync,
+    /// With --fsync batch: longest time between syncs, microseconds.
+    #[arg(long, default_value_t = 200)]
+    fsync_interval_us: u64,
+    /// Shards of the books (a power of two); fixed for a data directory.
+    #[arg(long, default_value_t = engine::limits::SHARDS_DEFAULT)]
+    shards: u32,
+    /// Event loop threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// ISO 4217 numeric currency of the books; fixed for a data directory.
+    #[arg(long, default_value_t = 978)]
+    currency: u16,
+    /// Connections open at once; more are answered "busy" and closed.
+    #[arg(long, default_value_t = 10_000)]
+    connections_max: usize,
+    /// Unanswered requests per connection before authd stops reading it.
+    #[arg(long, default_value_t = 1_024)]
+    in_flight_max: u32,
+    /// Largest frame accepted, bytes, length prefix included (1024..=1048576).
+    #[arg(long, default_value_t = wire::FRAME_BYTES_MAX)]
+    frame_bytes_max: u32,
+    /// Unwritten reply bytes per connection before authd stops reading it.
+    #[arg(long, default_value_t = 1 << 20)]
+    write_bytes_max: usize,
+    /// Milliseconds a new connection has to log on.
+    #[arg(long, default_value_t = 10_000)]
+    logon_timeout_ms: u64,
+    /// Seconds a logged-on connection may stay silent with nothing in flight.
+    #[arg(long, default_value_t = 600)]
+    idle_timeout_s: u64,
+    /// Failed log-ons per peer address per 10 s before it is refused.
+    #[arg(long, default_value_t = 5)]
+    logon_failures_max: u32,
+    /// Seconds between snapshots (0: never).
+    #[arg(long, default_value_t = 300)]
+    snapshot_interval_s: u64,
+    /// Idempotency window: remembered requests per shard.
+    #[arg(long, default_value_t = engine::limits::IDEMPOTENCY_WINDOW_DEFAULT)]
+    idempotency_window: u32,
+    /// Holds kept per shard (live and refundable).
+    #[arg(long, default_value_t = engine::limits::HOLDS_PER_SHARD_DEFAULT)]
+    holds_per_shard_max: u32,
+    /// Size of each log segment file, bytes.
+    #[arg(long, default_value_t = engine::wal::SEGMENT_BYTES_DEFAULT)]
+    segment_bytes: u64,
+    /// Cut the log at a corrupt record instead of refusing to start (what is cut is reported).
+    #[arg(long)]
+    truncate_corrupt_log: bool,
+}
+
+fn main() -> ExitCode {
+    let flags = Flags::parse();
+    match run(flags) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("authd: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn store_config(flags: &Flags) -> StoreConfig {
+    let books = BooksConfig {
+        shards: flags.shards,
+        currency: Currency(flags.currency),
+        idempotency_window: flags.idempotency_window,
+        holds_per_shard_max: flags.holds_per_shard_max,
+        ..BooksConfig::default()
+    };
+    let mut wal = WalConfig::new(&flags.data_dir);
+    wal.segment_bytes = flags.segment_bytes;
+    wal.fsync_mode = match flags.fsync {
+        Fsync::Always => FsyncMode::Always,
+        Fsync::Batch => FsyncMode::Batch {
+            interval_us: flags.fsync_interval_us,
+        },
+        Fsync::Never => FsyncMode::Never,
+    };
+    StoreConfig {
+        books,
+        wal,
+        read: ReadOptions {
+            truncate_corrupt: flags.truncate_corrupt_log,
+        },
+    }
+}
+
+fn server_config(flags: &Flags) -> ServerConfig {
+    let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+    let mut config = ServerConfig::new(flags.listen);
+    config.threads = flags.threads.unwrap_or(cores).max(1);
+    config.connections_max = flags.connections_max;
+    config.in_flight_max = flags.in_flight_max.max(1);
+    config.frame_bytes_max = flags.frame_bytes_max;
+    config.write_bytes_max = flags.write_bytes_max;
+    config.logon_timeout = Duration::from_millis(flags.logon_timeout_ms);
+    config.idle_timeout = Duration::from_secs(flags.idle_timeout_s);
+    config.logon_failures_max = flags.logon_failures_max;
+    config.snapshot_interval = Duration::from_secs(flags.snapshot_interval_s);
+    config
+}
+
+fn run(flags: Flags) -> anyhow::Result<()> {
+    let (store, recovered) = Store::open(store_config(&flags))?;
+    for skipped in &recovered.skipped_snapshots {
+        eprintln!("authd: skipped a damaged snapshot: {skipped}");
+    }
+    if let Some(torn) = &recovered.log.torn_tail {
+        eprintln!(
+            "authd: cut a torn record at the end of the log: {} at byte {}",
+            torn.file.display(),
+            torn.offset
+        );
+    }
+    if let Some(cut) = &recovered.log.cut {
+        eprintln!(
+            "authd: --truncate-corrupt-log cut the log at {} byte {}",
+            cut.file.display(),
+            cut.offset
+        );
+    }
+    eprintln!(
+        "authd: recovered {} (snapshot {}), {} log records replayed",
+        flags.data_dir.display(),
+        recovered
+            .snapshot
+            .as_ref()
+            .map_or("none".to_string(), |(path, _)| path.display().to_string()),
+        recovered.records_applied
+    );
+    if matches!(flags.fsync, Fsync::Never) {
+        eprintln!("authd: WARNING: --fsync never: replies leave before their decisions are on disk; a crash of the machine loses acknowledged decisions. Benchmarks only.");
+    }
+    let operator_secret = operator_key::load_or_create(&flags.data_dir, random_secret())?;
+    let server = Server::start(Arc::new(store), server_config(&flags), operator_secret).map_err(|error| {
+        anyhow::anyhow!(
+            "cannot listen on {}: {error}; pass --listen with a free address",
+            flags.listen
+        )
+    })?;
+    println!("authd listening on {}", server.local_addr());
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))?;
+    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("authd: stopping: finishing requests in flight");
+    server.shutdown();
+    server.join()?;
+    eprintln!("authd: stopped cleanly");
+    Ok(())
+}

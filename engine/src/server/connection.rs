@@ -1,0 +1,287 @@
+//! One client connection: bounded read and write buffers, the incremental decoder, the log-on
+//! session, and the replies waiting for their log records to be durable.
+//!
+//! Reading stops (and the connection is left readable in the kernel) while the connection has
+//! `in_flight_max` replies unreleased or `write_bytes_max` bytes unwritten: a client that
+//! pipelines without reading slows only itself. Replies leave in request order once the log's
+//! durable position passes the record each one reflects.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::{Buf, BytesMut};
+use mio::net::TcpStream;
+use wire::messages::reply::{ErrorReply, ProtocolError};
+use wire::{Decoder, Frame, Logon, Message, Reply};
+
+use crate::ids::Lsn;
+use crate::reason::Reason;
+use crate::server::dispatch::{dispatch, Context};
+use crate::server::session::{LogonContext, Session, Step};
+use crate::server::Shared;
+
+/// Bytes read from the socket per read call at most.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// A reply waiting for the log.
+struct Waiting {
+    lsn: Lsn,
+    frame: Frame,
+}
+
+/// What became of the connection after some work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Keep serving.
+    Open,
+    /// Close it now (peer gone, error, or finished closing).
+    Closed,
+}
+
+/// One connection.
+pub struct Connection {
+    /// The socket.
+    pub socket: TcpStream,
+    /// The peer.
+    pub peer: SocketAddr,
+    read: BytesMut,
+    write: BytesMut,
+    decoder: Decoder,
+    session: Session,
+    waiting: VecDeque<Waiting>,
+    /// When the connection was accepted.
+    pub opened: Instant,
+    /// When the last frame arrived.
+    pub last_frame: Instant,
+    /// Close once everything queued is written.
+    pub closing: bool,
+    /// Reading stopped at a limit; read again once under it.
+    pub read_stalled: bool,
+    /// The peer closed its side.
+    pub peer_closed: bool,
+}
+
+impl Connection {
+    /// A new connection, waiting for HELLO.
+    pub fn new(socket: TcpStream, peer: SocketAddr, frame_bytes_max: u32, now: Instant) -> Connection {
+        Connection {
+            socket,
+            peer,
+            read: BytesMut::with_capacity(READ_CHUNK_BYTES),
+            write: BytesMut::with_capacity(READ_CHUNK_BYTES),
+            decoder: Decoder::new(frame_bytes_max),
+            session: Session::AwaitingHello,
+            waiting: VecDeque::new(),
+            opened: now,
+            last_frame: now,
+            closing: false,
+            read_stalled: false,
+            peer_closed: false,
+        }
+    }
+
+    /// True once logged on.
+    pub fn logged_on(&self) -> bool {
+        matches!(self.session, Session::LoggedOn(_))
+    }
+
+    /// True if replies wait for the log.
+    pub fn has_waiting(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
+    /// True if nothing is queued to write or release.
+    pub fn is_idle(&self) -> bool {
+        self.waiting.is_empty() && self.write.is_empty()
+    }
+
+    fn under_limits(&self, shared: &Shared) -> bool {
+        self.waiting.len() < shared.config.in_flight_max as usize
+            && self.write.len() < shared.config.write_bytes_max
+    }
+
+    /// Read what the socket has (up to the limits) and handle every whole frame.
+    pub fn read_ready(&mut self, shared: &Shared) -> State {
+        self.read_stalled = false;
+        while !self.closing && !self.peer_closed {
+            if !self.under_limits(shared) {
+                self.read_stalled = true;
+                break;
+            }
+            let start = self.read.len();
+            self.read.resize(start + READ_CHUNK_BYTES, 0);
+            let result = self.socket.read(&mut self.read[start..]);
+            match result {
+                Ok(0) => {
+                    self.read.truncate(start);
+                    self.peer_closed = true;
+                }
+                Ok(count) => self.read.truncate(start + count),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    self.read.truncate(start);
+                    break;
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => self.read.truncate(start),
+                Err(_) => return State::Closed,
+            }
+            self.handle_frames(shared);
+        }
+        if self.peer_closed && self.is_idle() {
+            return State::Closed;
+        }
+        State::Open
+    }
+
+    /// Decode and handle whole frames while under the limits.
+    pub fn handle_frames(&mut self, shared: &Shared) {
+        while !self.closing && self.under_limits(shared) {
+            match self.decoder.decode(&mut self.read) {
+                Ok(Some(frame)) => {
+                    self.last_frame = Instant::now();
+                    self.handle_frame(shared, frame);
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    shared
+                        .stats
+                        .frames_malformed
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let reply = Reply::Error(ErrorReply::for_decode_error(&error));
+                    self.queue(0, error.request_id(), Message::Reply(reply));
+                    if error.closes_connection() {
+                        self.closing = true;
+                    }
+                }
+            }
+        }
+        if !self.read.is_empty() && !self.under_limits(shared) {
+            self.read_stalled = true;
+        }
+    }
+
+    fn queue(&mut self, lsn: Lsn, request_id: u64, message: Message) {
+        self.waiting.push_back(Waiting {
+            lsn,
+            frame: Frame { request_id, message },
+        });
+    }
+
+    fn handle_frame(&mut self, shared: &Shared, frame: Frame) {
+        match (frame.message, &self.session) {
+            (Message::Request(request), Session::LoggedOn(principal)) => {
+                let principal = *principal;
+                let secret = || super::random_secret();
+                let context = Context {
+                    store: &shared.store,
+                    stats: &shared.stats,
+                    now_us: super::now_us(),
+                    secret: &secret,
+                };
+                let (reply, lsn) = dispatch(&context, principal, frame.request_id, &request);
+                self.queue(lsn, frame.request_id, Message::Reply(reply));
+            }
+            (Message::Request(request), _) => {
+                let error = ErrorReply::new(ProtocolError::NotLoggedOn, request.message_type(), 0);
+                self.queue(0, frame.request_id, Message::Reply(Reply::Error(error)));
+                self.closing = true;
+            }
+            (Message::Logon(logon), Session::AwaitingHello | Session::AwaitingProof { .. }) => {
+                self.logon(shared, frame.request_id, &logon);
+            }
+            (other, _) => {
+                let error = ErrorReply::new(ProtocolError::Unexpected, other.message_type(), 0);
+                self.queue(0, frame.request_id, Message::Reply(Reply::Error(error)));
+            }
+        }
+    }
+
+    fn logon(&mut self, shared: &Shared, request_id: u64, logon: &Logon) {
+        let now = Instant::now();
+        let refuse = |reason: Reason| {
+            Logon::LogonFailed(wire::logon::LogonFailed {
+                code: reason.iso_code(),
+                reason: reason as u8,
+            })
+        };
+        if !shared.limiter.allows(self.peer.ip(), now) {
+            shared
+                .stats
+                .logons_failed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.queue(0, request_id, Message::Logon(refuse(Reason::NotPermitted)));
+            self.closing = true;
+            return;
+        }
+        let Ok(server_nonce) = wire::logon::random_nonce() else {
+            self.queue(0, request_id, Message::Logon(refuse(Reason::SystemMalfunction)));
+            self.closing = true;
+            return;
+        };
+        let context = LogonContext {
+            store: &shared.store,
+            operator_secret: &shared.operator_secret,
+            ok: shared.logon_ok(),
+        };
+        match self.session.step(&context, logon, server_nonce) {
+            Step::Reply(reply) => self.queue(0, request_id, Message::Logon(reply)),
+            Step::Refuse(reply) => {
+                shared.limiter.failed(self.peer.ip(), now);
+                shared
+                    .stats
+                    .logons_failed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.queue(0, request_id, Message::Logon(reply));
+                self.closing = true;
+            }
+        }
+    }
+
+    /// Encode every reply whose record is durable (`durable` lsn); once the log has failed,
+    /// answer the rest with an error (code 96) instead of pretending.
+    pub fn release(&mut self, durable: Lsn, log_failed: bool) {
+        while let Some(front) = self.waiting.front() {
+            if front.lsn > durable && !log_failed {
+                break;
+            }
+            let Some(waiting) = self.waiting.pop_front() else {
+                break;
+            };
+            if waiting.lsn > durable {
+                let message_type = waiting.frame.message.message_type() & 0x7F;
+                let error = ErrorReply {
+                    code: Reason::SystemMalfunction.iso_code(),
+                    reason: Reason::SystemMalfunction as u8,
+                    error: ProtocolError::Busy,
+                    message_type,
+                    value: 0,
+                };
+                Frame {
+                    request_id: waiting.frame.request_id,
+                    message: Message::Reply(Reply::Error(error)),
+                }
+                .encode(&mut self.write);
+            } else {
+                waiting.frame.encode(&mut self.write);
+            }
+        }
+    }
+
+    /// Write what is queued until done or the socket would block.
+    pub fn flush(&mut self) -> State {
+        while !self.write.is_empty() {
+            match self.socket.write(&self.write) {
+                Ok(0) => return State::Closed,
+                Ok(count) => self.write.advance(count),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return State::Open,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return State::Closed,
+            }
+        }
+        if (self.closing || self.peer_closed) && self.waiting.is_empty() {
+            return State::Closed;
+        }
+        State::Open
+    }
+}

@@ -1,0 +1,615 @@
+//! One request of a logged-on connection, from wire to books and back: check the role may send
+//! it, turn it into an engine [`Command`], execute it through the [`Store`], and build the
+//! reply. Returns the log position the reply must wait for: the command's own record, or for a
+//! read the last record it may have observed, so that nothing leaves before what it reflects is
+//! durable.
+
+use wire::messages::reply::{
+    AccountInfoReply, AccountReply, BalanceReply, DeviceReply, EchoReply, HoldReply, LoadFundsReply,
+    MerchantReply, StatusReply, TerminalReply,
+};
+use wire::types::{self as w, AccountNumber, PayerRef};
+use wire::{Reply, Request};
+
+use crate::books::shard::AccountInfo;
+use crate::command::{Command, Extras, Limits, Origin, Outcome, TerminalOp};
+use crate::ids::{AccountId, AccountKind, Currency, HoldId, Lsn, MerchantId, PinBlock, RequestKey, Status};
+use crate::ids::{DeviceId, TerminalId};
+use crate::reason::Reason;
+use crate::server::stats::Stats;
+use crate::store::Store;
+
+/// Who is logged on a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Principal {
+    /// A merchant's terminal: acts for its merchant only.
+    Terminal {
+        terminal: TerminalId,
+        merchant: MerchantId,
+    },
+    /// A payer's device: acts for its payer only.
+    Device { device: DeviceId, account: AccountId },
+    /// The issuer's operator.
+    Operator,
+}
+
+/// What dispatching a request needs.
+pub struct Context<'a> {
+    /// The books and their log.
+    pub store: &'a Store,
+    /// Counters.
+    pub stats: &'a Stats,
+    /// The time the request is stamped with.
+    pub now_us: u64,
+    /// Where new secrets come from.
+    pub secret: &'a dyn Fn() -> [u8; 32],
+}
+
+/// Execute `request` for `principal`; returns the reply and the log position it waits for.
+pub fn dispatch(
+    context: &Context<'_>,
+    principal: Principal,
+    request_id: u64,
+    request: &Request,
+) -> (Reply, Lsn) {
+    if let Request::Echo(echo) = request {
+        return (
+            Reply::Echo(EchoReply {
+                code: 0,
+                reason: 0,
+                value: echo.value,
+            }),
+            0,
+        );
+    }
+    let (reply, lsn) = match principal {
+        Principal::Terminal { terminal, merchant } => {
+            let origin = Origin {
+                merchant,
+                key: RequestKey { terminal, request_id },
+            };
+            terminal_request(context, origin, request)
+        }
+        Principal::Device { account, .. } => device_request(context, account, request),
+        Principal::Operator => operator_request(context, request),
+    }
+    .unwrap_or_else(|reason| (declined(request, reason), read_position(context)));
+    context.stats.count_reply(reply.outcome().1);
+    (reply, lsn)
+}
+
+/// The log position a read must wait for: everything it may have seen.
+fn read_position(context: &Context<'_>) -> Lsn {
+    context.store.wal().last_lsn()
+}
+
+fn payer(context: &Context<'_>, payer: PayerRef) -> Result<AccountId, Reason> {
+    match payer {
+        PayerRef::Account(number) => Ok(AccountId(number.0)),
+        PayerRef::Mobile(mobile) => context
+            .store
+            .books()
+            .resolve_mobile(mobile)
+            .ok_or(Reason::AccountUnknown),
+    }
+}
+
+fn pin(block: Option<wire::PinBlock>) -> Option<PinBlock> {
+    block.map(|block| PinBlock(*block.as_bytes()))
+}
+
+fn execute(context: &Context<'_>, command: Command) -> (Outcome, Lsn) {
+    let executed = context.store.execute(&command, context.now_us);
+    (executed.outcome, executed.lsn)
+}
+
+fn hold_reply(outcome: Outcome) -> HoldReply {
+    HoldReply {
+        code: outcome.reason.iso_code(),
+        reason: outcome.reason as u8,
+        hold_id: w::HoldId(outcome.id),
+        amount_minor: outcome.amount,
+    }
+}
+
+fn status_reply(reason: Reason) -> StatusReply {
+    StatusReply {
+        code: reason.iso_code(),
+        reason: reason as u8,
+    }
+}
+
+type Dispatched = Result<(Reply, Lsn), Reason>;
+
+fn terminal_request(context: &Context<'_>, origin: Origin, request: &Request) -> Dispatched {
+    let terminal = |op| Command::Terminal { origin, op };
+    let (reply, lsn) = match request {
+        Request::Authorize(body) => {
+            let op = TerminalOp::Authorize {
+                payer: payer(context, body.payer)?,
+                amount: body.amount_minor,
+                currency: Currency(body.currency),
+                pin: pin(body.pin),
+                lifetime_us: u64::from(body.hold_lifetime_s) * 1_000_000,
+            };
+            let (outcome, lsn) = execute(context, terminal(op));
+            (Reply::Authorize(hold_reply(outcome)), lsn)
+        }
+        Request::Increment(body) => {
+            let op = TerminalOp::Increment {
+                hold: HoldId(body.hold_id.0),
+                amount: body.amount_minor,
+            };
+            let (outcome, lsn) = execute(context, terminal(op));
+            (Reply::Increment(hold_reply(outcome)), lsn)
+        }
+        Request::Capture(body) => {
+            let extras = Extras {
+                product_details: body.product.is_some(),
+                loyalty_points: body.loyalty_points,
+            };
+            let op = TerminalOp::Capture {
+                hold: HoldId(body.hold_id.0),
+                amount: body.amount_minor,
+                last: body.final_capture,
+                extras,
+            };
+            let (outcome, lsn) = execute(context, terminal(op));
+            (Reply::Capture(hold_reply(outcome)), lsn)
+        }
+        Request::Void(body) => {
+            let (outcome, lsn) = execute(
+                context,
+                terminal(TerminalOp::Void {
+                    hold: HoldId(body.hold_id.0),
+                }),
+            );
+            (Reply::Void(hold_reply(outcome)), lsn)
+        }
+        Request::Purchase(body) => {
+            let op = TerminalOp::Purchase {
+                payer: payer(context, body.payer)?,
+                amount: body.amount_minor,
+                currency: Currency(body.currency),
+                pin: pin(body.pin),
+                extras: Extras {
+                    product_details: body.product.is_some(),
+                    loyalty_points: body.loyalty_points,
+                },
+            };
+            let (outcome, lsn) = execute(context, terminal(op));
+            (Reply::Purchase(hold_reply(outcome)), lsn)
+        }
+        Request::Refund(body) => {
+            let op = TerminalOp::Refund {
+                hold: HoldId(body.hold_id.0),
+                amount: body.amount_minor,
+            };
+            let (outcome, lsn) = execute(context, terminal(op));
+            (Reply::Refund(hold_reply(outcome)), lsn)
+        }
+        Request::Reversal(body) => {
+            let op = TerminalOp::Reversal {
+                payer: payer(context, body.payer)?,
+                original_request_id: body.original_request_id,
+            };
+            let (outcome, lsn) = execute(context, terminal(op));
+            (Reply::Reversal(status_reply(outcome.reason)), lsn)
+        }
+        Request::BalanceCheck(body) => {
+            let account = payer(context, body.payer)?;
+            let books = context.store.books();
+            let outcome = books.balance_check(origin, account, body.amount_minor, Currency(body.currency));
+            (
+                Reply::BalanceCheck(status_reply(outcome.reason)),
+                read_position(context),
+            )
+        }
+        _ => return Err(not_for_role_or_not_yet(request)),
+    };
+    Ok((reply, lsn))
+}
+
+/// Requests of another role are not permitted; the offer and dispute flows answer
+/// `InvalidRequest` until they exist.
+fn not_for_role_or_not_yet(request: &Request) -> Reason {
+    match request {
+        Request::Offer(_)
+        | Request::OfferCancel(_)
+        | Request::OfferStatus(_)
+        | Request::ReportFailedProvisioning(_)
+        | Request::ListOffers(_)
+        | Request::AcceptOffer(_)
+        | Request::RejectOffer(_)
+        | Request::DisputeOpen(_)
+        | Request::DisputeResolve(_)
+        | Request::DisputeList(_) => Reason::InvalidRequest,
+        _ => Reason::NotPermitted,
+    }
+}
+
+fn device_request(context: &Context<'_>, account: AccountId, request: &Request) -> Dispatched {
+    match request {
+        Request::OwnBalance(_) => {
+            let info = context
+                .store
+                .books()
+                .account_info(account)
+                .ok_or(Reason::AccountUnknown)?;
+            let reply = BalanceReply {
+                code: 0,
+                reason: 0,
+                currency: info.currency.0,
+                balance_minor: info.balance,
+                held_minor: info.held,
+                available_minor: info.available,
+                loyalty_points: info.loyalty_points,
+            };
+            Ok((Reply::OwnBalance(reply), read_position(context)))
+        }
+        _ => Err(not_for_role_or_not_yet(request)),
+    }
+}
+
+fn limits(limits: w::Limits) -> Limits {
+    Limits {
+        payment_max: limits.per_payment_minor,
+        day_amount_max: limits.per_day_minor,
+        day_count_max: limits.per_day_count,
+        pin_above: limits.pin_above_minor,
+    }
+}
+
+fn wire_limits(limits: Limits) -> w::Limits {
+    w::Limits {
+        per_payment_minor: limits.payment_max,
+        per_day_minor: limits.day_amount_max,
+        per_day_count: limits.day_count_max,
+        pin_above_minor: limits.pin_above,
+    }
+}
+
+fn status(status: w::AccountStatus) -> Status {
+    match status {
+        w::AccountStatus::Active => Status::Active,
+        w::AccountStatus::Frozen => Status::Frozen,
+        w::AccountStatus::Closed => Status::Closed,
+    }
+}
+
+fn operator_request(context: &Context<'_>, request: &Request) -> Dispatched {
+    let books = context.store.books();
+    let (reply, lsn) = match request {
+        Request::OpenAccount(body) => {
+            if body.kind != w::AccountKind::Payer {
+                return Err(Reason::InvalidRequest);
+            }
+            let command = Command::OpenAccount {
+                shard: books.pick_shard(),
+                currency: Currency(body.currency),
+                mobile: (body.mobile != 0).then_some(body.mobile),
+                limits: limits(body.limits),
+            };
+            let (outcome, lsn) = execute(context, command);
+            let reply = AccountReply {
+                code: outcome.reason.iso_code(),
+                reason: outcome.reason as u8,
+                account: AccountNumber(outcome.id),
+            };
+            (Reply::OpenAccount(reply), lsn)
+        }
+        Request::LoadFunds(body) => {
+            let account = AccountId(body.account.0);
+            let (outcome, lsn) = execute(
+                context,
+                Command::Load {
+                    account,
+                    amount: body.amount_minor,
+                },
+            );
+            let info = books
+                .account_info(account)
+                .filter(|_| outcome.reason.is_approved());
+            let reply = LoadFundsReply {
+                code: outcome.reason.iso_code(),
+                reason: outcome.reason as u8,
+                balance_minor: info.as_ref().map_or(0, |info| info.balance),
+                available_minor: info.as_ref().map_or(0, |info| info.available),
+            };
+            (Reply::LoadFunds(reply), lsn)
+        }
+        Request::SetLimits(body) => {
+            let command = Command::SetLimits {
+                account: AccountId(body.account.0),
+                limits: limits(body.limits),
+            };
+            let (outcome, lsn) = execute(context, command);
+            (Reply::SetLimits(status_reply(outcome.reason)), lsn)
+        }
+        Request::SetPin(body) => {
+            let command = Command::SetPin {
+                account: AccountId(body.account.0),
+                pin: PinBlock(*body.pin.as_bytes()),
+            };
+            let (outcome, lsn) = execute(context, command);
+            (Reply::SetPin(status_reply(outcome.reason)), lsn)
+        }
+        Request::SetStatus(body) => {
+            let account = AccountId(body.account.0);
+            let command = match AccountKind::of(account) {
+                Some(AccountKind::Payer) => Command::SetAccountStatus {
+                    account,
+                    status: status(body.status),
+                },
+                Some(AccountKind::MerchantSettlement) => Command::SetMerchantStatus {
+                    merchant: MerchantId((account.0 - 2) as u32),
+                    status: status(body.status),
+                },
+                _ => return Err(Reason::InvalidRequest),
+            };
+            let (outcome, lsn) = execute(context, command);
+            (Reply::SetStatus(status_reply(outcome.reason)), lsn)
+        }
+        Request::RegisterMerchant(body) => {
+            let command = Command::RegisterMerchant {
+                fee_bps: body.fee_bps,
+                fee_bps_with_details: body.fee_bps_with_product,
+            };
+            let (outcome, lsn) = execute(context, command);
+            let merchant = MerchantId(outcome.id as u32);
+            let reply = MerchantReply {
+                code: outcome.reason.iso_code(),
+                reason: outcome.reason as u8,
+                merchant_id: w::MerchantId(merchant.0),
+                settlement_account: AccountNumber(if outcome.id == 0 {
+                    0
+                } else {
+                    AccountId::settlement(merchant).0
+                }),
+            };
+            (Reply::RegisterMerchant(reply), lsn)
+        }
+        Request::RegisterTerminal(body) => {
+            let secret = (context.secret)();
+            let command = Command::RegisterTerminal {
+                merchant: MerchantId(body.merchant_id.0),
+                secret,
+            };
+            let (outcome, lsn) = execute(context, command);
+            let approved = outcome.reason.is_approved();
+            let reply = TerminalReply {
+                code: outcome.reason.iso_code(),
+                reason: outcome.reason as u8,
+                terminal_id: w::TerminalId(outcome.id as u32),
+                secret: if approved { secret } else { [0; 32] },
+            };
+            (Reply::RegisterTerminal(reply), lsn)
+        }
+        Request::RegisterDevice(body) => {
+            let secret = (context.secret)();
+            let command = Command::RegisterDevice {
+                account: AccountId(body.account.0),
+                secret,
+            };
+            let (outcome, lsn) = execute(context, command);
+            let approved = outcome.reason.is_approved();
+            let reply = DeviceReply {
+                code: outcome.reason.iso_code(),
+                reason: outcome.reason as u8,
+                device_id: w::DeviceId(outcome.id as u32),
+                secret: if approved { secret } else { [0; 32] },
+            };
+            (Reply::RegisterDevice(reply), lsn)
+        }
+        Request::AccountInfo(body) => (
+            Reply::AccountInfo(account_info(context, AccountId(body.account.0))?),
+            read_position(context),
+        ),
+        Request::Stats(_) => (Reply::Stats(context.stats.reply(context.store)), 0),
+        _ => return Err(not_for_role_or_not_yet(request)),
+    };
+    Ok((reply, lsn))
+}
+
+fn account_info(context: &Context<'_>, account: AccountId) -> Result<AccountInfoReply, Reason> {
+    let books = context.store.books();
+    let kind = AccountKind::of(account).ok_or(Reason::AccountUnknown)?;
+    if kind != AccountKind::Payer {
+        if kind == AccountKind::MerchantSettlement
+            && books.merchant(MerchantId((account.0 - 2) as u32)).is_none()
+        {
+            return Err(Reason::AccountUnknown);
+        }
+        let balance = books.ledger_balance(account).ok_or(Reason::AccountUnknown)?;
+        // Ledger balances are signed (the funding account is negative): sent as i64 bits.
+        let balance_minor =
+            i64::try_from(balance).unwrap_or(if balance < 0 { i64::MIN } else { i64::MAX }) as u64;
+        return Ok(AccountInfoReply {
+            code: 0,
+            reason: 0,
+            account: AccountNumber(account.0),
+            kind: Some(wire_kind(kind)),
+            status: Some(w::AccountStatus::Active),
+            currency: books.config().currency.0,
+            mobile: 0,
+            balance_minor,
+            held_minor: 0,
+            available_minor: 0,
+            loyalty_points: 0,
+            limits: w::Limits::NONE,
+        });
+    }
+    let info: AccountInfo = books.account_info(account).ok_or(Reason::AccountUnknown)?;
+    Ok(AccountInfoReply {
+        code: 0,
+        reason: 0,
+        account: AccountNumber(account.0),
+        kind: Some(w::AccountKind::Payer),
+        status: Some(match info.status {
+            Status::Active => w::AccountStatus::Active,
+            Status::Frozen => w::AccountStatus::Frozen,
+            Status::Closed => w::AccountStatus::Closed,
+        }),
+        currency: info.currency.0,
+        mobile: info.mobile.unwrap_or(0),
+        balance_minor: info.balance,
+        held_minor: info.held,
+        available_minor: info.available,
+        loyalty_points: info.loyalty_points,
+        limits: wire_limits(info.limits),
+    })
+}
+
+fn wire_kind(kind: AccountKind) -> w::AccountKind {
+    match kind {
+        AccountKind::Payer => w::AccountKind::Payer,
+        AccountKind::MerchantSettlement => w::AccountKind::Merchant,
+        AccountKind::IssuerFunding => w::AccountKind::IssuerFunding,
+        AccountKind::IssuerFee => w::AccountKind::IssuerFee,
+    }
+}
+
+/// The reply of `request`'s type that declines it with `reason` (every other field zero).
+pub fn declined(request: &Request, reason: Reason) -> Reply {
+    let (code, reason) = (reason.iso_code(), reason as u8);
+    let status = StatusReply { code, reason };
+    let hold = HoldReply {
+        code,
+        reason,
+        hold_id: w::HoldId(0),
+        amount_minor: 0,
+    };
+    match request {
+        Request::Authorize(_) => Reply::Authorize(hold),
+        Request::Increment(_) => Reply::Increment(hold),
+        Request::Capture(_) => Reply::Capture(hold),
+        Request::Void(_) => Reply::Void(hold),
+        Request::Purchase(_) => Reply::Purchase(hold),
+        Request::Refund(_) => Reply::Refund(hold),
+        Request::Reversal(_) => Reply::Reversal(status),
+        Request::BalanceCheck(_) => Reply::BalanceCheck(status),
+        Request::OfferCancel(_) => Reply::OfferCancel(status),
+        Request::RejectOffer(_) => Reply::RejectOffer(status),
+        Request::SetLimits(_) => Reply::SetLimits(status),
+        Request::SetPin(_) => Reply::SetPin(status),
+        Request::SetStatus(_) => Reply::SetStatus(status),
+        Request::DisputeResolve(_) => Reply::DisputeResolve(status),
+        other => declined_other(other, code, reason),
+    }
+}
+
+fn declined_other(request: &Request, code: u8, reason: u8) -> Reply {
+    use wire::messages::reply::{
+        AcceptOfferReply, DisputeListReply, DisputeReply, OfferListReply, OfferReply, OfferStatusReply,
+        StatsReply,
+    };
+    let dispute = DisputeReply {
+        code,
+        reason,
+        dispute_id: w::DisputeId(0),
+    };
+    match request {
+        Request::Offer(_) => Reply::Offer(OfferReply {
+            code,
+            reason,
+            offer_id: w::OfferId(0),
+        }),
+        Request::OfferStatus(_) => Reply::OfferStatus(OfferStatusReply {
+            code,
+            reason,
+            offer_id: w::OfferId(0),
+            state: w::OfferState::Unknown,
+            hold_id: w::HoldId(0),
+            amount_minor: 0,
+        }),
+        Request::ReportFailedProvisioning(_) => Reply::ReportFailedProvisioning(dispute),
+        Request::DisputeOpen(_) => Reply::DisputeOpen(dispute),
+        Request::ListOffers(_) => Reply::ListOffers(OfferListReply {
+            code,
+            reason,
+            more: false,
+            offers: w::List::new(Vec::new()).unwrap_or_else(|| unreachable!("an empty list fits")),
+        }),
+        Request::DisputeList(_) => Reply::DisputeList(DisputeListReply {
+            code,
+            reason,
+            more: false,
+            disputes: w::List::new(Vec::new()).unwrap_or_else(|| unreachable!("an empty list fits")),
+        }),
+        Request::AcceptOffer(_) => Reply::AcceptOffer(AcceptOfferReply {
+            code,
+            reason,
+            hold_id: w::HoldId(0),
+            amount_minor: 0,
+            available_minor: 0,
+        }),
+        Request::OwnBalance(_) => Reply::OwnBalance(BalanceReply {
+            code,
+            reason,
+            currency: 0,
+            balance_minor: 0,
+            held_minor: 0,
+            available_minor: 0,
+            loyalty_points: 0,
+        }),
+        Request::OpenAccount(_) => Reply::OpenAccount(AccountReply {
+            code,
+            reason,
+            account: AccountNumber(0),
+        }),
+        Request::LoadFunds(_) => Reply::LoadFunds(LoadFundsReply {
+            code,
+            reason,
+            balance_minor: 0,
+            available_minor: 0,
+        }),
+        Request::RegisterMerchant(_) => Reply::RegisterMerchant(MerchantReply {
+            code,
+            reason,
+            merchant_id: w::MerchantId(0),
+            settlement_account: AccountNumber(0),
+        }),
+        Request::RegisterTerminal(_) => Reply::RegisterTerminal(TerminalReply {
+            code,
+            reason,
+            terminal_id: w::TerminalId(0),
+            secret: [0; 32],
+        }),
+        Request::RegisterDevice(_) => Reply::RegisterDevice(DeviceReply {
+            code,
+            reason,
+            device_id: w::DeviceId(0),
+            secret: [0; 32],
+        }),
+        Request::AccountInfo(_) => Reply::AccountInfo(AccountInfoReply {
+            code,
+            reason,
+            account: AccountNumber(0),
+            kind: None,
+            status: None,
+            currency: 0,
+            mobile: 0,
+            balance_minor: 0,
+            held_minor: 0,
+            available_minor: 0,
+            loyalty_points: 0,
+            limits: w::Limits {
+                per_payment_minor: 0,
+                per_day_minor: 0,
+                per_day_count: 0,
+                pin_above_minor: 0,
+            },
+        }),
+        Request::Stats(_) => Reply::Stats(StatsReply {
+            code,
+            reason,
+            counters: w::List::new(Vec::new()).unwrap_or_else(|| unreachable!("an empty list fits")),
+        }),
+        Request::Echo(body) => Reply::Echo(EchoReply {
+            code,
+            reason,
+            value: body.value,
+        }),
+        _ => unreachable!("the other requests are declined by `declined`"),
+    }
+}

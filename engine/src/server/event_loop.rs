@@ -1,0 +1,278 @@
+//! One event loop: accept, read, handle, release durable replies, write; one thread.
+//!
+//! Per iteration: poll; accept until the listener would block; for each readable connection
+//! read and handle every whole frame; then, for every connection with replies in flight,
+//! release those whose record is durable (one `durable_lsn` read for the whole iteration) and
+//! write them with one `write` per connection. The log's writer wakes the loop after each
+//! group commit.
+
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+use wire::messages::reply::{ErrorReply, ProtocolError};
+use wire::{Frame, Message, Reply};
+
+use crate::server::connection::{Connection, State};
+use crate::server::Shared;
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+const FIRST_CONNECTION: usize = 2;
+/// Events taken per poll.
+const EVENTS_MAX: usize = 1_024;
+/// Longest sleep in poll, so timeouts and shutdown are noticed.
+const POLL_TIMEOUT: Duration = Duration::from_millis(50);
+/// Time between sweeps for log-on and idle timeouts.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
+
+/// One loop and its connections.
+pub struct EventLoop {
+    shared: Arc<Shared>,
+    poll: Poll,
+    listener: TcpListener,
+    waker: Arc<Waker>,
+    connections: Slab<Connection>,
+    /// Connections that may have replies to release or bytes to write.
+    busy: Vec<usize>,
+    listed: Vec<bool>,
+}
+
+impl EventLoop {
+    /// A loop serving `listener` (a clone per loop; the kernel hands each accept to one).
+    pub fn new(shared: Arc<Shared>, listener: std::net::TcpListener) -> std::io::Result<EventLoop> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::from_std(listener);
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        Ok(EventLoop {
+            shared,
+            poll,
+            listener,
+            waker,
+            connections: Slab::new(),
+            busy: Vec::new(),
+            listed: Vec::new(),
+        })
+    }
+
+    /// The waker the log calls after each group commit.
+    pub fn waker(&self) -> Arc<Waker> {
+        Arc::clone(&self.waker)
+    }
+
+    /// Serve until the server stops and every connection is done (or the shutdown deadline).
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(EVENTS_MAX);
+        let mut last_sweep = Instant::now();
+        let mut stopping_since: Option<Instant> = None;
+        loop {
+            if let Err(error) = self.poll.poll(&mut events, Some(POLL_TIMEOUT)) {
+                if error.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                eprintln!("authd: event loop poll failed: {error}; the loop stops");
+                return;
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    Token(token) => {
+                        self.ready(token - FIRST_CONNECTION, event.is_readable(), event.is_writable())
+                    }
+                }
+            }
+            self.release_and_write();
+            let now = Instant::now();
+            if now.duration_since(last_sweep) >= SWEEP_INTERVAL {
+                last_sweep = now;
+                self.sweep(now);
+            }
+            if self.shared.stopping.load(Ordering::SeqCst) {
+                let since = *stopping_since.get_or_insert_with(|| self.begin_stopping(now));
+                let deadline_passed = now.duration_since(since) >= self.shared.config.shutdown_timeout;
+                if self
+                    .connections
+                    .iter()
+                    .all(|(_, connection)| !connection.has_waiting())
+                    || deadline_passed
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn begin_stopping(&mut self, now: Instant) -> Instant {
+        let _ = self.poll.registry().deregister(&mut self.listener);
+        for (_, connection) in self.connections.iter_mut() {
+            connection.closing = true;
+        }
+        now
+    }
+
+    fn accept(&mut self) {
+        if self.shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        loop {
+            let (mut socket, peer) = match self.listener.accept() {
+                Ok(accepted) => accepted,
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    // Out of file descriptors and the like: keep serving the others.
+                    eprintln!("authd: accept failed: {error}");
+                    return;
+                }
+            };
+            let shared = &self.shared;
+            if shared.connections.load(Ordering::Relaxed) >= shared.config.connections_max {
+                shared.stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+                let mut busy = BytesMut::new();
+                let error = ErrorReply::new(ProtocolError::Busy, 0, shared.config.connections_max as u64);
+                Frame {
+                    request_id: 0,
+                    message: Message::Reply(Reply::Error(error)),
+                }
+                .encode(&mut busy);
+                let _ = socket.write(&busy);
+                continue;
+            }
+            let _ = socket.set_nodelay(true);
+            let entry = self.connections.vacant_entry();
+            let key = entry.key();
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            if self
+                .poll
+                .registry()
+                .register(&mut socket, Token(key + FIRST_CONNECTION), interest)
+                .is_err()
+            {
+                continue;
+            }
+            entry.insert(Connection::new(
+                socket,
+                peer,
+                shared.config.frame_bytes_max,
+                Instant::now(),
+            ));
+            let open = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
+            shared
+                .stats
+                .connections_open
+                .store(open as u64, Ordering::Relaxed);
+            shared.stats.connections_accepted.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn ready(&mut self, key: usize, readable: bool, writable: bool) {
+        let Some(connection) = self.connections.get_mut(key) else {
+            return;
+        };
+        let mut state = State::Open;
+        if readable {
+            state = connection.read_ready(&self.shared);
+        }
+        if writable && state == State::Open {
+            state = connection.flush();
+        }
+        if state == State::Closed {
+            self.close(key);
+        } else {
+            self.mark_busy(key);
+        }
+    }
+
+    fn mark_busy(&mut self, key: usize) {
+        if self.listed.len() <= key {
+            self.listed.resize(key + 1, false);
+        }
+        if !self.listed[key] {
+            self.listed[key] = true;
+            self.busy.push(key);
+        }
+    }
+
+    /// Release durable replies and write, for every busy connection.
+    fn release_and_write(&mut self) {
+        if self.busy.is_empty() {
+            return;
+        }
+        let wal = self.shared.store.wal();
+        let durable = wal.durable_lsn();
+        let failed = wal.failure().is_some();
+        let busy = std::mem::take(&mut self.busy);
+        for &key in &busy {
+            self.listed[key] = false;
+        }
+        for key in busy {
+            let Some(connection) = self.connections.get_mut(key) else {
+                continue;
+            };
+            connection.release(durable, failed);
+            let mut state = connection.flush();
+            if state == State::Open && connection.read_stalled {
+                // Back under the limits: read what waited in the kernel.
+                connection.handle_frames(&self.shared);
+                state = connection.read_ready(&self.shared);
+                connection.release(durable, failed);
+                if state == State::Open {
+                    state = connection.flush();
+                }
+            }
+            match state {
+                State::Closed => self.close(key),
+                State::Open if connection_needs_attention(self.connections.get(key)) => self.mark_busy(key),
+                State::Open => {}
+            }
+        }
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        let config = &self.shared.config;
+        let expired: Vec<usize> = self
+            .connections
+            .iter()
+            .filter(|(_, connection)| {
+                let logon_late =
+                    !connection.logged_on() && now.duration_since(connection.opened) > config.logon_timeout;
+                let idle = connection.logged_on()
+                    && connection.is_idle()
+                    && now.duration_since(connection.last_frame) > config.idle_timeout;
+                logon_late || idle
+            })
+            .map(|(key, _)| key)
+            .collect();
+        for key in expired {
+            self.close(key);
+        }
+    }
+
+    fn close(&mut self, key: usize) {
+        if let Some(index) = self.listed.get_mut(key) {
+            *index = false;
+        }
+        self.busy.retain(|&busy| busy != key);
+        if self.connections.contains(key) {
+            let mut connection = self.connections.remove(key);
+            let _ = self.poll.registry().deregister(&mut connection.socket);
+            let open = self.shared.connections.fetch_sub(1, Ordering::Relaxed) - 1;
+            self.shared
+                .stats
+                .connections_open
+                .store(open as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+fn connection_needs_attention(connection: Option<&Connection>) -> bool {
+    connection.is_some_and(|connection| connection.has_waiting() || connection.read_stalled)
+}

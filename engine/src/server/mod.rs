@@ -1,0 +1,246 @@
+//! The authd server: event loops on mio serving the wire protocol over the [`Store`].
+//!
+//! - [`event_loop`]: one thread per loop, each with its own `Poll`, a clone of the listener
+//!   and a `Waker`. A loop reads every readable connection until it would block, handles each
+//!   whole frame ([`connection`]: log-on in [`session`], requests in [`dispatch`]), then
+//!   releases the replies whose log records are durable and writes each connection once.
+//! - The log's writer calls every loop's `Waker` after each group commit, so replies leave as
+//!   soon as their fdatasync is done, batched per connection.
+//! - A ticker thread drives time: every second it expires due holds (logged like any other
+//!   command) and refreshes the per-second statistics; every `snapshot_interval` it writes a
+//!   snapshot in the background.
+//! - Shutdown (SIGTERM, SIGINT or [`Server::shutdown`]): stop accepting and reading, release
+//!   and write what is in flight (bounded by a deadline), stop the ticker, final log sync.
+
+pub mod connection;
+pub mod dispatch;
+pub mod event_loop;
+pub mod operator_key;
+pub mod session;
+pub mod stats;
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use wire::logon::LogonOk;
+
+use crate::store::Store;
+use session::LogonLimiter;
+use stats::Stats;
+
+/// Limits and knobs of the server; every one has a flag in `authd --help`.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Event loop threads.
+    pub threads: usize,
+    /// Connections open at once, all loops together.
+    pub connections_max: usize,
+    /// Unanswered requests per connection before reading it pauses.
+    pub in_flight_max: u32,
+    /// Largest frame accepted, length prefix included.
+    pub frame_bytes_max: u32,
+    /// Unwritten reply bytes per connection before reading it pauses.
+    pub write_bytes_max: usize,
+    /// Time to complete the log-on.
+    pub logon_timeout: Duration,
+    /// A logged-on connection with no frame and nothing in flight for this long is closed.
+    pub idle_timeout: Duration,
+    /// Failed log-ons per peer address per `logon_failure_window` before refusing it.
+    pub logon_failures_max: u32,
+    /// The window of `logon_failures_max`.
+    pub logon_failure_window: Duration,
+    /// Time between snapshots (none if zero).
+    pub snapshot_interval: Duration,
+    /// How long a shutdown waits for in-flight replies.
+    pub shutdown_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// The defaults, listening on `listen`.
+    pub fn new(listen: SocketAddr) -> ServerConfig {
+        ServerConfig {
+            listen,
+            threads: 1,
+            connections_max: 10_000,
+            in_flight_max: 1_024,
+            frame_bytes_max: wire::FRAME_BYTES_MAX,
+            write_bytes_max: 1 << 20,
+            logon_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(600),
+            logon_failures_max: 5,
+            logon_failure_window: Duration::from_secs(10),
+            snapshot_interval: Duration::from_secs(300),
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What every loop shares.
+pub struct Shared {
+    /// The books and their log.
+    pub store: Arc<Store>,
+    /// Counters.
+    pub stats: Stats,
+    /// The configuration.
+    pub config: ServerConfig,
+    /// The operator's log-on secret.
+    pub operator_secret: [u8; 32],
+    /// Failed log-ons per peer.
+    pub limiter: LogonLimiter,
+    /// Connections open, all loops.
+    pub connections: AtomicUsize,
+    /// Set to stop.
+    pub stopping: AtomicBool,
+}
+
+impl Shared {
+    /// The LOGON_OK a connection gets.
+    pub fn logon_ok(&self) -> LogonOk {
+        LogonOk {
+            frame_bytes_max: self.config.frame_bytes_max,
+            requests_in_flight_max: self.config.in_flight_max,
+        }
+    }
+}
+
+/// The wall clock in microseconds since the Unix epoch: the server stamps every command with
+/// it (the books never read a clock).
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_micros() as u64)
+}
+
+/// 32 random bytes for a new terminal or device secret.
+pub fn random_secret() -> [u8; 32] {
+    let mut secret = [0u8; 32];
+    for half in secret.chunks_mut(16) {
+        // /dev/urandom does not fail on Linux once open; if it cannot be opened the server
+        // could not have started (log-on nonces need it), so this is an invariant.
+        let nonce = wire::logon::random_nonce().expect("the OS random source is readable");
+        half.copy_from_slice(&nonce);
+    }
+    secret
+}
+
+/// A running server.
+pub struct Server {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    loops: Vec<JoinHandle<()>>,
+    ticker: Option<JoinHandle<()>>,
+    wakers: Vec<Arc<mio::Waker>>,
+}
+
+impl Server {
+    /// Bind, start the loops and the ticker.
+    pub fn start(store: Arc<Store>, config: ServerConfig, operator_secret: [u8; 32]) -> io::Result<Server> {
+        let listener = TcpListener::bind(config.listen)?;
+        listener.set_nonblocking(true)?;
+        let local_addr = listener.local_addr()?;
+        let limiter = LogonLimiter::new(config.logon_failures_max, config.logon_failure_window);
+        let threads = config.threads.max(1);
+        let shared = Arc::new(Shared {
+            store,
+            stats: Stats::default(),
+            config,
+            operator_secret,
+            limiter,
+            connections: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
+        });
+        let mut loops = Vec::with_capacity(threads);
+        let mut wakers = Vec::with_capacity(threads);
+        for index in 0..threads {
+            let event_loop = event_loop::EventLoop::new(Arc::clone(&shared), listener.try_clone()?)?;
+            wakers.push(event_loop.waker());
+            let thread = std::thread::Builder::new()
+                .name(format!("authd-loop-{index}"))
+                .spawn(move || event_loop.run())?;
+            loops.push(thread);
+        }
+        let notify: Vec<Arc<mio::Waker>> = wakers.clone();
+        shared.store.wal().add_notifier(Box::new(move || {
+            for waker in &notify {
+                // A failed wake means the loop is gone (shutting down): nothing to do.
+                let _ = waker.wake();
+            }
+        }));
+        let ticker_shared = Arc::clone(&shared);
+        let ticker = std::thread::Builder::new()
+            .name("authd-ticker".into())
+            .spawn(move || tick(&ticker_shared))?;
+        Ok(Server {
+            shared,
+            local_addr,
+            loops,
+            ticker: Some(ticker),
+            wakers,
+        })
+    }
+
+    /// The address it listens on (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The shared state (statistics, store).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Ask the server to stop; [`Server::join`] waits for it.
+    pub fn shutdown(&self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        for waker in &self.wakers {
+            let _ = waker.wake();
+        }
+    }
+
+    /// Wait for the loops and the ticker to finish, then sync the log a last time.
+    pub fn join(mut self) -> Result<(), crate::wal::WalError> {
+        for handle in self.loops.drain(..) {
+            let _ = handle.join();
+        }
+        if let Some(ticker) = self.ticker.take() {
+            let _ = ticker.join();
+        }
+        self.shared.store.close()
+    }
+}
+
+/// The ticker: time-driven work, once a second.
+fn tick(shared: &Shared) {
+    let mut last_second = Instant::now();
+    let mut last_snapshot = Instant::now();
+    let mut records_at_snapshot = shared.store.wal().stats().records_written;
+    while !shared.stopping.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = Instant::now();
+        if now.duration_since(last_second) < Duration::from_secs(1) {
+            continue;
+        }
+        last_second = now;
+        shared.stats.tick_second();
+        shared.store.advance_time(now_us());
+        let interval = shared.config.snapshot_interval;
+        let records = shared.store.wal().stats().records_written;
+        if !interval.is_zero()
+            && now.duration_since(last_snapshot) >= interval
+            && records > records_at_snapshot
+        {
+            match shared.store.snapshot() {
+                Ok(path) => eprintln!("authd: snapshot written: {}", path.display()),
+                Err(error) => eprintln!("authd: snapshot failed: {error}"),
+            }
+            last_snapshot = now;
+            records_at_snapshot = records;
+        }
+    }
+}

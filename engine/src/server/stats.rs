@@ -1,0 +1,119 @@
+//! Server counters: requests by reason, connections, the log's work, and a requests-per-second
+//! figure refreshed by the server's ticker. Relaxed atomics: they are statistics, read while
+//! they move.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use wire::messages::reply::{Counter, StatsReply};
+use wire::types::List;
+
+use crate::reason::Reason;
+use crate::store::Store;
+
+/// Counter ids in a STATS reply (PROTOCOL.md lists them too).
+pub mod counter {
+    /// Replies sent, all kinds.
+    pub const REPLIES: u16 = 1;
+    /// Requests per second over the last second.
+    pub const REPLIES_PER_S: u16 = 2;
+    /// Connections open now.
+    pub const CONNECTIONS_OPEN: u16 = 3;
+    /// Connections accepted since start.
+    pub const CONNECTIONS_ACCEPTED: u16 = 4;
+    /// Connections refused at `--connections-max`.
+    pub const CONNECTIONS_REFUSED: u16 = 5;
+    /// Log-ons refused (wrong secret, unknown id, rate limited).
+    pub const LOGONS_FAILED: u16 = 6;
+    /// Log records written.
+    pub const LOG_RECORDS: u16 = 7;
+    /// Log syncs (fdatasync).
+    pub const LOG_SYNCS: u16 = 8;
+    /// Log sync latency, median, microseconds.
+    pub const LOG_SYNC_P50_US: u16 = 9;
+    /// Log sync latency, 99th percentile, microseconds.
+    pub const LOG_SYNC_P99_US: u16 = 10;
+    /// Log sync latency, maximum, microseconds.
+    pub const LOG_SYNC_MAX_US: u16 = 11;
+    /// Frames refused as malformed.
+    pub const FRAMES_MALFORMED: u16 = 12;
+    /// Replies with reason r are counted under `REASON_BASE + r` (only non-zero ones are sent).
+    pub const REASON_BASE: u16 = 100;
+}
+
+/// The server's counters.
+#[derive(Debug, Default)]
+pub struct Stats {
+    replies: AtomicU64,
+    replies_per_s: AtomicU64,
+    /// Connections open now.
+    pub connections_open: AtomicU64,
+    /// Connections accepted.
+    pub connections_accepted: AtomicU64,
+    /// Connections refused at the limit.
+    pub connections_refused: AtomicU64,
+    /// Log-ons refused.
+    pub logons_failed: AtomicU64,
+    /// Malformed frames.
+    pub frames_malformed: AtomicU64,
+    by_reason: [AtomicU64; Reason::ALL.len()],
+    last_replies: AtomicU64,
+}
+
+impl Stats {
+    /// Count a reply with this reason byte.
+    pub fn count_reply(&self, reason: u8) {
+        self.replies.fetch_add(1, Ordering::Relaxed);
+        if let Some(counter) = self.by_reason.get(usize::from(reason)) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Called once a second by the ticker: refresh the per-second figure.
+    pub fn tick_second(&self) {
+        let replies = self.replies.load(Ordering::Relaxed);
+        let before = self.last_replies.swap(replies, Ordering::Relaxed);
+        self.replies_per_s
+            .store(replies.saturating_sub(before), Ordering::Relaxed);
+    }
+
+    /// Replies sent so far.
+    pub fn replies(&self) -> u64 {
+        self.replies.load(Ordering::Relaxed)
+    }
+
+    /// The STATS reply.
+    pub fn reply(&self, store: &Store) -> StatsReply {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let wal = store.wal().stats();
+        let mut counters = vec![
+            (counter::REPLIES, load(&self.replies)),
+            (counter::REPLIES_PER_S, load(&self.replies_per_s)),
+            (counter::CONNECTIONS_OPEN, load(&self.connections_open)),
+            (counter::CONNECTIONS_ACCEPTED, load(&self.connections_accepted)),
+            (counter::CONNECTIONS_REFUSED, load(&self.connections_refused)),
+            (counter::LOGONS_FAILED, load(&self.logons_failed)),
+            (counter::LOG_RECORDS, wal.records_written),
+            (counter::LOG_SYNCS, wal.syncs),
+            (counter::LOG_SYNC_P50_US, wal.sync_us_p50),
+            (counter::LOG_SYNC_P99_US, wal.sync_us_p99),
+            (counter::LOG_SYNC_MAX_US, wal.sync_us_max),
+            (counter::FRAMES_MALFORMED, load(&self.frames_malformed)),
+        ];
+        for (reason, counter) in self.by_reason.iter().enumerate() {
+            let value = load(counter);
+            if value > 0 {
+                counters.push((counter::REASON_BASE + reason as u16, value));
+            }
+        }
+        counters.truncate(wire::messages::reply::COUNTERS_PER_REPLY_MAX);
+        let counters = counters
+            .into_iter()
+            .map(|(counter, value)| Counter { counter, value })
+            .collect();
+        StatsReply {
+            code: 0,
+            reason: 0,
+            counters: List::new(counters).unwrap_or_else(|| unreachable!("truncated to the maximum")),
+        }
+    }
+}

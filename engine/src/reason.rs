@@ -59,11 +59,15 @@ pub enum Reason {
     SystemMalfunction = 23,
     /// The caller's role may not do this (for example a terminal acting for another merchant).
     NotPermitted = 24,
+    /// The offer already reached another final state (accepted, rejected, expired, cancelled).
+    OfferClosed = 25,
+    /// The dispute does not exist, or is not open.
+    DisputeUnknown = 26,
 }
 
 impl Reason {
     /// Every reason, in wire order; tests and docs iterate it.
-    pub const ALL: [Reason; 25] = [
+    pub const ALL: [Reason; 27] = [
         Reason::Approved,
         Reason::MerchantInvalid,
         Reason::TerminalInvalid,
@@ -89,6 +93,8 @@ impl Reason {
         Reason::CapacityExceeded,
         Reason::SystemMalfunction,
         Reason::NotPermitted,
+        Reason::OfferClosed,
+        Reason::DisputeUnknown,
     ];
 
     /// The ISO 8583 response code (field 39) for this reason, as its two-digit number.
@@ -119,6 +125,8 @@ impl Reason {
             Reason::CapacityExceeded => 96,
             Reason::SystemMalfunction => 96,
             Reason::NotPermitted => 57,
+            Reason::OfferClosed => 12,
+            Reason::DisputeUnknown => 25,
         }
     }
 

@@ -50,6 +50,8 @@ reasons! {
     22 CapacityExceeded 96 "A configured capacity is full.",
     23 SystemMalfunction 96 "The log cannot make the decision durable; nothing was acknowledged.",
     24 NotPermitted 57 "The caller's role may not do this.",
+    25 OfferClosed 12 "The offer already reached another final state (accepted, rejected, expired, cancelled).",
+    26 DisputeUnknown 25 "The dispute does not exist, or is not open.",
 }
 
 /// The reason for a wire byte, if defined.

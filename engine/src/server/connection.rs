@@ -182,17 +182,19 @@ impl Connection {
                 let (reply, lsn) = dispatch(&context, principal, frame.request_id, &request);
                 self.queue(lsn, frame.request_id, Message::Reply(reply));
             }
-            (Message::Request(request), _) => {
-                let error = ErrorReply::new(ProtocolError::NotLoggedOn, request.message_type(), 0);
-                self.queue(0, frame.request_id, Message::Reply(Reply::Error(error)));
-                self.closing = true;
-            }
             (Message::Logon(logon), Session::AwaitingHello | Session::AwaitingProof { .. }) => {
                 self.logon(shared, frame.request_id, &logon);
             }
-            (other, _) => {
+            (other, Session::LoggedOn(_)) => {
                 let error = ErrorReply::new(ProtocolError::Unexpected, other.message_type(), 0);
                 self.queue(0, frame.request_id, Message::Reply(Reply::Error(error)));
+            }
+            (other, _) => {
+                // Before log-on only LOGON_HELLO and LOGON_PROOF are accepted; a request, a
+                // reply or a push from a stranger ends the connection (PROTOCOL.md section 6).
+                let error = ErrorReply::new(ProtocolError::NotLoggedOn, other.message_type(), 0);
+                self.queue(0, frame.request_id, Message::Reply(Reply::Error(error)));
+                self.closing = true;
             }
         }
     }

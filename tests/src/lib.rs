@@ -279,3 +279,26 @@ pub fn balances(operator: &mut Client, account: u64) -> (i64, u64, u64) {
     assert_eq!(info.code, 0, "account info of {account}");
     (info.balance_minor as i64, info.held_minor, info.available_minor)
 }
+
+/// The authctl binary (next to authd), built once per test run if missing.
+pub fn authctl_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            let authd = authd_binary();
+            let profile_dir = authd.parent().expect("target/<profile>");
+            let binary = profile_dir.join("authctl");
+            if !binary.exists() {
+                let release = profile_dir.file_name().is_some_and(|name| name == "release");
+                let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+                cargo.args(["build", "-p", "engine", "--bin", "authctl"]);
+                if release {
+                    cargo.arg("--release");
+                }
+                let status = cargo.status().expect("run cargo build for authctl");
+                assert!(status.success(), "building authctl failed");
+            }
+            binary
+        })
+        .clone()
+}

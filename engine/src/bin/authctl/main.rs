@@ -1,0 +1,233 @@
+//! `authctl`: the issuer operator's tool. Parses flags, logs on to authd with the operator key
+//! and calls one small function per subcommand; the work is in the modules:
+//!
+//! - [`amount`]: major units as typed and printed, exact (never `f64`).
+//! - [`operator`]: the key file, the log-on, and errors that say what to do next.
+//! - [`commands`]: one function per single-request subcommand.
+//! - [`output`]: readable text for accounts, limits and counters.
+//! - [`pipeline`] and [`provision`]: bulk set-up, many requests in flight.
+//!
+//! Exit status: 0 done, 1 error (connection, key, input), 3 authd declined the request.
+
+mod amount;
+mod commands;
+mod mobile;
+mod operator;
+mod output;
+mod pipeline;
+mod provision;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use wire::types::AccountStatus;
+
+use amount::{LimitAmount, LimitCount, MajorAmount, EXPONENT_MAX};
+use operator::{Declined, Operator};
+
+/// Exit status when authd declined the request.
+const EXIT_DECLINED: u8 = 3;
+
+/// authctl: the operator's tool for authd. Opens accounts, loads funds, sets limits and PINs,
+/// registers merchants, terminals and devices, reads accounts and counters.
+///
+/// Amounts are in major units (12.50) with --currency-exponent decimals.
+/// Exit status: 0 done, 1 error, 3 authd declined the request (reason and ISO code printed).
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+struct Flags {
+    /// authd's address.
+    #[arg(long, global = true, default_value = "127.0.0.1:7700")]
+    connect: String,
+    /// authd's data dir; the operator key is DIR/operator.key.
+    #[arg(long, global = true, default_value = "./authd-data")]
+    data_dir: PathBuf,
+    /// The operator key file (64 hex digits); overrides --data-dir.
+    #[arg(long, global = true)]
+    key: Option<PathBuf>,
+    /// Decimals of the currency: amounts are typed and printed in major units (2: 12.50 = 1250).
+    #[arg(long, global = true, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=i64::from(EXPONENT_MAX)))]
+    currency_exponent: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// A payer's limits; an absent flag means no limit when opening and "unchanged" with `limits`.
+/// Each takes `none` to remove the limit.
+#[derive(Args, Debug, Default)]
+pub struct LimitFlags {
+    /// Largest single payment, major units.
+    #[arg(long, value_name = "AMOUNT|none")]
+    limit_payment: Option<LimitAmount>,
+    /// Largest total per UTC day, major units.
+    #[arg(long, value_name = "AMOUNT|none")]
+    limit_day: Option<LimitAmount>,
+    /// Most payments per UTC day.
+    #[arg(long, value_name = "N|none")]
+    limit_count: Option<LimitCount>,
+    /// Payments above this amount need the PIN (0: always), major units.
+    #[arg(long, value_name = "AMOUNT|none")]
+    pin_above: Option<LimitAmount>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Open a payer account; prints its number.
+    OpenAccount {
+        /// Mobile number alias in E.164, like +33612345678 (offers reach the payer by it).
+        #[arg(long, value_parser = mobile::parse_mobile)]
+        mobile: Option<u64>,
+        /// ISO 4217 numeric currency (must be the books' currency).
+        #[arg(long, default_value_t = 978)]
+        currency: u16,
+        #[command(flatten)]
+        limits: LimitFlags,
+    },
+    /// Credit a payer from the issuer's funding account.
+    Load {
+        /// The payer's account number.
+        #[arg(long)]
+        account: u64,
+        /// Amount in major units, like 12.50.
+        #[arg(long)]
+        amount: MajorAmount,
+    },
+    /// Change a payer's limits; flags not given keep their current value.
+    Limits {
+        /// The payer's account number.
+        #[arg(long)]
+        account: u64,
+        #[command(flatten)]
+        limits: LimitFlags,
+    },
+    /// Set (or reset, which unlocks) a payer's PIN.
+    SetPin {
+        /// The payer's account number.
+        #[arg(long)]
+        account: u64,
+        /// 4 to 12 digits.
+        #[arg(long)]
+        pin: String,
+    },
+    /// Freeze an account: payments are declined until unfrozen. A merchant's settlement
+    /// account freezes the merchant.
+    Freeze(AccountFlag),
+    /// Make a frozen account (or merchant, by its settlement account) active again.
+    Unfreeze(AccountFlag),
+    /// Close an account (or merchant, by its settlement account) for good.
+    Close(AccountFlag),
+    /// Register a merchant; prints its id and settlement account.
+    RegisterMerchant {
+        /// Fee in basis points (1/100 %) of each capture.
+        #[arg(long)]
+        fee_bps: u16,
+        /// Fee in basis points when the capture carries product details.
+        #[arg(long)]
+        fee_bps_with_product: u16,
+        /// Where its terminals connect from (up to 32 bytes).
+        #[arg(long, default_value = "")]
+        origin: String,
+    },
+    /// Register a terminal of a merchant; prints its id and its secret, this once only.
+    RegisterTerminal {
+        /// The merchant's id.
+        #[arg(long)]
+        merchant: u32,
+    },
+    /// Register a payer's device; prints its id and its secret, this once only.
+    RegisterDevice(AccountFlag),
+    /// Show an account: balance, held, available, status, limits, mobile, loyalty.
+    Account(AccountFlag),
+    /// Show authd's counters: replies by reason, connections, log syncs.
+    Stats,
+    /// Check authd answers, and how fast.
+    Echo,
+    /// Bulk set-up for load tests: merchants, terminals and funded payers, pipelined; writes
+    /// the terminals' credentials to a CSV file (mode 0600: it holds secrets).
+    Provision(provision::ProvisionFlags),
+}
+
+/// One account number.
+#[derive(Args, Debug)]
+struct AccountFlag {
+    /// The account number.
+    #[arg(long)]
+    account: u64,
+}
+
+fn main() -> ExitCode {
+    let flags = Flags::parse();
+    match run(flags) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("authctl: {error:#}");
+            if error.downcast_ref::<Declined>().is_some() {
+                ExitCode::from(EXIT_DECLINED)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// Log on and run the subcommand; returns what to print.
+fn run(flags: Flags) -> anyhow::Result<String> {
+    let key_path = operator::key_path(&flags.data_dir, flags.key.as_deref());
+    let exponent = flags.currency_exponent;
+    let mut operator = Operator::connect(&flags.connect, &key_path)?;
+    let operator = &mut operator;
+    match flags.command {
+        Command::OpenAccount {
+            mobile,
+            currency,
+            limits,
+        } => commands::open_account(operator, exponent, mobile, currency, &limits),
+        Command::Load { account, amount } => commands::load(operator, exponent, account, &amount),
+        Command::Limits { account, limits } => commands::set_limits(operator, exponent, account, &limits),
+        Command::SetPin { account, pin } => commands::set_pin(operator, account, &pin),
+        Command::Freeze(flag) => commands::set_status(operator, flag.account, AccountStatus::Frozen),
+        Command::Unfreeze(flag) => commands::set_status(operator, flag.account, AccountStatus::Active),
+        Command::Close(flag) => commands::set_status(operator, flag.account, AccountStatus::Closed),
+        Command::RegisterMerchant {
+            fee_bps,
+            fee_bps_with_product,
+            origin,
+        } => commands::register_merchant(operator, fee_bps, fee_bps_with_product, &origin),
+        Command::RegisterTerminal { merchant } => commands::register_terminal(operator, merchant),
+        Command::RegisterDevice(flag) => commands::register_device(operator, flag.account),
+        Command::Account(flag) => commands::account(operator, exponent, flag.account),
+        Command::Stats => commands::stats(operator),
+        Command::Echo => commands::echo(operator, &flags.connect),
+        Command::Provision(provision) => provision::run(operator, exponent, &provision),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_flags_are_consistent() {
+        Flags::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_go_after_the_subcommand_too() {
+        let flags = Flags::try_parse_from(["authctl", "stats", "--connect", "10.0.0.1:7700"]).expect("parse");
+        assert_eq!(flags.connect, "10.0.0.1:7700");
+        assert_eq!(flags.currency_exponent, 2);
+    }
+
+    #[test]
+    fn a_malformed_amount_is_a_usage_error() {
+        let error = Flags::try_parse_from(["authctl", "load", "--account", "5", "--amount", "1,5"])
+            .expect_err("malformed");
+        assert!(error.to_string().contains("not an amount"), "{error}");
+    }
+}

@@ -1,0 +1,140 @@
+//! The operator's connection: find the key, log on, and turn every failure into a sentence that
+//! says what to do next. A declined request becomes a [`Declined`] error that names the reason
+//! and its ISO code, so `main` can exit with its own status.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _};
+use engine::server::operator_key::{self, KeyError};
+use wire::client::{Client, ClientError};
+use wire::reason::reason_info;
+use wire::{Reply, Request, Role};
+
+/// The operator id authd accepts.
+pub const OPERATOR_ID: u32 = 1;
+/// How long to wait for a reply before giving up.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A request authd answered with a non-zero code.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} declined: {}", describe_reason(*.reason, *.code))]
+pub struct Declined {
+    /// What was asked, in the user's words.
+    pub what: String,
+    /// ISO 8583 code.
+    pub code: u8,
+    /// authd reason.
+    pub reason: u8,
+}
+
+/// `InsufficientFunds (ISO 51): The payer's available balance is below the amount.`
+pub fn describe_reason(reason: u8, code: u8) -> String {
+    match reason_info(reason) {
+        Some(info) => format!("{} (ISO {:02}): {}", info.name, code, info.meaning),
+        None => format!("reason {reason} (ISO {code:02}), unknown to this authctl"),
+    }
+}
+
+/// Where the key is: `--key`, else `DATA_DIR/operator.key`.
+pub fn key_path(data_dir: &Path, key: Option<&Path>) -> PathBuf {
+    key.map_or_else(|| data_dir.join(operator_key::FILE_NAME), Path::to_path_buf)
+}
+
+/// The operator secret at `path`.
+pub fn read_key(path: &Path) -> anyhow::Result<[u8; 32]> {
+    operator_key::read(path).map_err(|error| match error {
+        KeyError::Io { source, .. } if source.kind() == ErrorKind::NotFound => anyhow!(
+            "no operator key at {}; pass --data-dir of the authd data dir or --key",
+            path.display()
+        ),
+        KeyError::Io { source, .. } => anyhow!(
+            "cannot read the operator key at {}: {source}; check its permissions, or pass --key",
+            path.display()
+        ),
+        malformed @ KeyError::Malformed { .. } => anyhow!("{malformed}"),
+    })
+}
+
+/// A logged-on operator connection.
+pub struct Operator {
+    client: Client,
+}
+
+impl Operator {
+    /// Log on to `address` with the key at `key_path`.
+    pub fn connect(address: &str, key_path: &Path) -> anyhow::Result<Operator> {
+        let secret = read_key(key_path)?;
+        let mut client = Client::connect(address, Role::Operator, OPERATOR_ID, secret)
+            .map_err(|error| connect_error(error, address, key_path))?;
+        client
+            .set_read_timeout(Some(REPLY_TIMEOUT))
+            .context("set the reply timeout")?;
+        Ok(Operator { client })
+    }
+
+    /// The connection, for pipelining.
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    /// Send `request`, wait for its reply; a decline is a [`Declined`] error about `what`.
+    pub fn call(&mut self, what: &str, request: &Request) -> anyhow::Result<Reply> {
+        let reply = self
+            .client
+            .call(request)
+            .map_err(|error| reply_error(error, what))?;
+        check(what, reply)
+    }
+}
+
+/// `reply` if approved; otherwise why not.
+pub fn check(what: &str, reply: Reply) -> anyhow::Result<Reply> {
+    if let Reply::Error(error) = &reply {
+        return Err(anyhow!(
+            "authd could not execute {what}: {:?} (ISO {:02}, reason {}); \
+             this authctl may not match the server's protocol version",
+            error.error,
+            error.code,
+            error.reason
+        ));
+    }
+    let (code, reason) = reply.outcome();
+    if code != 0 || reason != 0 {
+        return Err(Declined {
+            what: what.to_string(),
+            code,
+            reason,
+        }
+        .into());
+    }
+    Ok(reply)
+}
+
+/// The error for a failed wait on a reply.
+pub fn reply_error(error: ClientError, what: &str) -> anyhow::Error {
+    match error {
+        ClientError::Io(io) if matches!(io.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            anyhow!("no reply from authd to {what} within {REPLY_TIMEOUT:?}; is it overloaded or stopped?")
+        }
+        ClientError::Closed => anyhow!("authd closed the connection during {what}; check its log"),
+        other => anyhow!("{what} failed: {other}"),
+    }
+}
+
+fn connect_error(error: ClientError, address: &str, key_path: &Path) -> anyhow::Error {
+    match error {
+        ClientError::Io(io) if io.kind() == ErrorKind::ConnectionRefused => {
+            anyhow!("cannot connect to {address}; is authd running? pass --connect")
+        }
+        ClientError::Io(io) => anyhow!("cannot connect to {address}: {io}; is authd running? pass --connect"),
+        ClientError::LogonRefused { code, reason } => anyhow!(
+            "authd at {address} refused the operator log-on ({}); the key at {} may belong to \
+             another authd: pass --data-dir of this authd's data dir or --key",
+            describe_reason(reason, code),
+            key_path.display()
+        ),
+        other => anyhow!("log-on to {address} failed: {other}"),
+    }
+}

@@ -1,0 +1,666 @@
+//! Bad input (issue 5, "Proof"): random bytes, a huge length, a frame cut in the middle then
+//! silence, a thousand connections that never log on, a client that never reads its replies,
+//! unknown types and requests before log-on. authd answers or closes as PROTOCOL.md section 6
+//! says, serves a well-behaved client at the same time, and never crashes.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use authd_tests::{balances, payer, shop, Authd};
+use bytes::BytesMut;
+use wire::client::Client;
+use wire::logon::{logon_mac, Hello, Proof};
+use wire::messages::reply::{EchoReply, ErrorReply, ProtocolError};
+use wire::messages::terminal::{Echo, Purchase};
+use wire::types::{AccountNumber, PayerRef, Role};
+use wire::{Decoder, Frame, Logon, Message, Reply, Request};
+
+/// How long a reply or a close may take before the test fails.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// A well-behaved client's round trip while others misbehave, at most (debug build, 2 cores
+/// shared with other builds: generous, but far below any timeout a stall would cause).
+const ROUND_TRIP_MAX: Duration = Duration::from_millis(500);
+
+/// A raw connection: bytes in, frames out, no client logic.
+struct Raw {
+    stream: TcpStream,
+    decoder: Decoder,
+    buffer: BytesMut,
+}
+
+impl Raw {
+    fn connect(addr: SocketAddr) -> Raw {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(REPLY_TIMEOUT)).expect("timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        Raw {
+            stream,
+            decoder: Decoder::default(),
+            buffer: BytesMut::new(),
+        }
+    }
+
+    /// Send bytes; false if authd already closed the connection.
+    fn send_bytes(&mut self, bytes: &[u8]) -> bool {
+        self.stream.write_all(bytes).is_ok()
+    }
+
+    fn send(&mut self, request_id: u64, message: Message) {
+        let mut bytes = BytesMut::new();
+        Frame { request_id, message }.encode(&mut bytes);
+        assert!(self.send_bytes(&bytes), "authd closed the connection early");
+    }
+
+    /// The next frame, or None once authd closed the connection.
+    fn read(&mut self) -> Option<Frame> {
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(frame) = self
+                .decoder
+                .decode(&mut self.buffer)
+                .expect("authd sends valid frames")
+            {
+                return Some(frame);
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(count) => self.buffer.extend_from_slice(&chunk[..count]),
+                Err(error) if error.kind() == ErrorKind::ConnectionReset => return None,
+                Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                Err(error) => panic!("no frame and no close within {REPLY_TIMEOUT:?}: {error}"),
+            }
+        }
+    }
+
+    /// Every frame until authd closes the connection.
+    fn read_until_closed(&mut self) -> Vec<Frame> {
+        std::iter::from_fn(|| self.read()).collect()
+    }
+
+    /// Log on as a terminal (or any role) by hand.
+    fn logon(&mut self, role: Role, id: u32, secret: [u8; 32]) {
+        let client_nonce = [7u8; 16];
+        let hello = Hello {
+            role,
+            version_min: 1,
+            version_max: 1,
+            id,
+            client_nonce,
+        };
+        self.send(0, Message::Logon(Logon::Hello(hello)));
+        let Some(Frame {
+            message: Message::Logon(Logon::Challenge(challenge)),
+            ..
+        }) = self.read()
+        else {
+            panic!("no challenge");
+        };
+        let mac = logon_mac(&secret, role, id, &client_nonce, &challenge.server_nonce);
+        self.send(0, Message::Logon(Logon::Proof(Proof { mac })));
+        let Some(Frame {
+            message: Message::Logon(Logon::LogonOk(_)),
+            ..
+        }) = self.read()
+        else {
+            panic!("no LOGON_OK");
+        };
+    }
+}
+
+/// A frame with a header of our choosing (the encoder only writes valid ones).
+fn raw_frame(version: u8, message_type: u8, flags: u8, request_id: u64, body: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(16 + body.len());
+    bytes.extend_from_slice(&(12 + body.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&[version, message_type, flags, 0]);
+    bytes.extend_from_slice(&request_id.to_le_bytes());
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+fn encoded(request_id: u64, message: Message) -> Vec<u8> {
+    let mut bytes = BytesMut::new();
+    Frame { request_id, message }.encode(&mut bytes);
+    bytes.to_vec()
+}
+
+fn echo(value: u64) -> Message {
+    Message::Request(Request::Echo(Echo { value }))
+}
+
+/// The ERROR body of `frame` with its request id.
+fn error_of(frame: Option<Frame>) -> (u64, ErrorReply) {
+    match frame {
+        Some(Frame {
+            request_id,
+            message: Message::Reply(Reply::Error(error)),
+        }) => (request_id, error),
+        other => panic!("expected an ERROR reply, got {other:?}"),
+    }
+}
+
+/// One echo round trip of a well-behaved client, checked and timed.
+fn served(client: &mut Client, value: u64) -> Duration {
+    let start = Instant::now();
+    let reply = client.call(&Request::Echo(Echo { value })).expect("echo");
+    let elapsed = start.elapsed();
+    assert_eq!(
+        reply,
+        Reply::Echo(EchoReply {
+            code: 0,
+            reason: 0,
+            value
+        })
+    );
+    assert!(
+        elapsed < ROUND_TRIP_MAX,
+        "a well-behaved client waited {elapsed:?}"
+    );
+    elapsed
+}
+
+/// A small deterministic generator (xorshift64*); the seed is printed so a failure replays.
+struct Random(u64);
+
+impl Random {
+    fn seeded() -> Random {
+        let seed = std::env::var("AUTHD_TEST_SEED")
+            .ok()
+            .and_then(|text| text.parse().ok())
+            .unwrap_or_else(|| {
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(1, |elapsed| elapsed.as_nanos() as u64)
+            });
+        eprintln!("seed {seed} (set AUTHD_TEST_SEED={seed} to replay)");
+        Random(seed | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, bound: u64) -> u64 {
+        self.next() % bound
+    }
+
+    fn bytes(&mut self, count: usize) -> Vec<u8> {
+        (0..count).map(|_| self.next() as u8).collect()
+    }
+}
+
+#[test]
+fn random_bytes_get_an_error_or_a_close_while_a_good_client_is_served() {
+    let mut random = Random::seeded();
+    let authd = Authd::start(&["--logon-timeout-ms", "1000"]);
+    let mut operator = authd.operator();
+    let shop = shop(&mut operator, 0, 0);
+    // Pure noise, then noise behind a plausible length and version: some frames are
+    // delimited (errors, connection kept until the log-on timeout), most are not (closed).
+    let mut strangers = Vec::new();
+    for index in 0..60u64 {
+        let mut raw = Raw::connect(authd.addr);
+        let bytes = if index % 2 == 0 {
+            let count = 1 + random.below(2_000) as usize;
+            random.bytes(count)
+        } else {
+            let count = random.below(300) as usize;
+            let body = random.bytes(count);
+            let (message_type, flags) = (random.next() as u8, random.below(2) as u8);
+            raw_frame(1, message_type, flags, random.next(), &body)
+        };
+        raw.send_bytes(&bytes);
+        strangers.push(raw);
+        served(&mut operator, index);
+    }
+    for raw in &mut strangers {
+        for frame in raw.read_until_closed() {
+            assert!(
+                matches!(
+                    frame.message,
+                    Message::Reply(Reply::Error(_))
+                        | Message::Logon(Logon::Challenge(_) | Logon::LogonFailed(_))
+                ),
+                "a stranger gets errors or log-on frames only: {frame:?}"
+            );
+        }
+    }
+
+    // Logged-on terminals sending noise in well-delimited frames keep their connection.
+    for round in 0..20u64 {
+        let mut raw = Raw::connect(authd.addr);
+        raw.logon(Role::Terminal, shop.terminal, shop.secret);
+        for _ in 0..10 {
+            let count = random.below(100) as usize;
+            let body = random.bytes(count);
+            let message_type = random.next() as u8;
+            // Requests of other roles, well-formed or not, are all fair game but the noise
+            // must not open accounts: operator requests are answered "not permitted" anyway.
+            raw.send_bytes(&raw_frame(1, message_type, 0, 500 + round, &body));
+        }
+        raw.send(round + 1, echo(round));
+        loop {
+            let frame = raw.read().expect("the connection stays open");
+            if frame.request_id == round + 1 {
+                assert_eq!(
+                    frame.message,
+                    Message::Reply(Reply::Echo(EchoReply {
+                        code: 0,
+                        reason: 0,
+                        value: round
+                    }))
+                );
+                break;
+            }
+            assert_eq!(
+                frame.request_id,
+                500 + round,
+                "only the noise's request id is answered"
+            );
+        }
+        served(&mut operator, round);
+    }
+    let mut authd = authd;
+    assert!(authd.is_running());
+}
+
+#[test]
+fn a_huge_length_prefix_gets_oversized_and_a_close_before_and_after_logon() {
+    let authd = Authd::start(&[]);
+    let mut operator = authd.operator();
+    let shop = shop(&mut operator, 0, 0);
+
+    let mut stranger = Raw::connect(authd.addr);
+    stranger.send_bytes(&0xffff_fff0u32.to_le_bytes());
+    let (request_id, error) = error_of(stranger.read());
+    assert_eq!(request_id, 0);
+    assert_eq!(
+        error,
+        ErrorReply::new(ProtocolError::Oversized, 0, 0xffff_fff0 + 4)
+    );
+    assert_eq!((error.code, error.reason), (30, 21));
+    assert!(stranger.read().is_none(), "the connection is closed");
+    served(&mut operator, 1);
+
+    let mut terminal = Raw::connect(authd.addr);
+    terminal.logon(Role::Terminal, shop.terminal, shop.secret);
+    // The edge: a 4096-byte frame is allowed (authd waits for its body), 4097 is not.
+    terminal.send_bytes(&4_093u32.to_le_bytes());
+    let (_, error) = error_of(terminal.read());
+    assert_eq!(error, ErrorReply::new(ProtocolError::Oversized, 0, 4_097));
+    assert!(terminal.read().is_none(), "the connection is closed");
+
+    let mut patient = Raw::connect(authd.addr);
+    patient.logon(Role::Terminal, shop.terminal, shop.secret);
+    patient.send_bytes(&raw_frame(1, 0x1F, 0, 9, &[0; 4_080]));
+    let (request_id, error) = error_of(patient.read());
+    assert_eq!(
+        (request_id, error.error),
+        (9, ProtocolError::Body),
+        "a frame of exactly 4096 bytes is read whole and its body judged"
+    );
+    patient.send(10, echo(10));
+    assert_eq!(patient.read().map(|frame| frame.request_id), Some(10));
+
+    let mut short = Raw::connect(authd.addr);
+    short.send_bytes(&11u32.to_le_bytes());
+    let (_, error) = error_of(short.read());
+    assert_eq!(error, ErrorReply::new(ProtocolError::LengthBelowHeader, 0, 11));
+    assert!(short.read().is_none(), "the connection is closed");
+    served(&mut operator, 2);
+    let mut authd = authd;
+    assert!(authd.is_running());
+}
+
+#[test]
+fn a_frame_cut_in_the_middle_then_silence_is_closed_at_the_logon_timeout() {
+    let authd = Authd::start(&["--logon-timeout-ms", "500"]);
+    let mut operator = authd.operator();
+    let hello = Hello {
+        role: Role::Terminal,
+        version_min: 1,
+        version_max: 1,
+        id: 1,
+        client_nonce: [1; 16],
+    };
+    let whole = encoded(0, Message::Logon(Logon::Hello(hello)));
+    let mut cut = Raw::connect(authd.addr);
+    let start = Instant::now();
+    cut.send_bytes(&whole[..whole.len() / 2]);
+    // The well-behaved operator keeps being served while the cut frame waits.
+    let mut round = 0;
+    while start.elapsed() < Duration::from_millis(400) {
+        served(&mut operator, round);
+        round += 1;
+    }
+    assert!(cut.read_until_closed().is_empty(), "closed without a reply");
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(500) && waited < Duration::from_secs(3),
+        "closed after {waited:?}, expected the 500 ms log-on timeout (swept every 500 ms)"
+    );
+    served(&mut operator, round);
+    let mut authd = authd;
+    assert!(authd.is_running());
+}
+
+#[test]
+fn a_thousand_connections_that_never_log_on_leave_authd_serving() {
+    let authd = Authd::start(&["--logon-timeout-ms", "2000"]);
+    let mut operator = authd.operator();
+    let shop = shop(&mut operator, 0, 0);
+    let start = Instant::now();
+    let mut idle: Vec<Raw> = (0..1_000).map(|_| Raw::connect(authd.addr)).collect();
+    for round in 0..20 {
+        served(&mut operator, round);
+    }
+    let mut terminal = authd.client(Role::Terminal, shop.terminal, shop.secret);
+    served(&mut terminal, 1);
+    for raw in &mut idle {
+        assert!(raw.read_until_closed().is_empty(), "closed without a reply");
+    }
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(2),
+        "closed after {waited:?}, before the log-on timeout"
+    );
+    served(&mut operator, 99);
+    served(&mut terminal, 2);
+    let mut authd = authd;
+    assert!(authd.is_running());
+}
+
+#[test]
+fn the_first_connection_over_the_limit_gets_busy_and_is_closed() {
+    let authd = Authd::start(&["--connections-max", "4"]);
+    let mut operator = authd.operator();
+    // Three more connections, each surely accepted (it got its challenge): four in all.
+    let mut open: Vec<Raw> = (0..3)
+        .map(|index| {
+            let mut raw = Raw::connect(authd.addr);
+            let hello = Hello {
+                role: Role::Terminal,
+                version_min: 1,
+                version_max: 1,
+                id: index,
+                client_nonce: [0; 16],
+            };
+            raw.send(0, Message::Logon(Logon::Hello(hello)));
+            assert!(matches!(
+                raw.read().map(|frame| frame.message),
+                Some(Message::Logon(Logon::Challenge(_)))
+            ));
+            raw
+        })
+        .collect();
+    let mut refused = Raw::connect(authd.addr);
+    let (request_id, error) = error_of(refused.read());
+    assert_eq!(request_id, 0);
+    assert_eq!(error, ErrorReply::new(ProtocolError::Busy, 0, 4));
+    assert_eq!((error.code, error.reason), (96, 22));
+    assert!(refused.read().is_none(), "the refused connection is closed");
+    served(&mut operator, 1);
+
+    // One leaves; a newcomer gets in once authd has noticed.
+    drop(open.pop());
+    let deadline = Instant::now() + REPLY_TIMEOUT;
+    let mut newcomer = loop {
+        assert!(Instant::now() < deadline, "no room made by a closed connection");
+        match Client::connect(authd.addr, Role::Operator, 1, authd.operator_secret()) {
+            Ok(client) => break client,
+            Err(_) => std::thread::yield_now(),
+        }
+    };
+    served(&mut newcomer, 2);
+    served(&mut operator, 3);
+    let mut authd = authd;
+    assert!(authd.is_running());
+}
+
+/// Pipeline echoes and purchases on a logged-on terminal without ever reading, until authd
+/// stops reading (a write blocks for a while) or `bytes_max` are sent. Returns bytes sent.
+fn flood(mut raw: Raw, payer: u64, bytes_max: usize) -> (Raw, usize) {
+    raw.stream
+        .set_write_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let mut batch = Vec::new();
+    for request_id in 1..=1_000u64 {
+        let message = if request_id % 4 == 0 {
+            Message::Request(Request::Purchase(Purchase {
+                payer: PayerRef::Account(AccountNumber(payer)),
+                amount_minor: 1,
+                currency: 978,
+                pin: None,
+                loyalty_points: 0,
+                product: None,
+            }))
+        } else {
+            echo(request_id)
+        };
+        batch.extend_from_slice(&encoded(request_id, message));
+    }
+    let mut sent = 0;
+    let mut blocked_since: Option<Instant> = None;
+    while sent < bytes_max {
+        let offset = sent % batch.len();
+        match raw.stream.write(&batch[offset..]) {
+            Ok(count) => {
+                sent += count;
+                blocked_since = None;
+            }
+            Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                let since = *blocked_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(1) {
+                    break;
+                }
+            }
+            Err(error) => panic!("authd dropped a slow reader: {error}"),
+        }
+    }
+    (raw, sent)
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS line")
+}
+
+#[test]
+fn clients_that_never_read_their_replies_slow_only_themselves() {
+    let authd = Authd::start(&["--write-bytes-max", "65536", "--in-flight-max", "256"]);
+    let mut operator = authd.operator();
+    let shop = shop(&mut operator, 0, 0);
+    let rich = payer(&mut operator, 0, 100_000_000);
+    let mut terminal = authd.client(Role::Terminal, shop.terminal, shop.secret);
+    served(&mut terminal, 0);
+    let rss_before_kb = rss_kb(authd.pid());
+    const FLOODERS: usize = 8;
+    const FLOOD_BYTES_MAX: usize = 64 << 20;
+    let flooders: Vec<_> = (0..FLOODERS)
+        .map(|_| {
+            let mut raw = Raw::connect(authd.addr);
+            raw.logon(Role::Terminal, shop.terminal, shop.secret);
+            std::thread::spawn(move || flood(raw, rich, FLOOD_BYTES_MAX))
+        })
+        .collect();
+    let mut slowest = Duration::ZERO;
+    let mut rss_max_kb = rss_before_kb;
+    let mut round = 0;
+    while !flooders.iter().all(|thread| thread.is_finished()) {
+        slowest = slowest.max(served(&mut terminal, round));
+        rss_max_kb = rss_max_kb.max(rss_kb(authd.pid()));
+        round += 1;
+        assert!(round < 1_000_000, "the flooders never stalled");
+    }
+    let floods: Vec<(Raw, usize)> = flooders
+        .into_iter()
+        .map(|thread| thread.join().expect("flooder"))
+        .collect();
+    for (_, sent) in &floods {
+        assert!(
+            *sent < FLOOD_BYTES_MAX,
+            "authd stopped reading a client that does not read"
+        );
+    }
+    let grown_kb = rss_max_kb.saturating_sub(rss_before_kb);
+    eprintln!(
+        "{round} round trips, slowest {slowest:?}; authd RSS {rss_before_kb} kB, at most +{grown_kb} kB; sent {:?}",
+        floods.iter().map(|(_, sent)| sent).collect::<Vec<_>>()
+    );
+    assert!(
+        grown_kb < 32 * 1024,
+        "authd grew by {grown_kb} kB for {FLOODERS} slow readers"
+    );
+
+    // A slow reader that finally reads gets its replies in order, nothing lost.
+    let (mut raw, _) = floods.into_iter().next().expect("a flooder");
+    for request_id in 1..=300u64 {
+        let frame = raw.read().expect("replies wait for the slow reader");
+        assert_eq!(frame.request_id, request_id);
+    }
+    served(&mut terminal, 1);
+    let purchases = (rich, 100_000_000 - balances(&mut operator, rich).0 as u64);
+    assert!(purchases.1 > 0, "the flooders' purchases were executed");
+    let mut authd = authd;
+    assert!(authd.is_running());
+}
+
+#[test]
+fn an_unknown_message_type_after_logon_gets_an_error_and_the_connection_stays_usable() {
+    let authd = Authd::start(&[]);
+    let mut operator = authd.operator();
+    let shop = shop(&mut operator, 0, 0);
+    let mut raw = Raw::connect(authd.addr);
+    raw.logon(Role::Terminal, shop.terminal, shop.secret);
+
+    raw.send_bytes(&raw_frame(1, 0x7e, 0, 54, &[]));
+    let (request_id, error) = error_of(raw.read());
+    assert_eq!(request_id, 54);
+    assert_eq!(error, ErrorReply::new(ProtocolError::UnknownType, 0x7e, 0x7e));
+    assert_eq!((error.code, error.reason), (30, 21));
+
+    // Other frames PROTOCOL.md says are skipped with the connection kept.
+    raw.send_bytes(&raw_frame(1, 0x1F, 1, 55, &[0; 8]));
+    assert_eq!(
+        error_of(raw.read()),
+        (55, ErrorReply::new(ProtocolError::Flags, 0x1F, 1))
+    );
+    raw.send_bytes(&raw_frame(1, 0x1F, 0, 56, &[0; 7]));
+    let (request_id, error) = error_of(raw.read());
+    assert_eq!(
+        (request_id, error.error, error.message_type),
+        (56, ProtocolError::Body, 0x1F)
+    );
+    let reply = Message::Reply(Reply::Echo(EchoReply {
+        code: 0,
+        reason: 0,
+        value: 1,
+    }));
+    raw.send(57, reply);
+    assert_eq!(
+        error_of(raw.read()),
+        (57, ErrorReply::new(ProtocolError::Unexpected, 0x9F, 0))
+    );
+    let hello = Hello {
+        role: Role::Terminal,
+        version_min: 1,
+        version_max: 1,
+        id: shop.terminal,
+        client_nonce: [0; 16],
+    };
+    raw.send(0, Message::Logon(Logon::Hello(hello)));
+    assert_eq!(
+        error_of(raw.read()),
+        (0, ErrorReply::new(ProtocolError::Unexpected, 0x01, 0)),
+        "a second HELLO"
+    );
+    served(&mut operator, 1);
+
+    raw.send(58, echo(58));
+    assert_eq!(
+        raw.read(),
+        Some(Frame {
+            request_id: 58,
+            message: Message::Reply(Reply::Echo(EchoReply {
+                code: 0,
+                reason: 0,
+                value: 58
+            }))
+        }),
+        "the connection is still usable"
+    );
+    let mut authd = authd;
+    assert!(authd.is_running());
+}
+
+#[test]
+fn a_request_before_logon_gets_not_logged_on_and_a_close() {
+    let authd = Authd::start(&[]);
+    let mut operator = authd.operator();
+    let shop = shop(&mut operator, 0, 0);
+    let alice = payer(&mut operator, 0, 10_000);
+    let purchase = Message::Request(Request::Purchase(Purchase {
+        payer: PayerRef::Account(AccountNumber(alice)),
+        amount_minor: 100,
+        currency: 978,
+        pin: None,
+        loyalty_points: 0,
+        product: None,
+    }));
+
+    let mut stranger = Raw::connect(authd.addr);
+    stranger.send(7, purchase.clone());
+    let (request_id, error) = error_of(stranger.read());
+    assert_eq!(request_id, 7);
+    assert_eq!(error, ErrorReply::new(ProtocolError::NotLoggedOn, 0x14, 0));
+    assert_eq!((error.code, error.reason), (30, 24));
+    assert!(stranger.read().is_none(), "the connection is closed");
+
+    // Half-way through the log-on (HELLO sent, no PROOF) is still not logged on.
+    let mut halfway = Raw::connect(authd.addr);
+    let hello = Hello {
+        role: Role::Terminal,
+        version_min: 1,
+        version_max: 1,
+        id: shop.terminal,
+        client_nonce: [0; 16],
+    };
+    halfway.send(0, Message::Logon(Logon::Hello(hello)));
+    assert!(matches!(
+        halfway.read().map(|frame| frame.message),
+        Some(Message::Logon(Logon::Challenge(_)))
+    ));
+    halfway.send(8, purchase);
+    assert_eq!(error_of(halfway.read()).0, 8);
+    assert!(halfway.read().is_none(), "the connection is closed");
+
+    // A reply frame is not a log-on frame either.
+    let mut confused = Raw::connect(authd.addr);
+    confused.send(
+        9,
+        Message::Reply(Reply::Echo(EchoReply {
+            code: 0,
+            reason: 0,
+            value: 9,
+        })),
+    );
+    let (request_id, error) = error_of(confused.read());
+    assert_eq!((request_id, error.error), (9, ProtocolError::NotLoggedOn));
+    assert!(confused.read().is_none(), "the connection is closed");
+
+    served(&mut operator, 1);
+    assert_eq!(
+        balances(&mut operator, alice),
+        (10_000, 0, 10_000),
+        "nothing was executed"
+    );
+    let mut authd = authd;
+    assert!(authd.is_running());
+}

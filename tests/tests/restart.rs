@@ -1,6 +1,7 @@
 //! Restart (issue 5, "Proof"): authd stopped with SIGTERM comes back with everything; authd
-//! killed with SIGKILL under pipelined load comes back with every reply its clients received
-//! reflected in the books, nothing approved lost or doubled, and money conserved.
+//! killed with SIGKILL, or stopped with SIGTERM, under pipelined load comes back with every
+//! reply its clients received reflected in the books, nothing approved lost or doubled, and
+//! money conserved.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -176,7 +177,7 @@ impl Random {
     }
 }
 
-/// One terminal's traffic: what it sent and which replies came back before the kill.
+/// One terminal's traffic: what it sent and which replies came back before the stop.
 struct Traffic {
     terminal: u32,
     secret: [u8; 32],
@@ -187,7 +188,7 @@ struct Traffic {
 
 /// Requests a terminal sends before collecting their replies.
 const WINDOW: usize = 32;
-/// Requests a terminal sends at most (the kill comes long before).
+/// Requests a terminal sends at most (the stop comes long before).
 const REQUESTS_PER_TERMINAL_MAX: usize = 20_000;
 
 /// Pipeline purchases and authorizations in windows until the connection breaks.
@@ -214,7 +215,7 @@ fn pipeline(
                 authorize(payer, amount)
             };
             let request_id = 1_000_000 + traffic.sent.len() as u64;
-            // Remembered before it is sent: a request cut by the kill is resent after it.
+            // Remembered before it is sent: a request cut by the stop is resent after it.
             traffic.sent.insert(request_id, request.clone());
             if client.send_with_id(request_id, &request).is_err() {
                 return traffic;
@@ -309,6 +310,24 @@ impl Expected {
 
 #[test]
 fn after_sigkill_under_pipelined_load_every_reply_received_is_in_the_books() {
+    stop_under_load_then_check_the_books(Authd::kill);
+}
+
+#[test]
+fn sigterm_under_pipelined_load_exits_with_0_and_keeps_every_reply_received() {
+    stop_under_load_then_check_the_books(|authd| {
+        let status = authd.terminate();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "SIGTERM under load stops authd with exit status 0"
+        );
+    });
+}
+
+/// Pipeline from four terminals, `stop` authd at a random moment, restart it on the same dir,
+/// resend everything, and check the books against the replies.
+fn stop_under_load_then_check_the_books(stop: impl FnOnce(Authd)) {
     let mut random = Random::seeded();
     let dir = tempfile::tempdir().expect("temp dir");
     let authd = Authd::start_in(dir.path(), &[]);
@@ -352,27 +371,27 @@ fn after_sigkill_under_pipelined_load_every_reply_received_is_in_the_books() {
         })
         .collect();
 
-    // Kill at a random moment: once a random number of replies has come back.
-    let kill_after = 200 + random.below(3_000);
+    // Stop at a random moment: once a random number of replies has come back.
+    let stop_after = 200 + random.below(3_000);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while received.load(Ordering::Relaxed) < kill_after {
+    while received.load(Ordering::Relaxed) < stop_after {
         assert!(
             Instant::now() < deadline,
-            "the load did not reach {kill_after} replies"
+            "the load did not reach {stop_after} replies"
         );
         std::thread::yield_now();
     }
-    authd.kill();
+    stop(authd);
     let traffics: Vec<Traffic> = threads
         .into_iter()
         .map(|thread| thread.join().expect("load thread"))
         .collect();
     let sent: usize = traffics.iter().map(|traffic| traffic.sent.len()).sum();
     let answered: usize = traffics.iter().map(|traffic| traffic.received.len()).sum();
-    eprintln!("killed after {answered} replies to {sent} requests sent");
+    eprintln!("stopped after {answered} replies to {sent} requests sent");
     assert!(
         sent < terminals.len() * REQUESTS_PER_TERMINAL_MAX,
-        "the kill came during the load"
+        "the stop came during the load"
     );
 
     let authd = Authd::start_in(dir.path(), &[]);

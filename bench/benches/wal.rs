@@ -53,11 +53,7 @@ fn append_windowed(wal: &Wal, records: u64, payload: &[u8]) {
 fn append_group_commit(criterion: &mut Criterion) {
     let mut group = criterion.benchmark_group("wal_append_group_commit");
     group.throughput(Throughput::Elements(1));
-    let modes = [
-        ("always", FsyncMode::Always),
-        ("batch_500us", FsyncMode::Batch { interval_us: 500 }),
-        ("never", FsyncMode::Never),
-    ];
+    let modes = [("always", FsyncMode::Always), ("never", FsyncMode::Never)];
     for (name, mode) in modes {
         let dir = tempfile::tempdir().expect("tempdir");
         let wal = open(dir.path(), mode);

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
@@ -172,7 +172,6 @@ impl Wal {
             faults: config.faults.clone(),
             spare: Vec::with_capacity(config.pending_bytes_max),
             next_lsn_to_write: next_lsn,
-            last_sync: Instant::now(),
             next_segment: None,
         };
         let handle = std::thread::Builder::new()
@@ -352,7 +351,6 @@ struct Writer {
     faults: Option<Arc<FaultInjection>>,
     spare: Vec<u8>,
     next_lsn_to_write: Lsn,
-    last_sync: Instant,
     /// The next segment, being zero-filled in the background.
     next_segment: Option<JoinHandle<std::io::Result<PreparedSegment>>>,
 }
@@ -372,7 +370,7 @@ impl Writer {
             self.shared.space.notify_all();
             let batch = std::mem::take(&mut self.spare);
             let written = self.write_batch(&batch).and_then(|()| match self.mode {
-                FsyncMode::Always | FsyncMode::Batch { .. } => self.sync(),
+                FsyncMode::Always => self.sync(),
                 FsyncMode::Never => Ok(()),
             });
             self.spare = batch;
@@ -399,13 +397,6 @@ impl Writer {
                 }
                 self.shared.work.wait(&mut pending);
                 continue;
-            }
-            if let FsyncMode::Batch { interval_us } = self.mode {
-                let deadline = self.last_sync + Duration::from_micros(interval_us);
-                if !pending.closing && Instant::now() < deadline {
-                    self.shared.work.wait_until(&mut pending, deadline);
-                    continue;
-                }
             }
             debug_assert!(self.spare.is_empty());
             std::mem::swap(&mut pending.buffer, &mut self.spare);
@@ -478,15 +469,16 @@ impl Writer {
             self.segment.sync_data()
         };
         result.map_err(|error| self.failed("fdatasync of", error))?;
-        self.last_sync = Instant::now();
         count(&self.shared.counters.syncs, 1);
-        let elapsed = self.last_sync.duration_since(started);
-        count(&self.shared.counters.sync_us, elapsed.as_micros() as u64);
+        count(
+            &self.shared.counters.sync_us,
+            started.elapsed().as_micros() as u64,
+        );
         let mut latency = self.shared.counters.sync_latency.lock();
         let histogram = latency.get_or_insert_with(|| {
             hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid histogram bounds")
         });
-        histogram.saturating_record(elapsed.as_micros() as u64);
+        histogram.saturating_record(started.elapsed().as_micros() as u64);
         Ok(())
     }
 

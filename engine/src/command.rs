@@ -5,7 +5,9 @@
 //! outside their own state is already made in the command: the shard of a new account, the
 //! secret of a new terminal, the payer behind a mobile number.
 
-use crate::ids::{AccountId, Currency, HoldId, MerchantId, PinBlock, RequestKey, Status, TerminalId};
+use crate::ids::{
+    AccountId, Currency, DisputeId, HoldId, MerchantId, PinBlock, Reference, RequestKey, Status, TerminalId,
+};
 use crate::reason::Reason;
 
 /// A payer's limits. `u64::MAX` (or `u32::MAX` for the count) means "no limit".
@@ -82,6 +84,20 @@ pub enum TerminalOp {
     },
     /// Give back up to what was captured on a hold (or purchase), in one or more refunds.
     Refund { hold: HoldId, amount: u64 },
+    /// Ask the payer (on their phone) to pay: checked and held like an authorization (the PIN
+    /// comes with the payer's accept), pending until accepted, rejected, cancelled or expired.
+    Offer {
+        payer: AccountId,
+        amount: u64,
+        currency: Currency,
+        lifetime_us: u64,
+        reference: Reference,
+    },
+    /// The merchant withdraws a pending offer.
+    OfferCancel { offer: HoldId },
+    /// Digital goods bought with this capture could not be provisioned: refund `amount` to
+    /// the payer at once and record a dispute resolved for the payer.
+    ReportFailedProvisioning { hold: HoldId, amount: u64, cause: u8 },
     /// Undo the request `original_request_id` of the same terminal on `payer`'s books.
     Reversal {
         payer: AccountId,
@@ -100,6 +116,9 @@ impl TerminalOp {
             TerminalOp::Purchase { .. } => 5,
             TerminalOp::Refund { .. } => 6,
             TerminalOp::Reversal { .. } => 7,
+            TerminalOp::Offer { .. } => 8,
+            TerminalOp::OfferCancel { .. } => 9,
+            TerminalOp::ReportFailedProvisioning { .. } => 10,
         }
     }
 }
@@ -136,6 +155,19 @@ pub enum Command {
     RegisterDevice { account: AccountId, secret: [u8; 32] },
     /// Freeze, unfreeze or close a terminal.
     SetTerminalStatus { terminal: TerminalId, status: Status },
+    /// A payer device (or, with `payer: None`, a gateway relaying for every payer) answers an
+    /// offer; accepting needs the payer's PIN.
+    OfferAnswer {
+        offer: HoldId,
+        payer: Option<AccountId>,
+        accept: bool,
+        pin: Option<PinBlock>,
+    },
+    /// The operator opens a dispute on a payer's behalf: `amount` of a capture moves back to
+    /// the payer provisionally (held until resolved).
+    DisputeOpen { hold: HoldId, amount: u64, cause: u8 },
+    /// The operator resolves an open dispute, for the payer (final) or the merchant (moved back).
+    DisputeResolve { dispute: DisputeId, for_payer: bool },
     /// Time has reached `now_us` in `shard`: expire its holds and prune finished ones.
     AdvanceTime { shard: u32 },
 }

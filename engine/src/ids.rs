@@ -61,6 +61,41 @@ pub struct DeviceId(pub u32);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HoldId(pub u64);
 
+/// A dispute id: `(sequence << shard_bits) | shard`, the sequence from 1 in each shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DisputeId(pub u64);
+
+/// Bytes of an offer's reference text at most.
+pub const REFERENCE_BYTES_MAX: usize = 32;
+
+/// The text a merchant attaches to an offer ("2 coffees, table 4"): UTF-8, at most
+/// `REFERENCE_BYTES_MAX` bytes, zero-padded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Reference {
+    /// The bytes, zero after `len`.
+    pub bytes: [u8; REFERENCE_BYTES_MAX],
+    /// How many bytes are used.
+    pub len: u8,
+}
+
+impl Reference {
+    /// The reference for a text, if it fits.
+    pub fn new(text: &str) -> Option<Reference> {
+        let mut bytes = [0; REFERENCE_BYTES_MAX];
+        bytes.get_mut(..text.len())?.copy_from_slice(text.as_bytes());
+        Some(Reference {
+            bytes,
+            len: text.len() as u8,
+        })
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        let used = &self.bytes[..usize::from(self.len).min(REFERENCE_BYTES_MAX)];
+        std::str::from_utf8(used).unwrap_or("")
+    }
+}
+
 /// An ISO 4217 numeric currency code (978 is the euro).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Currency(pub u16);

@@ -12,7 +12,7 @@ pub mod wal;
 pub use books::{Books, BooksConfig, Executed, Journal, JournalError, NoJournal, Totals};
 pub use command::{Command, Extras, Limits, Origin, Outcome, TerminalOp};
 pub use ids::{
-    AccountId, AccountKind, Currency, DeviceId, HoldId, Lsn, MerchantId, PinBlock, RequestKey, Status,
-    TerminalId,
+    AccountId, AccountKind, Currency, DeviceId, DisputeId, HoldId, Lsn, MerchantId, PinBlock, Reference,
+    RequestKey, Status, TerminalId,
 };
 pub use reason::Reason;

@@ -36,6 +36,15 @@ pub const HOLD_LIFETIME_DEFAULT_US: u64 = 7 * DAY_US;
 /// Longest hold lifetime an authorization may ask for: 30 days.
 pub const HOLD_LIFETIME_MAX_US: u64 = 30 * DAY_US;
 
+/// Offer lifetime when the merchant asks for none: 5 minutes.
+pub const OFFER_LIFETIME_DEFAULT_US: u64 = 5 * 60 * 1_000_000;
+
+/// Longest offer lifetime a merchant may ask for: 1 hour.
+pub const OFFER_LIFETIME_MAX_US: u64 = 60 * 60 * 1_000_000;
+
+/// Disputes per shard at most (kept for the record, never pruned).
+pub const DISPUTES_PER_SHARD_MAX: usize = 1 << 20;
+
 /// How long a finished hold (captured, voided, expired) stays refundable before it is pruned.
 pub const HOLD_RETENTION_DEFAULT_US: u64 = 180 * DAY_US;
 

@@ -328,6 +328,11 @@ impl Driver {
             | TerminalOp::Capture { hold, .. }
             | TerminalOp::Void { hold }
             | TerminalOp::Refund { hold, .. } => self.payers[self.holds[&hold.0].payer],
+            TerminalOp::Offer { .. }
+            | TerminalOp::OfferCancel { .. }
+            | TerminalOp::ReportFailedProvisioning { .. } => {
+                unreachable!("this workload sends no offers or disputes")
+            }
         };
         let origin = self.origin((original.merchant.0 - 1) as usize);
         let op = TerminalOp::Reversal {
@@ -388,6 +393,11 @@ impl Driver {
         let merchant = (origin.merchant.0 - 1) as usize;
         let amount = outcome.amount;
         match op {
+            TerminalOp::Offer { .. }
+            | TerminalOp::OfferCancel { .. }
+            | TerminalOp::ReportFailedProvisioning { .. } => {
+                unreachable!("this workload sends no offers or disputes")
+            }
             TerminalOp::Purchase { payer, extras, .. } => {
                 let fee = fee_on(amount, merchant, extras.product_details);
                 let payer = self.payer_index(payer);

@@ -261,6 +261,9 @@ impl Model {
     fn execute(&mut self, command: &Command, now_us: u64) -> Outcome {
         let result = match *command {
             Command::Terminal { origin, op } => return self.terminal(origin, op, now_us),
+            Command::OfferAnswer { .. } | Command::DisputeOpen { .. } | Command::DisputeResolve { .. } => {
+                unreachable!("the generator makes no offers or disputes; engine/tests/offers.rs covers them")
+            }
             Command::OpenAccount {
                 shard,
                 currency,
@@ -441,6 +444,11 @@ impl Model {
             | TerminalOp::Capture { hold, .. }
             | TerminalOp::Void { hold }
             | TerminalOp::Refund { hold, .. } => self.shard_of_hold(hold).ok_or(Reason::HoldUnknown),
+            TerminalOp::Offer { .. }
+            | TerminalOp::OfferCancel { .. }
+            | TerminalOp::ReportFailedProvisioning { .. } => {
+                unreachable!("the generator makes no offers or disputes; engine/tests/offers.rs covers them")
+            }
         };
         let shard = match shard {
             Ok(shard) => shard,
@@ -549,6 +557,11 @@ impl Model {
                         original_request_id,
                     } => self.reversal(shard, origin, payer, original_request_id, now_us)?,
                     TerminalOp::Authorize { .. } | TerminalOp::Purchase { .. } => unreachable!(),
+                    TerminalOp::Offer { .. }
+                    | TerminalOp::OfferCancel { .. }
+                    | TerminalOp::ReportFailedProvisioning { .. } => unreachable!(
+                        "the generator makes no offers or disputes; engine/tests/offers.rs covers them"
+                    ),
                 };
                 Ok((outcome, None))
             }
@@ -633,6 +646,7 @@ impl Model {
             merchant: origin.merchant.0,
             terminal: origin.key.terminal.0,
             state: HoldState::Active,
+            offer: 0,
             loyalty_points: 0,
             held: amount,
             authorized: amount,
@@ -1701,6 +1715,11 @@ impl Harness {
     /// The payer a request concerns.
     fn payer_of(&self, op: TerminalOp) -> AccountId {
         match op {
+            TerminalOp::Offer { .. }
+            | TerminalOp::OfferCancel { .. }
+            | TerminalOp::ReportFailedProvisioning { .. } => {
+                unreachable!("the generator makes no offers or disputes; engine/tests/offers.rs covers them")
+            }
             TerminalOp::Authorize { payer, .. }
             | TerminalOp::Purchase { payer, .. }
             | TerminalOp::Reversal { payer, .. } => payer,
@@ -1868,6 +1887,11 @@ fn extras(product_details: bool, points: u8) -> Extras {
 /// The same request with different content: one amount more, another hold, another original.
 fn change(op: TerminalOp) -> TerminalOp {
     match op {
+        TerminalOp::Offer { .. }
+        | TerminalOp::OfferCancel { .. }
+        | TerminalOp::ReportFailedProvisioning { .. } => {
+            unreachable!("the generator makes no offers or disputes; engine/tests/offers.rs covers them")
+        }
         TerminalOp::Authorize {
             payer,
             amount,

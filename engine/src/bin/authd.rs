@@ -20,8 +20,6 @@ use engine::Currency;
 enum Fsync {
     /// fdatasync before every reply leaves (group commit: many replies per sync). Default.
     Always,
-    /// Like always, but sync at most every --fsync-interval-us: more replies per sync, more latency.
-    Batch,
     /// Never sync: a machine crash loses acknowledged decisions. Benchmarks only.
     Never,
 }
@@ -39,9 +37,6 @@ struct Flags {
     /// Durability of replies.
     #[arg(long, value_enum, default_value_t = Fsync::Always)]
     fsync: Fsync,
-    /// With --fsync batch: longest time between syncs, microseconds.
-    #[arg(long, default_value_t = 200)]
-    fsync_interval_us: u64,
     /// Shards of the books (a power of two); fixed for a data directory.
     #[arg(long, default_value_t = engine::limits::SHARDS_DEFAULT)]
     shards: u32,
@@ -112,9 +107,6 @@ fn store_config(flags: &Flags) -> StoreConfig {
     wal.segment_bytes = flags.segment_bytes;
     wal.fsync_mode = match flags.fsync {
         Fsync::Always => FsyncMode::Always,
-        Fsync::Batch => FsyncMode::Batch {
-            interval_us: flags.fsync_interval_us,
-        },
         Fsync::Never => FsyncMode::Never,
     };
     StoreConfig {

@@ -35,6 +35,13 @@ impl HoldState {
     }
 }
 
+/// `Hold::offer` of an offer.
+pub const OFFER: u8 = 1;
+/// `Hold::offer` of an offer the payer rejected.
+pub const OFFER_REJECTED: u8 = 2;
+/// `Hold::offer` of an offer the merchant cancelled.
+pub const OFFER_CANCELLED: u8 = 3;
+
 /// One reservation (or a purchase, born captured).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hold {
@@ -46,6 +53,9 @@ pub struct Hold {
     pub terminal: u32,
     /// Life state.
     pub state: HoldState,
+    /// 0 for a plain hold; for an offer `OFFER`, or how it was voided (`OFFER_REJECTED`,
+    /// `OFFER_CANCELLED`).
+    pub offer: u8,
     /// Loyalty points granted by its captures (a reversal of a purchase takes them back).
     pub loyalty_points: u32,
     /// Still reserved (counted in the payer's `held`) while active.
@@ -214,6 +224,7 @@ mod tests {
             merchant: 1,
             terminal: 1,
             state: HoldState::Active,
+            offer: 0,
             loyalty_points: 0,
             held: 10,
             authorized: 10,

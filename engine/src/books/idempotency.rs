@@ -185,6 +185,31 @@ pub fn fingerprint(op: &TerminalOp) -> u64 {
         } => {
             state.add(payer.0).add(original_request_id);
         }
+        TerminalOp::Offer {
+            payer,
+            amount,
+            currency,
+            lifetime_us,
+            reference,
+        } => {
+            state
+                .add(payer.0)
+                .add(amount)
+                .add(u64::from(currency.0))
+                .add(lifetime_us);
+            state.add(u64::from(reference.len));
+            for chunk in reference.bytes.chunks_exact(8) {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(chunk);
+                state.add(u64::from_le_bytes(word));
+            }
+        }
+        TerminalOp::OfferCancel { offer } => {
+            state.add(offer.0);
+        }
+        TerminalOp::ReportFailedProvisioning { hold, amount, cause } => {
+            state.add(hold.0).add(amount).add(u64::from(cause));
+        }
     }
     state.0
 }

@@ -7,8 +7,10 @@
 //! that they too are ordered against every payment.
 
 pub mod account;
+pub mod dispute;
 pub mod hold;
 pub mod idempotency;
+pub mod offer;
 pub mod payment;
 pub mod registry;
 pub mod reversal;
@@ -22,15 +24,20 @@ use dashmap::DashMap;
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::command::{Command, Origin, Outcome, TerminalOp};
-use crate::ids::{AccountId, Currency, DeviceId, HoldId, Lsn, MerchantId, Status, TerminalId};
+use crate::ids::{AccountId, Currency, DeviceId, DisputeId, HoldId, Lsn, MerchantId, Status, TerminalId};
 use crate::limits::{
     DEVICES_MAX, FEE_BPS_MAX, HOLDS_PER_SHARD_DEFAULT, HOLD_RETENTION_DEFAULT_US, IDEMPOTENCY_WINDOW_DEFAULT,
     MERCHANTS_MAX, SHARDS_DEFAULT, SHARDS_MAX, TERMINALS_MAX,
 };
 use crate::reason::Reason;
+use dispute::DisputeView;
 use hold::Hold;
+use offer::{OfferEvent, OfferView};
 use registry::{Fees, MerchantView, Registry};
 use shard::{AccountInfo, Shard};
+
+/// Offer changes queued for the server at most.
+pub const OFFER_EVENTS_MAX: usize = 100_000;
 
 /// How the books are laid out and bounded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,6 +139,8 @@ pub struct Books {
     /// Serialises operator changes that touch global state (aliases, the registry).
     operator: Mutex<()>,
     next_shard: AtomicU32,
+    offer_events: Mutex<std::collections::VecDeque<(Lsn, OfferEvent)>>,
+    offer_events_pending: std::sync::atomic::AtomicBool,
 }
 
 /// The configuration is unusable.
@@ -178,6 +187,8 @@ impl Books {
             aliases: DashMap::with_hasher(foldhash::fast::RandomState::default()),
             operator: Mutex::new(()),
             next_shard: AtomicU32::new(0),
+            offer_events: Mutex::new(std::collections::VecDeque::new()),
+            offer_events_pending: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -264,11 +275,14 @@ impl Books {
             Command::Terminal { op, .. } => match op {
                 TerminalOp::Authorize { payer, .. }
                 | TerminalOp::Purchase { payer, .. }
+                | TerminalOp::Offer { payer, .. }
                 | TerminalOp::Reversal { payer, .. } => self.shard_of_account(payer),
                 TerminalOp::Increment { hold, .. }
                 | TerminalOp::Capture { hold, .. }
                 | TerminalOp::Void { hold }
-                | TerminalOp::Refund { hold, .. } => self.shard_of_hold(hold),
+                | TerminalOp::Refund { hold, .. }
+                | TerminalOp::OfferCancel { offer: hold }
+                | TerminalOp::ReportFailedProvisioning { hold, .. } => self.shard_of_hold(hold),
             },
             Command::OpenAccount { shard, .. } | Command::AdvanceTime { shard } => {
                 (shard < self.config.shards).then_some(shard)
@@ -277,6 +291,10 @@ impl Books {
             | Command::SetLimits { account, .. }
             | Command::SetPin { account, .. }
             | Command::SetAccountStatus { account, .. } => self.shard_of_account(account),
+            Command::OfferAnswer { offer: hold, .. } | Command::DisputeOpen { hold, .. } => {
+                self.shard_of_hold(hold)
+            }
+            Command::DisputeResolve { dispute, .. } => self.shard_of_hold(HoldId(dispute.0)),
             Command::RegisterMerchant { .. }
             | Command::SetMerchantStatus { .. }
             | Command::RegisterTerminal { .. }
@@ -300,7 +318,74 @@ impl Books {
             Err(_) => return Executed::unlogged(Reason::SystemMalfunction),
         };
         let outcome = self.apply_to_shard(&mut shard, command, now_us, lsn);
+        if !shard.events.is_empty() {
+            self.queue_offer_events(&mut shard, lsn);
+        }
         Executed { outcome, lsn }
+    }
+
+    /// Move a shard's offer changes to the queue the server drains, tagged with the log
+    /// position their pushes must wait for. Bounded: the oldest are dropped past the limit
+    /// (a push is a courtesy; the state can always be queried).
+    fn queue_offer_events(&self, shard: &mut Shard, lsn: Lsn) {
+        let mut queue = self.offer_events.lock();
+        for event in shard.events.drain(..) {
+            if queue.len() >= OFFER_EVENTS_MAX {
+                queue.pop_front();
+            }
+            queue.push_back((lsn, event));
+        }
+        self.offer_events_pending.store(true, Ordering::Release);
+    }
+
+    /// Take the offer changes since the last call (cheap when there are none).
+    pub fn take_offer_events(&self) -> Vec<(Lsn, OfferEvent)> {
+        if !self.offer_events_pending.swap(false, Ordering::AcqRel) {
+            return Vec::new();
+        }
+        self.offer_events.lock().drain(..).collect()
+    }
+
+    /// An offer as the parties see it.
+    pub fn offer(&self, offer: HoldId) -> Option<OfferView> {
+        let index = self.shard_of_hold(offer)?;
+        let shard = self.shards[index as usize].lock();
+        shard.offer_view(shard.sequence_of(offer)?)
+    }
+
+    /// Pending offers of `payer` (or of every payer, for a gateway) with ids above `after`,
+    /// in id order, at most `count_max`.
+    pub fn pending_offers(
+        &self,
+        payer: Option<AccountId>,
+        after: HoldId,
+        now_us: u64,
+        count_max: usize,
+    ) -> Vec<OfferView> {
+        let mut offers = Vec::new();
+        let shards: Vec<u32> = match payer {
+            Some(account) => self.shard_of_account(account).into_iter().collect(),
+            None => (0..self.config.shards).collect(),
+        };
+        for index in shards {
+            self.shards[index as usize]
+                .lock()
+                .pending_offers(payer, after, now_us, &mut offers);
+        }
+        offers.sort_unstable_by_key(|view| view.offer);
+        offers.truncate(count_max);
+        offers
+    }
+
+    /// Disputes with ids above `after`, in id order, at most `count_max`.
+    pub fn disputes(&self, after: DisputeId, count_max: usize) -> Vec<DisputeView> {
+        let mut disputes: Vec<DisputeView> = Vec::new();
+        for shard in self.shards.iter() {
+            disputes.extend(shard.lock().dispute_views().filter(|view| view.dispute > after));
+        }
+        disputes.sort_unstable_by_key(|view| view.dispute);
+        disputes.truncate(count_max);
+        disputes
     }
 
     /// Apply a single-shard command at log position `lsn` to its (locked) shard.
@@ -333,6 +418,20 @@ impl Books {
                 let expired = shard.advance_time(now_us, self.config.hold_retention_us);
                 Outcome::approved(0, expired)
             }
+            Command::OfferAnswer {
+                offer,
+                payer,
+                accept,
+                pin,
+            } => shard
+                .offer_answer(&self.registry, offer, payer, accept, pin, now_us)
+                .unwrap_or_else(Outcome::declined),
+            Command::DisputeOpen { hold, amount, cause } => shard
+                .dispute_open(hold, amount, cause)
+                .unwrap_or_else(Outcome::declined),
+            Command::DisputeResolve { dispute, for_payer } => shard
+                .dispute_resolve(dispute, for_payer)
+                .unwrap_or_else(Outcome::declined),
             Command::RegisterMerchant { .. }
             | Command::SetMerchantStatus { .. }
             | Command::RegisterTerminal { .. }
@@ -406,7 +505,8 @@ impl Books {
                 let exists = self
                     .shard_of_account(account)
                     .is_some_and(|index| shards[index as usize].slot_of(account).is_some());
-                if !exists {
+                // Account 0 registers a gateway, which relays offers for every payer.
+                if account.0 != 0 && !exists {
                     return Outcome::declined(Reason::AccountUnknown);
                 }
                 if self.registry.device_count() >= DEVICES_MAX {

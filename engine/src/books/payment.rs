@@ -19,15 +19,17 @@ use crate::limits::{
 use crate::reason::Reason;
 
 /// A payment request's fields, shared by authorize and purchase.
-struct Payment {
-    payer: AccountId,
-    amount: u64,
-    currency: Currency,
-    pin: Option<PinBlock>,
+pub(crate) struct Payment {
+    pub(crate) payer: AccountId,
+    pub(crate) amount: u64,
+    pub(crate) currency: Currency,
+    pub(crate) pin: Option<PinBlock>,
+    /// An offer: the PIN comes with the payer's accept, so the safety criterion waits.
+    pub(crate) pin_deferred: bool,
 }
 
 /// Stripe index of a merchant's settlement account.
-fn merchant_stripe(merchant: u32) -> usize {
+pub(crate) fn merchant_stripe(merchant: u32) -> usize {
     1 + merchant as usize
 }
 
@@ -66,7 +68,7 @@ impl Shard {
         // Payments admit the payer before the payee (the seeds' order); operations on an
         // existing hold admit the payee first, since the hold is found through it.
         let fees = match op {
-            TerminalOp::Authorize { .. } | TerminalOp::Purchase { .. } => None,
+            TerminalOp::Authorize { .. } | TerminalOp::Purchase { .. } | TerminalOp::Offer { .. } => None,
             _ => match registry.admit_payee(origin.merchant, origin.key.terminal) {
                 Ok(fees) => Some(fees),
                 Err(reason) => return Outcome::declined(reason),
@@ -85,6 +87,7 @@ impl Shard {
                     amount,
                     currency,
                     pin,
+                    pin_deferred: false,
                 };
                 self.authorize(registry, origin, &payment, lifetime_us, now_us)
             }
@@ -100,6 +103,7 @@ impl Shard {
                     amount,
                     currency,
                     pin,
+                    pin_deferred: false,
                 };
                 self.purchase(registry, origin, &payment, extras, now_us)
             }
@@ -128,6 +132,20 @@ impl Shard {
                     return Outcome::declined(Reason::InvalidRequest);
                 }
                 self.reversal(payer, key, now_us)
+            }
+            TerminalOp::Offer {
+                payer,
+                amount,
+                currency,
+                lifetime_us,
+                reference,
+            } => {
+                let payment = crate::books::offer::offer_payment(payer, amount, currency);
+                self.offer(registry, origin, &payment, lifetime_us, reference, now_us)
+            }
+            TerminalOp::OfferCancel { offer } => self.offer_cancel(origin.merchant, offer, now_us),
+            TerminalOp::ReportFailedProvisioning { hold, amount, cause } => {
+                self.report_failed_provisioning(origin.merchant, hold, amount, cause)
             }
         };
         result.unwrap_or_else(Outcome::declined)
@@ -171,7 +189,7 @@ impl Shard {
 
     /// Everything before the money moves: admission, criteria, safety, funds. A wrong PIN is
     /// counted here, which is why this takes `&mut self`.
-    fn admit_payment(
+    pub(crate) fn admit_payment(
         &mut self,
         registry: &Registry,
         origin: Origin,
@@ -193,7 +211,7 @@ impl Shard {
             return Err(Reason::DailyCountExceeded);
         }
         let pin_needed = payment.amount > payer.pin_above;
-        if pin_needed || payment.pin.is_some() {
+        if !payment.pin_deferred && (pin_needed || payment.pin.is_some()) {
             self.check_pin(slot, payment.payer, payment.pin, pin_needed)?;
         }
         if self.payers[slot as usize].available() < payment.amount {
@@ -203,7 +221,7 @@ impl Shard {
     }
 
     /// The safety criterion. A wrong proof counts toward the lockout; a right one resets it.
-    fn check_pin(
+    pub(crate) fn check_pin(
         &mut self,
         slot: u32,
         account: AccountId,
@@ -299,7 +317,7 @@ impl Shard {
     }
 
     /// Loyalty lives in the cold part: only captures that carry points touch it.
-    fn accrue_loyalty(&mut self, slot: u32, points: u32) {
+    pub(crate) fn accrue_loyalty(&mut self, slot: u32, points: u32) {
         if points > 0 {
             self.cold[slot as usize].loyalty_points += u64::from(points);
         }
@@ -307,7 +325,7 @@ impl Shard {
 
     /// At capacity, forget the oldest finished hold (its refund window ends early); if the
     /// oldest is still active, the shard is full.
-    fn make_room_for_a_hold(&mut self) -> Result<(), Reason> {
+    pub(crate) fn make_room_for_a_hold(&mut self) -> Result<(), Reason> {
         if self.holds.len() < self.holds_max as usize || self.holds.prune(u64::MAX, 1) == 1 {
             return Ok(());
         }
@@ -315,7 +333,12 @@ impl Shard {
     }
 
     /// The sequence of an active, unexpired hold of `merchant`; an expired one is released.
-    fn active_hold(&mut self, merchant: MerchantId, hold: HoldId, now_us: u64) -> Result<u64, Reason> {
+    pub(crate) fn active_hold(
+        &mut self,
+        merchant: MerchantId,
+        hold: HoldId,
+        now_us: u64,
+    ) -> Result<u64, Reason> {
         let sequence = self.owned_hold(merchant, hold)?;
         let entry = self.holds.get(sequence).ok_or(Reason::HoldUnknown)?;
         match entry.state {
@@ -331,7 +354,7 @@ impl Shard {
 
     /// The sequence of a kept hold placed for `merchant`. Another merchant's hold is reported
     /// as unknown, so a terminal learns nothing of other merchants' holds.
-    fn owned_hold(&self, merchant: MerchantId, hold: HoldId) -> Result<u64, Reason> {
+    pub(crate) fn owned_hold(&self, merchant: MerchantId, hold: HoldId) -> Result<u64, Reason> {
         let sequence = self.sequence_of(hold).ok_or(Reason::HoldUnknown)?;
         match self.holds.get(sequence) {
             Some(entry) if entry.merchant == merchant.0 => Ok(sequence),
@@ -456,19 +479,20 @@ impl Shard {
     }
 }
 
-fn check_amount(amount: u64) -> Result<(), Reason> {
+pub(crate) fn check_amount(amount: u64) -> Result<(), Reason> {
     if amount == 0 || amount > AMOUNT_MINOR_MAX {
         return Err(Reason::AmountInvalid);
     }
     Ok(())
 }
 
-fn new_hold(slot: u32, origin: Origin, amount: u64, now_us: u64, expires_us: u64) -> Hold {
+pub(crate) fn new_hold(slot: u32, origin: Origin, amount: u64, now_us: u64, expires_us: u64) -> Hold {
     Hold {
         payer_slot: slot,
         merchant: origin.merchant.0,
         terminal: origin.key.terminal.0,
         state: HoldState::Active,
+        offer: 0,
         loyalty_points: 0,
         held: amount,
         authorized: amount,

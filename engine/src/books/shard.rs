@@ -30,6 +30,12 @@ pub struct Shard {
     /// merchant m at 1 + m). Signed: the funding account goes negative by design.
     pub(crate) stripes: Vec<i128>,
     pub(crate) window: Window,
+    /// Reference texts of offers, by hold sequence (pruned with their holds).
+    pub(crate) references: std::collections::HashMap<u64, crate::ids::Reference>,
+    /// Disputes of this shard, by sequence - 1.
+    pub(crate) disputes: Vec<crate::books::dispute::Dispute>,
+    /// Offer changes for the server to push; not part of the state.
+    pub(crate) events: Vec<crate::books::offer::OfferEvent>,
     pub(crate) holds_max: u32,
 }
 
@@ -71,6 +77,9 @@ impl Shard {
             holds: HoldTable::new(),
             stripes: vec![0; 2],
             window: Window::new(window_entries),
+            references: std::collections::HashMap::new(),
+            disputes: Vec::new(),
+            events: Vec::new(),
             holds_max,
         }
     }
@@ -200,7 +209,10 @@ impl Shard {
             self.release_hold(sequence, HoldState::Expired, now_us);
             expired += 1;
         }
-        self.holds.prune(now_us.saturating_sub(retention_us), usize::MAX);
+        if self.holds.prune(now_us.saturating_sub(retention_us), usize::MAX) > 0 {
+            let first = self.holds.first_sequence();
+            self.references.retain(|sequence, _| *sequence >= first);
+        }
         expired
     }
 
@@ -217,6 +229,9 @@ impl Shard {
         hold.held = 0;
         hold.state = state;
         hold.finished_us = now_us;
+        if hold.offer != 0 {
+            self.offer_event(sequence);
+        }
     }
 
     /// A payer account's figures.
@@ -267,6 +282,11 @@ impl Shard {
                     "shard {} hold {sequence}: refunded above captured",
                     self.index
                 ));
+            }
+        }
+        for (slot, amount) in self.open_dispute_amounts() {
+            if let Some(held) = held_by_slot.get_mut(slot as usize) {
+                *held += amount;
             }
         }
         for (slot, payer) in self.payers.iter().enumerate() {

@@ -9,9 +9,11 @@
 //! |---|---|
 //! | shard index, shard bits | u32, u32 |
 //! | payer count N, then N payers | u32, N x 121 |
-//! | first hold sequence, hold count H, then H holds | u64, u32, H x 81 |
+//! | first hold sequence, hold count H, then H holds | u64, u32, H x 82 |
 //! | stripe count S, then S stripes | u32, S x i128 |
 //! | window entry count W, then W entries | u32, W x 47 |
+//! | offer reference count R, then R x (hold sequence u64, length u8, 32 bytes) | u32, R x 41 |
+//! | dispute count D, then D x (hold sequence u64, payer slot u32, merchant u32, amount u64, cause u8, state u8) | u32, D x 26 |
 //!
 //! A payer: balance, held (u64, u64); limits: payment max, day amount max (u64, u64), day
 //! count max (u32), PIN above (u64); day amount (u64), day count (u32), day (u32), loyalty
@@ -21,6 +23,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::books::account::{Payer, PayerCold};
+use crate::books::dispute::{Dispute, DisputeState};
 use crate::books::hold::{Hold, HoldState, HoldTable};
 use crate::books::idempotency::Entry;
 use crate::books::registry::{Fees, Registry};
@@ -32,7 +35,7 @@ use crate::reason::Reason;
 /// Bytes of one encoded payer.
 pub const PAYER_BYTES: usize = 121;
 /// Bytes of one encoded hold.
-pub const HOLD_BYTES: usize = 81;
+pub const HOLD_BYTES: usize = 82;
 /// Bytes of one encoded window entry.
 pub const ENTRY_BYTES: usize = 47;
 
@@ -68,6 +71,23 @@ pub fn encode_shard(shard: &Shard, out: &mut Vec<u8>) {
     for entry in shard.window.iter() {
         encode_entry(entry, out);
     }
+    let mut references: Vec<_> = shard.references.iter().collect();
+    references.sort_unstable_by_key(|(sequence, _)| **sequence);
+    out.extend_from_slice(&(references.len() as u32).to_le_bytes());
+    for (sequence, reference) in references {
+        out.extend_from_slice(&sequence.to_le_bytes());
+        out.push(reference.len);
+        out.extend_from_slice(&reference.bytes);
+    }
+    out.extend_from_slice(&(shard.disputes.len() as u32).to_le_bytes());
+    for dispute in &shard.disputes {
+        out.extend_from_slice(&dispute.hold_sequence.to_le_bytes());
+        out.extend_from_slice(&dispute.payer_slot.to_le_bytes());
+        out.extend_from_slice(&dispute.merchant.to_le_bytes());
+        out.extend_from_slice(&dispute.amount.to_le_bytes());
+        out.push(dispute.cause);
+        out.push(dispute.state as u8);
+    }
 }
 
 fn encode_payer(payer: &Payer, cold: &PayerCold, out: &mut Vec<u8>) {
@@ -97,6 +117,7 @@ fn encode_hold(hold: &Hold, out: &mut Vec<u8>) {
     out.extend_from_slice(&hold.merchant.to_le_bytes());
     out.extend_from_slice(&hold.terminal.to_le_bytes());
     out.push(hold.state as u8);
+    out.push(hold.offer);
     out.extend_from_slice(&hold.loyalty_points.to_le_bytes());
     let amounts = [hold.held, hold.authorized, hold.captured, hold.refunded, hold.fee];
     for value in amounts
@@ -275,6 +296,39 @@ pub fn decode_shard(bytes: &[u8], window_entries: u32, holds_max: u32) -> Result
         }
         shard.window.insert(entry);
     }
+    let references = reader.count(41)?;
+    for _ in 0..references {
+        let sequence = reader.u64()?;
+        let len = reader.u8()?;
+        let bytes = reader.array::<{ crate::ids::REFERENCE_BYTES_MAX }>()?;
+        if usize::from(len) > crate::ids::REFERENCE_BYTES_MAX {
+            return Err(reader.error("reference longer than its field"));
+        }
+        shard
+            .references
+            .insert(sequence, crate::ids::Reference { bytes, len });
+    }
+    let disputes = reader.count(26)?;
+    for _ in 0..disputes {
+        let hold_sequence = reader.u64()?;
+        let payer_slot = reader.u32()?;
+        let merchant = reader.u32()?;
+        let amount = reader.u64()?;
+        let cause = reader.u8()?;
+        let state =
+            DisputeState::from_u8(reader.u8()?).ok_or_else(|| reader.error("unknown dispute state"))?;
+        if payer_slot as usize >= shard.payers.len() {
+            return Err(reader.error("dispute of an unknown payer slot"));
+        }
+        shard.disputes.push(Dispute {
+            hold_sequence,
+            payer_slot,
+            merchant,
+            amount,
+            cause,
+            state,
+        });
+    }
     if !reader.is_done() {
         return Err(reader.error("bytes after the shard"));
     }
@@ -328,12 +382,17 @@ fn decode_hold(reader: &mut Reader<'_>) -> Result<Hold, StateError> {
     let merchant = reader.u32()?;
     let terminal = reader.u32()?;
     let state = HoldState::from_u8(reader.u8()?).ok_or_else(|| reader.error("unknown hold state"))?;
+    let offer = reader.u8()?;
+    if offer > crate::books::hold::OFFER_CANCELLED {
+        return Err(reader.error("unknown offer flag"));
+    }
     let loyalty_points = reader.u32()?;
     let hold = Hold {
         payer_slot,
         merchant,
         terminal,
         state,
+        offer,
         loyalty_points,
         held: reader.u64()?,
         authorized: reader.u64()?,

@@ -16,21 +16,29 @@
 //! | 10 | SetTerminalStatus | terminal u32, status u8 |
 //! | 11 | AdvanceTime | shard u32 |
 //! | 12 | RegisterDevice | account u64, secret 32 bytes |
+//! | 13 | OfferAnswer | offer u64, payer u64 (0 = a gateway), accept u8, PIN |
+//! | 14 | DisputeOpen | hold u64, amount u64, cause u8 |
+//! | 15 | DisputeResolve | dispute u64, for payer u8 |
 //!
 //! Limits are payment max u64, day amount max u64, day count max u32, PIN above u64. Terminal
 //! ops (op tag = `TerminalOp::kind`): 1 Authorize (payer u64, amount u64, currency u16, PIN,
 //! lifetime us u64); 2 Increment (hold u64, amount u64); 3 Capture (hold u64, amount u64, last
 //! u8, extras); 4 Void (hold u64); 5 Purchase (payer u64, amount u64, currency u16, PIN,
-//! extras); 6 Refund (hold u64, amount u64); 7 Reversal (payer u64, original request id u64).
+//! extras); 6 Refund (hold u64, amount u64); 7 Reversal (payer u64, original request id u64);
+//! 8 Offer (payer u64, amount u64, currency u16, lifetime us u64, reference length u8 and 32
+//! bytes); 9 OfferCancel (offer u64); 10 ReportFailedProvisioning (hold u64, amount u64, cause u8).
 //! A PIN is a flag u8 (0 none, 1 present) and 8 bytes (zero when none); extras are product
 //! details u8 (0/1) and loyalty points u32.
 
 use crate::books::state::{Reader, StateError};
 use crate::command::{Command, Extras, Limits, Origin, TerminalOp};
-use crate::ids::{AccountId, Currency, HoldId, MerchantId, PinBlock, RequestKey, Status, TerminalId};
+use crate::ids::{
+    AccountId, Currency, DisputeId, HoldId, MerchantId, PinBlock, Reference, RequestKey, Status, TerminalId,
+    REFERENCE_BYTES_MAX,
+};
 
 /// Largest encoded command.
-pub const COMMAND_BYTES_MAX: usize = 64;
+pub const COMMAND_BYTES_MAX: usize = 96;
 
 /// An encoded command, on the stack: the hot path encodes without allocating.
 pub struct Encoded {
@@ -143,6 +151,24 @@ pub fn encode(command: &Command) -> Encoded {
         Command::RegisterDevice { account, secret } => {
             out.u8(12).u64(account.0).put(&secret);
         }
+        Command::OfferAnswer {
+            offer,
+            payer,
+            accept,
+            pin,
+        } => {
+            out.u8(13)
+                .u64(offer.0)
+                .u64(payer.map_or(0, |payer| payer.0))
+                .u8(u8::from(accept))
+                .pin(pin);
+        }
+        Command::DisputeOpen { hold, amount, cause } => {
+            out.u8(14).u64(hold.0).u64(amount).u8(cause);
+        }
+        Command::DisputeResolve { dispute, for_payer } => {
+            out.u8(15).u64(dispute.0).u8(u8::from(for_payer));
+        }
     }
     out
 }
@@ -195,6 +221,22 @@ fn encode_op(op: &TerminalOp, out: &mut Encoded) {
             original_request_id,
         } => {
             out.u64(payer.0).u64(original_request_id);
+        }
+        TerminalOp::Offer {
+            payer,
+            amount,
+            currency,
+            lifetime_us,
+            reference,
+        } => {
+            out.u64(payer.0).u64(amount).u16(currency.0).u64(lifetime_us);
+            out.u8(reference.len).put(&reference.bytes);
+        }
+        TerminalOp::OfferCancel { offer } => {
+            out.u64(offer.0);
+        }
+        TerminalOp::ReportFailedProvisioning { hold, amount, cause } => {
+            out.u64(hold.0).u64(amount).u8(cause);
         }
     }
 }
@@ -257,6 +299,21 @@ pub fn decode(bytes: &[u8]) -> Result<Command, StateError> {
             account: AccountId(reader.u64()?),
             secret: reader.array()?,
         },
+        13 => Command::OfferAnswer {
+            offer: HoldId(reader.u64()?),
+            payer: Some(reader.u64()?).filter(|payer| *payer != 0).map(AccountId),
+            accept: flag(&mut reader)?,
+            pin: pin(&mut reader)?,
+        },
+        14 => Command::DisputeOpen {
+            hold: HoldId(reader.u64()?),
+            amount: reader.u64()?,
+            cause: reader.u8()?,
+        },
+        15 => Command::DisputeResolve {
+            dispute: DisputeId(reader.u64()?),
+            for_payer: flag(&mut reader)?,
+        },
         _ => {
             return Err(StateError {
                 offset: 0,
@@ -309,6 +366,21 @@ fn decode_op(reader: &mut Reader<'_>) -> Result<TerminalOp, StateError> {
         7 => TerminalOp::Reversal {
             payer: AccountId(reader.u64()?),
             original_request_id: reader.u64()?,
+        },
+        8 => TerminalOp::Offer {
+            payer: AccountId(reader.u64()?),
+            amount: reader.u64()?,
+            currency: Currency(reader.u16()?),
+            lifetime_us: reader.u64()?,
+            reference: reference(reader)?,
+        },
+        9 => TerminalOp::OfferCancel {
+            offer: HoldId(reader.u64()?),
+        },
+        10 => TerminalOp::ReportFailedProvisioning {
+            hold: HoldId(reader.u64()?),
+            amount: reader.u64()?,
+            cause: reader.u8()?,
         },
         _ => {
             return Err(StateError {
@@ -364,4 +436,21 @@ fn extras(reader: &mut Reader<'_>) -> Result<Extras, StateError> {
         product_details: flag(reader)?,
         loyalty_points: reader.u32()?,
     })
+}
+
+fn reference(reader: &mut Reader<'_>) -> Result<Reference, StateError> {
+    let len = reader.u8()?;
+    let bytes: [u8; REFERENCE_BYTES_MAX] = reader.array()?;
+    let used = usize::from(len);
+    if used > REFERENCE_BYTES_MAX
+        || bytes[used.min(REFERENCE_BYTES_MAX)..]
+            .iter()
+            .any(|byte| *byte != 0)
+    {
+        return Err(StateError {
+            offset: 0,
+            what: "reference length or padding invalid",
+        });
+    }
+    Ok(Reference { bytes, len })
 }

@@ -84,6 +84,21 @@ mod tests {
                 hold: HoldId(h),
                 amount
             }),
+            (id(), id(), any::<u16>(), id(), "[a-z ]{0,32}").prop_map(|(p, amount, c, lifetime_us, text)| {
+                TerminalOp::Offer {
+                    payer: AccountId(p),
+                    amount,
+                    currency: Currency(c),
+                    lifetime_us,
+                    reference: crate::ids::Reference::new(&text).unwrap_or_default(),
+                }
+            }),
+            id().prop_map(|o| TerminalOp::OfferCancel { offer: HoldId(o) }),
+            (id(), id(), any::<u8>()).prop_map(|(h, amount, cause)| TerminalOp::ReportFailedProvisioning {
+                hold: HoldId(h),
+                amount,
+                cause
+            }),
             (id(), id()).prop_map(|(p, original_request_id)| TerminalOp::Reversal {
                 payer: AccountId(p),
                 original_request_id
@@ -151,6 +166,25 @@ mod tests {
                 status
             }),
             any::<u32>().prop_map(|shard| Command::AdvanceTime { shard }),
+            (id(), prop::option::of(1..u64::MAX), any::<bool>(), pin()).prop_map(
+                |(o, payer, accept, pin)| {
+                    Command::OfferAnswer {
+                        offer: HoldId(o),
+                        payer: payer.map(AccountId),
+                        accept,
+                        pin,
+                    }
+                }
+            ),
+            (id(), id(), any::<u8>()).prop_map(|(h, amount, cause)| Command::DisputeOpen {
+                hold: HoldId(h),
+                amount,
+                cause
+            }),
+            (id(), any::<bool>()).prop_map(|(d, for_payer)| Command::DisputeResolve {
+                dispute: crate::ids::DisputeId(d),
+                for_payer
+            }),
             (id(), any::<[u8; 32]>()).prop_map(|(a, secret)| Command::RegisterDevice {
                 account: AccountId(a),
                 secret

@@ -129,6 +129,8 @@ impl Store {
             Ok(())
         };
         let (wal, log) = Wal::open(config.wal, lock, coverage.registry_lsn, &config.read, replay)?;
+        // Replay re-creates old offer changes; they were pushed (or not) before the restart.
+        books.take_offer_events();
         let store = Store {
             books,
             wal,

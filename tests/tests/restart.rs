@@ -455,3 +455,135 @@ fn stop_under_load_then_check_the_books(stop: impl FnOnce(Authd)) {
         "the books balance to zero"
     );
 }
+
+/// The newest snapshot file of `dir`, if any.
+fn newest_snapshot(dir: &std::path::Path) -> Option<String> {
+    std::fs::read_dir(dir)
+        .expect("data dir")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with("snapshot-") && name.ends_with(".snap"))
+        .max()
+}
+
+/// Wait (bounded) for the ticker to write a snapshot newer than `after`.
+fn wait_for_snapshot(dir: &std::path::Path, after: Option<&str>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(name) = newest_snapshot(dir).filter(|name| Some(name.as_str()) > after) {
+            return name;
+        }
+        assert!(Instant::now() < deadline, "no snapshot newer than {after:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn snapshots_by_the_ticker_plus_the_log_tail_recover_everything_after_sigkill() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let flags = ["--snapshot-interval-s", "1"];
+    let authd = Authd::start_in(dir.path(), &flags);
+    let mut operator = authd.operator();
+    let shop = shop(&mut operator, FEE_BPS, 100);
+    let alice = payer(&mut operator, 0, 100_000);
+    let mut till = authd.client(Role::Terminal, shop.terminal, shop.secret);
+    let mut sent = Vec::new();
+    let mut send = |till: &mut Client, request_id: u64, request: Request| {
+        till.send_with_id(request_id, &request).expect("send");
+        let reply = till.wait_for(request_id).expect("reply");
+        assert_eq!(hold_of(&reply).0, 0);
+        sent.push((request_id, request, reply.clone()));
+        reply
+    };
+    send(&mut till, 81_000_001, purchase(alice, 1_000));
+    let first = wait_for_snapshot(dir.path(), None);
+    send(&mut till, 81_000_002, purchase(alice, 2_000));
+    let second = wait_for_snapshot(dir.path(), Some(&first));
+    let hold_reply = send(&mut till, 81_000_003, authorize(alice, 4_000));
+    send(&mut till, 81_000_004, purchase(alice, 3_000));
+    let accounts = [alice, shop.settlement, FEE, FUNDING];
+    let before: Vec<_> = accounts
+        .iter()
+        .map(|&account| balances(&mut operator, account))
+        .collect();
+    assert_eq!(before[0], (94_000, 4_000, 90_000));
+    drop((till, operator));
+    authd.kill();
+    eprintln!("killed after snapshots {first} and {second}");
+
+    let authd = Authd::start_in(dir.path(), &flags);
+    let mut operator = authd.operator();
+    let after: Vec<_> = accounts
+        .iter()
+        .map(|&account| balances(&mut operator, account))
+        .collect();
+    assert_eq!(after, before, "snapshot plus log tail give the same books");
+    let mut till = authd.client(Role::Terminal, shop.terminal, shop.secret);
+    for (request_id, request, reply) in &sent {
+        till.send_with_id(*request_id, request).expect("resend");
+        assert_eq!(
+            &till.wait_for(*request_id).expect("retry"),
+            reply,
+            "request {request_id}, before or after a snapshot, replays"
+        );
+    }
+    let capture = Capture {
+        hold_id: HoldId(hold_of(&hold_reply).1),
+        amount_minor: 4_000,
+        final_capture: true,
+        loyalty_points: 0,
+        product: None,
+    };
+    assert_eq!(
+        hold_of(&till.call(&Request::Capture(capture)).expect("capture")).0,
+        0
+    );
+    assert_eq!(balances(&mut operator, alice), (90_000, 0, 90_000));
+}
+
+#[test]
+fn a_hold_expired_by_the_clock_stays_expired_after_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let authd = Authd::start_in(dir.path(), &[]);
+    let mut operator = authd.operator();
+    let shop = shop(&mut operator, FEE_BPS, 100);
+    let alice = payer(&mut operator, 0, 10_000);
+    let mut till = authd.client(Role::Terminal, shop.terminal, shop.secret);
+    let authorize = Request::Authorize(Authorize {
+        payer: PayerRef::Account(AccountNumber(alice)),
+        amount_minor: 3_000,
+        currency: 978,
+        hold_lifetime_s: 1,
+        pin: None,
+    });
+    let (code, hold, _) = hold_of(&till.call(&authorize).expect("authorize"));
+    assert_eq!(code, 0);
+    assert_eq!(balances(&mut operator, alice), (10_000, 3_000, 7_000));
+    // The ticker expires due holds once a second: poll, bounded.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while balances(&mut operator, alice).1 != 0 {
+        assert!(Instant::now() < deadline, "the 1 s hold never expired");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let capture = Request::Capture(Capture {
+        hold_id: HoldId(hold),
+        amount_minor: 1_000,
+        final_capture: true,
+        loyalty_points: 0,
+        product: None,
+    });
+    let declined = till.call(&capture).expect("capture");
+    assert_ne!(hold_of(&declined).0, 0, "an expired hold cannot be captured");
+    drop((till, operator));
+    assert_eq!(authd.terminate().code(), Some(0));
+
+    let authd = Authd::start_in(dir.path(), &[]);
+    let mut operator = authd.operator();
+    assert_eq!(balances(&mut operator, alice), (10_000, 0, 10_000));
+    let mut till = authd.client(Role::Terminal, shop.terminal, shop.secret);
+    let again = till.call(&capture).expect("capture after restart");
+    assert_eq!(
+        again.outcome(),
+        declined.outcome(),
+        "still expired after the restart"
+    );
+}

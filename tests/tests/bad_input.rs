@@ -664,3 +664,75 @@ fn a_request_before_logon_gets_not_logged_on_and_a_close() {
     let mut authd = authd;
     assert!(authd.is_running());
 }
+
+#[test]
+fn a_client_that_pipelines_past_the_limit_then_half_closes_gets_every_reply() {
+    let authd = Authd::start(&["--in-flight-max", "4"]);
+    let mut operator = authd.operator();
+    let shop = shop(&mut operator, 0, 0);
+    let alice = payer(&mut operator, 0, 10_000);
+    let mut raw = Raw::connect(authd.addr);
+    raw.logon(Role::Terminal, shop.terminal, shop.secret);
+    let mut batch = Vec::new();
+    for request_id in 1..=200u64 {
+        let message = if request_id % 2 == 0 {
+            Message::Request(Request::Purchase(Purchase {
+                payer: PayerRef::Account(AccountNumber(alice)),
+                amount_minor: 10,
+                currency: 978,
+                pin: None,
+                loyalty_points: 0,
+                product: None,
+            }))
+        } else {
+            echo(request_id)
+        };
+        batch.extend_from_slice(&encoded(request_id, message));
+    }
+    assert!(raw.send_bytes(&batch));
+    raw.stream
+        .shutdown(std::net::Shutdown::Write)
+        .expect("half-close");
+    let replies = raw.read_until_closed();
+    let ids: Vec<u64> = replies.iter().map(|frame| frame.request_id).collect();
+    assert_eq!(
+        ids,
+        (1..=200).collect::<Vec<u64>>(),
+        "every request answered, in order, then the close"
+    );
+    for frame in &replies {
+        let Message::Reply(reply) = &frame.message else {
+            panic!("a reply expected: {frame:?}");
+        };
+        assert_eq!(reply.outcome(), (0, 0), "{frame:?}");
+    }
+    assert_eq!(balances(&mut operator, alice), (9_000, 0, 9_000));
+}
+
+#[test]
+fn a_logged_on_connection_silent_past_the_idle_timeout_is_closed() {
+    let authd = Authd::start(&["--idle-timeout-s", "1"]);
+    let mut operator = authd.operator();
+    let shop = shop(&mut operator, 0, 0);
+    let start = Instant::now();
+    let mut silent = Raw::connect(authd.addr);
+    silent.logon(Role::Terminal, shop.terminal, shop.secret);
+    let mut cut = Raw::connect(authd.addr);
+    cut.logon(Role::Terminal, shop.terminal, shop.secret);
+    let whole = encoded(1, echo(1));
+    cut.send_bytes(&whole[..whole.len() - 1]);
+    // The operator keeps talking and is never idle.
+    let mut round = 0;
+    while start.elapsed() < Duration::from_millis(1_800) {
+        served(&mut operator, round);
+        round += 1;
+    }
+    assert!(silent.read_until_closed().is_empty(), "closed without a reply");
+    assert!(
+        cut.read_until_closed().is_empty(),
+        "a partial frame does not keep it open"
+    );
+    let waited = start.elapsed();
+    assert!(waited < Duration::from_secs(4), "closed after {waited:?}");
+    served(&mut operator, round);
+}

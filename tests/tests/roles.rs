@@ -318,3 +318,39 @@ fn logon_by_hand(authd: &Authd, role: Role, id: u32, secret: &[u8; 32]) -> Vec<M
         }
     }
 }
+
+#[test]
+fn a_hello_with_no_common_version_gets_logon_failed_and_a_close() {
+    let authd = Authd::start(&[]);
+    let mut stream = TcpStream::connect(authd.addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let hello = Hello {
+        role: Role::Operator,
+        version_min: 2,
+        version_max: 9,
+        id: 1,
+        client_nonce: [0; 16],
+    };
+    let mut out = BytesMut::new();
+    Frame {
+        request_id: 0,
+        message: Message::Logon(Logon::Hello(hello)),
+    }
+    .encode(&mut out);
+    stream.write_all(&out).expect("send hello");
+    let mut received = Vec::new();
+    let _ = stream.read_to_end(&mut received);
+    let mut buffer = BytesMut::from(&received[..]);
+    let frame = Decoder::default().decode(&mut buffer).expect("valid frame");
+    let Some(Frame {
+        message: Message::Logon(Logon::LogonFailed(failed)),
+        ..
+    }) = frame
+    else {
+        panic!("expected LOGON_FAILED, got {frame:?}");
+    };
+    assert_eq!((failed.code, failed.reason), (12, 21));
+    assert!(buffer.is_empty(), "nothing after LOGON_FAILED but the close");
+}

@@ -309,20 +309,20 @@ fn provision_writes_a_csv_whose_terminals_log_on_and_payers_exist_with_their_bal
     let authd = Authd::start(&[]);
     let out = authd.dir.join("terminals.csv");
     let out_text = out.to_string_lossy().into_owned();
-    let flags = [
+    let mut args = vec![
+        "provision",
+        "--out",
+        &out_text,
         "--payers",
-        "300",
+        "301",
         "--merchants",
         "2",
-        "--terminals",
-        "3",
-        "--balance",
-        "10.25",
     ];
-    let summary = authctl(&authd, &[&["provision", "--out", &out_text], &flags[..]].concat()).ok();
+    args.extend(["--terminals", "3", "--balance", "10.25", "--connections", "3"]);
+    let summary = authctl(&authd, &args).ok();
     assert!(summary.contains("payers/s"), "{summary}");
     assert!(
-        summary.contains("2 merchants, 6 terminals, 300 payers with 10.25 each"),
+        summary.contains("2 merchants, 6 terminals, 301 payers with 10.25 each"),
         "{summary}"
     );
 
@@ -345,7 +345,7 @@ fn provision_writes_a_csv_whose_terminals_log_on_and_payers_exist_with_their_bal
         authd.client(Role::Terminal, *terminal as u32, secret_from_hex(secret));
     }
     let payers = &rows["payer"];
-    assert_eq!(payers.len(), 300);
+    assert_eq!(payers.len(), 301);
     for (index, (account, mobile, secret)) in payers.iter().enumerate() {
         assert!(secret.is_empty());
         assert_eq!(*mobile, 33_600_000_000 + index as u64);

@@ -178,7 +178,8 @@ fn main() -> ExitCode {
 fn run(flags: Flags) -> anyhow::Result<String> {
     let key_path = operator::key_path(&flags.data_dir, flags.key.as_deref());
     let exponent = flags.currency_exponent;
-    let mut operator = Operator::connect(&flags.connect, &key_path)?;
+    let connect = || Operator::connect(&flags.connect, &key_path);
+    let mut operator = connect()?;
     let operator = &mut operator;
     match flags.command {
         Command::OpenAccount {
@@ -202,7 +203,7 @@ fn run(flags: Flags) -> anyhow::Result<String> {
         Command::Account(flag) => commands::account(operator, exponent, flag.account),
         Command::Stats => commands::stats(operator),
         Command::Echo => commands::echo(operator, &flags.connect),
-        Command::Provision(provision) => provision::run(operator, exponent, &provision),
+        Command::Provision(provision) => provision::run(operator, &connect, exponent, &provision),
     }
 }
 

@@ -37,11 +37,6 @@ impl<'a, T> Pipeline<'a, T> {
         }
     }
 
-    /// How many requests may be in flight at once.
-    pub fn window(&self) -> usize {
-        self.window
-    }
-
     /// Requests sent so far.
     pub fn sent(&self) -> u64 {
         self.sent

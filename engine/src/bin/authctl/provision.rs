@@ -15,6 +15,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
+use std::ops::Range;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -37,6 +38,8 @@ pub const CSV_VERSION_LINE: &str = "# authd provision v1";
 pub const CSV_HEADER_LINE: &str = "kind,id,owner,secret_hex";
 /// Default most requests in flight (authd's own limit may be lower).
 pub const IN_FLIGHT_DEFAULT: usize = 1_000;
+/// Default connections: one per event loop of a 2-core authd.
+pub const CONNECTIONS_DEFAULT: u8 = 2;
 
 /// Flags of `provision`.
 #[derive(Args, Debug)]
@@ -65,9 +68,12 @@ pub struct ProvisionFlags {
     /// Merchants' fee with product details, basis points.
     #[arg(long, default_value_t = 50)]
     fee_bps_with_product: u16,
-    /// Most requests in flight at once.
+    /// Most requests in flight at once on each connection.
     #[arg(long, default_value_t = IN_FLIGHT_DEFAULT)]
     in_flight: usize,
+    /// Connections to share the work (authd runs one event loop per core).
+    #[arg(long, default_value_t = CONNECTIONS_DEFAULT, value_parser = clap::value_parser!(u8).range(1..=64))]
+    connections: u8,
     /// Where to write the CSV of merchants, terminals (with secrets) and payers.
     #[arg(long)]
     out: PathBuf,
@@ -89,37 +95,119 @@ enum Step {
 /// Everything provisioned, in the order of the CSV.
 #[derive(Debug, Default)]
 struct Provisioned {
+    /// The index of `payers[0]`.
+    first_payer: u32,
     /// (merchant id, settlement account).
     merchants: Vec<(u32, u64)>,
     /// (terminal id, merchant id, secret).
     terminals: Vec<(u32, u32, [u8; 32])>,
-    /// Payer i's account number.
+    /// Payer `first_payer + i`'s account number.
     payers: Vec<u64>,
 }
 
-/// Run `provision` on `operator`'s connection; returns the summary to print.
-pub fn run(operator: &mut Operator, exponent: u8, flags: &ProvisionFlags) -> anyhow::Result<String> {
+impl Provisioned {
+    /// The shares together, merchants and terminals by id, payers by index.
+    fn merge(shares: impl Iterator<Item = Provisioned>) -> Provisioned {
+        let mut shares: Vec<Provisioned> = shares.collect();
+        shares.sort_unstable_by_key(|share| share.first_payer);
+        let mut all = Provisioned::default();
+        for share in shares {
+            assert_eq!(
+                all.payers.len(),
+                share.first_payer as usize,
+                "payer shares are contiguous"
+            );
+            all.merchants.extend(share.merchants);
+            all.terminals.extend(share.terminals);
+            all.payers.extend(share.payers);
+        }
+        all.merchants.sort_unstable();
+        all.terminals.sort_unstable();
+        all
+    }
+}
+
+/// Run `provision` on `operator`'s connection and `flags.connections - 1` more from `connect`;
+/// returns the summary to print.
+pub fn run(
+    operator: &mut Operator,
+    connect: &dyn Fn() -> anyhow::Result<Operator>,
+    exponent: u8,
+    flags: &ProvisionFlags,
+) -> anyhow::Result<String> {
     let balance_minor = flags.balance.minor(exponent)?;
     check_mobile_range(flags)?;
+    let mut more: Vec<Operator> = (1..flags.connections)
+        .map(|_| connect())
+        .collect::<anyhow::Result<_>>()?;
+    let operators: Vec<&mut Operator> = std::iter::once(operator).chain(more.iter_mut()).collect();
     let started = Instant::now();
+    let shares = std::thread::scope(|scope| {
+        let workers: Vec<_> = operators
+            .into_iter()
+            .enumerate()
+            .map(|(index, operator)| {
+                let share = Share::of(flags, index);
+                scope.spawn(move || provision_share(operator, flags, balance_minor, share))
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+    })?;
+    let elapsed = started.elapsed();
+    let requests = shares.iter().map(|(_, sent)| sent).sum();
+    let provisioned = Provisioned::merge(shares.into_iter().map(|(provisioned, _)| provisioned));
+    write_csv(&flags.out, &provisioned, flags.mobile_base)?;
+    Ok(summary(flags, exponent, balance_minor, requests, elapsed))
+}
+
+/// One connection's part of the work: contiguous ranges of merchant and payer indices.
+#[derive(Clone, Debug)]
+struct Share {
+    merchants: Range<u32>,
+    payers: Range<u32>,
+}
+
+impl Share {
+    /// Connection `index`'s share, the counts split as evenly as they go.
+    fn of(flags: &ProvisionFlags, index: usize) -> Share {
+        let split = |count: u32| {
+            let part = |index: usize| (u64::from(count) * index as u64 / flags.connections as u64) as u32;
+            part(index)..part(index + 1)
+        };
+        Share {
+            merchants: split(flags.merchants),
+            payers: split(flags.payers),
+        }
+    }
+}
+
+/// Provision `share` on one connection; returns what it made and the requests it sent.
+fn provision_share(
+    operator: &mut Operator,
+    flags: &ProvisionFlags,
+    balance_minor: u64,
+    share: Share,
+) -> anyhow::Result<(Provisioned, u64)> {
     let mut pipeline = Pipeline::new(operator.client(), flags.in_flight);
     let mut provisioned = Provisioned {
-        payers: vec![0; flags.payers as usize],
+        first_payer: share.payers.start,
+        payers: vec![0; share.payers.len()],
         ..Provisioned::default()
     };
-    queue_first_steps(&mut pipeline, flags)?;
+    queue_first_steps(&mut pipeline, flags, &share)?;
     while let Some((step, reply)) = pipeline.next()? {
         for (request, next) in record(&mut provisioned, flags, balance_minor, step, reply)? {
             pipeline.push(request, next);
         }
     }
-    let elapsed = started.elapsed();
-    let requests = pipeline.sent();
-    let window = pipeline.window();
-    provisioned.merchants.sort_unstable();
-    provisioned.terminals.sort_unstable();
-    write_csv(&flags.out, &provisioned, flags.mobile_base)?;
-    Ok(summary(flags, exponent, balance_minor, requests, window, elapsed))
+    Ok((provisioned, pipeline.sent()))
 }
 
 /// Payers' mobile numbers must be E.164 (at most 15 digits).
@@ -139,9 +227,13 @@ fn check_mobile_range(flags: &ProvisionFlags) -> anyhow::Result<()> {
 }
 
 /// Every merchant, then every payer; terminals and loads follow their replies.
-fn queue_first_steps(pipeline: &mut Pipeline<'_, Step>, flags: &ProvisionFlags) -> anyhow::Result<()> {
+fn queue_first_steps(
+    pipeline: &mut Pipeline<'_, Step>,
+    flags: &ProvisionFlags,
+    share: &Share,
+) -> anyhow::Result<()> {
     let origin = ShortText::new("provision").context("origin text fits")?;
-    for index in 0..flags.merchants {
+    for index in share.merchants.clone() {
         let request = Request::RegisterMerchant(RegisterMerchant {
             fee_bps: flags.fee_bps,
             fee_bps_with_product: flags.fee_bps_with_product,
@@ -149,7 +241,7 @@ fn queue_first_steps(pipeline: &mut Pipeline<'_, Step>, flags: &ProvisionFlags) 
         });
         pipeline.push(request, Step::Merchant(index));
     }
-    for index in 0..flags.payers {
+    for index in share.payers.clone() {
         let request = Request::OpenAccount(OpenAccount {
             kind: AccountKind::Payer,
             currency: flags.currency,
@@ -195,7 +287,11 @@ fn record(
             Ok(Vec::new())
         }
         (Step::Open(index), Reply::OpenAccount(account)) => {
-            provisioned.payers[index as usize] = account.account.0;
+            let slot = index
+                .checked_sub(provisioned.first_payer)
+                .map(|slot| slot as usize);
+            let slot = slot.and_then(|slot| provisioned.payers.get_mut(slot));
+            *slot.context("payer index within this connection's share")? = account.account.0;
             let load = Request::LoadFunds(LoadFunds {
                 account: account.account,
                 amount_minor: balance_minor,
@@ -253,18 +349,19 @@ fn summary(
     exponent: u8,
     balance_minor: u64,
     requests: u64,
-    window: usize,
     elapsed: Duration,
 ) -> String {
     let seconds = elapsed.as_secs_f64().max(1e-9);
     format!(
         "provisioned {} merchants, {} terminals, {} payers with {} each: {requests} requests \
-         ({window} in flight) in {seconds:.3} s, {:.0} payers/s, {:.0} requests/s\n\
+         ({} connections, up to {} in flight each) in {seconds:.3} s, {:.0} payers/s, {:.0} requests/s\n\
          wrote {} (mode 0600: it holds the terminals' secrets)\n",
         flags.merchants,
         u64::from(flags.merchants) * u64::from(flags.terminals),
         flags.payers,
         format_minor(balance_minor, exponent),
+        flags.connections,
+        flags.in_flight,
         f64::from(flags.payers) / seconds,
         requests as f64 / seconds,
         flags.out.display()

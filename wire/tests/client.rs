@@ -159,6 +159,7 @@ fn offer() -> OfferSummary {
     OfferSummary {
         offer_id: OfferId(1),
         merchant_id: MerchantId(7),
+        origin: ShortText::new("CAFE").expect("short"),
         amount_minor: 100,
         currency: 978,
         expires_in_s: 60,

@@ -11,7 +11,7 @@ use crate::types::{
 };
 
 /// Most offers one list reply carries (`more` says whether to ask again).
-pub const OFFERS_PER_REPLY_MAX: usize = 16;
+pub const OFFERS_PER_REPLY_MAX: usize = 8;
 /// Most disputes one list reply carries.
 pub const DISPUTES_PER_REPLY_MAX: usize = 16;
 /// Most counters one stats reply carries.
@@ -83,6 +83,8 @@ wire_struct! {
         offer_id: OfferId,
         /// Who asks.
         merchant_id: MerchantId,
+        /// The merchant's origin address (short code or sender id booked by the operator).
+        origin: ShortText,
         /// Amount, minor units.
         amount_minor: u64,
         /// ISO 4217 numeric currency code.
@@ -104,7 +106,7 @@ wire_struct! {
         reason: u8,
         /// 1 = more offers follow the last one: ask again after its id.
         more: bool,
-        /// Up to 16 offers of 59 bytes each (OfferSummary).
+        /// Up to 8 offers of 92 bytes each (OfferSummary).
         offers: List<OfferSummary, OFFERS_PER_REPLY_MAX>,
     }
 }

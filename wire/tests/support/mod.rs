@@ -61,6 +61,7 @@ fn offer_summary() -> OfferSummary {
     OfferSummary {
         offer_id: OfferId(501),
         merchant_id: MerchantId(7),
+        origin: text("CAFE42"),
         amount_minor: 1_250,
         currency: EUR,
         expires_in_s: 120,

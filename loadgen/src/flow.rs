@@ -1,0 +1,347 @@
+//! Flows step by step, and the money loadgen saw move: what the books must show afterwards.
+//!
+//! Each reply moves a flow on: an approved AUTHORIZE is followed by its CAPTURE, a purchase in
+//! a refund flow by its REFUND, and so on. Every approved step is booked in [`BooksTally`]
+//! exactly as authd books it (payer balance and held, merchant settlement net of its fee, the
+//! issuer's fee account), so that the books check can compare.
+
+use crate::connection::Completed;
+use crate::template::{Fields, RequestKind};
+use crate::workload::FlowKind;
+
+/// A flow between two requests: small and `Copy`, carried in the in-flight ring.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowState {
+    /// What kind of flow.
+    pub flow: FlowKindCode,
+    /// Which request of the flow is in flight (0 = first).
+    pub step: u8,
+    /// Whether the first step of a reversal flow (its purchase) was approved.
+    pub purchase_approved: bool,
+    /// Payer index.
+    pub payer: u32,
+    /// The flow's amount, minor units.
+    pub amount: u64,
+    /// What the flow's hold holds now, minor units.
+    pub held: u64,
+}
+
+/// `FlowKind` as a `Default` field of the state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowKindCode(pub u8);
+
+impl FlowKindCode {
+    fn kind(self) -> FlowKind {
+        FlowKind::ALL
+            .get(usize::from(self.0))
+            .copied()
+            .unwrap_or(FlowKind::Echo)
+    }
+}
+
+/// The next request of a flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// Request kind.
+    pub kind: RequestKind,
+    /// Its fields.
+    pub fields: Fields,
+    /// The flow's state while it is in flight.
+    pub state: FlowState,
+}
+
+/// The first request of a flow of `kind` by payer `payer` (account `account`) for `amount`.
+pub fn start(kind: FlowKind, payer: u32, account: u64, amount: u64) -> Step {
+    let state = FlowState {
+        flow: FlowKindCode(kind as u8),
+        step: 0,
+        purchase_approved: false,
+        payer,
+        amount,
+        held: 0,
+    };
+    let request = match kind {
+        FlowKind::Purchase | FlowKind::Refund | FlowKind::Reversal => RequestKind::Purchase,
+        FlowKind::AuthorizeCapture | FlowKind::AuthorizeVoid | FlowKind::AuthorizeIncrementCapture => {
+            RequestKind::Authorize
+        }
+        FlowKind::BalanceCheck => RequestKind::BalanceCheck,
+        FlowKind::Echo => RequestKind::Echo,
+        FlowKind::OfferCancel => RequestKind::Offer,
+    };
+    Step {
+        kind: request,
+        fields: Fields {
+            account,
+            amount,
+            hold: 0,
+        },
+        state,
+    }
+}
+
+/// Money loadgen saw approved, by payer and merchant index.
+#[derive(Clone, Debug, Default)]
+pub struct BooksTally {
+    /// Change of each payer's balance.
+    pub payer_balance: Vec<i64>,
+    /// Change of each payer's held amount.
+    pub payer_held: Vec<i64>,
+    /// Change of each merchant's settlement balance, if its fee is `fee_bps`.
+    pub merchant_net: Vec<i64>,
+    /// Amounts paid to each merchant before fees.
+    pub merchant_gross: Vec<i64>,
+    /// Change of the issuer's fee account, if every merchant's fee is `fee_bps`.
+    pub fee: i64,
+    /// Requests whose outcome loadgen never learnt (connection lost, drain timeout).
+    pub unknown_outcomes: u64,
+    /// Follow-up requests that could not be queued (the flow was cut short).
+    pub follow_ups_dropped: u64,
+    fee_bps: u64,
+}
+
+impl BooksTally {
+    /// An empty tally for `payers` payers and `merchants` merchants with fee `fee_bps`.
+    pub fn new(payers: usize, merchants: usize, fee_bps: u16) -> BooksTally {
+        BooksTally {
+            payer_balance: vec![0; payers],
+            payer_held: vec![0; payers],
+            merchant_net: vec![0; merchants],
+            merchant_gross: vec![0; merchants],
+            fee: 0,
+            unknown_outcomes: 0,
+            follow_ups_dropped: 0,
+            fee_bps: u64::from(fee_bps),
+        }
+    }
+
+    /// Adds another thread's tally.
+    pub fn merge(&mut self, other: &BooksTally) {
+        add_all(&mut self.payer_balance, &other.payer_balance);
+        add_all(&mut self.payer_held, &other.payer_held);
+        add_all(&mut self.merchant_net, &other.merchant_net);
+        add_all(&mut self.merchant_gross, &other.merchant_gross);
+        self.fee += other.fee;
+        self.unknown_outcomes += other.unknown_outcomes;
+        self.follow_ups_dropped += other.follow_ups_dropped;
+    }
+
+    fn fee_on(&self, amount: u64) -> u64 {
+        (u128::from(amount) * u128::from(self.fee_bps) / 10_000) as u64
+    }
+
+    /// The payer paid `amount` to the merchant (purchase or capture).
+    fn pay(&mut self, payer: u32, merchant: u32, amount: u64) {
+        let fee = self.fee_on(amount);
+        self.payer_balance[payer as usize] -= amount as i64;
+        self.merchant_net[merchant as usize] += (amount - fee) as i64;
+        self.merchant_gross[merchant as usize] += amount as i64;
+        self.fee += fee as i64;
+    }
+
+    fn hold(&mut self, payer: u32, amount: i64) {
+        self.payer_held[payer as usize] += amount;
+    }
+}
+
+fn add_all(into: &mut [i64], from: &[i64]) {
+    for (total, part) in into.iter_mut().zip(from) {
+        *total += part;
+    }
+}
+
+/// Books the reply `done` (on a connection of merchant `merchant`) and returns the flow's next
+/// request, if any. `account` is the payer's account number.
+pub fn advance(done: &Completed, merchant: u32, account: u64, books: &mut BooksTally) -> Option<Step> {
+    let approved = done.error.is_none() && done.code == 0;
+    let mut state = done.state;
+    let payer = state.payer;
+    let next = |kind: RequestKind, hold: u64, amount: u64, mut state: FlowState| {
+        state.step += 1;
+        Some(Step {
+            kind,
+            fields: Fields {
+                account,
+                amount,
+                hold,
+            },
+            state,
+        })
+    };
+    match (state.flow.kind(), state.step) {
+        (FlowKind::Purchase, _) => {
+            if approved {
+                books.pay(payer, merchant, state.amount);
+            }
+            None
+        }
+        (FlowKind::AuthorizeCapture | FlowKind::AuthorizeVoid | FlowKind::AuthorizeIncrementCapture, 0) => {
+            if !approved {
+                return None;
+            }
+            books.hold(payer, state.amount as i64);
+            state.held = state.amount;
+            match state.flow.kind() {
+                FlowKind::AuthorizeCapture => next(RequestKind::Capture, done.id, state.held, state),
+                FlowKind::AuthorizeVoid => next(RequestKind::Void, done.id, 0, state),
+                _ => {
+                    // Raise the hold by a tenth of the authorization.
+                    let increment = (state.amount / 10).max(1);
+                    next(RequestKind::Increment, done.id, increment, state)
+                }
+            }
+        }
+        (FlowKind::AuthorizeIncrementCapture, 1) => {
+            if approved {
+                books.hold(payer, done.amount as i64);
+                state.held += done.amount;
+            }
+            // The reply names the hold; capture all that is held.
+            next(RequestKind::Capture, done.id, state.held, state)
+        }
+        (FlowKind::AuthorizeCapture, 1) | (FlowKind::AuthorizeIncrementCapture, 2) => {
+            if approved {
+                books.hold(payer, -(state.held as i64));
+                books.pay(payer, merchant, state.held);
+            }
+            None
+        }
+        (FlowKind::AuthorizeVoid, 1) => {
+            if approved {
+                books.hold(payer, -(state.held as i64));
+            }
+            None
+        }
+        (FlowKind::Refund, 0) => {
+            if !approved {
+                return None;
+            }
+            books.pay(payer, merchant, state.amount);
+            next(RequestKind::Refund, done.id, (state.amount / 2).max(1), state)
+        }
+        (FlowKind::Refund, _) => {
+            if approved {
+                // The merchant bears a refund in full; the fee it paid is not returned.
+                books.payer_balance[payer as usize] += done.amount as i64;
+                books.merchant_net[merchant as usize] -= done.amount as i64;
+                books.merchant_gross[merchant as usize] -= done.amount as i64;
+            }
+            None
+        }
+        (FlowKind::Reversal, 0) => {
+            if approved {
+                books.pay(payer, merchant, state.amount);
+                state.purchase_approved = true;
+            }
+            // The reversal names the purchase by its request id (carried in `amount`).
+            next(RequestKind::Reversal, 0, done.request_id, state)
+        }
+        (FlowKind::Reversal, _) => {
+            if approved && state.purchase_approved {
+                // A reversed purchase is undone exactly: payer, merchant and fee.
+                let fee = books.fee_on(state.amount);
+                books.payer_balance[payer as usize] += state.amount as i64;
+                books.merchant_net[merchant as usize] -= (state.amount - fee) as i64;
+                books.merchant_gross[merchant as usize] -= state.amount as i64;
+                books.fee -= fee as i64;
+            }
+            None
+        }
+        (FlowKind::OfferCancel, 0) => {
+            if !approved {
+                return None;
+            }
+            books.hold(payer, state.amount as i64);
+            state.held = state.amount;
+            next(RequestKind::OfferCancel, done.id, 0, state)
+        }
+        (FlowKind::OfferCancel, _) => {
+            if approved {
+                books.hold(payer, -(state.held as i64));
+            }
+            None
+        }
+        (FlowKind::BalanceCheck | FlowKind::Echo, _) => None,
+        (FlowKind::AuthorizeCapture | FlowKind::AuthorizeVoid | FlowKind::AuthorizeIncrementCapture, _) => {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(step: &Step, code: u8, id: u64, amount: u64, request_id: u64) -> Completed {
+        Completed {
+            kind: step.kind,
+            state: step.state,
+            request_id,
+            intended_ns: 0,
+            sent_ns: 0,
+            reply_ns: 0,
+            code,
+            reason: 0,
+            error: None,
+            id,
+            amount,
+        }
+    }
+
+    #[test]
+    fn authorize_capture_books_a_payment_and_leaves_nothing_held() {
+        let mut books = BooksTally::new(1, 1, 100);
+        let first = start(FlowKind::AuthorizeCapture, 0, 1_000_000, 1_000);
+        assert_eq!(first.kind, RequestKind::Authorize);
+        let capture = advance(&reply(&first, 0, 77, 1_000, 5), 0, 1_000_000, &mut books).expect("capture");
+        assert_eq!(capture.kind, RequestKind::Capture);
+        assert_eq!(capture.fields.hold, 77);
+        assert_eq!(capture.fields.amount, 1_000);
+        assert_eq!(books.payer_held[0], 1_000);
+        assert!(advance(&reply(&capture, 0, 77, 1_000, 6), 0, 1_000_000, &mut books).is_none());
+        assert_eq!(books.payer_held[0], 0);
+        assert_eq!(books.payer_balance[0], -1_000);
+        assert_eq!(books.merchant_net[0], 990);
+        assert_eq!(books.fee, 10);
+    }
+
+    #[test]
+    fn a_declined_first_step_ends_the_flow_and_books_nothing() {
+        let mut books = BooksTally::new(1, 1, 0);
+        let first = start(FlowKind::Refund, 0, 1_000_000, 500);
+        assert!(advance(&reply(&first, 51, 0, 0, 5), 0, 1_000_000, &mut books).is_none());
+        assert_eq!(books.payer_balance[0], 0);
+    }
+
+    #[test]
+    fn reversal_of_an_approved_purchase_undoes_it_exactly() {
+        let mut books = BooksTally::new(1, 1, 30);
+        let first = start(FlowKind::Reversal, 0, 1_000_000, 1_000);
+        let reversal = advance(&reply(&first, 0, 9, 1_000, 41), 0, 1_000_000, &mut books).expect("reversal");
+        assert_eq!(reversal.kind, RequestKind::Reversal);
+        assert_eq!(reversal.fields.amount, 41, "names the purchase's request id");
+        assert!(advance(&reply(&reversal, 0, 0, 0, 42), 0, 1_000_000, &mut books).is_none());
+        assert_eq!(
+            (books.payer_balance[0], books.merchant_net[0], books.fee),
+            (0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn increment_then_capture_captures_all_that_is_held() {
+        let mut books = BooksTally::new(1, 1, 0);
+        let first = start(FlowKind::AuthorizeIncrementCapture, 0, 1_000_000, 1_000);
+        let increment = advance(&reply(&first, 0, 3, 1_000, 1), 0, 1_000_000, &mut books).expect("inc");
+        assert_eq!(
+            (increment.kind, increment.fields.amount),
+            (RequestKind::Increment, 100)
+        );
+        let capture = advance(&reply(&increment, 0, 3, 100, 2), 0, 1_000_000, &mut books).expect("cap");
+        assert_eq!(
+            (capture.kind, capture.fields.amount),
+            (RequestKind::Capture, 1_100)
+        );
+        assert!(advance(&reply(&capture, 0, 3, 1_100, 3), 0, 1_000_000, &mut books).is_none());
+        assert_eq!((books.payer_balance[0], books.payer_held[0]), (-1_100, 0));
+    }
+}

@@ -1,0 +1,586 @@
+//! loadgen: how fast authd really is on this machine, measured the way serious latency tools
+//! measure.
+//!
+//! # Design
+//!
+//! loadgen shares the machine with authd, so it is built to cost less per request than authd
+//! does (it prints what each side spends):
+//!
+//! * A few threads, each a mio event loop over many terminal connections ([`worker`]). Each
+//!   connection has fixed read and write buffers and a fixed ring of requests in flight
+//!   ([`connection`]); requests are pre-encoded templates patched in place ([`template`]);
+//!   replies are read by offset; latencies go into HdrHistograms ([`recorder`]). Nothing on the
+//!   request path allocates, formats or locks.
+//! * Two modes. Closed loop (`--connections C --pipeline P`): every connection keeps P flows in
+//!   progress, as fast as replies come. Open loop (`--rate R`): flows start on a fixed schedule
+//!   whatever the server does, and latency counts from when a request was *due*, so a stall is
+//!   charged to every request it delayed ([`schedule`], coordinated omission corrected as
+//!   wrk2 does). A timerfd paces sends to the microsecond rather than epoll's millisecond.
+//! * A workload is a weighted mix of flows (purchase; authorize then capture; refund; ...) over
+//!   payers drawn uniformly or by a Zipf law ([`workload`], [`flow`]).
+//! * Every approved reply is booked as authd books it; afterwards the books check reads the
+//!   merchants', the fee account's and a sample of payers' balances and compares ([`books`]).
+//! * Credentials come from `authctl provision`'s CSV or are opened by loadgen over a pipelined
+//!   operator connection ([`provision`]); `--spawn` starts and stops a release authd
+//!   ([`spawn`]).
+//! * Results: a progress line per second, a summary, `--json`, `--hgrm`, `--plot` ([`report`],
+//!   [`plot`]).
+//!
+//! # Layout
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`run`] (this file) | one run from flags to report: provision, connect, threads, check |
+//! | [`worker`] | a thread's event loop |
+//! | [`connection`] | a terminal connection: log-on, buffers, in-flight ring, reply parsing |
+//! | [`template`] | pre-encoded request frames |
+//! | [`schedule`] | open-loop due times |
+//! | [`workload`] | `--mix`, `--distribution`, the random generator, Zipf |
+//! | [`flow`] | flows step by step and the money they move |
+//! | [`recorder`] | per-thread histograms and counts |
+//! | [`books`] | the books check |
+//! | [`provision`] | credentials: CSV or self-provisioned |
+//! | [`spawn`] | starting and stopping authd |
+//! | [`report`], [`plot`] | outputs |
+//! | [`clock`] | monotonic and CPU clocks |
+
+pub mod books;
+pub mod clock;
+pub mod connection;
+pub mod flow;
+pub mod plot;
+pub mod provision;
+pub mod recorder;
+pub mod report;
+pub mod schedule;
+pub mod spawn;
+pub mod template;
+pub mod worker;
+pub mod workload;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde_json::json;
+use wire::client::Client;
+use wire::logon::Secret;
+use wire::Role;
+
+use crate::books::{BooksCheck, Snapshot};
+use crate::clock::{now_ns, other_process_cpu_ns, process_cpu_ns};
+use crate::connection::{Connection, TerminalLogon, SEQUENCE_SPAN};
+use crate::flow::BooksTally;
+use crate::provision::{Credentials, ProvisionPlan};
+use crate::recorder::{latency_histogram, Errors, Interval};
+use crate::report::{Report, Second};
+use crate::schedule::NS_PER_S;
+use crate::spawn::Spawned;
+use crate::worker::{Mode, Plan, Timeline};
+use crate::workload::{Distribution, Mix};
+
+/// Most threads.
+pub const THREADS_MAX: usize = 64;
+/// Most connections.
+pub const CONNECTIONS_MAX: u32 = 10_000;
+/// Seconds flows in progress get to finish after the run before they count as unanswered.
+pub const DRAIN_S: u64 = 10;
+
+/// Where the server is.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// A running authd.
+    Connect(SocketAddr),
+    /// Start one: binary (None = next to loadgen), `--fsync` mode, extra flags.
+    Spawn {
+        /// The authd binary.
+        authd: Option<PathBuf>,
+        /// `--fsync` mode.
+        fsync: String,
+        /// More authd flags.
+        extra: Vec<String>,
+    },
+}
+
+/// Everything a run needs (main.rs fills it from the flags).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where.
+    pub target: Target,
+    /// Credentials CSV (else self-provisioned).
+    pub credentials: Option<PathBuf>,
+    /// Operator key file (else `<data dir>/operator.key`).
+    pub key: Option<PathBuf>,
+    /// The authd data dir (for the operator key).
+    pub data_dir: Option<PathBuf>,
+    /// Operator id.
+    pub operator_id: u32,
+    /// Load threads.
+    pub threads: usize,
+    /// Connections in all.
+    pub connections: u32,
+    /// Closed loop: flows in progress per connection.
+    pub pipeline: u32,
+    /// Open loop: flows per second (None = closed loop).
+    pub rate: Option<f64>,
+    /// Requests in flight per connection, most (open loop; the server's limit also applies).
+    pub in_flight_max: u32,
+    /// Flow mix.
+    pub mix: Mix,
+    /// The mix as given.
+    pub mix_text: String,
+    /// Payer choice.
+    pub distribution: Distribution,
+    /// The distribution as given.
+    pub distribution_text: String,
+    /// Every terminal belongs to one merchant.
+    pub hot_merchant: bool,
+    /// Self-provisioning: payers, merchants, balance, fee.
+    pub payers: u32,
+    /// Merchants to register.
+    pub merchants: u32,
+    /// Funds per payer, minor units.
+    pub payer_balance: u64,
+    /// Merchant fee, basis points (known when self-provisioned or given).
+    pub fee_bps: Option<u16>,
+    /// Amount range, minor units.
+    pub amount_minor: (u64, u64),
+    /// Measured seconds.
+    pub duration_s: f64,
+    /// Warm-up seconds before measuring.
+    pub warmup_s: f64,
+    /// Payers the books check reads (0 = no books check).
+    pub books_sample: usize,
+    /// Print a line per second.
+    pub progress: bool,
+    /// Random seed.
+    pub seed: u64,
+}
+
+struct Operator {
+    address: SocketAddr,
+    id: u32,
+    secret: Secret,
+}
+
+impl Operator {
+    fn connect(&self) -> anyhow::Result<Client> {
+        let mut client = Client::connect(self.address, Role::Operator, self.id, self.secret)
+            .with_context(|| format!("operator log-on to {} failed", self.address))?;
+        client.set_read_timeout(Some(Duration::from_secs(60)))?;
+        Ok(client)
+    }
+}
+
+/// Runs the load described by `config` and returns its report (also printed as it goes).
+pub fn run(config: &Config) -> anyhow::Result<Report> {
+    check_config(config)?;
+    let spawned = match &config.target {
+        Target::Spawn { authd, fsync, extra } => {
+            let binary = spawn::locate_authd(authd.as_deref())?;
+            eprintln!(
+                "loadgen: starting {} --fsync {fsync} {}",
+                binary.display(),
+                extra.join(" ")
+            );
+            Some(Spawned::start(&binary, fsync, extra)?)
+        }
+        Target::Connect(_) => None,
+    };
+    let address = match (&config.target, &spawned) {
+        (_, Some(spawned)) => spawned.address,
+        (Target::Connect(address), None) => *address,
+        (Target::Spawn { .. }, None) => unreachable!("spawned above"),
+    };
+    let operator = operator_secret(config, spawned.as_ref())?.map(|secret| Operator {
+        address,
+        id: config.operator_id,
+        secret,
+    });
+    let report = run_against(
+        config,
+        address,
+        operator.as_ref(),
+        spawned.as_ref().map(Spawned::pid),
+    );
+    if let Some(spawned) = spawned {
+        eprintln!("loadgen: stopping authd (SIGTERM)");
+        spawned.stop()?;
+    }
+    report
+}
+
+fn check_config(config: &Config) -> anyhow::Result<()> {
+    if config.threads == 0 || config.threads > THREADS_MAX {
+        bail!("--threads must be 1..={THREADS_MAX}");
+    }
+    if config.connections == 0 || config.connections > CONNECTIONS_MAX {
+        bail!("--connections must be 1..={CONNECTIONS_MAX}");
+    }
+    if (config.connections as usize) < config.threads {
+        bail!(
+            "--connections ({}) must be at least --threads ({})",
+            config.connections,
+            config.threads
+        );
+    }
+    if config.pipeline == 0 {
+        bail!("--pipeline must be at least 1");
+    }
+    if config.rate.is_some_and(|rate| rate.is_nan() || rate <= 0.0) {
+        bail!("--rate must be positive");
+    }
+    if config.duration_s.is_nan()
+        || config.duration_s <= 0.0
+        || config.warmup_s.is_nan()
+        || config.warmup_s < 0.0
+    {
+        bail!("--duration must be positive and --warmup not negative");
+    }
+    let (low, high) = config.amount_minor;
+    if low == 0 || low > high {
+        bail!("amounts: need 0 < --amount-min <= --amount-max");
+    }
+    Ok(())
+}
+
+fn operator_secret(config: &Config, spawned: Option<&Spawned>) -> anyhow::Result<Option<Secret>> {
+    let path = match (&config.key, &config.data_dir, spawned) {
+        (Some(key), _, _) => key.clone(),
+        (None, Some(dir), _) => dir.join("operator.key"),
+        (None, None, Some(spawned)) => spawned.operator_key(),
+        (None, None, None) => return Ok(None),
+    };
+    provision::read_operator_key(&path).map(Some)
+}
+
+fn credentials(config: &Config, operator: Option<&Operator>) -> anyhow::Result<(Credentials, Option<u16>)> {
+    if let Some(path) = &config.credentials {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read --credentials {}", path.display()))?;
+        let credentials = provision::parse_csv(&text)
+            .map_err(|error| anyhow::anyhow!("--credentials {}: {error}", path.display()))?;
+        return Ok((credentials, config.fee_bps));
+    }
+    let Some(operator) = operator else {
+        bail!("loadgen needs credentials: pass --credentials FILE (from authctl provision), or --data-dir / --key for the operator key so loadgen provisions itself, or --spawn");
+    };
+    let plan = ProvisionPlan {
+        merchants: config.merchants,
+        terminals: config.connections,
+        payers: config.payers,
+        payer_balance: config.payer_balance,
+        fee_bps: config.fee_bps.unwrap_or(0),
+        hot_merchant: config.hot_merchant,
+    };
+    let started = now_ns();
+    let mut client = operator.connect()?;
+    let credentials = provision::provision(&mut client, &plan)?;
+    eprintln!(
+        "loadgen: provisioned {} merchants, {} terminals, {} payers in {:.2} s",
+        credentials.merchants.len(),
+        credentials.terminals.len(),
+        credentials.payers.len(),
+        (now_ns() - started) as f64 / 1e9
+    );
+    Ok((credentials, Some(plan.fee_bps)))
+}
+
+/// Opens every connection (blocking log-ons) and deals them to threads round robin.
+fn connect_all(
+    config: &Config,
+    address: SocketAddr,
+    credentials: &Credentials,
+) -> anyhow::Result<Vec<Vec<Connection>>> {
+    let mut threads: Vec<Vec<Connection>> = (0..config.threads).map(|_| Vec::new()).collect();
+    let terminals = credentials.terminals.len() as u64;
+    let run_base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |elapsed| elapsed.as_micros() as u64);
+    let wanted = match config.rate {
+        Some(_) => config.in_flight_max,
+        None => config.pipeline,
+    };
+    for index in 0..u64::from(config.connections) {
+        let terminal = credentials.terminals[(index % terminals) as usize];
+        // Connections sharing a terminal use disjoint id ranges.
+        let id_base = run_base + (index / terminals) * SEQUENCE_SPAN;
+        let logon = TerminalLogon {
+            terminal: terminal.id,
+            secret: terminal.secret,
+            merchant: terminal.merchant,
+        };
+        let connection = Connection::open(address, logon, id_base, wanted)
+            .with_context(|| format!("connection {index} (terminal {}) to {address}", terminal.id))?;
+        if config.rate.is_none() && connection.in_flight_max < config.pipeline {
+            eprintln!(
+                "loadgen: the server allows {} requests in flight per connection; --pipeline {} is capped",
+                connection.in_flight_max, config.pipeline
+            );
+        }
+        threads[(index as usize) % config.threads].push(connection);
+    }
+    Ok(threads)
+}
+
+fn run_against(
+    config: &Config,
+    address: SocketAddr,
+    operator: Option<&Operator>,
+    authd_pid: Option<u32>,
+) -> anyhow::Result<Report> {
+    let (credentials, fee_bps) = credentials(config, operator)?;
+    let sample = books::payer_sample(credentials.payers.len(), config.books_sample);
+    let mut books_client = match (operator, config.books_sample) {
+        (Some(operator), 1..) => Some(operator.connect()?),
+        _ => {
+            eprintln!("loadgen: no operator key (or --books-sample 0): the books check will not run");
+            None
+        }
+    };
+    let before = match &mut books_client {
+        Some(client) => Some(books::snapshot(client, &credentials, &sample)?),
+        None => None,
+    };
+    let connections = connect_all(config, address, &credentials)?;
+    let accounts: Arc<[u64]> = credentials.payers.clone().into();
+    let start_ns = now_ns() + 50_000_000;
+    let measure_from_ns = start_ns + (config.warmup_s * 1e9) as u64;
+    let timeline = Timeline {
+        start_ns,
+        measure_from_ns,
+        stop_ns: measure_from_ns + (config.duration_s * 1e9) as u64,
+        drain_deadline_ns: measure_from_ns + (config.duration_s * 1e9) as u64 + DRAIN_S * NS_PER_S,
+    };
+    let (sender, receiver) = mpsc::sync_channel::<Interval>(4096);
+    let threads = config.threads;
+    let mut handles = Vec::with_capacity(threads);
+    for (index, connections) in connections.into_iter().enumerate() {
+        let plan = Plan {
+            mode: match config.rate {
+                Some(rate) => Mode::Open {
+                    rate_per_s: rate / threads as f64,
+                },
+                None => Mode::Closed {
+                    pipeline: config.pipeline,
+                },
+            },
+            mix: config.mix.clone(),
+            sampler: config.distribution.sampler(accounts.len() as u64),
+            accounts: Arc::clone(&accounts),
+            merchants: credentials.merchants.len(),
+            fee_bps: fee_bps.unwrap_or(0),
+            amount_minor: config.amount_minor,
+            timeline,
+            seed: config.seed.wrapping_add(index as u64 * 0x1000_0000_01b3),
+            progress: sender.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name(format!("loadgen-{index}"))
+            .spawn(move || worker::run(plan, connections))
+            .context("cannot start a load thread")?;
+        handles.push(handle);
+    }
+    drop(sender);
+    let watched = watch(config, &timeline, receiver, &handles, authd_pid);
+    let mut outcomes = Vec::with_capacity(threads);
+    for handle in handles {
+        let outcome = handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("a load thread panicked"))?
+            .context("a load thread failed")?;
+        outcomes.push(outcome);
+    }
+    let mut tally = BooksTally::new(accounts.len(), credentials.merchants.len(), fee_bps.unwrap_or(0));
+    let mut latency = latency_histogram();
+    let mut service = latency_histogram();
+    let mut codes = [0u64; 256];
+    let mut errors = Errors::default();
+    let (mut requests, mut flows_started, mut backlog_max) = (0, 0, 0);
+    for outcome in &outcomes {
+        tally.merge(&outcome.books);
+        latency
+            .add(&outcome.recorder.latency)
+            .context("merge histograms")?;
+        service
+            .add(&outcome.recorder.service)
+            .context("merge histograms")?;
+        for (total, part) in codes.iter_mut().zip(outcome.recorder.codes) {
+            *total += part;
+        }
+        errors.add(&outcome.recorder.errors);
+        requests += outcome.recorder.replies;
+        flows_started += outcome.flows_started;
+        backlog_max = backlog_max.max(outcome.backlog_max);
+    }
+    let books = match (&mut books_client, before) {
+        (Some(client), Some(before)) => Some(check_books(
+            client,
+            &credentials,
+            &sample,
+            &before,
+            &tally,
+            fee_bps,
+        )?),
+        _ => None,
+    };
+    let measured_s = (timeline.stop_ns - timeline.measure_from_ns) as f64 / 1e9;
+    Ok(Report {
+        mode: if config.rate.is_some() { "open" } else { "closed" },
+        settings: settings_json(config, &credentials, fee_bps),
+        measured_s,
+        requests,
+        flows_started,
+        latency,
+        service,
+        codes: codes
+            .iter()
+            .enumerate()
+            .filter(|(_, count)| **count > 0)
+            .map(|(code, count)| (code as u8, *count))
+            .collect(),
+        errors,
+        books,
+        loadgen_cpu_ns_per_request: watched.loadgen_cpu_ns as f64 / requests.max(1) as f64,
+        authd_cpu_ns_per_request: watched.authd_cpu_ns.map(|ns| ns as f64 / requests.max(1) as f64),
+        backlog_max,
+        timeline: watched.timeline,
+    })
+}
+
+fn check_books(
+    client: &mut Client,
+    credentials: &Credentials,
+    sample: &[usize],
+    before: &Snapshot,
+    tally: &BooksTally,
+    fee_bps: Option<u16>,
+) -> anyhow::Result<BooksCheck> {
+    let after = books::snapshot(client, credentials, sample)?;
+    Ok(books::compare(before, &after, tally, fee_bps.is_some()))
+}
+
+fn settings_json(config: &Config, credentials: &Credentials, fee_bps: Option<u16>) -> serde_json::Value {
+    json!({
+        "threads": config.threads,
+        "connections": config.connections,
+        "pipeline": config.rate.is_none().then_some(config.pipeline),
+        "rate": config.rate,
+        "in_flight_max": config.rate.map(|_| config.in_flight_max),
+        "mix": config.mix_text,
+        "distribution": config.distribution_text,
+        "hot_merchant": config.hot_merchant,
+        "payers": credentials.payers.len(),
+        "merchants": credentials.merchants.len(),
+        "terminals": credentials.terminals.len(),
+        "fee_bps": fee_bps,
+        "duration_s": config.duration_s,
+        "warmup_s": config.warmup_s,
+        "target": match &config.target {
+            Target::Connect(address) => json!({"connect": address.to_string()}),
+            Target::Spawn { fsync, extra, .. } => json!({"spawn": {"fsync": fsync, "flags": extra}}),
+        },
+    })
+}
+
+/// What the main thread saw while the load ran.
+struct Watched {
+    timeline: Vec<Second>,
+    loadgen_cpu_ns: u64,
+    authd_cpu_ns: Option<u64>,
+}
+
+/// Collects per-second figures (printing progress lines) until every thread has finished, and
+/// reads the CPU clocks at the start and end of the measured phase.
+fn watch(
+    config: &Config,
+    timeline: &Timeline,
+    receiver: Receiver<Interval>,
+    handles: &[JoinHandle<std::io::Result<worker::Outcome>>],
+    authd_pid: Option<u32>,
+) -> Watched {
+    let mut seconds: Vec<(usize, Interval)> = Vec::new();
+    let mut printed = 0u64;
+    let mut timeline_out = Vec::new();
+    let mut cpu_start: Option<(u64, Option<u64>)> = None;
+    let mut cpu_end: Option<(u64, Option<u64>)> = None;
+    let cpu_now = || (process_cpu_ns(), authd_pid.and_then(other_process_cpu_ns));
+    loop {
+        let now = now_ns();
+        if cpu_start.is_none() && now >= timeline.measure_from_ns {
+            cpu_start = Some(cpu_now());
+        }
+        if cpu_end.is_none() && now >= timeline.stop_ns {
+            cpu_end = Some(cpu_now());
+        }
+        let mut disconnected = false;
+        match receiver.recv_timeout(Duration::from_millis(5)) {
+            Ok(interval) => merge_interval(&mut seconds, interval),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => disconnected = true,
+        }
+        // A second is complete when every thread reported it (or all are done).
+        let finished = disconnected || handles.iter().all(JoinHandle::is_finished);
+        if disconnected {
+            seconds.sort_by_key(|(_, interval)| interval.second);
+            printed = seconds
+                .first()
+                .map_or(printed, |(_, interval)| interval.second.saturating_sub(1));
+        }
+        while let Some(position) = seconds.iter().position(|(count, interval)| {
+            interval.second == printed + 1 && (*count == config.threads || finished)
+        }) {
+            let (_, interval) = seconds.remove(position);
+            printed += 1;
+            let second = to_second(&interval, timeline);
+            if config.progress {
+                eprintln!("{}", second.line());
+            }
+            timeline_out.push(second);
+        }
+        if disconnected || (finished && seconds.is_empty()) {
+            break;
+        }
+    }
+    let (start, end) = (cpu_start.unwrap_or_else(cpu_now), cpu_end.unwrap_or_else(cpu_now));
+    Watched {
+        timeline: timeline_out,
+        loadgen_cpu_ns: end.0.saturating_sub(start.0),
+        authd_cpu_ns: match (start.1, end.1) {
+            (Some(start), Some(end)) => Some(end.saturating_sub(start)),
+            _ => None,
+        },
+    }
+}
+
+fn merge_interval(seconds: &mut Vec<(usize, Interval)>, interval: Interval) {
+    if let Some((count, merged)) = seconds
+        .iter_mut()
+        .find(|(_, seen)| seen.second == interval.second)
+    {
+        *count += 1;
+        merged.replies += interval.replies;
+        merged.declines += interval.declines;
+        merged.errors += interval.errors;
+        let _ = merged.latency.add(&interval.latency);
+    } else {
+        seconds.push((1, interval));
+    }
+}
+
+fn to_second(interval: &Interval, timeline: &Timeline) -> Second {
+    let end_ns = timeline.start_ns + interval.second * NS_PER_S;
+    Second {
+        second: interval.second,
+        replies: interval.replies,
+        declines: interval.declines,
+        errors: interval.errors,
+        p50_us: interval.latency.value_at_quantile(0.5) as f64 / 1_000.0,
+        p99_us: interval.latency.value_at_quantile(0.99) as f64 / 1_000.0,
+        warmup: end_ns <= timeline.measure_from_ns,
+    }
+}

@@ -1,0 +1,157 @@
+//! What one worker thread measures: latency histograms (whole run and the current second),
+//! counts by response code, errors. Recording is a histogram increment and an array add: no
+//! allocation, no formatting, no lock.
+
+use hdrhistogram::Histogram;
+
+/// Largest latency recorded, nanoseconds (an hour); larger values saturate.
+pub const LATENCY_NS_MAX: u64 = 3_600 * 1_000_000_000;
+/// Significant decimal digits of the histograms.
+pub const SIGNIFICANT_DIGITS: u8 = 3;
+
+/// A latency histogram in nanoseconds.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_NS_MAX, SIGNIFICANT_DIGITS)
+        .unwrap_or_else(|error| unreachable!("constant histogram bounds are valid: {error}"))
+}
+
+/// Error counts by cause.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Errors {
+    /// ERROR replies `Busy`: the request was not executed.
+    pub busy: u64,
+    /// Other ERROR replies (malformed request: a loadgen bug).
+    pub protocol: u64,
+    /// Replies to ids not in flight, or of the wrong type.
+    pub bad_reply: u64,
+    /// Connections lost during the run.
+    pub connections_lost: u64,
+    /// Requests never answered (connection lost or drain timeout).
+    pub unanswered: u64,
+}
+
+impl Errors {
+    /// All errors.
+    pub fn total(&self) -> u64 {
+        self.busy + self.protocol + self.bad_reply + self.connections_lost + self.unanswered
+    }
+
+    /// Adds another's counts.
+    pub fn add(&mut self, other: &Errors) {
+        self.busy += other.busy;
+        self.protocol += other.protocol;
+        self.bad_reply += other.bad_reply;
+        self.connections_lost += other.connections_lost;
+        self.unanswered += other.unanswered;
+    }
+}
+
+/// One second of one thread, sent to the main thread for the progress line and the plot.
+#[derive(Debug)]
+pub struct Interval {
+    /// Seconds since the start (warm-up included), the second this covers ends at.
+    pub second: u64,
+    /// Replies in that second.
+    pub replies: u64,
+    /// Declined replies (code != 0).
+    pub declines: u64,
+    /// Errors.
+    pub errors: u64,
+    /// Latencies of that second.
+    pub latency: Histogram<u64>,
+}
+
+/// One thread's measurements.
+#[derive(Debug)]
+pub struct Recorder {
+    /// Latency from the intended time (due time in the open loop), measured phase only.
+    pub latency: Histogram<u64>,
+    /// Latency from the actual send (service time), measured phase only.
+    pub service: Histogram<u64>,
+    /// Replies by ISO code, measured phase only.
+    pub codes: [u64; 256],
+    /// Replies in the measured phase.
+    pub replies: u64,
+    /// Errors over the whole run.
+    pub errors: Errors,
+    interval: Histogram<u64>,
+    interval_replies: u64,
+    interval_declines: u64,
+    interval_errors_base: u64,
+}
+
+impl Default for Recorder {
+    fn default() -> Recorder {
+        Recorder::new()
+    }
+}
+
+impl Recorder {
+    /// Empty histograms and counts.
+    pub fn new() -> Recorder {
+        Recorder {
+            latency: latency_histogram(),
+            service: latency_histogram(),
+            codes: [0; 256],
+            replies: 0,
+            errors: Errors::default(),
+            interval: latency_histogram(),
+            interval_replies: 0,
+            interval_declines: 0,
+            interval_errors_base: 0,
+        }
+    }
+
+    /// Records one reply.
+    #[inline]
+    pub fn reply(&mut self, latency_ns: u64, service_ns: u64, code: u8, measured: bool) {
+        let latency_ns = latency_ns.max(1);
+        self.interval.saturating_record(latency_ns);
+        self.interval_replies += 1;
+        self.interval_declines += u64::from(code != 0);
+        if measured {
+            self.latency.saturating_record(latency_ns);
+            self.service.saturating_record(service_ns.max(1));
+            self.codes[usize::from(code)] += 1;
+            self.replies += 1;
+        }
+    }
+
+    /// Closes the current second: returns its figures and starts the next.
+    pub fn take_interval(&mut self, second: u64) -> Interval {
+        let errors = self.errors.total();
+        let interval = Interval {
+            second,
+            replies: self.interval_replies,
+            declines: self.interval_declines,
+            errors: errors - self.interval_errors_base,
+            latency: self.interval.clone(),
+        };
+        self.interval.reset();
+        self.interval_replies = 0;
+        self.interval_declines = 0;
+        self.interval_errors_base = errors;
+        interval
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warm_up_replies_count_in_the_second_but_not_in_the_result() {
+        let mut recorder = Recorder::new();
+        recorder.reply(1_000, 900, 0, false);
+        recorder.reply(2_000, 1_900, 51, true);
+        assert_eq!(recorder.replies, 1);
+        assert_eq!(recorder.codes[51], 1);
+        assert_eq!(recorder.latency.len(), 1);
+        recorder.errors.busy += 2;
+        let interval = recorder.take_interval(1);
+        assert_eq!((interval.replies, interval.declines, interval.errors), (2, 1, 2));
+        assert_eq!(interval.latency.len(), 2);
+        let next = recorder.take_interval(2);
+        assert_eq!((next.replies, next.errors), (0, 0));
+    }
+}

@@ -1,0 +1,370 @@
+//! The result of a run: the summary printed at the end, the `--json` document, the `--hgrm`
+//! percentile distribution (HdrHistogram's text format, readable by its plotter), and the
+//! per-second timeline the progress lines and the plot share.
+
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+
+use crate::books::BooksCheck;
+use crate::recorder::Errors;
+
+/// One second of the run, all threads together.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Second {
+    /// Seconds since the start (warm-up included), at the end of this one.
+    pub second: u64,
+    /// Replies in it.
+    pub replies: u64,
+    /// Declines in it.
+    pub declines: u64,
+    /// Errors in it.
+    pub errors: u64,
+    /// Median latency, microseconds.
+    pub p50_us: f64,
+    /// 99th percentile, microseconds.
+    pub p99_us: f64,
+    /// True while warming up.
+    pub warmup: bool,
+}
+
+impl Second {
+    /// The progress line.
+    pub fn line(&self) -> String {
+        format!(
+            "[{:>4}s] {:>10} req/s  p50 {:>9.1} us  p99 {:>9.1} us  declines {:>6}  errors {:>4}{}",
+            self.second,
+            self.replies,
+            self.p50_us,
+            self.p99_us,
+            self.declines,
+            self.errors,
+            if self.warmup { "  (warm-up)" } else { "" }
+        )
+    }
+}
+
+/// Everything a run measured.
+#[derive(Debug)]
+pub struct Report {
+    /// "closed" or "open".
+    pub mode: &'static str,
+    /// What was asked for, for the record (flags as given).
+    pub settings: Value,
+    /// Seconds measured (warm-up excluded).
+    pub measured_s: f64,
+    /// Replies measured.
+    pub requests: u64,
+    /// Flows started, whole run.
+    pub flows_started: u64,
+    /// Latency from the intended send time, nanoseconds.
+    pub latency: Histogram<u64>,
+    /// Latency from the actual send, nanoseconds (differs from `latency` in the open loop).
+    pub service: Histogram<u64>,
+    /// Replies by ISO code.
+    pub codes: Vec<(u8, u64)>,
+    /// Errors.
+    pub errors: Errors,
+    /// The books check, if it ran.
+    pub books: Option<BooksCheck>,
+    /// loadgen's CPU time per measured request, nanoseconds.
+    pub loadgen_cpu_ns_per_request: f64,
+    /// A spawned authd's CPU time per measured request, nanoseconds.
+    pub authd_cpu_ns_per_request: Option<f64>,
+    /// Most flows due and not yet sent at once (open loop: the generator fell behind).
+    pub backlog_max: u64,
+    /// Per second.
+    pub timeline: Vec<Second>,
+}
+
+/// Percentiles reported, as (JSON key, quantile).
+pub const PERCENTILES: [(&str, f64); 5] = [
+    ("p50", 0.5),
+    ("p90", 0.9),
+    ("p99", 0.99),
+    ("p999", 0.999),
+    ("p9999", 0.9999),
+];
+
+fn us(ns: u64) -> f64 {
+    ns as f64 / 1_000.0
+}
+
+impl Report {
+    /// Requests per second over the measured time.
+    pub fn ops_per_s(&self) -> f64 {
+        if self.measured_s > 0.0 {
+            self.requests as f64 / self.measured_s
+        } else {
+            0.0
+        }
+    }
+
+    /// Declined replies (code != 0).
+    pub fn declines(&self) -> u64 {
+        self.codes
+            .iter()
+            .filter(|(code, _)| *code != 0)
+            .map(|(_, count)| count)
+            .sum()
+    }
+
+    fn latency_json(histogram: &Histogram<u64>) -> Value {
+        let mut latency = serde_json::Map::new();
+        for (key, quantile) in PERCENTILES {
+            latency.insert(key.into(), json!(us(histogram.value_at_quantile(quantile))));
+        }
+        latency.insert("max".into(), json!(us(histogram.max())));
+        latency.insert("mean".into(), json!(histogram.mean() / 1_000.0));
+        Value::Object(latency)
+    }
+
+    /// The `--json` document.
+    pub fn to_json(&self) -> Value {
+        let codes: serde_json::Map<String, Value> = self
+            .codes
+            .iter()
+            .map(|(code, count)| (format!("{code:02}"), json!(count)))
+            .collect();
+        json!({
+            "mode": self.mode,
+            "settings": self.settings,
+            "measured_s": self.measured_s,
+            "requests": self.requests,
+            "flows_started": self.flows_started,
+            "ops_per_s": self.ops_per_s(),
+            "latency_us": Report::latency_json(&self.latency),
+            "service_time_us": Report::latency_json(&self.service),
+            "codes": codes,
+            "declines": self.declines(),
+            "errors": self.errors.total(),
+            "errors_by_cause": {
+                "busy": self.errors.busy,
+                "protocol": self.errors.protocol,
+                "bad_reply": self.errors.bad_reply,
+                "connections_lost": self.errors.connections_lost,
+                "unanswered": self.errors.unanswered,
+            },
+            "books": self.books.as_ref().map(|books| json!({
+                "ok": books.ok,
+                "payers_checked": books.payers_checked,
+                "merchants_checked": books.merchants_checked,
+                "exact_per_merchant": books.exact_per_merchant,
+                "unknown_outcomes": books.unknown_outcomes,
+                "mismatch_count": books.mismatch_count,
+                "mismatches": books.mismatches,
+            })),
+            "cpu": {
+                "loadgen_us_per_request": self.loadgen_cpu_ns_per_request / 1_000.0,
+                "authd_us_per_request": self.authd_cpu_ns_per_request.map(|ns| ns / 1_000.0),
+            },
+            "backlog_max": self.backlog_max,
+            "timeline": self.timeline.iter().map(|second| json!({
+                "second": second.second,
+                "replies": second.replies,
+                "declines": second.declines,
+                "errors": second.errors,
+                "p50_us": second.p50_us,
+                "p99_us": second.p99_us,
+                "warmup": second.warmup,
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    /// The final summary.
+    pub fn summary(&self) -> String {
+        let mut text = String::new();
+        let _ = writeln!(
+            text,
+            "\n{} loop: {} requests in {:.2} s = {:.0} requests/s ({} flows started)",
+            self.mode,
+            self.requests,
+            self.measured_s,
+            self.ops_per_s(),
+            self.flows_started
+        );
+        let mut line = String::from("latency (us, from the intended send time):");
+        for (key, quantile) in PERCENTILES {
+            let _ = write!(line, " {key} {:.1}", us(self.latency.value_at_quantile(quantile)));
+        }
+        let _ = writeln!(text, "{line} max {:.1}", us(self.latency.max()));
+        if self.mode == "open" {
+            let _ = writeln!(
+                text,
+                "service time (us, from the actual send): p50 {:.1} p99 {:.1} max {:.1}; generator backlog max {}",
+                us(self.service.value_at_quantile(0.5)),
+                us(self.service.value_at_quantile(0.99)),
+                us(self.service.max()),
+                self.backlog_max
+            );
+        }
+        let codes: Vec<String> = self
+            .codes
+            .iter()
+            .map(|(code, count)| format!("{code:02}: {count}"))
+            .collect();
+        let _ = writeln!(text, "response codes: {}", codes.join(", "));
+        let errors = &self.errors;
+        let _ = writeln!(
+            text,
+            "errors: {} (busy {}, protocol {}, bad reply {}, connections lost {}, unanswered {})",
+            errors.total(),
+            errors.busy,
+            errors.protocol,
+            errors.bad_reply,
+            errors.connections_lost,
+            errors.unanswered
+        );
+        let mut cpu = format!(
+            "CPU per request: loadgen {:.2} us",
+            self.loadgen_cpu_ns_per_request / 1_000.0
+        );
+        if let Some(authd) = self.authd_cpu_ns_per_request {
+            let _ = write!(cpu, ", authd {:.2} us", authd / 1_000.0);
+        }
+        let _ = writeln!(text, "{cpu}");
+        match &self.books {
+            Some(books) if books.ok => {
+                let _ = writeln!(
+                    text,
+                    "books check: OK ({} payers, {} merchants{}; nothing lost, nothing doubled)",
+                    books.payers_checked,
+                    books.merchants_checked,
+                    if books.exact_per_merchant {
+                        ", exact per merchant"
+                    } else {
+                        ", merchants in total"
+                    }
+                );
+            }
+            Some(books) => {
+                let _ = writeln!(
+                    text,
+                    "books check: FAILED, {} mismatches ({} requests with unknown outcome):",
+                    books.mismatch_count, books.unknown_outcomes
+                );
+                for mismatch in &books.mismatches {
+                    let _ = writeln!(text, "  {mismatch}");
+                }
+            }
+            None => {
+                let _ = writeln!(text, "books check: not run");
+            }
+        }
+        text
+    }
+
+    /// HdrHistogram's percentile distribution text (values in microseconds).
+    pub fn hgrm(&self) -> String {
+        hgrm(&self.latency)
+    }
+}
+
+/// `histogram` (nanoseconds) as HdrHistogram's percentile distribution, microseconds.
+pub fn hgrm(histogram: &Histogram<u64>) -> String {
+    let mut text = String::from("       Value     Percentile TotalCount 1/(1-Percentile)\n\n");
+    for value in histogram.iter_quantiles(5) {
+        let quantile = value.quantile_iterated_to();
+        let inverse = if quantile < 1.0 {
+            format!("{:.2}", 1.0 / (1.0 - quantile))
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            text,
+            "{:12.3} {:14.12} {:10} {:>14}",
+            us(value.value_iterated_to()),
+            quantile,
+            value.count_since_last_iteration(),
+            inverse
+        );
+    }
+    let _ = writeln!(
+        text,
+        "#[Mean    = {:12.3}, StdDeviation   = {:12.3}]",
+        histogram.mean() / 1_000.0,
+        histogram.stdev() / 1_000.0
+    );
+    let _ = writeln!(
+        text,
+        "#[Max     = {:12.3}, Total count    = {:12}]",
+        us(histogram.max()),
+        histogram.len()
+    );
+    let _ = writeln!(
+        text,
+        "#[Buckets = {:12}, SubBuckets     = {:12}]",
+        histogram.buckets(),
+        histogram.distinct_values()
+    );
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recorder::latency_histogram;
+
+    fn report() -> Report {
+        let mut latency = latency_histogram();
+        for value in 1..=1000u64 {
+            latency.record(value * 1_000).expect("record");
+        }
+        Report {
+            mode: "closed",
+            settings: json!({"connections": 1}),
+            measured_s: 2.0,
+            requests: 1000,
+            flows_started: 1000,
+            service: latency.clone(),
+            latency,
+            codes: vec![(0, 990), (51, 10)],
+            errors: Errors::default(),
+            books: Some(BooksCheck {
+                ok: true,
+                ..BooksCheck::default()
+            }),
+            loadgen_cpu_ns_per_request: 1_500.0,
+            authd_cpu_ns_per_request: None,
+            backlog_max: 0,
+            timeline: vec![],
+        }
+    }
+
+    #[test]
+    fn json_has_the_documented_shape() {
+        let value = report().to_json();
+        assert_eq!(value["ops_per_s"], json!(500.0));
+        for key in ["p50", "p90", "p99", "p999", "p9999", "max"] {
+            assert!(value["latency_us"][key].is_f64(), "latency_us.{key}");
+        }
+        assert!((value["latency_us"]["p50"].as_f64().unwrap_or(0.0) - 500.0).abs() < 1.0);
+        assert_eq!(value["latency_us"]["max"].as_f64().map(f64::round), Some(1000.0));
+        assert_eq!(value["codes"]["00"], json!(990));
+        assert_eq!(value["codes"]["51"], json!(10));
+        assert_eq!(value["errors"], json!(0));
+        assert_eq!(value["books"]["ok"], json!(true));
+        assert_eq!(value["cpu"]["loadgen_us_per_request"], json!(1.5));
+        assert_eq!(value["declines"], json!(10));
+    }
+
+    #[test]
+    fn hgrm_ends_with_the_footer_hdrhistogram_plotters_read() {
+        let text = report().hgrm();
+        assert!(text.starts_with("       Value     Percentile TotalCount 1/(1-Percentile)"));
+        assert!(text.contains("#[Max     ="));
+        assert!(text.contains("Total count    =         1000]"));
+        let last_value_line = text.lines().rfind(|line| !line.starts_with('#')).unwrap_or("");
+        assert!(last_value_line.contains("1.000000000000"), "{last_value_line}");
+    }
+
+    #[test]
+    fn summary_names_the_figures() {
+        let text = report().summary();
+        assert!(text.contains("500 requests/s"));
+        assert!(text.contains("51: 10"));
+        assert!(text.contains("books check: OK"));
+        assert!(text.contains("CPU per request: loadgen 1.50 us"));
+    }
+}

@@ -1,0 +1,325 @@
+//! Pre-encoded request frames: each request kind is encoded once with `wire::Frame::encode`, and
+//! the hot path copies its bytes and patches the request id and two or three fields in place.
+//! No allocation, no encoder per request. The offsets come from PROTOCOL.md's tables; the tests
+//! decode patched frames with `wire::Decoder` to prove them.
+
+use bytes::BytesMut;
+use wire::messages::terminal::{
+    Authorize, BalanceCheck, Capture, Echo, Increment, Offer, OfferCancel, Purchase, Refund, Reversal, Void,
+};
+use wire::types::{AccountNumber, HoldId, OfferId, PayerRef, ShortText};
+use wire::{Frame, Message, Request};
+
+/// Currency of every amount loadgen sends (EUR; authd's default books currency).
+pub const CURRENCY: u16 = 978;
+/// Largest template, bytes (Offer: 16 + 56).
+pub const TEMPLATE_BYTES_MAX: usize = 96;
+
+const REQUEST_ID: usize = 8;
+const BODY: usize = 16;
+/// PayerRef's account number sits after its tag byte.
+const PAYER_ACCOUNT: usize = BODY + 1;
+/// The amount that follows a PayerRef (Authorize, Purchase, BalanceCheck, Offer).
+const AMOUNT_AFTER_PAYER: usize = BODY + 9;
+/// A hold id at the start of the body (Increment, Capture, Void, Refund, OfferCancel).
+const HOLD: usize = BODY;
+/// The amount that follows a leading hold id.
+const AMOUNT_AFTER_HOLD: usize = BODY + 8;
+/// Reversal's original request id follows the payer.
+const ORIGINAL_REQUEST_ID: usize = BODY + 9;
+/// Echo's value.
+const ECHO_VALUE: usize = BODY;
+
+/// Which request a template encodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RequestKind {
+    /// AUTHORIZE (payer, amount).
+    Authorize,
+    /// INCREMENT (hold, amount).
+    Increment,
+    /// CAPTURE final (hold, amount).
+    Capture,
+    /// VOID (hold).
+    Void,
+    /// PURCHASE (payer, amount).
+    Purchase,
+    /// REFUND (hold, amount).
+    Refund,
+    /// REVERSAL (payer, original request id).
+    Reversal,
+    /// BALANCE_CHECK (payer, amount).
+    BalanceCheck,
+    /// OFFER (payer, amount).
+    Offer,
+    /// OFFER_CANCEL (offer).
+    OfferCancel,
+    /// ECHO (value).
+    Echo,
+}
+
+impl RequestKind {
+    /// Every kind, in `repr` order.
+    pub const ALL: [RequestKind; 11] = [
+        RequestKind::Authorize,
+        RequestKind::Increment,
+        RequestKind::Capture,
+        RequestKind::Void,
+        RequestKind::Purchase,
+        RequestKind::Refund,
+        RequestKind::Reversal,
+        RequestKind::BalanceCheck,
+        RequestKind::Offer,
+        RequestKind::OfferCancel,
+        RequestKind::Echo,
+    ];
+
+    /// The message type of its reply.
+    pub fn reply_type(self) -> u8 {
+        self.prototype().message_type() | 0x80
+    }
+
+    /// A representative request; the fields a flow sets are patched in later.
+    fn prototype(self) -> Request {
+        let payer = PayerRef::Account(AccountNumber(0));
+        match self {
+            RequestKind::Authorize => Request::Authorize(Authorize {
+                payer,
+                amount_minor: 0,
+                currency: CURRENCY,
+                hold_lifetime_s: 0,
+                pin: None,
+            }),
+            RequestKind::Increment => Request::Increment(Increment {
+                hold_id: HoldId(0),
+                amount_minor: 0,
+            }),
+            RequestKind::Capture => Request::Capture(Capture {
+                hold_id: HoldId(0),
+                amount_minor: 0,
+                final_capture: true,
+                loyalty_points: 0,
+                product: None,
+            }),
+            RequestKind::Void => Request::Void(Void { hold_id: HoldId(0) }),
+            RequestKind::Purchase => Request::Purchase(Purchase {
+                payer,
+                amount_minor: 0,
+                currency: CURRENCY,
+                pin: None,
+                loyalty_points: 0,
+                product: None,
+            }),
+            RequestKind::Refund => Request::Refund(Refund {
+                hold_id: HoldId(0),
+                amount_minor: 0,
+            }),
+            RequestKind::Reversal => Request::Reversal(Reversal {
+                payer,
+                original_request_id: 0,
+            }),
+            RequestKind::BalanceCheck => Request::BalanceCheck(BalanceCheck {
+                payer,
+                amount_minor: 0,
+                currency: CURRENCY,
+            }),
+            RequestKind::Offer => Request::Offer(Offer {
+                payer,
+                amount_minor: 0,
+                currency: CURRENCY,
+                expires_in_s: 0,
+                reference: ShortText::new("loadgen").unwrap_or_default(),
+            }),
+            RequestKind::OfferCancel => Request::OfferCancel(OfferCancel { offer_id: OfferId(0) }),
+            RequestKind::Echo => Request::Echo(Echo { value: 0 }),
+        }
+    }
+}
+
+/// The fields a request carries besides its id; which ones apply depends on the kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fields {
+    /// Payer account number (payer kinds).
+    pub account: u64,
+    /// Amount, minor units; or the original request id (Reversal); or the echo value.
+    pub amount: u64,
+    /// Hold or offer id (hold kinds).
+    pub hold: u64,
+}
+
+/// One kind's encoded frame.
+#[derive(Clone, Copy, Debug)]
+struct Template {
+    bytes: [u8; TEMPLATE_BYTES_MAX],
+    length: usize,
+}
+
+/// All templates, built once per thread.
+#[derive(Clone, Debug)]
+pub struct Templates {
+    templates: [Template; RequestKind::ALL.len()],
+}
+
+impl Default for Templates {
+    fn default() -> Templates {
+        Templates::new()
+    }
+}
+
+impl Templates {
+    /// Encodes every kind once.
+    pub fn new() -> Templates {
+        let templates = RequestKind::ALL.map(|kind| {
+            let mut encoded = BytesMut::with_capacity(TEMPLATE_BYTES_MAX);
+            Frame {
+                request_id: 0,
+                message: Message::Request(kind.prototype()),
+            }
+            .encode(&mut encoded);
+            assert!(encoded.len() <= TEMPLATE_BYTES_MAX, "{kind:?} fits its template");
+            let mut bytes = [0u8; TEMPLATE_BYTES_MAX];
+            bytes[..encoded.len()].copy_from_slice(&encoded);
+            Template {
+                bytes,
+                length: encoded.len(),
+            }
+        });
+        Templates { templates }
+    }
+
+    /// The encoded length of a kind's frame.
+    #[inline]
+    pub fn length(&self, kind: RequestKind) -> usize {
+        self.templates[kind as usize].length
+    }
+
+    /// Writes `kind`'s frame with `request_id` and `fields` into `out`, which must hold
+    /// `length(kind)` bytes; returns the bytes written.
+    #[inline]
+    pub fn write(&self, kind: RequestKind, request_id: u64, fields: Fields, out: &mut [u8]) -> usize {
+        let template = &self.templates[kind as usize];
+        let frame = &mut out[..template.length];
+        frame.copy_from_slice(&template.bytes[..template.length]);
+        put_u64(frame, REQUEST_ID, request_id);
+        match kind {
+            RequestKind::Authorize
+            | RequestKind::Purchase
+            | RequestKind::BalanceCheck
+            | RequestKind::Offer => {
+                put_u64(frame, PAYER_ACCOUNT, fields.account);
+                put_u64(frame, AMOUNT_AFTER_PAYER, fields.amount);
+            }
+            RequestKind::Increment | RequestKind::Capture | RequestKind::Refund => {
+                put_u64(frame, HOLD, fields.hold);
+                put_u64(frame, AMOUNT_AFTER_HOLD, fields.amount);
+            }
+            RequestKind::Void | RequestKind::OfferCancel => put_u64(frame, HOLD, fields.hold),
+            RequestKind::Reversal => {
+                put_u64(frame, PAYER_ACCOUNT, fields.account);
+                put_u64(frame, ORIGINAL_REQUEST_ID, fields.amount);
+            }
+            RequestKind::Echo => put_u64(frame, ECHO_VALUE, fields.amount),
+        }
+        template.length
+    }
+}
+
+#[inline]
+fn put_u64(frame: &mut [u8], offset: usize, value: u64) {
+    frame[offset..offset + 8].copy_from_slice(&value.to_le_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wire::Decoder;
+
+    fn decode(bytes: &[u8]) -> Frame {
+        let mut buffer = BytesMut::from(bytes);
+        let frame = Decoder::default()
+            .decode(&mut buffer)
+            .expect("valid frame")
+            .expect("whole frame");
+        assert!(buffer.is_empty());
+        frame
+    }
+
+    #[test]
+    fn patched_templates_decode_to_the_requests_they_stand_for() {
+        let templates = Templates::new();
+        let fields = Fields {
+            account: 1_000_123,
+            amount: 2_500,
+            hold: 77,
+        };
+        let payer = PayerRef::Account(AccountNumber(fields.account));
+        for kind in RequestKind::ALL {
+            let mut out = [0u8; TEMPLATE_BYTES_MAX];
+            let written = templates.write(kind, 0xdead_beef, fields, &mut out);
+            assert_eq!(written, templates.length(kind));
+            let frame = decode(&out[..written]);
+            assert_eq!(frame.request_id, 0xdead_beef);
+            let Message::Request(request) = frame.message else {
+                panic!("{kind:?} is a request");
+            };
+            assert_eq!(request.message_type() | 0x80, kind.reply_type());
+            let expected = match kind.prototype() {
+                Request::Authorize(body) => Request::Authorize(Authorize {
+                    payer,
+                    amount_minor: fields.amount,
+                    ..body
+                }),
+                Request::Purchase(body) => Request::Purchase(Purchase {
+                    payer,
+                    amount_minor: fields.amount,
+                    ..body
+                }),
+                Request::BalanceCheck(body) => Request::BalanceCheck(BalanceCheck {
+                    payer,
+                    amount_minor: fields.amount,
+                    ..body
+                }),
+                Request::Offer(body) => Request::Offer(Offer {
+                    payer,
+                    amount_minor: fields.amount,
+                    ..body
+                }),
+                Request::Increment(_) => Request::Increment(Increment {
+                    hold_id: HoldId(77),
+                    amount_minor: fields.amount,
+                }),
+                Request::Capture(body) => Request::Capture(Capture {
+                    hold_id: HoldId(77),
+                    amount_minor: fields.amount,
+                    ..body
+                }),
+                Request::Refund(_) => Request::Refund(Refund {
+                    hold_id: HoldId(77),
+                    amount_minor: fields.amount,
+                }),
+                Request::Void(_) => Request::Void(Void { hold_id: HoldId(77) }),
+                Request::OfferCancel(_) => Request::OfferCancel(OfferCancel {
+                    offer_id: OfferId(77),
+                }),
+                Request::Reversal(_) => Request::Reversal(Reversal {
+                    payer,
+                    original_request_id: fields.amount,
+                }),
+                Request::Echo(_) => Request::Echo(Echo { value: fields.amount }),
+                other => panic!("no template for {other:?}"),
+            };
+            assert_eq!(request, expected, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn capture_template_is_final() {
+        let templates = Templates::new();
+        let mut out = [0u8; TEMPLATE_BYTES_MAX];
+        let written = templates.write(RequestKind::Capture, 1, Fields::default(), &mut out);
+        let Message::Request(Request::Capture(capture)) = decode(&out[..written]).message else {
+            panic!("capture");
+        };
+        assert!(capture.final_capture);
+    }
+}

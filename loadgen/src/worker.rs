@@ -1,0 +1,421 @@
+//! One load thread: a mio event loop over many connections.
+//!
+//! Each turn: start the flows that are due (open loop: the schedule; closed loop: a new flow
+//! whenever one ends, `--pipeline` per connection), write every connection's queued requests
+//! with one syscall each, wait for replies (or the pacing timer), and for each reply record its
+//! latency, book it, and queue the flow's next request. Nothing on this path allocates.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use rustix::time::{
+    timerfd_create, timerfd_settime, Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags,
+};
+
+use crate::clock::{now_ns, timespec};
+use crate::connection::{Completed, Connection, ERROR_BUSY};
+use crate::flow::{self, BooksTally};
+use crate::recorder::{Interval, Recorder};
+use crate::schedule::{latency_ns, Schedule, NS_PER_S};
+use crate::template::Templates;
+use crate::workload::{Mix, PayerSampler, Rng};
+
+/// Events taken per poll.
+const EVENTS_MAX: usize = 1024;
+const TIMER: Token = Token(usize::MAX - 1);
+
+/// Closed or open loop.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Mode {
+    /// As fast as replies come: `pipeline` flows in progress on every connection.
+    Closed {
+        /// Flows in progress per connection.
+        pipeline: u32,
+    },
+    /// New flows at a fixed rate, whatever the replies do.
+    Open {
+        /// This thread's share of `--rate`, flows per second.
+        rate_per_s: f64,
+    },
+}
+
+/// When the phases of the run begin and end (monotonic ns).
+#[derive(Clone, Copy, Debug)]
+pub struct Timeline {
+    /// Load starts.
+    pub start_ns: u64,
+    /// Warm-up ends: replies to requests due from here on are measured.
+    pub measure_from_ns: u64,
+    /// No new flows from here on; flows in progress finish.
+    pub stop_ns: u64,
+    /// Requests still unanswered here are given up.
+    pub drain_deadline_ns: u64,
+}
+
+/// What a thread does.
+pub struct Plan {
+    /// Closed or open loop.
+    pub mode: Mode,
+    /// Flow kinds by weight.
+    pub mix: Mix,
+    /// Payer choice.
+    pub sampler: PayerSampler,
+    /// Payer account numbers by payer index.
+    pub accounts: Arc<[u64]>,
+    /// Merchants (for the tally).
+    pub merchants: usize,
+    /// Fee assumed for the tally.
+    pub fee_bps: u16,
+    /// Amounts are drawn uniformly from this range, minor units.
+    pub amount_minor: (u64, u64),
+    /// Phases.
+    pub timeline: Timeline,
+    /// Random seed.
+    pub seed: u64,
+    /// Where per-second figures go.
+    pub progress: SyncSender<Interval>,
+}
+
+/// What a thread measured.
+pub struct Outcome {
+    /// Latencies, codes, errors.
+    pub recorder: Recorder,
+    /// Money seen moving.
+    pub books: BooksTally,
+    /// Flows started.
+    pub flows_started: u64,
+    /// Most flows due and not yet sent at once (open loop).
+    pub backlog_max: u64,
+}
+
+struct Worker {
+    plan: Plan,
+    templates: Templates,
+    connections: Vec<Connection>,
+    recorder: Recorder,
+    books: BooksTally,
+    rng: Rng,
+    dirty: Vec<usize>,
+    is_dirty: Vec<bool>,
+    stopping: bool,
+    flows_started: u64,
+}
+
+/// Runs the load on `connections` until the plan's stop time, then drains.
+pub fn run(plan: Plan, mut connections: Vec<Connection>) -> io::Result<Outcome> {
+    let mut poll = Poll::new()?;
+    for (index, connection) in connections.iter_mut().enumerate() {
+        poll.registry().register(
+            &mut connection.stream,
+            Token(index),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+    }
+    let count = connections.len();
+    let ring_max = connections
+        .iter()
+        .map(|connection| connection.in_flight_max as usize)
+        .max()
+        .unwrap_or(1);
+    let mut worker = Worker {
+        books: BooksTally::new(plan.accounts.len(), plan.merchants, plan.fee_bps),
+        rng: Rng::new(plan.seed),
+        plan,
+        templates: Templates::new(),
+        connections,
+        recorder: Recorder::new(),
+        dirty: Vec::with_capacity(count),
+        is_dirty: vec![false; count],
+        stopping: false,
+        flows_started: 0,
+    };
+    let mut completed: Vec<Completed> = Vec::with_capacity(ring_max * 4);
+    let mut events = Events::with_capacity(EVENTS_MAX);
+    let timeline = worker.plan.timeline;
+    let mut schedule = match worker.plan.mode {
+        Mode::Open { rate_per_s } => Some(Schedule::new(timeline.start_ns, rate_per_s)),
+        Mode::Closed { .. } => None,
+    };
+    let timer = match schedule {
+        Some(_) => Some(new_timer(&poll)?),
+        None => None,
+    };
+    let mut timer_armed_ns = 0u64;
+    let mut backlog_max = 0u64;
+    let mut next_second_ns = timeline.start_ns + NS_PER_S;
+    let mut second = 1u64;
+    if let Mode::Closed { pipeline } = worker.plan.mode {
+        let now = now_ns();
+        for index in 0..count {
+            for _ in 0..pipeline.min(worker.connections[index].in_flight_max) {
+                worker.start_flow(index, now, now);
+            }
+        }
+    }
+    loop {
+        let now = now_ns();
+        if !worker.stopping && now >= timeline.stop_ns {
+            worker.stopping = true;
+        }
+        if now >= next_second_ns {
+            let _ = worker
+                .plan
+                .progress
+                .try_send(worker.recorder.take_interval(second));
+            second += 1;
+            next_second_ns += NS_PER_S;
+        }
+        if worker.stopping {
+            let in_flight: u64 = worker.connections.iter().map(|c| u64::from(c.in_flight)).sum();
+            if in_flight == 0 {
+                break;
+            }
+            if now >= timeline.drain_deadline_ns {
+                worker.abandon_all();
+                break;
+            }
+        }
+        if let (Some(schedule), false) = (schedule.as_mut(), worker.stopping) {
+            backlog_max = backlog_max.max(schedule.backlog(now));
+            worker.start_due(schedule, now);
+            let due_ns = schedule.next_due_ns();
+            if let Some(timer) = &timer {
+                if due_ns > now && due_ns != timer_armed_ns {
+                    arm(timer, due_ns)?;
+                    timer_armed_ns = due_ns;
+                }
+            }
+        }
+        worker.flush_dirty();
+        let wake_ns = if worker.stopping {
+            timeline.drain_deadline_ns
+        } else {
+            timeline.stop_ns
+        }
+        .min(next_second_ns);
+        let timeout = Duration::from_nanos(wake_ns.saturating_sub(now_ns()));
+        match poll.poll(&mut events, Some(timeout)) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        }
+        for event in events.iter() {
+            if event.token() == TIMER {
+                if let Some(timer) = &timer {
+                    let mut expirations = [0u8; 8];
+                    let _ = rustix::io::read(timer, &mut expirations);
+                }
+                continue;
+            }
+            let index = event.token().0;
+            if index >= count || !worker.connections[index].open {
+                continue;
+            }
+            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                let result = worker.connections[index].receive(&mut completed, now_ns);
+                for done in completed.drain(..) {
+                    worker.on_reply(index, &done);
+                }
+                if let Err(error) = result {
+                    worker.lose(index, &error);
+                    continue;
+                }
+            }
+            if event.is_writable() {
+                worker.mark_dirty(index);
+            }
+        }
+    }
+    let mut recorder = worker.recorder;
+    let last = recorder.take_interval(second);
+    let _ = worker.plan.progress.try_send(last);
+    for connection in &worker.connections {
+        recorder.errors.bad_reply +=
+            connection.anomalies.unknown_request_id + connection.anomalies.malformed_reply;
+    }
+    Ok(Outcome {
+        recorder,
+        books: worker.books,
+        flows_started: worker.flows_started,
+        backlog_max,
+    })
+}
+
+impl Worker {
+    /// Starts a new flow on connection `index`; false if it has no room.
+    #[inline]
+    fn start_flow(&mut self, index: usize, intended_ns: u64, now: u64) -> bool {
+        let kind = self.plan.mix.pick(self.rng.next_u64());
+        let payer = self.plan.sampler.sample(&mut self.rng);
+        let account = self.plan.accounts[payer as usize];
+        let (low, high) = self.plan.amount_minor;
+        let amount = self.rng.between(low, high);
+        let step = flow::start(kind, payer as u32, account, amount);
+        let connection = &mut self.connections[index];
+        let queued = connection.queue(
+            &self.templates,
+            step.kind,
+            step.fields,
+            step.state,
+            intended_ns,
+            now,
+        );
+        if queued.is_none() {
+            return false;
+        }
+        connection.flows += 1;
+        self.flows_started += 1;
+        self.mark_dirty(index);
+        true
+    }
+
+    /// Open loop: starts every flow that is due, on connections with room, round robin.
+    fn start_due(&mut self, schedule: &mut Schedule, now: u64) {
+        let count = self.connections.len();
+        let mut cursor = (self.flows_started as usize) % count.max(1);
+        let mut tries = 0;
+        while schedule.next_due_ns() <= now && tries < count {
+            if self.connections[cursor].has_room(crate::template::TEMPLATE_BYTES_MAX) {
+                let due = schedule.next_due_ns();
+                if self.start_flow(cursor, due, now) {
+                    let _ = schedule.take_due(now);
+                    tries = 0;
+                } else {
+                    tries += 1;
+                }
+            } else {
+                tries += 1;
+            }
+            cursor = (cursor + 1) % count;
+        }
+    }
+
+    #[inline]
+    fn mark_dirty(&mut self, index: usize) {
+        if !self.is_dirty[index] {
+            self.is_dirty[index] = true;
+            self.dirty.push(index);
+        }
+    }
+
+    fn flush_dirty(&mut self) {
+        let mut position = 0;
+        while position < self.dirty.len() {
+            let index = self.dirty[position];
+            self.is_dirty[index] = false;
+            if self.connections[index].open {
+                if let Err(error) = self.connections[index].flush() {
+                    self.lose(index, &error);
+                }
+            }
+            position += 1;
+        }
+        self.dirty.clear();
+    }
+
+    /// Records and books one reply; queues the flow's next request or a new flow.
+    #[inline]
+    fn on_reply(&mut self, index: usize, done: &Completed) {
+        let timeline = self.plan.timeline;
+        let measured = done.intended_ns >= timeline.measure_from_ns && done.intended_ns < timeline.stop_ns;
+        if let Some(error) = done.error {
+            if error == ERROR_BUSY {
+                self.recorder.errors.busy += 1;
+            } else {
+                self.recorder.errors.protocol += 1;
+            }
+            self.end_flow(index, done.reply_ns);
+            return;
+        }
+        self.recorder.reply(
+            latency_ns(done.intended_ns, done.reply_ns),
+            latency_ns(done.sent_ns, done.reply_ns),
+            done.code,
+            measured,
+        );
+        let connection = &self.connections[index];
+        let account = self
+            .plan
+            .accounts
+            .get(done.state.payer as usize)
+            .copied()
+            .unwrap_or(0);
+        match flow::advance(done, connection.merchant, account, &mut self.books) {
+            Some(step) => {
+                let queued = self.connections[index].queue(
+                    &self.templates,
+                    step.kind,
+                    step.fields,
+                    step.state,
+                    done.reply_ns,
+                    done.reply_ns,
+                );
+                if queued.is_some() {
+                    self.mark_dirty(index);
+                } else {
+                    self.books.follow_ups_dropped += 1;
+                    self.end_flow(index, done.reply_ns);
+                }
+            }
+            None => self.end_flow(index, done.reply_ns),
+        }
+    }
+
+    fn end_flow(&mut self, index: usize, now: u64) {
+        let connection = &mut self.connections[index];
+        connection.flows = connection.flows.saturating_sub(1);
+        if let (Mode::Closed { .. }, false) = (self.plan.mode, self.stopping) {
+            if connection.open {
+                self.start_flow(index, now, now);
+            }
+        }
+    }
+
+    /// The connection failed: its unanswered requests have unknown outcomes.
+    fn lose(&mut self, index: usize, error: &io::Error) {
+        let connection = &mut self.connections[index];
+        if !connection.open {
+            return;
+        }
+        eprintln!("loadgen: connection {index} lost: {error}");
+        connection.open = false;
+        connection.flows = 0;
+        let unanswered = connection.take_unanswered().count() as u64;
+        self.recorder.errors.connections_lost += 1;
+        self.recorder.errors.unanswered += unanswered;
+        self.books.unknown_outcomes += unanswered;
+    }
+
+    fn abandon_all(&mut self) {
+        for connection in &mut self.connections {
+            let unanswered = connection.take_unanswered().count() as u64;
+            self.recorder.errors.unanswered += unanswered;
+            self.books.unknown_outcomes += unanswered;
+        }
+    }
+}
+
+fn new_timer(poll: &Poll) -> io::Result<OwnedFd> {
+    let timer = timerfd_create(
+        TimerfdClockId::Monotonic,
+        TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
+    )?;
+    poll.registry()
+        .register(&mut SourceFd(&timer.as_raw_fd()), TIMER, Interest::READABLE)?;
+    Ok(timer)
+}
+
+/// Arms the timer to fire once at monotonic time `at_ns`.
+fn arm(timer: &OwnedFd, at_ns: u64) -> io::Result<()> {
+    let spec = Itimerspec {
+        it_interval: timespec(0),
+        it_value: timespec(at_ns),
+    };
+    timerfd_settime(timer, TimerfdTimerFlags::ABSTIME, &spec)?;
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! End to end: `loadgen --spawn` starts the debug authd, provisions itself, runs an open loop
+//! at a low rate for two seconds with every flow kind, and the JSON report and the books check
+//! must come out right. (Issue 6.)
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The authd binary of this profile, built if missing (`CARGO_BIN_EXE_authd` is only set for
+/// the engine package's own tests).
+fn authd_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let binary = profile_dir.join("authd");
+    if !binary.exists() {
+        let release = profile_dir.file_name().is_some_and(|name| name == "release");
+        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cargo.args(["build", "-p", "engine", "--bin", "authd"]);
+        if release {
+            cargo.arg("--release");
+        }
+        assert!(
+            cargo.status().expect("run cargo build").success(),
+            "building authd failed"
+        );
+    }
+    binary
+}
+
+#[test]
+fn open_loop_run_reports_json_and_the_books_agree() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json_path = dir.path().join("result.json");
+    let hgrm_path = dir.path().join("result.hgrm");
+    let plot_path = dir.path().join("result.svg");
+    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .arg("--spawn")
+        .arg("--authd")
+        .arg(authd_binary())
+        .args([
+            "--fsync",
+            "always",
+            "--authd-arg=--shards=4",
+            "--authd-arg=--threads=1",
+        ])
+        .args(["--rate", "400", "--duration", "2", "--warmup", "0.5"])
+        .args([
+            "--connections",
+            "4",
+            "--threads",
+            "2",
+            "--payers",
+            "200",
+            "--merchants",
+            "3",
+        ])
+        .args([
+            "--mix",
+            "purchase=40,authorize_capture=10,authorize_void=5,authorize_increment_capture=10,\
+             refund=10,reversal=10,balance_check=5,echo=5,offer_cancel=5",
+        ])
+        .args(["--distribution", "zipf:0.99", "--quiet"])
+        .arg("--json")
+        .arg(&json_path)
+        .arg("--hgrm")
+        .arg(&hgrm_path)
+        .arg("--plot")
+        .arg(&plot_path)
+        .output()
+        .expect("run loadgen");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "loadgen failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("books check: OK"), "{stdout}");
+
+    let text = std::fs::read_to_string(&json_path).expect("json written");
+    let report: serde_json::Value = serde_json::from_str(&text).expect("valid json");
+    let ops_per_s = report["ops_per_s"].as_f64().expect("ops_per_s");
+    // 400 flows/s, most of them two requests: well above 400 requests/s, and not absurd.
+    assert!((400.0..2_000.0).contains(&ops_per_s), "ops_per_s {ops_per_s}");
+    for key in ["p50", "p90", "p99", "p999", "p9999", "max"] {
+        let value = report["latency_us"][key].as_f64().unwrap_or(-1.0);
+        assert!(value > 0.0, "latency_us.{key} = {value}");
+    }
+    assert!(
+        report["codes"]["00"].as_u64().unwrap_or(0) > 500,
+        "{}",
+        report["codes"]
+    );
+    assert_eq!(report["errors"].as_u64(), Some(0), "{text}");
+    assert_eq!(report["books"]["ok"].as_bool(), Some(true), "{text}");
+    assert_eq!(report["books"]["exact_per_merchant"].as_bool(), Some(true));
+    assert!(report["cpu"]["loadgen_us_per_request"].as_f64().unwrap_or(0.0) > 0.0);
+
+    let hgrm = std::fs::read_to_string(&hgrm_path).expect("hgrm written");
+    assert!(hgrm.contains("#[Max"), "{hgrm}");
+    let svg = std::fs::read_to_string(&plot_path).expect("svg written");
+    assert!(svg.starts_with("<svg") && svg.contains("latency by percentile"));
+}
+
+#[test]
+fn a_missing_server_is_a_clear_error() {
+    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "--connect",
+            "127.0.0.1:1",
+            "--key",
+            "/nonexistent/operator.key",
+            "--duration",
+            "1",
+        ])
+        .output()
+        .expect("run loadgen");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--key FILE or --data-dir"), "{stderr}");
+}

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use authd_tests::{add_terminal, balances, device, payer, shop, Authd};
 use wire::client::{Client, Incoming};
 use wire::messages::device::OwnBalance;
-use wire::messages::terminal::{Authorize, Capture, Purchase};
+use wire::messages::terminal::{Authorize, Capture, Purchase, Reversal};
 use wire::types::{AccountNumber, HoldId, PayerRef, Role};
 use wire::{Reply, Request};
 
@@ -76,6 +76,13 @@ fn after_sigterm_and_a_restart_everything_is_still_there() {
         .expect("send purchase");
     let purchase_reply = till.wait_for(purchase_request_id).expect("purchase");
     assert_eq!(hold_of(&purchase_reply).0, 0);
+    // A terminal gave up on a purchase that has not arrived: the marker must outlive the stop.
+    let late_request_id = 71_000_003;
+    let reversal = Request::Reversal(Reversal {
+        payer: PayerRef::Account(AccountNumber(alice)),
+        original_request_id: late_request_id,
+    });
+    assert_eq!(till.call(&reversal).expect("reversal").outcome(), (0, 0));
     let accounts = [alice, shop.settlement, FEE, FUNDING];
     let before: Vec<_> = accounts
         .iter()
@@ -106,6 +113,13 @@ fn after_sigterm_and_a_restart_everything_is_still_there() {
     assert_eq!(
         till.wait_for(hold_request_id).expect("retried authorize"),
         hold_reply
+    );
+    till.send_with_id(late_request_id, &purchase(alice, 999))
+        .expect("send the late original");
+    assert_eq!(
+        till.wait_for(late_request_id).expect("late original").outcome(),
+        (5, 20),
+        "the reversal's marker survived the restart: the late original is declined, Reversed"
     );
     let after_retries: Vec<_> = accounts
         .iter()
@@ -585,5 +599,53 @@ fn a_hold_expired_by_the_clock_stays_expired_after_a_restart() {
         again.outcome(),
         declined.outcome(),
         "still expired after the restart"
+    );
+}
+
+#[test]
+fn a_retry_racing_its_original_on_another_connection_moves_money_once() {
+    let authd = Authd::start(&[]);
+    let mut operator = authd.operator();
+    let shop = shop(&mut operator, FEE_BPS, 100);
+    let alice = payer(&mut operator, 0, 1_000_000);
+    const REQUESTS: u64 = 300;
+    let racers: Vec<_> = (0..2)
+        .map(|_| {
+            let mut till = authd.client(Role::Terminal, shop.terminal, shop.secret);
+            std::thread::spawn(move || {
+                let mut replies = BTreeMap::new();
+                for chunk in (1..=REQUESTS).collect::<Vec<u64>>().chunks(WINDOW) {
+                    for &request_id in chunk {
+                        let amount = request_id;
+                        till.send_with_id(request_id, &purchase(alice, amount))
+                            .expect("send");
+                    }
+                    for _ in chunk {
+                        let Incoming::Reply { request_id, reply } = till.recv().expect("reply") else {
+                            panic!("no push expected");
+                        };
+                        replies.insert(request_id, reply);
+                    }
+                }
+                replies
+            })
+        })
+        .collect();
+    let [first, second]: [BTreeMap<u64, Reply>; 2] = racers
+        .into_iter()
+        .map(|racer| racer.join().expect("racer"))
+        .collect::<Vec<_>>()
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("two racers"));
+    assert_eq!(
+        first, second,
+        "both connections get the one decision for each request id"
+    );
+    assert!(first.values().all(|reply| hold_of(reply).0 == 0));
+    let spent: u64 = (1..=REQUESTS).sum();
+    assert_eq!(
+        balances(&mut operator, alice).0,
+        (1_000_000 - spent) as i64,
+        "each purchase once"
     );
 }

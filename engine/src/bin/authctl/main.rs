@@ -26,6 +26,9 @@ use wire::types::AccountStatus;
 use amount::{LimitAmount, LimitCount, MajorAmount, EXPONENT_MAX};
 use operator::{Declined, Operator};
 
+/// Where `--help` lists the flags every subcommand takes.
+const GLOBAL: &str = "Global options";
+
 /// Exit status when authd declined the request.
 const EXIT_DECLINED: u8 = 3;
 
@@ -38,16 +41,16 @@ const EXIT_DECLINED: u8 = 3;
 #[command(version, about, long_about)]
 struct Flags {
     /// authd's address.
-    #[arg(long, global = true, default_value = "127.0.0.1:7700")]
+    #[arg(long, global = true, value_name = "ADDR", default_value = "127.0.0.1:7700", help_heading = GLOBAL)]
     connect: String,
     /// authd's data dir; the operator key is DIR/operator.key.
-    #[arg(long, global = true, default_value = "./authd-data")]
+    #[arg(long, global = true, value_name = "DIR", default_value = "./authd-data", help_heading = GLOBAL)]
     data_dir: PathBuf,
     /// The operator key file (64 hex digits); overrides --data-dir.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_name = "FILE", help_heading = GLOBAL)]
     key: Option<PathBuf>,
     /// Decimals of the currency: amounts are typed and printed in major units (2: 12.50 = 1250).
-    #[arg(long, global = true, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=i64::from(EXPONENT_MAX)))]
+    #[arg(long, global = true, value_name = "N", help_heading = GLOBAL, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=i64::from(EXPONENT_MAX)))]
     currency_exponent: u8,
     #[command(subcommand)]
     command: Command,
@@ -90,7 +93,7 @@ enum Command {
         #[arg(long)]
         account: u64,
         /// Amount in major units, like 12.50.
-        #[arg(long)]
+        #[arg(long, value_name = "AMOUNT")]
         amount: MajorAmount,
     },
     /// Change a payer's limits; flags not given keep their current value.

@@ -53,7 +53,11 @@ pub fn read_key(path: &Path) -> anyhow::Result<[u8; 32]> {
             "cannot read the operator key at {}: {source}; check its permissions, or pass --key",
             path.display()
         ),
-        malformed @ KeyError::Malformed { .. } => anyhow!("{malformed}"),
+        KeyError::Malformed { .. } => anyhow!(
+            "{} is not an operator key (64 hex digits); pass --key with authd's \
+             DATA_DIR/operator.key, or --data-dir of the authd data dir",
+            path.display()
+        ),
     })
 }
 

@@ -54,7 +54,7 @@ pub struct ProvisionFlags {
     #[arg(long, default_value_t = 1)]
     terminals: u32,
     /// Balance to load on each payer, major units.
-    #[arg(long)]
+    #[arg(long, value_name = "AMOUNT")]
     balance: MajorAmount,
     /// Payer i gets mobile number MOBILE_BASE + i (0: no mobile numbers).
     #[arg(long, default_value_t = 33_600_000_000)]
@@ -75,7 +75,7 @@ pub struct ProvisionFlags {
     #[arg(long, default_value_t = CONNECTIONS_DEFAULT, value_parser = clap::value_parser!(u8).range(1..=64))]
     connections: u8,
     /// Where to write the CSV of merchants, terminals (with secrets) and payers.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     out: PathBuf,
 }
 
@@ -366,4 +366,68 @@ fn summary(
         requests as f64 / seconds,
         flags.out.display()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn flags(arguments: &[&str]) -> ProvisionFlags {
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            flags: ProvisionFlags,
+        }
+        let mut all = vec!["provision", "--balance", "1", "--out", "x.csv"];
+        all.extend_from_slice(arguments);
+        Wrapper::parse_from(all).flags
+    }
+
+    #[test]
+    fn shares_cover_every_index_once_in_order() {
+        let flags = flags(&["--payers", "301", "--merchants", "2", "--connections", "3"]);
+        let shares: Vec<Share> = (0..3).map(|index| Share::of(&flags, index)).collect();
+        assert_eq!(shares[0].payers, 0..100);
+        assert_eq!(shares[1].payers, 100..200);
+        assert_eq!(shares[2].payers, 200..301);
+        let merchants: Vec<u32> = shares.iter().flat_map(|share| share.merchants.clone()).collect();
+        assert_eq!(merchants, vec![0, 1]);
+    }
+
+    #[test]
+    fn the_csv_is_the_documented_format() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("out.csv");
+        let second = Provisioned {
+            first_payer: 1,
+            merchants: vec![(2, 4)],
+            terminals: vec![(2, 2, [0xab; 32])],
+            payers: vec![1_000_007],
+        };
+        let first = Provisioned {
+            first_payer: 0,
+            merchants: vec![(1, 3)],
+            terminals: vec![(1, 1, [0x01; 32])],
+            payers: vec![1_000_005],
+        };
+        let all = Provisioned::merge([second, first].into_iter());
+        write_csv(&path, &all, 33_600_000_000).expect("write");
+        let expected = format!(
+            "# authd provision v1\nkind,id,owner,secret_hex\nmerchant,1,3,\nmerchant,2,4,\n\
+             terminal,1,1,{}\nterminal,2,2,{}\npayer,1000005,33600000000,\npayer,1000007,33600000001,\n",
+            "01".repeat(32),
+            "ab".repeat(32)
+        );
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), expected);
+        let mode = std::fs::metadata(&path).expect("metadata").permissions();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+    }
+
+    #[test]
+    fn mobile_numbers_past_e164_are_refused_before_anything_is_sent() {
+        assert!(check_mobile_range(&flags(&["--payers", "10", "--mobile-base", "999999999999999"])).is_err());
+        assert!(check_mobile_range(&flags(&["--payers", "10", "--mobile-base", "0"])).is_ok());
+        assert!(check_mobile_range(&flags(&["--payers", "10"])).is_ok());
+    }
 }

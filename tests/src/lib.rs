@@ -280,7 +280,10 @@ pub fn balances(operator: &mut Client, account: u64) -> (i64, u64, u64) {
     (info.balance_minor as i64, info.held_minor, info.available_minor)
 }
 
-/// The authctl binary (next to authd), built once per test run if missing.
+/// The authctl binary (next to authd), built once per test run if missing. Like `authd_binary`
+/// it does not rebuild a stale binary: `cargo test --workspace` does (engine's own integration
+/// tests need engine's binaries); before `cargo test -p authd-tests` alone, run
+/// `cargo build -p engine --bins`.
 pub fn authctl_binary() -> PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY

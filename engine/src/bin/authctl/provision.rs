@@ -18,6 +18,7 @@ use std::io::{BufWriter, Write};
 use std::ops::Range;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -142,13 +143,20 @@ pub fn run(
         .collect::<anyhow::Result<_>>()?;
     let operators: Vec<&mut Operator> = std::iter::once(operator).chain(more.iter_mut()).collect();
     let started = Instant::now();
+    // The first connection to fail stops the others: the set-up is incomplete either way.
+    let failed = AtomicBool::new(false);
+    let failed = &failed;
     let shares = std::thread::scope(|scope| {
         let workers: Vec<_> = operators
             .into_iter()
             .enumerate()
             .map(|(index, operator)| {
                 let share = Share::of(flags, index);
-                scope.spawn(move || provision_share(operator, flags, balance_minor, share))
+                scope.spawn(move || {
+                    let result = provision_share(operator, flags, balance_minor, share, failed);
+                    failed.fetch_or(result.is_err(), Ordering::Relaxed);
+                    result
+                })
             })
             .collect();
         workers
@@ -194,6 +202,7 @@ fn provision_share(
     flags: &ProvisionFlags,
     balance_minor: u64,
     share: Share,
+    failed: &AtomicBool,
 ) -> anyhow::Result<(Provisioned, u64)> {
     let mut pipeline = Pipeline::new(operator.client(), flags.in_flight);
     let mut provisioned = Provisioned {
@@ -203,6 +212,9 @@ fn provision_share(
     };
     queue_first_steps(&mut pipeline, flags, &share)?;
     while let Some((step, reply)) = pipeline.next()? {
+        if failed.load(Ordering::Relaxed) {
+            break; // Another connection's error is the one to report.
+        }
         for (request, next) in record(&mut provisioned, flags, balance_minor, step, reply)? {
             pipeline.push(request, next);
         }

@@ -128,7 +128,8 @@ enum Command {
         /// Fee in basis points when the capture carries product details.
         #[arg(long)]
         fee_bps_with_product: u16,
-        /// Where its terminals connect from (up to 32 bytes).
+        /// Its origin address, shown on its offers (up to 32 bytes, unique among merchants;
+        /// empty for none).
         #[arg(long, default_value = "")]
         origin: String,
     },

@@ -91,6 +91,24 @@ pub struct RecoveryReport {
     pub kept_aside: Vec<PathBuf>,
 }
 
+impl RecoveryReport {
+    /// The report of a log with nothing after `after`.
+    fn empty(after: Lsn) -> RecoveryReport {
+        RecoveryReport {
+            after,
+            last_lsn: after,
+            next_lsn: after + 1,
+            records_read: 0,
+            records_skipped: 0,
+            segments_read: 0,
+            end: None,
+            torn_tail: None,
+            cut: None,
+            kept_aside: Vec::new(),
+        }
+    }
+}
+
 /// How one segment's records end.
 enum SegmentStop {
     Clean { offset: usize },
@@ -110,18 +128,7 @@ where
     F: FnMut(Lsn, u64, &[u8]) -> Result<(), E>,
 {
     let segments = segment::list_segments(dir)?;
-    let mut report = RecoveryReport {
-        after,
-        last_lsn: after,
-        next_lsn: after + 1,
-        records_read: 0,
-        records_skipped: 0,
-        segments_read: 0,
-        end: None,
-        torn_tail: None,
-        cut: None,
-        kept_aside: Vec::new(),
-    };
+    let mut report = RecoveryReport::empty(after);
     // The last segment starting at or before after + 1 holds it; earlier ones are covered.
     let start = segments
         .iter()

@@ -3,16 +3,20 @@
 //! reply its clients received reflected in the books, nothing approved lost or doubled, and
 //! money conserved.
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use authd_tests::{add_terminal, balances, device, payer, shop, Authd};
+use authd_tests::{add_terminal, balances, device, payer, shop, Authd, Shop};
+use support::load::{pipeline, resend_all, Traffic, REQUESTS_PER_TERMINAL_MAX, WINDOW};
+use support::{authorize, hold_of, purchase, Random};
 use wire::client::{Client, Incoming};
 use wire::messages::device::OwnBalance;
-use wire::messages::terminal::{Authorize, Capture, Purchase, Reversal};
+use wire::messages::terminal::{Authorize, Capture, Reversal};
 use wire::types::{AccountNumber, HoldId, PayerRef, Role};
 use wire::{Reply, Request};
 
@@ -22,43 +26,36 @@ const FEE: u64 = 2;
 /// Every merchant of these tests charges this fee.
 const FEE_BPS: u16 = 200;
 
-fn authorize(payer: u64, amount_minor: u64) -> Request {
-    Request::Authorize(Authorize {
-        payer: PayerRef::Account(AccountNumber(payer)),
-        amount_minor,
-        currency: 978,
-        hold_lifetime_s: 0,
-        pin: None,
-    })
+fn fee_on(amount_minor: u64) -> u64 {
+    amount_minor * u64::from(FEE_BPS) / 10_000
 }
 
-fn purchase(payer: u64, amount_minor: u64) -> Request {
-    Request::Purchase(Purchase {
-        payer: PayerRef::Account(AccountNumber(payer)),
+/// (balance, held, available) of each account, as the operator sees them.
+fn books_of(operator: &mut Client, accounts: &[u64]) -> Vec<(i64, u64, u64)> {
+    accounts
+        .iter()
+        .map(|&account| balances(operator, account))
+        .collect()
+}
+
+fn capture(hold: u64, amount_minor: u64) -> Request {
+    Request::Capture(Capture {
+        hold_id: HoldId(hold),
         amount_minor,
-        currency: 978,
-        pin: None,
+        final_capture: true,
         loyalty_points: 0,
         product: None,
     })
 }
 
-/// (code, hold or transaction id, amount) of a hold reply.
-fn hold_of(reply: &Reply) -> (u8, u64, u64) {
-    match reply {
-        Reply::Authorize(body) | Reply::Capture(body) | Reply::Purchase(body) => {
-            (body.code, body.hold_id.0, body.amount_minor)
-        }
-        other => panic!("not a hold reply: {other:?}"),
-    }
-}
-
-fn fee_on(amount_minor: u64) -> u64 {
-    amount_minor * u64::from(FEE_BPS) / 10_000
+/// Send `request` with `request_id` and wait for its reply.
+fn call_with_id(till: &mut Client, request_id: u64, request: &Request) -> Reply {
+    till.send_with_id(request_id, request).expect("send");
+    till.wait_for(request_id).expect("reply")
 }
 
 #[test]
-fn after_sigterm_and_a_restart_everything_is_still_there() {
+fn after_sigterm_and_a_restart_balances_holds_and_log_ons_are_still_there() {
     let dir = tempfile::tempdir().expect("temp dir");
     let authd = Authd::start_in(dir.path(), &[]);
     let mut operator = authd.operator();
@@ -66,28 +63,11 @@ fn after_sigterm_and_a_restart_everything_is_still_there() {
     let alice = payer(&mut operator, 33_600_000_001, 10_000);
     let (device_id, device_secret) = device(&mut operator, alice);
     let mut till = authd.client(Role::Terminal, shop.terminal, shop.secret);
-    let (hold_request_id, purchase_request_id) = (71_000_001, 71_000_002);
-    till.send_with_id(hold_request_id, &authorize(alice, 3_000))
-        .expect("send authorize");
-    let hold_reply = till.wait_for(hold_request_id).expect("authorize");
-    let (code, hold, held) = hold_of(&hold_reply);
-    assert_eq!((code, held), (0, 3_000));
-    till.send_with_id(purchase_request_id, &purchase(alice, 250))
-        .expect("send purchase");
-    let purchase_reply = till.wait_for(purchase_request_id).expect("purchase");
-    assert_eq!(hold_of(&purchase_reply).0, 0);
-    // A terminal gave up on a purchase that has not arrived: the marker must outlive the stop.
-    let late_request_id = 71_000_003;
-    let reversal = Request::Reversal(Reversal {
-        payer: PayerRef::Account(AccountNumber(alice)),
-        original_request_id: late_request_id,
-    });
-    assert_eq!(till.call(&reversal).expect("reversal").outcome(), (0, 0));
+    let (code, hold, _) = hold_of(&till.call(&authorize(alice, 3_000)).expect("authorize"));
+    assert_eq!(code, 0);
+    assert_eq!(hold_of(&till.call(&purchase(alice, 250)).expect("purchase")).0, 0);
     let accounts = [alice, shop.settlement, FEE, FUNDING];
-    let before: Vec<_> = accounts
-        .iter()
-        .map(|&account| balances(&mut operator, account))
-        .collect();
+    let before = books_of(&mut operator, &accounts);
     assert_eq!(before[0], (9_750, 3_000, 6_750));
     drop((till, operator));
     let status = authd.terminate();
@@ -95,46 +75,13 @@ fn after_sigterm_and_a_restart_everything_is_still_there() {
 
     let authd = Authd::start_in(dir.path(), &[]);
     let mut operator = authd.operator();
-    let after: Vec<_> = accounts
-        .iter()
-        .map(|&account| balances(&mut operator, account))
-        .collect();
-    assert_eq!(after, before, "balances and holds survive the restart");
+    assert_eq!(
+        books_of(&mut operator, &accounts),
+        before,
+        "balances and holds survive"
+    );
     let mut till = authd.client(Role::Terminal, shop.terminal, shop.secret);
-    till.send_with_id(purchase_request_id, &purchase(alice, 250))
-        .expect("resend purchase");
-    assert_eq!(
-        till.wait_for(purchase_request_id).expect("retried purchase"),
-        purchase_reply,
-        "a retry after the restart gets the original reply"
-    );
-    till.send_with_id(hold_request_id, &authorize(alice, 3_000))
-        .expect("resend authorize");
-    assert_eq!(
-        till.wait_for(hold_request_id).expect("retried authorize"),
-        hold_reply
-    );
-    till.send_with_id(late_request_id, &purchase(alice, 999))
-        .expect("send the late original");
-    assert_eq!(
-        till.wait_for(late_request_id).expect("late original").outcome(),
-        (5, 20),
-        "the reversal's marker survived the restart: the late original is declined, Reversed"
-    );
-    let after_retries: Vec<_> = accounts
-        .iter()
-        .map(|&account| balances(&mut operator, account))
-        .collect();
-    assert_eq!(after_retries, before, "retries moved no money");
-
-    let capture = Capture {
-        hold_id: HoldId(hold),
-        amount_minor: 1_000,
-        final_capture: true,
-        loyalty_points: 0,
-        product: None,
-    };
-    let captured = till.call(&Request::Capture(capture)).expect("capture");
+    let captured = till.call(&capture(hold, 1_000)).expect("capture");
     assert_eq!(
         hold_of(&captured),
         (0, hold, 1_000),
@@ -162,118 +109,55 @@ fn after_sigterm_and_a_restart_everything_is_still_there() {
     );
 }
 
-/// A small deterministic generator (xorshift64*): the seed is printed so a failure replays.
-struct Random(u64);
+#[test]
+fn after_sigterm_and_a_restart_retries_get_their_original_replies() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let authd = Authd::start_in(dir.path(), &[]);
+    let mut operator = authd.operator();
+    let shop = shop(&mut operator, FEE_BPS, 100);
+    let alice = payer(&mut operator, 0, 10_000);
+    let mut till = authd.client(Role::Terminal, shop.terminal, shop.secret);
+    let sent = [
+        (71_000_001, authorize(alice, 3_000)),
+        (71_000_002, purchase(alice, 250)),
+    ];
+    let replies: Vec<Reply> = sent
+        .iter()
+        .map(|(request_id, request)| call_with_id(&mut till, *request_id, request))
+        .collect();
+    assert!(replies.iter().all(|reply| reply.outcome() == (0, 0)));
+    // A terminal gave up on a purchase that has not arrived: the marker must outlive the stop.
+    let late_request_id = 71_000_003;
+    let reversal = Request::Reversal(Reversal {
+        payer: PayerRef::Account(AccountNumber(alice)),
+        original_request_id: late_request_id,
+    });
+    assert_eq!(till.call(&reversal).expect("reversal").outcome(), (0, 0));
+    let accounts = [alice, shop.settlement, FEE, FUNDING];
+    let before = books_of(&mut operator, &accounts);
+    drop((till, operator));
+    assert_eq!(authd.terminate().code(), Some(0));
 
-impl Random {
-    fn seeded() -> Random {
-        let seed = std::env::var("AUTHD_TEST_SEED")
-            .ok()
-            .and_then(|text| text.parse().ok())
-            .unwrap_or_else(|| {
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(1, |elapsed| elapsed.as_nanos() as u64)
-            });
-        eprintln!("seed {seed} (set AUTHD_TEST_SEED={seed} to replay)");
-        Random(seed | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
-    }
-}
-
-/// One terminal's traffic: what it sent and which replies came back before the stop.
-struct Traffic {
-    terminal: u32,
-    secret: [u8; 32],
-    merchant: usize,
-    sent: BTreeMap<u64, Request>,
-    received: BTreeMap<u64, Reply>,
-}
-
-/// Requests a terminal sends before collecting their replies.
-const WINDOW: usize = 32;
-/// Requests a terminal sends at most (the stop comes long before).
-const REQUESTS_PER_TERMINAL_MAX: usize = 20_000;
-
-/// Pipeline purchases and authorizations in windows until the connection breaks.
-fn pipeline(
-    addr: SocketAddr,
-    mut traffic: Traffic,
-    payers: &[u64],
-    seed: u64,
-    received: &AtomicU64,
-) -> Traffic {
-    let mut random = Random(seed | 1);
-    let mut client = Client::connect(addr, Role::Terminal, traffic.terminal, traffic.secret).expect("log on");
-    client
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    while traffic.sent.len() < REQUESTS_PER_TERMINAL_MAX {
-        let mut window = Vec::with_capacity(WINDOW);
-        for _ in 0..WINDOW {
-            let payer = payers[random.below(payers.len() as u64) as usize];
-            let amount = 1 + random.below(2_000);
-            let request = if random.below(10) < 7 {
-                purchase(payer, amount)
-            } else {
-                authorize(payer, amount)
-            };
-            let request_id = 1_000_000 + traffic.sent.len() as u64;
-            // Remembered before it is sent: a request cut by the stop is resent after it.
-            traffic.sent.insert(request_id, request.clone());
-            if client.send_with_id(request_id, &request).is_err() {
-                return traffic;
-            }
-            window.push(request_id);
-        }
-        for _ in 0..window.len() {
-            match client.recv() {
-                Ok(Incoming::Reply { request_id, reply }) => {
-                    traffic.received.insert(request_id, reply);
-                    received.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(Incoming::Push(push)) => panic!("no push expected: {push:?}"),
-                Err(_) => return traffic,
-            }
-        }
-    }
-    traffic
-}
-
-/// Resend every request of `traffic` with its original id; the replies by id.
-fn resend_all(authd: &Authd, traffic: &Traffic) -> BTreeMap<u64, Reply> {
-    let mut client = authd.client(Role::Terminal, traffic.terminal, traffic.secret);
-    let mut replies = BTreeMap::new();
-    let sent: Vec<(&u64, &Request)> = traffic.sent.iter().collect();
-    for chunk in sent.chunks(WINDOW) {
-        for (request_id, request) in chunk {
-            client.send_with_id(**request_id, request).expect("resend");
-        }
-        for _ in 0..chunk.len() {
-            match client.recv().expect("reply to a resent request") {
-                Incoming::Reply { request_id, reply } => {
-                    replies.insert(request_id, reply);
-                }
-                Incoming::Push(push) => panic!("no push expected: {push:?}"),
-            }
-        }
+    let authd = Authd::start_in(dir.path(), &[]);
+    let mut operator = authd.operator();
+    let mut till = authd.client(Role::Terminal, shop.terminal, shop.secret);
+    for ((request_id, request), reply) in sent.iter().zip(&replies) {
+        assert_eq!(
+            &call_with_id(&mut till, *request_id, request),
+            reply,
+            "request {request_id}: a retry after the restart gets the original reply"
+        );
     }
     assert_eq!(
-        replies.len(),
-        traffic.sent.len(),
-        "every resent request is answered once"
+        call_with_id(&mut till, late_request_id, &purchase(alice, 999)).outcome(),
+        (5, 20),
+        "the reversal's marker survived the restart: the late original is declined, Reversed"
     );
-    replies
+    assert_eq!(
+        books_of(&mut operator, &accounts),
+        before,
+        "retries moved no money"
+    );
 }
 
 /// What the approved replies add up to.
@@ -339,12 +223,16 @@ fn sigterm_under_pipelined_load_exits_with_0_and_keeps_every_reply_received() {
     });
 }
 
-/// Pipeline from four terminals, `stop` authd at a random moment, restart it on the same dir,
-/// resend everything, and check the books against the replies.
-fn stop_under_load_then_check_the_books(stop: impl FnOnce(Authd)) {
-    let mut random = Random::seeded();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let authd = Authd::start_in(dir.path(), &[]);
+/// What the load runs against: two merchants with two terminals each, six payers.
+struct Setup {
+    shops: [Shop; 2],
+    /// (terminal, secret, index of its merchant in `shops`).
+    terminals: Vec<(u32, [u8; 32], usize)>,
+    /// Each payer's account and the amount loaded on it.
+    loads: BTreeMap<u64, u64>,
+}
+
+fn set_up(authd: &Authd) -> Setup {
     let mut operator = authd.operator();
     let shops = [
         shop(&mut operator, FEE_BPS, 100),
@@ -362,10 +250,25 @@ fn stop_under_load_then_check_the_books(stop: impl FnOnce(Authd)) {
         let load = if index == 5 { 20_000 } else { 100_000_000 };
         loads.insert(payer(&mut operator, 0, load), load);
     }
-    drop(operator);
-    let payers: Arc<Vec<u64>> = Arc::new(loads.keys().copied().collect());
+    Setup {
+        shops,
+        terminals,
+        loads,
+    }
+}
+
+/// Pipeline from every terminal, `stop` authd once a random number of replies came back,
+/// and return what each terminal sent and received.
+fn load_then_stop(
+    authd: Authd,
+    setup: &Setup,
+    random: &mut Random,
+    stop: impl FnOnce(Authd),
+) -> Vec<Traffic> {
+    let payers: Arc<Vec<u64>> = Arc::new(setup.loads.keys().copied().collect());
     let received = Arc::new(AtomicU64::new(0));
-    let threads: Vec<_> = terminals
+    let threads: Vec<_> = setup
+        .terminals
         .iter()
         .map(|&(terminal, secret, merchant)| {
             let traffic = Traffic {
@@ -384,8 +287,6 @@ fn stop_under_load_then_check_the_books(stop: impl FnOnce(Authd)) {
             std::thread::spawn(move || pipeline(addr, traffic, &payers, seed, &received))
         })
         .collect();
-
-    // Stop at a random moment: once a random number of replies has come back.
     let stop_after = 200 + random.below(3_000);
     let deadline = Instant::now() + Duration::from_secs(20);
     while received.load(Ordering::Relaxed) < stop_after {
@@ -404,19 +305,23 @@ fn stop_under_load_then_check_the_books(stop: impl FnOnce(Authd)) {
     let answered: usize = traffics.iter().map(|traffic| traffic.received.len()).sum();
     eprintln!("stopped after {answered} replies to {sent} requests sent");
     assert!(
-        sent < terminals.len() * REQUESTS_PER_TERMINAL_MAX,
+        sent < setup.terminals.len() * REQUESTS_PER_TERMINAL_MAX,
         "the stop came during the load"
     );
+    traffics
+}
 
-    let authd = Authd::start_in(dir.path(), &[]);
+/// Resend everything; every reply received before the stop must come back the same. Returns
+/// what all the (final) replies add up to.
+fn replay(authd: &Authd, traffics: &[Traffic]) -> Expected {
     let mut expected = Expected::default();
-    for traffic in &traffics {
-        let replies = resend_all(&authd, traffic);
+    for traffic in traffics {
+        let replies = resend_all(authd, traffic);
         for (request_id, reply) in &traffic.received {
             assert_eq!(
                 replies.get(request_id),
                 Some(reply),
-                "terminal {} request {request_id}: a retry after the crash gets the reply received before it",
+                "terminal {} request {request_id}: a retry after the stop gets the reply received before it",
                 traffic.terminal
             );
         }
@@ -429,10 +334,14 @@ fn stop_under_load_then_check_the_books(stop: impl FnOnce(Authd)) {
         expected.approved, expected.declined, expected.purchased
     );
     assert!(expected.approved > 0);
+    expected
+}
 
+/// The books must be exactly what the approved replies add up to, and balance to zero.
+fn check_books(authd: &Authd, setup: &Setup, expected: &Expected) {
     let mut operator = authd.operator();
-    let mut total: i64 = 0;
-    for (&payer, &load) in &loads {
+    let mut payers_total: i64 = 0;
+    for (&payer, &load) in &setup.loads {
         let spent = expected.spent_by_payer.get(&payer).copied().unwrap_or(0);
         let held = expected.held_by_payer.get(&payer).copied().unwrap_or(0);
         let balance = load - spent;
@@ -441,10 +350,10 @@ fn stop_under_load_then_check_the_books(stop: impl FnOnce(Authd)) {
             (balance as i64, held, balance - held),
             "payer {payer}: every approved purchase once, every approved hold once"
         );
-        total += balance as i64;
+        payers_total += balance as i64;
     }
     let mut settled_total: i64 = 0;
-    for (merchant, shop) in shops.iter().enumerate() {
+    for (merchant, shop) in setup.shops.iter().enumerate() {
         let settled = balances(&mut operator, shop.settlement).0;
         let expected_settled = expected.settled_by_merchant.get(&merchant).copied().unwrap_or(0);
         assert_eq!(
@@ -462,16 +371,29 @@ fn stop_under_load_then_check_the_books(stop: impl FnOnce(Authd)) {
         "approved purchases = settlement + fee accounts"
     );
     let funding = balances(&mut operator, FUNDING).0;
-    assert_eq!(funding, -(loads.values().sum::<u64>() as i64));
+    assert_eq!(funding, -(setup.loads.values().sum::<u64>() as i64));
     assert_eq!(
-        total + settled_total + fees + funding,
+        payers_total + settled_total + fees + funding,
         0,
         "the books balance to zero"
     );
 }
 
+/// Pipeline from four terminals, `stop` authd at a random moment, restart it on the same dir,
+/// resend everything, and check the books against the replies.
+fn stop_under_load_then_check_the_books(stop: impl FnOnce(Authd)) {
+    let mut random = Random::seeded();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let authd = Authd::start_in(dir.path(), &[]);
+    let setup = set_up(&authd);
+    let traffics = load_then_stop(authd, &setup, &mut random, stop);
+    let authd = Authd::start_in(dir.path(), &[]);
+    let expected = replay(&authd, &traffics);
+    check_books(&authd, &setup, &expected);
+}
+
 /// The newest snapshot file of `dir`, if any.
-fn newest_snapshot(dir: &std::path::Path) -> Option<String> {
+fn newest_snapshot(dir: &Path) -> Option<String> {
     std::fs::read_dir(dir)
         .expect("data dir")
         .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
@@ -480,7 +402,7 @@ fn newest_snapshot(dir: &std::path::Path) -> Option<String> {
 }
 
 /// Wait (bounded) for the ticker to write a snapshot newer than `after`.
-fn wait_for_snapshot(dir: &std::path::Path, after: Option<&str>) -> String {
+fn wait_for_snapshot(dir: &Path, after: Option<&str>) -> String {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if let Some(name) = newest_snapshot(dir).filter(|name| Some(name.as_str()) > after) {
@@ -515,10 +437,7 @@ fn snapshots_by_the_ticker_plus_the_log_tail_recover_everything_after_sigkill() 
     let hold_reply = send(&mut till, 81_000_003, authorize(alice, 4_000));
     send(&mut till, 81_000_004, purchase(alice, 3_000));
     let accounts = [alice, shop.settlement, FEE, FUNDING];
-    let before: Vec<_> = accounts
-        .iter()
-        .map(|&account| balances(&mut operator, account))
-        .collect();
+    let before = books_of(&mut operator, &accounts);
     assert_eq!(before[0], (94_000, 4_000, 90_000));
     drop((till, operator));
     authd.kill();
@@ -526,11 +445,11 @@ fn snapshots_by_the_ticker_plus_the_log_tail_recover_everything_after_sigkill() 
 
     let authd = Authd::start_in(dir.path(), &flags);
     let mut operator = authd.operator();
-    let after: Vec<_> = accounts
-        .iter()
-        .map(|&account| balances(&mut operator, account))
-        .collect();
-    assert_eq!(after, before, "snapshot plus log tail give the same books");
+    assert_eq!(
+        books_of(&mut operator, &accounts),
+        before,
+        "snapshot plus log tail give the same books"
+    );
     let mut till = authd.client(Role::Terminal, shop.terminal, shop.secret);
     for (request_id, request, reply) in &sent {
         till.send_with_id(*request_id, request).expect("resend");
@@ -540,17 +459,10 @@ fn snapshots_by_the_ticker_plus_the_log_tail_recover_everything_after_sigkill() 
             "request {request_id}, before or after a snapshot, replays"
         );
     }
-    let capture = Capture {
-        hold_id: HoldId(hold_of(&hold_reply).1),
-        amount_minor: 4_000,
-        final_capture: true,
-        loyalty_points: 0,
-        product: None,
-    };
-    assert_eq!(
-        hold_of(&till.call(&Request::Capture(capture)).expect("capture")).0,
-        0
-    );
+    let captured = till
+        .call(&capture(hold_of(&hold_reply).1, 4_000))
+        .expect("capture");
+    assert_eq!(captured.outcome(), (0, 0));
     assert_eq!(balances(&mut operator, alice), (90_000, 0, 90_000));
 }
 
@@ -578,13 +490,7 @@ fn a_hold_expired_by_the_clock_stays_expired_after_a_restart() {
         assert!(Instant::now() < deadline, "the 1 s hold never expired");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let capture = Request::Capture(Capture {
-        hold_id: HoldId(hold),
-        amount_minor: 1_000,
-        final_capture: true,
-        loyalty_points: 0,
-        product: None,
-    });
+    let capture = capture(hold, 1_000);
     let declined = till.call(&capture).expect("capture");
     assert_ne!(hold_of(&declined).0, 0, "an expired hold cannot be captured");
     drop((till, operator));

@@ -2,19 +2,17 @@
 //! payer, operator requests only from the operator; a wrong secret cannot log on, and failed
 //! log-ons are rate limited per peer address.
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
+mod support;
 
 use authd_tests::{balances, device, payer, shop, Authd};
-use bytes::BytesMut;
+use support::{authorize, hello, hold_of, purchase, Raw};
 use wire::client::{Client, ClientError};
-use wire::logon::{logon_mac, Hello, Proof};
+use wire::logon::{logon_mac, Proof};
 use wire::messages::device::OwnBalance;
 use wire::messages::operator::{AccountInfo, LoadFunds, OpenAccount, RegisterTerminal};
-use wire::messages::terminal::{Authorize, Capture, Increment, Purchase, Refund, Void};
-use wire::types::{AccountKind, AccountNumber, HoldId, Limits, MerchantId, PayerRef, Role};
-use wire::{Decoder, Frame, Logon, Message, Reply, Request};
+use wire::messages::terminal::{Capture, Increment, Refund, Void};
+use wire::types::{AccountKind, AccountNumber, HoldId, Limits, MerchantId, Role};
+use wire::{Logon, Message, Reply, Request};
 
 const FUNDING: u64 = 1;
 
@@ -23,45 +21,11 @@ const HOLD_UNKNOWN: (u8, u8) = (25, 15);
 /// ISO 8583 code and authd reason of "the caller's role may not do this".
 const NOT_PERMITTED: (u8, u8) = (57, 24);
 
-fn authorize(payer: u64, amount_minor: u64) -> Request {
-    Request::Authorize(Authorize {
-        payer: PayerRef::Account(AccountNumber(payer)),
-        amount_minor,
-        currency: 978,
-        hold_lifetime_s: 0,
-        pin: None,
-    })
-}
-
-fn purchase(payer: u64, amount_minor: u64) -> Request {
-    Request::Purchase(Purchase {
-        payer: PayerRef::Account(AccountNumber(payer)),
-        amount_minor,
-        currency: 978,
-        pin: None,
-        loyalty_points: 0,
-        product: None,
-    })
-}
-
 fn load(account: u64, amount_minor: u64) -> Request {
     Request::LoadFunds(LoadFunds {
         account: AccountNumber(account),
         amount_minor,
     })
-}
-
-/// (code, hold id, amount) of a hold reply.
-fn hold_of(reply: &Reply) -> (u8, u64, u64) {
-    match reply {
-        Reply::Authorize(body)
-        | Reply::Increment(body)
-        | Reply::Capture(body)
-        | Reply::Void(body)
-        | Reply::Purchase(body)
-        | Reply::Refund(body) => (body.code, body.hold_id.0, body.amount_minor),
-        other => panic!("not a hold reply: {other:?}"),
-    }
 }
 
 #[test]
@@ -274,83 +238,32 @@ fn after_too_many_failed_logons_even_the_right_secret_is_refused() {
 
 /// HELLO and PROOF with `secret` on a raw socket; every frame received until the close.
 fn logon_by_hand(authd: &Authd, role: Role, id: u32, secret: &[u8; 32]) -> Vec<Message> {
-    let mut stream = TcpStream::connect(authd.addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let (mut decoder, mut buffer) = (Decoder::default(), BytesMut::new());
-    let client_nonce = [3u8; 16];
-    let hello = Hello {
-        role,
-        version_min: 1,
-        version_max: 1,
-        id,
-        client_nonce,
+    let mut raw = Raw::connect(authd.addr);
+    raw.send(0, hello(role, id, 1, 1));
+    let challenge = match raw.read().map(|frame| frame.message) {
+        Some(Message::Logon(Logon::Challenge(challenge))) => challenge,
+        other => panic!("expected a CHALLENGE, got {other:?}"),
     };
-    let mut out = BytesMut::new();
-    Frame {
-        request_id: 0,
-        message: Message::Logon(Logon::Hello(hello)),
-    }
-    .encode(&mut out);
-    stream.write_all(&out).expect("send hello");
-    let mut frames = Vec::new();
-    let mut chunk = [0u8; 1024];
-    loop {
-        while let Some(frame) = decoder.decode(&mut buffer).expect("valid frames") {
-            if let Message::Logon(Logon::Challenge(challenge)) = &frame.message {
-                let mac = logon_mac(secret, role, id, &client_nonce, &challenge.server_nonce);
-                out.clear();
-                Frame {
-                    request_id: 0,
-                    message: Message::Logon(Logon::Proof(Proof { mac })),
-                }
-                .encode(&mut out);
-                stream.write_all(&out).expect("send proof");
-            }
-            frames.push(frame.message);
-        }
-        match stream.read(&mut chunk) {
-            Ok(0) => return frames,
-            Ok(count) => buffer.extend_from_slice(&chunk[..count]),
-            Err(error) if error.kind() == ErrorKind::ConnectionReset => return frames,
-            Err(error) => panic!("no close after the log-on: {error}"),
-        }
-    }
+    // support::hello sends a client nonce of zeros.
+    let mac = logon_mac(secret, role, id, &[0; 16], &challenge.server_nonce);
+    raw.send(0, Message::Logon(Logon::Proof(Proof { mac })));
+    let mut frames = vec![Message::Logon(Logon::Challenge(challenge))];
+    frames.extend(raw.read_until_closed().into_iter().map(|frame| frame.message));
+    frames
 }
 
 #[test]
 fn a_hello_with_no_common_version_gets_logon_failed_and_a_close() {
     let authd = Authd::start(&[]);
-    let mut stream = TcpStream::connect(authd.addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let hello = Hello {
-        role: Role::Operator,
-        version_min: 2,
-        version_max: 9,
-        id: 1,
-        client_nonce: [0; 16],
-    };
-    let mut out = BytesMut::new();
-    Frame {
-        request_id: 0,
-        message: Message::Logon(Logon::Hello(hello)),
-    }
-    .encode(&mut out);
-    stream.write_all(&out).expect("send hello");
-    let mut received = Vec::new();
-    let _ = stream.read_to_end(&mut received);
-    let mut buffer = BytesMut::from(&received[..]);
-    let frame = Decoder::default().decode(&mut buffer).expect("valid frame");
-    let Some(Frame {
-        message: Message::Logon(Logon::LogonFailed(failed)),
-        ..
-    }) = frame
-    else {
-        panic!("expected LOGON_FAILED, got {frame:?}");
+    let mut raw = Raw::connect(authd.addr);
+    raw.send(0, hello(Role::Operator, 1, 2, 9));
+    let frames: Vec<Message> = raw
+        .read_until_closed()
+        .into_iter()
+        .map(|frame| frame.message)
+        .collect();
+    let [Message::Logon(Logon::LogonFailed(failed))] = frames.as_slice() else {
+        panic!("expected LOGON_FAILED then the close, got {frames:?}");
     };
     assert_eq!((failed.code, failed.reason), (12, 21));
-    assert!(buffer.is_empty(), "nothing after LOGON_FAILED but the close");
 }

@@ -9,9 +9,9 @@ use support::{authorize, hello, hold_of, purchase, Raw};
 use wire::client::{Client, ClientError};
 use wire::logon::{logon_mac, Proof};
 use wire::messages::device::OwnBalance;
-use wire::messages::operator::{AccountInfo, LoadFunds, OpenAccount, RegisterTerminal};
+use wire::messages::operator::{AccountInfo, LoadFunds, OpenAccount, RegisterTerminal, SetStatus};
 use wire::messages::terminal::{Capture, Increment, Refund, Void};
-use wire::types::{AccountKind, AccountNumber, HoldId, Limits, MerchantId, Role};
+use wire::types::{AccountKind, AccountNumber, AccountStatus, HoldId, Limits, MerchantId, Role};
 use wire::{Logon, Message, Reply, Request};
 
 const FUNDING: u64 = 1;
@@ -266,4 +266,69 @@ fn a_hello_with_no_common_version_gets_logon_failed_and_a_close() {
         panic!("expected LOGON_FAILED then the close, got {frames:?}");
     };
     assert_eq!((failed.code, failed.reason), (12, 21));
+}
+
+fn set_status(operator: &mut Client, account: u64, status: AccountStatus) {
+    let request = Request::SetStatus(SetStatus {
+        account: AccountNumber(account),
+        status,
+    });
+    assert_eq!(operator.call(&request).expect("set status").outcome(), (0, 0));
+}
+
+#[test]
+fn a_frozen_merchant_s_terminal_can_neither_pay_nor_log_on_again() {
+    let authd = Authd::start(&[]);
+    let mut operator = authd.operator();
+    let shop = shop(&mut operator, 0, 0);
+    let alice = payer(&mut operator, 0, 10_000);
+    let mut till = authd.client(Role::Terminal, shop.terminal, shop.secret);
+    let (code, hold, _) = hold_of(&till.call(&authorize(alice, 1_000)).expect("authorize"));
+    assert_eq!(code, 0);
+    set_status(&mut operator, shop.settlement, AccountStatus::Frozen);
+    assert_eq!(
+        till.call(&purchase(alice, 100)).expect("purchase").outcome(),
+        (3, 1),
+        "a terminal logged on before the freeze is declined MerchantInvalid"
+    );
+    assert!(
+        Client::connect(authd.addr, Role::Terminal, shop.terminal, shop.secret).is_err(),
+        "a frozen merchant's terminal cannot log on"
+    );
+    set_status(&mut operator, shop.settlement, AccountStatus::Active);
+    let captured = till
+        .call(&Request::Capture(Capture {
+            hold_id: HoldId(hold),
+            amount_minor: 1_000,
+            final_capture: true,
+            loyalty_points: 0,
+            product: None,
+        }))
+        .expect("capture");
+    assert_eq!(
+        captured.outcome(),
+        (0, 0),
+        "unfrozen, the merchant captures its hold"
+    );
+    assert_eq!(balances(&mut operator, alice), (9_000, 0, 9_000));
+}
+
+#[test]
+fn a_frozen_payer_is_declined_and_its_device_still_sees_its_balance() {
+    let authd = Authd::start(&[]);
+    let mut operator = authd.operator();
+    let shop = shop(&mut operator, 0, 0);
+    let alice = payer(&mut operator, 0, 10_000);
+    let (device_id, secret) = device(&mut operator, alice);
+    set_status(&mut operator, alice, AccountStatus::Frozen);
+    let mut till = authd.client(Role::Terminal, shop.terminal, shop.secret);
+    assert_eq!(
+        till.call(&purchase(alice, 100)).expect("purchase").outcome(),
+        (62, 4)
+    );
+    let mut phone = authd.client(Role::PayerDevice, device_id, secret);
+    let Reply::OwnBalance(own) = phone.call(&Request::OwnBalance(OwnBalance {})).expect("call") else {
+        panic!("an OWN_BALANCE is answered with its reply");
+    };
+    assert_eq!((own.code, own.balance_minor), (0, 10_000));
 }

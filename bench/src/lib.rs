@@ -33,6 +33,7 @@ impl Fixture {
         let register = Command::RegisterMerchant {
             fee_bps: 150,
             fee_bps_with_details: 90,
+            origin: engine::Reference::default(),
         };
         let merchant = MerchantId(books.execute(&register, NOON_US, &NoJournal).outcome.id as u32);
         let terminals = (0..terminals)

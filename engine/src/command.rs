@@ -146,7 +146,12 @@ pub enum Command {
     /// Freeze, unfreeze or close a payer account.
     SetAccountStatus { account: AccountId, status: Status },
     /// Register a merchant with its fees (basis points; the second with product details).
-    RegisterMerchant { fee_bps: u16, fee_bps_with_details: u16 },
+    /// `origin` is the merchant's origin address shown on its offers (unique; empty for none).
+    RegisterMerchant {
+        fee_bps: u16,
+        fee_bps_with_details: u16,
+        origin: Reference,
+    },
     /// Freeze, unfreeze or close a merchant.
     SetMerchantStatus { merchant: MerchantId, status: Status },
     /// Register a terminal of a merchant with the secret it will log on with.

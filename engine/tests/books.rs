@@ -40,6 +40,7 @@ impl Shop {
                 Command::RegisterMerchant {
                     fee_bps: 200,
                     fee_bps_with_details: 100,
+                    origin: engine::Reference::default(),
                 },
             )
             .id as u32,
@@ -298,6 +299,7 @@ fn a_hold_of_another_merchant_is_unknown_to_this_terminal() {
         shop.set(Command::RegisterMerchant {
             fee_bps: 0,
             fee_bps_with_details: 0,
+            origin: engine::Reference::default(),
         })
         .id as u32,
     );
@@ -657,6 +659,7 @@ fn payee_admission_declines_unknown_frozen_and_foreign_terminals() {
         shop.set(Command::RegisterMerchant {
             fee_bps: 0,
             fee_bps_with_details: 0,
+            origin: engine::Reference::default(),
         })
         .id as u32,
     );
@@ -932,6 +935,7 @@ fn a_journal_failure_answers_system_malfunction_and_changes_nothing() {
     let register = Command::RegisterMerchant {
         fee_bps: 1,
         fee_bps_with_details: 1,
+        origin: engine::Reference::default(),
     };
     assert_eq!(
         shop.books
@@ -977,11 +981,13 @@ fn merchant_fees_are_validated() {
     let above_whole = Command::RegisterMerchant {
         fee_bps: 10_001,
         fee_bps_with_details: 0,
+        origin: engine::Reference::default(),
     };
     assert_eq!(shop.set(above_whole).reason, Reason::InvalidRequest);
     let details_dearer = Command::RegisterMerchant {
         fee_bps: 100,
         fee_bps_with_details: 101,
+        origin: engine::Reference::default(),
     };
     assert_eq!(shop.set(details_dearer).reason, Reason::InvalidRequest);
 }

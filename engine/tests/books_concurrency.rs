@@ -74,6 +74,7 @@ fn setup(drivers: usize) -> (Books, Vec<AccountId>) {
         run(Command::RegisterMerchant {
             fee_bps,
             fee_bps_with_details,
+            origin: engine::Reference::default(),
         });
     }
     for _ in 0..drivers {

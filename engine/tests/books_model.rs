@@ -39,7 +39,7 @@ use engine::limits::{
 };
 use engine::{
     AccountId, Books, BooksConfig, Command, Currency, DeviceId, Extras, HoldId, Limits, MerchantId,
-    NoJournal, Origin, Outcome, PinBlock, Reason, RequestKey, Status, TerminalId, TerminalOp,
+    NoJournal, Origin, Outcome, PinBlock, Reason, Reference, RequestKey, Status, TerminalId, TerminalOp,
 };
 use proptest::prelude::*;
 
@@ -284,6 +284,7 @@ impl Model {
             Command::RegisterMerchant {
                 fee_bps,
                 fee_bps_with_details,
+                ..
             } => self.register_merchant(fee_bps, fee_bps_with_details),
             Command::RegisterTerminal { merchant, .. } => self.register_terminal(merchant),
             Command::RegisterDevice { account, .. } => match self.payer(account) {
@@ -1296,10 +1297,12 @@ impl Harness {
         self.run(Command::RegisterMerchant {
             fee_bps: 250,
             fee_bps_with_details: 100,
+            origin: Reference::default(),
         });
         self.run(Command::RegisterMerchant {
             fee_bps: merchant_two_bps.0,
             fee_bps_with_details: merchant_two_bps.1,
+            origin: Reference::default(),
         });
         for merchant in [1, 1, 2] {
             self.run(Command::RegisterTerminal {
@@ -1625,6 +1628,7 @@ impl Harness {
             } => Some(Command::RegisterMerchant {
                 fee_bps,
                 fee_bps_with_details,
+                origin: Reference::default(),
             }),
             Step::RegisterTerminal { merchant } => Some(Command::RegisterTerminal {
                 merchant: MerchantId(u32::from(merchant % 4)),

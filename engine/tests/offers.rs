@@ -35,6 +35,7 @@ impl Cafe {
             run(Command::RegisterMerchant {
                 fee_bps: 300,
                 fee_bps_with_details: 100,
+                origin: engine::Reference::default(),
             })
             .id as u32,
         );
@@ -523,6 +524,7 @@ fn offers_and_disputes_survive_a_snapshot_and_a_restart() {
         run(Command::RegisterMerchant {
             fee_bps: 100,
             fee_bps_with_details: 50,
+            origin: engine::Reference::default(),
         })
         .id as u32,
     );

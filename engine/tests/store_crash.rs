@@ -53,6 +53,7 @@ fn set_up(store: &Store) -> Vec<AccountId> {
         let register = Command::RegisterMerchant {
             fee_bps: 150,
             fee_bps_with_details: 50,
+            origin: engine::Reference::default(),
         };
         durable(store, &register);
         for thread in 0..THREADS {

@@ -40,6 +40,7 @@ fn set_up(store: &Store, payers: u32) -> Vec<AccountId> {
         Command::RegisterMerchant {
             fee_bps: 100,
             fee_bps_with_details: 50,
+            origin: engine::Reference::default(),
         },
     );
     run(

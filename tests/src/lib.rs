@@ -33,7 +33,7 @@ pub fn authd_binary() -> PathBuf {
                 .and_then(Path::parent)
                 .expect("target/<profile>/deps/<test>");
             let binary = profile_dir.join("authd");
-            if !binary.exists() {
+            if !binary.exists() || sources_newer_than(&binary) {
                 let release = profile_dir.file_name().is_some_and(|name| name == "release");
                 let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
                 cargo.args(["build", "-p", "engine", "--bin", "authd"]);
@@ -46,6 +46,34 @@ pub fn authd_binary() -> PathBuf {
             binary
         })
         .clone()
+}
+
+/// True if a source file of the server is newer than `binary` (a stale build from an earlier
+/// `cargo test -p authd-tests`; `cargo test --workspace` always builds authd first).
+fn sources_newer_than(binary: &Path) -> bool {
+    let Ok(built) = std::fs::metadata(binary).and_then(|meta| meta.modified()) else {
+        return true;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut pending = vec![root.join("engine/src"), root.join("wire/src")];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if entry
+                .metadata()
+                .and_then(|meta| meta.modified())
+                .is_ok_and(|modified| modified > built)
+            {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// A running authd.
@@ -197,12 +225,19 @@ pub struct Shop {
     pub secret: [u8; 32],
 }
 
+/// Numbers shops so their origin addresses stay unique (authd refuses a booked origin).
+static NEXT_SHOP: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
 /// Register a merchant (fee bps, with product details) and one terminal.
 pub fn shop(operator: &mut Client, fee_bps: u16, fee_bps_with_product: u16) -> Shop {
     let register = RegisterMerchant {
         fee_bps,
         fee_bps_with_product,
-        origin: ShortText::new("SHOP").expect("text"),
+        origin: ShortText::new(&format!(
+            "SHOP{}",
+            NEXT_SHOP.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ))
+        .expect("text"),
     };
     let Reply::RegisterMerchant(merchant) =
         operator.call(&Request::RegisterMerchant(register)).expect("call")
@@ -291,7 +326,7 @@ pub fn authctl_binary() -> PathBuf {
             let authd = authd_binary();
             let profile_dir = authd.parent().expect("target/<profile>");
             let binary = profile_dir.join("authctl");
-            if !binary.exists() {
+            if !binary.exists() || sources_newer_than(&binary) {
                 let release = profile_dir.file_name().is_some_and(|name| name == "release");
                 let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
                 cargo.args(["build", "-p", "engine", "--bin", "authctl"]);

@@ -460,8 +460,13 @@ impl Books {
             Command::RegisterMerchant {
                 fee_bps,
                 fee_bps_with_details,
+                origin,
             } => {
                 if fee_bps > FEE_BPS_MAX || fee_bps_with_details > fee_bps {
+                    return Outcome::declined(Reason::InvalidRequest);
+                }
+                if origin.len > 0 && self.registry.merchant_by_origin(&origin).is_some() {
+                    // Origin addresses identify merchants to payers: never two alike.
                     return Outcome::declined(Reason::InvalidRequest);
                 }
                 if self.registry.merchant_count() >= MERCHANTS_MAX {
@@ -471,7 +476,10 @@ impl Books {
                     bps: fee_bps,
                     bps_with_details: fee_bps_with_details,
                 };
-                Outcome::approved(u64::from(self.registry.add_merchant(Status::Active, fees).0), 0)
+                Outcome::approved(
+                    u64::from(self.registry.add_merchant(Status::Active, fees, origin).0),
+                    0,
+                )
             }
             Command::RegisterTerminal { merchant, secret } => {
                 if self.registry.merchant(merchant).is_none() {
@@ -591,6 +599,11 @@ impl Books {
         let shard = self.shards[index as usize].lock();
         let sequence = shard.sequence_of(hold)?;
         shard.holds.get(sequence).cloned()
+    }
+
+    /// A merchant's origin address (empty if none was booked).
+    pub fn merchant_origin(&self, merchant: MerchantId) -> Option<crate::ids::Reference> {
+        self.registry.merchant(merchant).map(|entry| entry.origin)
     }
 
     /// A merchant's status and fees.

@@ -7,12 +7,14 @@
 
 use std::sync::atomic::{AtomicU16, AtomicU8, Ordering};
 
-use crate::ids::{AccountId, DeviceId, MerchantId, Status, TerminalId};
+use crate::ids::{AccountId, DeviceId, MerchantId, Reference, Status, TerminalId};
 use crate::reason::Reason;
 
 /// A merchant (payee).
 #[derive(Debug)]
 pub struct Merchant {
+    /// Its origin address (empty for none), shown on its offers.
+    pub origin: Reference,
     status: AtomicU8,
     fee_bps: AtomicU16,
     fee_bps_with_details: AtomicU16,
@@ -98,8 +100,9 @@ impl Registry {
     }
 
     /// Add a merchant; the caller holds every shard lock. Returns its id (from 1).
-    pub fn add_merchant(&self, status: Status, fees: Fees) -> MerchantId {
+    pub fn add_merchant(&self, status: Status, fees: Fees, origin: Reference) -> MerchantId {
         let index = self.merchants.push(Merchant {
+            origin,
             status: AtomicU8::new(status as u8),
             fee_bps: AtomicU16::new(fees.bps),
             fee_bps_with_details: AtomicU16::new(fees.bps_with_details),
@@ -135,6 +138,14 @@ impl Registry {
     /// A device by id.
     pub fn device(&self, device: DeviceId) -> Option<&Device> {
         self.devices.get(device.0.checked_sub(1)? as usize)
+    }
+
+    /// The merchant with this (non-empty) origin address.
+    pub fn merchant_by_origin(&self, origin: &Reference) -> Option<MerchantId> {
+        self.merchants
+            .iter()
+            .find(|(_, merchant)| merchant.origin.len > 0 && merchant.origin == *origin)
+            .map(|(index, _)| MerchantId(index as u32 + 1))
     }
 
     /// A merchant by id.
@@ -233,8 +244,8 @@ mod tests {
             bps: 100,
             bps_with_details: 50,
         };
-        let shop = registry.add_merchant(Status::Active, fees);
-        let other = registry.add_merchant(Status::Active, fees);
+        let shop = registry.add_merchant(Status::Active, fees, Reference::default());
+        let other = registry.add_merchant(Status::Active, fees, Reference::default());
         let till = registry.add_terminal(shop, Status::Active, [7; 32]);
         assert_eq!(registry.admit_payee(shop, till), Ok(fees));
         assert_eq!(

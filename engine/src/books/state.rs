@@ -154,6 +154,12 @@ pub fn encode_registry(registry: &Registry, out: &mut Vec<u8>) {
         out.push(view.status as u8);
         out.extend_from_slice(&view.fees.bps.to_le_bytes());
         out.extend_from_slice(&view.fees.bps_with_details.to_le_bytes());
+        let origin = registry
+            .merchant(MerchantId(id))
+            .map(|merchant| merchant.origin)
+            .unwrap_or_default();
+        out.push(origin.len);
+        out.extend_from_slice(&origin.bytes);
     }
     let terminals = registry.terminal_count();
     out.extend_from_slice(&terminals.to_le_bytes());
@@ -442,14 +448,19 @@ fn decode_entry(reader: &mut Reader<'_>) -> Result<Entry, StateError> {
 pub fn decode_registry(bytes: &[u8]) -> Result<Registry, StateError> {
     let mut reader = Reader::new(bytes);
     let registry = Registry::default();
-    let merchants = reader.count(5)?;
+    let merchants = reader.count(38)?;
     for _ in 0..merchants {
         let status = Status::from_u8(reader.u8()?).ok_or_else(|| reader.error("unknown merchant status"))?;
         let fees = Fees {
             bps: reader.u16()?,
             bps_with_details: reader.u16()?,
         };
-        registry.add_merchant(status, fees);
+        let len = reader.u8()?;
+        let bytes = reader.array::<{ crate::ids::REFERENCE_BYTES_MAX }>()?;
+        if usize::from(len) > crate::ids::REFERENCE_BYTES_MAX {
+            return Err(reader.error("origin longer than its field"));
+        }
+        registry.add_merchant(status, fees, crate::ids::Reference { bytes, len });
     }
     let terminals = reader.count(37)?;
     for _ in 0..terminals {

@@ -10,7 +10,7 @@
 //! | 4 | SetLimits | account u64, limits |
 //! | 5 | SetPin | account u64, PIN block 8 bytes |
 //! | 6 | SetAccountStatus | account u64, status u8 |
-//! | 7 | RegisterMerchant | fee bps u16, fee bps with details u16 |
+//! | 7 | RegisterMerchant | fee bps u16, fee bps with details u16, origin length u8 and 32 bytes |
 //! | 8 | SetMerchantStatus | merchant u32, status u8 |
 //! | 9 | RegisterTerminal | merchant u32, secret 32 bytes |
 //! | 10 | SetTerminalStatus | terminal u32, status u8 |
@@ -133,8 +133,10 @@ pub fn encode(command: &Command) -> Encoded {
         Command::RegisterMerchant {
             fee_bps,
             fee_bps_with_details,
+            origin,
         } => {
             out.u8(7).u16(fee_bps).u16(fee_bps_with_details);
+            out.u8(origin.len).put(&origin.bytes);
         }
         Command::SetMerchantStatus { merchant, status } => {
             out.u8(8).u32(merchant.0).u8(status as u8);
@@ -281,6 +283,7 @@ pub fn decode(bytes: &[u8]) -> Result<Command, StateError> {
         7 => Command::RegisterMerchant {
             fee_bps: reader.u16()?,
             fee_bps_with_details: reader.u16()?,
+            origin: reference(&mut reader)?,
         },
         8 => Command::SetMerchantStatus {
             merchant: MerchantId(reader.u32()?),

@@ -147,12 +147,15 @@ mod tests {
                 account: AccountId(a),
                 status
             }),
-            (any::<u16>(), any::<u16>()).prop_map(|(fee_bps, fee_bps_with_details)| {
-                Command::RegisterMerchant {
-                    fee_bps,
-                    fee_bps_with_details,
+            (any::<u16>(), any::<u16>(), "[A-Z0-9]{0,11}").prop_map(
+                |(fee_bps, fee_bps_with_details, origin)| {
+                    Command::RegisterMerchant {
+                        fee_bps,
+                        fee_bps_with_details,
+                        origin: crate::ids::Reference::new(&origin).unwrap_or_default(),
+                    }
                 }
-            }),
+            ),
             (any::<u32>(), status()).prop_map(|(m, status)| Command::SetMerchantStatus {
                 merchant: MerchantId(m),
                 status

@@ -61,11 +61,21 @@ pub struct Connection {
     pub read_stalled: bool,
     /// The peer closed its side.
     pub peer_closed: bool,
+    /// This connection's number (slab keys are reused; this is not).
+    pub id: u64,
+    /// Subscribed to pushes (set by the loop after log-on).
+    pub subscribed: bool,
 }
 
 impl Connection {
     /// A new connection, waiting for HELLO.
-    pub fn new(socket: TcpStream, peer: SocketAddr, frame_bytes_max: u32, now: Instant) -> Connection {
+    pub fn new(
+        socket: TcpStream,
+        peer: SocketAddr,
+        frame_bytes_max: u32,
+        now: Instant,
+        id: u64,
+    ) -> Connection {
         Connection {
             socket,
             peer,
@@ -79,12 +89,27 @@ impl Connection {
             closing: false,
             read_stalled: false,
             peer_closed: false,
+            id,
+            subscribed: false,
         }
     }
 
     /// True once logged on.
     pub fn logged_on(&self) -> bool {
         matches!(self.session, Session::LoggedOn(_))
+    }
+
+    /// Who is logged on, if anyone.
+    pub fn principal(&self) -> Option<crate::server::dispatch::Principal> {
+        match self.session {
+            Session::LoggedOn(principal) => Some(principal),
+            _ => None,
+        }
+    }
+
+    /// Queue a push behind the replies; it leaves once `lsn` is durable.
+    pub fn queue_push(&mut self, lsn: Lsn, push: wire::Push) {
+        self.queue(lsn, 0, Message::Push(push));
     }
 
     /// True if replies wait for the log.

@@ -73,7 +73,7 @@ pub fn dispatch(
         Principal::Device { account, .. } => device_request(context, account, request),
         Principal::Operator => operator_request(context, request),
     }
-    .unwrap_or_else(|reason| (declined(request, reason), read_position(context)));
+    .unwrap_or_else(|reason| (super::declined::declined(request, reason), read_position(context)));
     context.stats.count_reply(reply.outcome().1);
     (reply, lsn)
 }
@@ -205,31 +205,14 @@ fn terminal_request(context: &Context<'_>, origin: Origin, request: &Request) ->
                 read_position(context),
             )
         }
-        _ => return Err(not_for_role_or_not_yet(request)),
+        _ => return super::offers::terminal(context, origin, request).unwrap_or(Err(Reason::NotPermitted)),
     };
     Ok((reply, lsn))
 }
 
-/// Requests of another role are not permitted; the offer and dispute flows answer
-/// `InvalidRequest` until they exist.
-fn not_for_role_or_not_yet(request: &Request) -> Reason {
-    match request {
-        Request::Offer(_)
-        | Request::OfferCancel(_)
-        | Request::OfferStatus(_)
-        | Request::ReportFailedProvisioning(_)
-        | Request::ListOffers(_)
-        | Request::AcceptOffer(_)
-        | Request::RejectOffer(_)
-        | Request::DisputeOpen(_)
-        | Request::DisputeResolve(_)
-        | Request::DisputeList(_) => Reason::InvalidRequest,
-        _ => Reason::NotPermitted,
-    }
-}
-
 fn device_request(context: &Context<'_>, account: AccountId, request: &Request) -> Dispatched {
     match request {
+        Request::OwnBalance(_) if account.0 == 0 => Err(Reason::NotPermitted),
         Request::OwnBalance(_) => {
             let info = context
                 .store
@@ -247,7 +230,7 @@ fn device_request(context: &Context<'_>, account: AccountId, request: &Request) 
             };
             Ok((Reply::OwnBalance(reply), read_position(context)))
         }
-        _ => Err(not_for_role_or_not_yet(request)),
+        _ => super::offers::device(context, account, request).unwrap_or(Err(Reason::NotPermitted)),
     }
 }
 
@@ -351,9 +334,11 @@ fn operator_request(context: &Context<'_>, request: &Request) -> Dispatched {
             (Reply::SetStatus(status_reply(outcome.reason)), lsn)
         }
         Request::RegisterMerchant(body) => {
+            let origin = crate::ids::Reference::new(body.origin.as_str()).ok_or(Reason::InvalidRequest)?;
             let command = Command::RegisterMerchant {
                 fee_bps: body.fee_bps,
                 fee_bps_with_details: body.fee_bps_with_product,
+                origin,
             };
             let (outcome, lsn) = execute(context, command);
             let merchant = MerchantId(outcome.id as u32);
@@ -406,7 +391,7 @@ fn operator_request(context: &Context<'_>, request: &Request) -> Dispatched {
             read_position(context),
         ),
         Request::Stats(_) => (Reply::Stats(context.stats.reply(context.store)), 0),
-        _ => return Err(not_for_role_or_not_yet(request)),
+        _ => return super::offers::operator(context, request).unwrap_or(Err(Reason::NotPermitted)),
     };
     Ok((reply, lsn))
 }
@@ -466,150 +451,5 @@ fn wire_kind(kind: AccountKind) -> w::AccountKind {
         AccountKind::MerchantSettlement => w::AccountKind::Merchant,
         AccountKind::IssuerFunding => w::AccountKind::IssuerFunding,
         AccountKind::IssuerFee => w::AccountKind::IssuerFee,
-    }
-}
-
-/// The reply of `request`'s type that declines it with `reason` (every other field zero).
-pub fn declined(request: &Request, reason: Reason) -> Reply {
-    let (code, reason) = (reason.iso_code(), reason as u8);
-    let status = StatusReply { code, reason };
-    let hold = HoldReply {
-        code,
-        reason,
-        hold_id: w::HoldId(0),
-        amount_minor: 0,
-    };
-    match request {
-        Request::Authorize(_) => Reply::Authorize(hold),
-        Request::Increment(_) => Reply::Increment(hold),
-        Request::Capture(_) => Reply::Capture(hold),
-        Request::Void(_) => Reply::Void(hold),
-        Request::Purchase(_) => Reply::Purchase(hold),
-        Request::Refund(_) => Reply::Refund(hold),
-        Request::Reversal(_) => Reply::Reversal(status),
-        Request::BalanceCheck(_) => Reply::BalanceCheck(status),
-        Request::OfferCancel(_) => Reply::OfferCancel(status),
-        Request::RejectOffer(_) => Reply::RejectOffer(status),
-        Request::SetLimits(_) => Reply::SetLimits(status),
-        Request::SetPin(_) => Reply::SetPin(status),
-        Request::SetStatus(_) => Reply::SetStatus(status),
-        Request::DisputeResolve(_) => Reply::DisputeResolve(status),
-        other => declined_other(other, code, reason),
-    }
-}
-
-fn declined_other(request: &Request, code: u8, reason: u8) -> Reply {
-    use wire::messages::reply::{
-        AcceptOfferReply, DisputeListReply, DisputeReply, OfferListReply, OfferReply, OfferStatusReply,
-        StatsReply,
-    };
-    let dispute = DisputeReply {
-        code,
-        reason,
-        dispute_id: w::DisputeId(0),
-    };
-    match request {
-        Request::Offer(_) => Reply::Offer(OfferReply {
-            code,
-            reason,
-            offer_id: w::OfferId(0),
-        }),
-        Request::OfferStatus(_) => Reply::OfferStatus(OfferStatusReply {
-            code,
-            reason,
-            offer_id: w::OfferId(0),
-            state: w::OfferState::Unknown,
-            hold_id: w::HoldId(0),
-            amount_minor: 0,
-        }),
-        Request::ReportFailedProvisioning(_) => Reply::ReportFailedProvisioning(dispute),
-        Request::DisputeOpen(_) => Reply::DisputeOpen(dispute),
-        Request::ListOffers(_) => Reply::ListOffers(OfferListReply {
-            code,
-            reason,
-            more: false,
-            offers: w::List::new(Vec::new()).unwrap_or_else(|| unreachable!("an empty list fits")),
-        }),
-        Request::DisputeList(_) => Reply::DisputeList(DisputeListReply {
-            code,
-            reason,
-            more: false,
-            disputes: w::List::new(Vec::new()).unwrap_or_else(|| unreachable!("an empty list fits")),
-        }),
-        Request::AcceptOffer(_) => Reply::AcceptOffer(AcceptOfferReply {
-            code,
-            reason,
-            hold_id: w::HoldId(0),
-            amount_minor: 0,
-            available_minor: 0,
-        }),
-        Request::OwnBalance(_) => Reply::OwnBalance(BalanceReply {
-            code,
-            reason,
-            currency: 0,
-            balance_minor: 0,
-            held_minor: 0,
-            available_minor: 0,
-            loyalty_points: 0,
-        }),
-        Request::OpenAccount(_) => Reply::OpenAccount(AccountReply {
-            code,
-            reason,
-            account: AccountNumber(0),
-        }),
-        Request::LoadFunds(_) => Reply::LoadFunds(LoadFundsReply {
-            code,
-            reason,
-            balance_minor: 0,
-            available_minor: 0,
-        }),
-        Request::RegisterMerchant(_) => Reply::RegisterMerchant(MerchantReply {
-            code,
-            reason,
-            merchant_id: w::MerchantId(0),
-            settlement_account: AccountNumber(0),
-        }),
-        Request::RegisterTerminal(_) => Reply::RegisterTerminal(TerminalReply {
-            code,
-            reason,
-            terminal_id: w::TerminalId(0),
-            secret: [0; 32],
-        }),
-        Request::RegisterDevice(_) => Reply::RegisterDevice(DeviceReply {
-            code,
-            reason,
-            device_id: w::DeviceId(0),
-            secret: [0; 32],
-        }),
-        Request::AccountInfo(_) => Reply::AccountInfo(AccountInfoReply {
-            code,
-            reason,
-            account: AccountNumber(0),
-            kind: None,
-            status: None,
-            currency: 0,
-            mobile: 0,
-            balance_minor: 0,
-            held_minor: 0,
-            available_minor: 0,
-            loyalty_points: 0,
-            limits: w::Limits {
-                per_payment_minor: 0,
-                per_day_minor: 0,
-                per_day_count: 0,
-                pin_above_minor: 0,
-            },
-        }),
-        Request::Stats(_) => Reply::Stats(StatsReply {
-            code,
-            reason,
-            counters: w::List::new(Vec::new()).unwrap_or_else(|| unreachable!("an empty list fits")),
-        }),
-        Request::Echo(body) => Reply::Echo(EchoReply {
-            code,
-            reason,
-            value: body.value,
-        }),
-        _ => unreachable!("the other requests are declined by `declined`"),
     }
 }

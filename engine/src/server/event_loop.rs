@@ -19,6 +19,7 @@ use wire::messages::reply::{ErrorReply, ProtocolError};
 use wire::{Frame, Message, Reply};
 
 use crate::server::connection::{Connection, State};
+use crate::server::push::Target;
 use crate::server::Shared;
 
 const LISTENER: Token = Token(0);
@@ -33,6 +34,7 @@ const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 
 /// One loop and its connections.
 pub struct EventLoop {
+    index: usize,
     shared: Arc<Shared>,
     poll: Poll,
     listener: TcpListener,
@@ -45,13 +47,18 @@ pub struct EventLoop {
 
 impl EventLoop {
     /// A loop serving `listener` (a clone per loop; the kernel hands each accept to one).
-    pub fn new(shared: Arc<Shared>, listener: std::net::TcpListener) -> std::io::Result<EventLoop> {
+    pub fn new(
+        index: usize,
+        shared: Arc<Shared>,
+        listener: std::net::TcpListener,
+    ) -> std::io::Result<EventLoop> {
         let poll = Poll::new()?;
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         Ok(EventLoop {
+            index,
             shared,
             poll,
             listener,
@@ -89,6 +96,7 @@ impl EventLoop {
                     }
                 }
             }
+            self.take_pushes();
             self.release_and_write();
             let now = Instant::now();
             if now.duration_since(last_sweep) >= SWEEP_INTERVAL {
@@ -158,11 +166,13 @@ impl EventLoop {
             {
                 continue;
             }
+            let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
             entry.insert(Connection::new(
                 socket,
                 peer,
                 shared.config.frame_bytes_max,
                 Instant::now(),
+                id,
             ));
             let open = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
             shared
@@ -186,8 +196,36 @@ impl EventLoop {
         }
         if state == State::Closed {
             self.close(key);
-        } else {
-            self.mark_busy(key);
+            return;
+        }
+        if !connection.subscribed {
+            if let Some(principal) = connection.principal() {
+                connection.subscribed = true;
+                let target = Target {
+                    loop_index: self.index,
+                    key,
+                    connection: connection.id,
+                };
+                self.shared.pushes.subscribe(&principal, target);
+            }
+        }
+        self.mark_busy(key);
+    }
+
+    /// Route the books' offer changes, then queue the pushes addressed to this loop.
+    fn take_pushes(&mut self) {
+        self.shared
+            .pushes
+            .route(self.shared.store.books(), super::now_us());
+        for delivery in self.shared.pushes.take(self.index) {
+            let key = delivery.target.key;
+            match self.connections.get_mut(key) {
+                Some(connection) if connection.id == delivery.target.connection => {
+                    connection.queue_push(delivery.lsn, delivery.push);
+                    self.mark_busy(key);
+                }
+                _ => {}
+            }
         }
     }
 
@@ -264,6 +302,14 @@ impl EventLoop {
         if self.connections.contains(key) {
             let mut connection = self.connections.remove(key);
             let _ = self.poll.registry().deregister(&mut connection.socket);
+            if let (true, Some(principal)) = (connection.subscribed, connection.principal()) {
+                let target = Target {
+                    loop_index: self.index,
+                    key,
+                    connection: connection.id,
+                };
+                self.shared.pushes.unsubscribe(&principal, target);
+            }
             let open = self.shared.connections.fetch_sub(1, Ordering::Relaxed) - 1;
             self.shared
                 .stats

@@ -547,3 +547,38 @@ fn a_logged_on_connection_silent_past_the_idle_timeout_is_closed() {
     assert!(waited < Duration::from_secs(4), "closed after {waited:?}");
     served(&mut operator, round);
 }
+
+/// The frame limit a terminal is told at log-on, and what a frame one byte above it gets.
+fn announced_and_enforced(authd: &Authd, terminal: u32, secret: [u8; 32]) -> (u32, ErrorReply) {
+    let client = authd.client(Role::Terminal, terminal, secret);
+    let announced = client.server_limits().frame_bytes_max;
+    let mut raw = Raw::connect(authd.addr);
+    raw.logon(Role::Terminal, terminal, secret);
+    raw.send_bytes(&raw_frame(1, 0x1F, 0, 1, &vec![0; announced as usize - 16]));
+    let (request_id, error) = error_of(raw.read());
+    assert_eq!(
+        (request_id, error.error),
+        (1, ProtocolError::Body),
+        "a frame of exactly the announced limit is read whole"
+    );
+    raw.send_bytes(&(announced + 1 - 4).to_le_bytes());
+    let (_, error) = error_of(raw.read());
+    assert!(raw.read().is_none(), "the connection is closed");
+    (announced, error)
+}
+
+#[test]
+fn the_frame_limit_announced_at_logon_is_the_one_enforced() {
+    for (flag, effective) in [("100", 1_024u32), ("2048", 2_048), ("2000000", 1 << 20)] {
+        let authd = Authd::start(&["--frame-bytes-max", flag]);
+        let mut operator = authd.operator();
+        let shop = shop(&mut operator, 0, 0);
+        let (announced, error) = announced_and_enforced(&authd, shop.terminal, shop.secret);
+        assert_eq!(announced, effective, "--frame-bytes-max {flag}");
+        assert_eq!(
+            error,
+            ErrorReply::new(ProtocolError::Oversized, 0, u64::from(effective) + 1),
+            "--frame-bytes-max {flag}: one byte over the announced limit"
+        );
+    }
+}

@@ -13,9 +13,12 @@
 //!   and write what is in flight (bounded by a deadline), stop the ticker, final log sync.
 
 pub mod connection;
+pub mod declined;
 pub mod dispatch;
 pub mod event_loop;
+pub mod offers;
 pub mod operator_key;
+pub mod push;
 pub mod session;
 pub mod stats;
 
@@ -97,6 +100,10 @@ pub struct Shared {
     pub connections: AtomicUsize,
     /// Set to stop.
     pub stopping: AtomicBool,
+    /// Who receives which pushes.
+    pub pushes: push::PushHub,
+    /// Numbers connections (slab keys are reused).
+    pub next_connection: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -161,12 +168,19 @@ impl Server {
             limiter,
             connections: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
+            pushes: push::PushHub::default(),
+            next_connection: std::sync::atomic::AtomicU64::new(1),
         });
         let mut loops = Vec::with_capacity(threads);
         let mut wakers = Vec::with_capacity(threads);
+        let mut event_loops = Vec::with_capacity(threads);
         for index in 0..threads {
-            let event_loop = event_loop::EventLoop::new(Arc::clone(&shared), listener.try_clone()?)?;
+            let event_loop = event_loop::EventLoop::new(index, Arc::clone(&shared), listener.try_clone()?)?;
             wakers.push(event_loop.waker());
+            event_loops.push(event_loop);
+        }
+        shared.pushes.set_loops(wakers.clone());
+        for (index, event_loop) in event_loops.into_iter().enumerate() {
             let thread = std::thread::Builder::new()
                 .name(format!("authd-loop-{index}"))
                 .spawn(move || event_loop.run())?;
@@ -235,7 +249,9 @@ fn tick(shared: &Shared) {
         }
         last_second = now;
         shared.stats.tick_second();
-        shared.store.advance_time(now_us());
+        let now_us = now_us();
+        shared.store.advance_time(now_us);
+        shared.pushes.route(shared.store.books(), now_us);
         let interval = shared.config.snapshot_interval;
         let records = shared.store.wal().stats().records_written;
         if !interval.is_zero()

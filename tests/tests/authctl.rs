@@ -1,13 +1,16 @@
-//! authctl against the real authd (issue 5, section "authctl"): each test runs the real binary
-//! and checks both what it prints and what the books say.
+//! authctl against the real authd (issue 5, section "authctl"; disputes and offers, issue 7):
+//! each test runs the real binary and checks both what it prints and what the books say.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use authd_tests::{authctl_binary, balances, Authd};
+use authd_tests::{authctl_binary, balances, device, payer, shop, Authd};
 use wire::client::{Client, ClientError};
-use wire::Role;
+use wire::messages::reply::{DISPUTES_PER_REPLY_MAX, OFFERS_PER_REPLY_MAX};
+use wire::messages::terminal::{Offer, OfferCancel, Purchase};
+use wire::types::{AccountNumber, OfferId, PayerRef, ShortText};
+use wire::{Reply, Request, Role};
 
 /// What authctl printed, and how it exited.
 struct Run {
@@ -369,4 +372,296 @@ fn provision_into_taken_mobile_numbers_names_the_reason() {
         run.stderr
     );
     assert!(run.stderr.contains("InvalidRequest (ISO 12)"), "{}", run.stderr);
+}
+
+/// A purchase of `amount_minor` by `payer` at `till`; its transaction (hold) id.
+fn purchase(till: &mut Client, payer: u64, amount_minor: u64) -> u64 {
+    let request = Request::Purchase(Purchase {
+        payer: PayerRef::Account(AccountNumber(payer)),
+        amount_minor,
+        currency: 978,
+        pin: None,
+        loyalty_points: 0,
+        product: None,
+    });
+    let Reply::Purchase(reply) = till.call(&request).expect("purchase") else {
+        panic!("purchase: unexpected reply");
+    };
+    assert_eq!(reply.code, 0, "purchase approved");
+    reply.hold_id.0
+}
+
+/// The rows `dispute list` printed under its header: (dispute, hold, amount, cause, state).
+fn dispute_rows(text: &str) -> Vec<(u64, u64, String, String, String)> {
+    let mut lines = text.lines();
+    assert!(
+        lines.next().is_some_and(|header| header.starts_with("dispute")),
+        "{text}"
+    );
+    lines
+        .map(|line| {
+            let mut words = line.split_whitespace();
+            let mut next = || words.next().expect("column").to_string();
+            let (dispute, hold, amount, cause) = (next(), next(), next(), next());
+            let state = words.collect::<Vec<_>>().join(" ");
+            let number = |text: String| text.parse::<u64>().expect("number");
+            (number(dispute), number(hold), amount, cause, state)
+        })
+        .collect()
+}
+
+#[test]
+fn dispute_open_resolve_and_list_move_the_money_and_show_each_state() {
+    let authd = Authd::start(&[]);
+    let mut operator = authd.operator();
+    let shop = shop(&mut operator, 200, 100);
+    let account = payer(&mut operator, 0, 10_000);
+    let mut till = authd.client(Role::Terminal, shop.terminal, shop.secret);
+    let game = purchase(&mut till, account, 1_000).to_string();
+    let song = purchase(&mut till, account, 500).to_string();
+    let settled = 1_500 - 30; // 2 % fee
+    assert_eq!(balances(&mut operator, shop.settlement).0, settled);
+
+    let open = |hold: &str, amount: &str, cause: &str| {
+        let args = [
+            "dispute", "open", "--hold", hold, "--amount", amount, "--cause", cause,
+        ];
+        let opened = authctl(&authd, &args).ok();
+        assert!(opened.contains(&format!("on hold {hold}: ")), "{opened}");
+        assert!(opened.contains(cause), "{opened}");
+        number_after(&opened, "dispute").to_string()
+    };
+    let resolve = |dispute: &str, side: &str| {
+        authctl(
+            &authd,
+            &["dispute", "resolve", "--dispute", dispute, "--for", side],
+        )
+    };
+
+    let first = open(&game, "10.00", "defective");
+    assert_eq!(
+        balances(&mut operator, account),
+        (9_500, 1_000, 8_500),
+        "credited, held"
+    );
+    assert_eq!(balances(&mut operator, shop.settlement).0, settled - 1_000);
+    let resolved = resolve(&first, "merchant").ok();
+    assert!(resolved.contains("resolved for the merchant"), "{resolved}");
+    assert_eq!(balances(&mut operator, account), (8_500, 0, 8_500), "moved back");
+    assert_eq!(balances(&mut operator, shop.settlement).0, settled);
+    let again = resolve(&first, "payer");
+    assert_eq!(
+        again.status,
+        Some(3),
+        "a resolved dispute stays resolved: {}",
+        again.stderr
+    );
+
+    let second = open(&game, "4.00", "not-delivered");
+    assert!(resolve(&second, "payer").ok().contains("the credit is final"));
+    assert_eq!(
+        balances(&mut operator, account),
+        (8_900, 0, 8_900),
+        "final for the payer"
+    );
+    assert_eq!(balances(&mut operator, shop.settlement).0, settled - 400);
+    let third = open(&song, "5", "partial");
+    assert_eq!(balances(&mut operator, account), (9_400, 500, 8_900));
+
+    let rows = dispute_rows(&authctl(&authd, &["dispute", "list"]).ok());
+    let expected = [
+        (&first, &game, "10.00", "defective", "resolved for merchant"),
+        (&second, &game, "4.00", "not-delivered", "resolved for payer"),
+        (&third, &song, "5.00", "partial", "open"),
+    ];
+    let number = |text: &str| text.parse::<u64>().expect("number");
+    let expected: Vec<_> = expected
+        .iter()
+        .map(|(id, hold, amount, cause, state)| {
+            let texts = [amount, cause, state].map(|text| text.to_string());
+            let [amount, cause, state] = texts;
+            (number(id), number(hold), amount, cause, state)
+        })
+        .collect();
+    assert_eq!(rows, expected, "oldest first");
+    let after = dispute_rows(&authctl(&authd, &["dispute", "list", "--after", &second]).ok());
+    assert_eq!(after, expected[2..]);
+    let none = authctl(&authd, &["dispute", "list", "--after", &third]).ok();
+    assert_eq!(none, "no disputes\n");
+}
+
+#[test]
+fn dispute_list_pages_through_more_than_one_reply() {
+    let authd = Authd::start(&[]);
+    let mut operator = authd.operator();
+    let shop = shop(&mut operator, 0, 0);
+    let account = payer(&mut operator, 0, 10_000);
+    let mut till = authd.client(Role::Terminal, shop.terminal, shop.secret);
+    let count = DISPUTES_PER_REPLY_MAX * 2 + 1;
+    let mut opened = Vec::with_capacity(count);
+    for _ in 0..count {
+        let hold = purchase(&mut till, account, 100).to_string();
+        let args = [
+            "dispute", "open", "--hold", &hold, "--amount", "1", "--cause", "other",
+        ];
+        opened.push(number_after(&authctl(&authd, &args).ok(), "dispute"));
+    }
+    opened.sort_unstable();
+    let rows = dispute_rows(&authctl(&authd, &["dispute", "list"]).ok());
+    let ids: Vec<u64> = rows.iter().map(|row| row.0).collect();
+    assert_eq!(ids, opened, "every page, in id order");
+    let fifth = opened[4].to_string();
+    let rows = dispute_rows(&authctl(&authd, &["dispute", "list", "--after", &fifth]).ok());
+    let ids: Vec<u64> = rows.iter().map(|row| row.0).collect();
+    assert_eq!(ids, opened[5..]);
+}
+
+/// Lowercase hex of a secret, as register printed it.
+fn hex(secret: &[u8; 32]) -> String {
+    secret.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// An offer of `amount_minor` from `till` to the payer with `mobile`; its id.
+fn offer(till: &mut Client, mobile: u64, amount_minor: u64, reference: &str) -> u64 {
+    let request = Request::Offer(Offer {
+        payer: PayerRef::Mobile(mobile),
+        amount_minor,
+        currency: 978,
+        expires_in_s: 120,
+        reference: ShortText::new(reference).expect("short"),
+    });
+    let Reply::Offer(reply) = till.call(&request).expect("offer") else {
+        panic!("offer: unexpected reply");
+    };
+    assert_eq!(reply.code, 0, "offer approved");
+    reply.offer_id.0
+}
+
+#[test]
+fn offers_lists_a_terminals_offers_as_the_payers_device_and_offer_prints_its_state() {
+    let authd = Authd::start(&[]);
+    let mut operator = authd.operator();
+    let shop = shop(&mut operator, 100, 50);
+    let mobile = 33_612_000_001;
+    let account = payer(&mut operator, mobile, 100_000);
+    let (device_id, device_secret) = device(&mut operator, account);
+    let mut till = authd.client(Role::Terminal, shop.terminal, shop.secret);
+    let first = offer(&mut till, mobile, 1_250, "order 8812");
+    let more: Vec<u64> = (0..OFFERS_PER_REPLY_MAX)
+        .map(|_| offer(&mut till, mobile, 100, "more"))
+        .collect();
+
+    let (device_text, device_hex) = (device_id.to_string(), hex(&device_secret));
+    let offers = || {
+        authctl(
+            &authd,
+            &["offers", "--device", &device_text, "--device-secret", &device_hex],
+        )
+    };
+    let listed = offers().ok();
+    assert!(
+        listed.starts_with(&format!(
+            "{} pending offers for device {device_id}\n",
+            1 + more.len()
+        )),
+        "every page: {listed}"
+    );
+    let line = listed
+        .lines()
+        .find(|line| line.starts_with(&format!("offer {first}:")))
+        .unwrap_or_else(|| panic!("offer {first} missing:\n{listed}"));
+    let origin_prefix = format!("offer {first}: merchant {} origin \"SHOP", shop.merchant);
+    assert!(line.starts_with(&origin_prefix), "{line}");
+    assert!(
+        line.contains(", 12.50 (currency 978), reference \"order 8812\", "),
+        "{line}"
+    );
+    let left: u32 = line
+        .rsplit(", ")
+        .next()
+        .and_then(|tail| tail.strip_suffix(" s left"))
+        .and_then(|s| s.parse().ok())
+        .expect("seconds");
+    assert!((100..=120).contains(&left), "{line}");
+
+    let (terminal_text, terminal_hex) = (shop.terminal.to_string(), hex(&shop.secret));
+    let offer_state = |offer: u64| {
+        let offer = offer.to_string();
+        authctl(
+            &authd,
+            &[
+                "offer",
+                "--terminal",
+                &terminal_text,
+                "--terminal-secret",
+                &terminal_hex,
+                "--offer",
+                &offer,
+            ],
+        )
+    };
+    let shown = offer_state(first).ok();
+    assert_eq!(
+        field(&shown, "state"),
+        "offered: funds held, waiting for the payer",
+        "{shown}"
+    );
+    assert!(shown.starts_with(&format!("offer {first}: 12.50\n")), "{shown}");
+    let cancel = Request::OfferCancel(OfferCancel {
+        offer_id: OfferId(first),
+    });
+    assert!(matches!(till.call(&cancel), Ok(Reply::OfferCancel(reply)) if reply.code == 0));
+    let shown = offer_state(first).ok();
+    assert_eq!(
+        field(&shown, "state"),
+        "cancelled by the merchant: funds released"
+    );
+    assert!(
+        !offers().ok().contains(&format!("offer {first}:")),
+        "no longer pending"
+    );
+
+    let other = shop_of_another_merchant(&mut operator);
+    let foreign = authctl(
+        &authd,
+        &[
+            "offer",
+            "--terminal",
+            &other.0.to_string(),
+            "--terminal-secret",
+            &hex(&other.1),
+            "--offer",
+            &first.to_string(),
+        ],
+    );
+    assert_eq!(
+        foreign.status,
+        Some(3),
+        "another merchant's terminal sees nothing: {}",
+        foreign.stderr
+    );
+    let mut wrong = device_secret;
+    wrong[0] ^= 1;
+    let refused = authctl(
+        &authd,
+        &[
+            "offers",
+            "--device",
+            &device_text,
+            "--device-secret",
+            &hex(&wrong),
+        ],
+    );
+    assert_eq!(refused.status, Some(1));
+    assert!(
+        refused.stderr.contains("check --device and --device-secret"),
+        "{}",
+        refused.stderr
+    );
+}
+
+/// A terminal of a second merchant: (id, secret).
+fn shop_of_another_merchant(operator: &mut Client) -> (u32, [u8; 32]) {
+    let other = shop(operator, 100, 50);
+    (other.terminal, other.secret)
 }

@@ -4,6 +4,9 @@
 //! - [`amount`]: major units as typed and printed, exact (never `f64`).
 //! - [`operator`]: the key file, the log-on, and errors that say what to do next.
 //! - [`commands`]: one function per single-request subcommand.
+//! - [`disputes`]: `dispute open|resolve|list`.
+//! - [`offers`]: `offers` and `offer`, logged on as a payer device or terminal (the operator
+//!   role has no offer requests in protocol version 1).
 //! - [`output`]: readable text for accounts, limits and counters.
 //! - [`pipeline`] and [`provision`]: bulk set-up, many requests in flight.
 //!
@@ -11,7 +14,9 @@
 
 mod amount;
 mod commands;
+mod disputes;
 mod mobile;
+mod offers;
 mod operator;
 mod output;
 mod pipeline;
@@ -33,7 +38,8 @@ const GLOBAL: &str = "Global options";
 const EXIT_DECLINED: u8 = 3;
 
 /// authctl: the operator's tool for authd. Opens accounts, loads funds, sets limits and PINs,
-/// registers merchants, terminals and devices, reads accounts and counters.
+/// registers merchants, terminals and devices, reads accounts and counters, handles disputes
+/// and shows offers.
 ///
 /// Amounts are in major units (12.50) with --currency-exponent decimals.
 /// Exit status: 0 done, 1 error, 3 authd declined the request (reason and ISO code printed).
@@ -147,6 +153,40 @@ enum Command {
     Stats,
     /// Check authd answers, and how fast.
     Echo,
+    /// Open, resolve or list disputes (payers' claims against captures).
+    #[command(subcommand)]
+    Dispute(disputes::DisputeCommand),
+    /// List a payer's pending offers, logged on as its device, not as the operator.
+    ///
+    /// The operator role cannot list offers (protocol version 1), so this logs on as the
+    /// payer's device, or as a gateway (a device registered for account 0, which sees every
+    /// payer's offers), with the id and secret register-device printed; no operator key.
+    /// Prints each offer's id, merchant and origin, amount, reference and seconds left.
+    Offers {
+        /// The device's id, as register-device printed it.
+        #[arg(long, value_name = "N")]
+        device: u32,
+        /// The device's secret, 64 hex digits as register-device printed it.
+        #[arg(long, value_name = "HEX", value_parser = operator::parse_secret)]
+        device_secret: [u8; 32],
+    },
+    /// Where one offer stands, asked as the merchant's terminal, not as the operator.
+    ///
+    /// The operator role cannot ask for an offer's state (protocol version 1), so this logs on
+    /// as a terminal of the merchant that made the offer, with the id and secret
+    /// register-terminal printed; no operator key. authd shows a terminal its own merchant's
+    /// offers only.
+    Offer {
+        /// A terminal of the merchant that made the offer.
+        #[arg(long, value_name = "N")]
+        terminal: u32,
+        /// The terminal's secret, 64 hex digits as register-terminal printed it.
+        #[arg(long, value_name = "HEX", value_parser = operator::parse_secret)]
+        terminal_secret: [u8; 32],
+        /// The offer's id.
+        #[arg(long, value_name = "N")]
+        offer: u64,
+    },
     /// Bulk set-up for load tests: merchants, terminals and funded payers, pipelined; writes
     /// the terminals' credentials to a CSV file (mode 0600: it holds secrets).
     Provision(provision::ProvisionFlags),
@@ -180,8 +220,20 @@ fn main() -> ExitCode {
 
 /// Log on and run the subcommand; returns what to print.
 fn run(flags: Flags) -> anyhow::Result<String> {
-    let key_path = operator::key_path(&flags.data_dir, flags.key.as_deref());
     let exponent = flags.currency_exponent;
+    match flags.command {
+        Command::Offers {
+            device,
+            device_secret,
+        } => return offers::list(&flags.connect, exponent, device, device_secret),
+        Command::Offer {
+            terminal,
+            terminal_secret,
+            offer,
+        } => return offers::status(&flags.connect, exponent, terminal, terminal_secret, offer),
+        _ => {}
+    }
+    let key_path = operator::key_path(&flags.data_dir, flags.key.as_deref());
     let connect = || Operator::connect(&flags.connect, &key_path);
     let mut operator = connect()?;
     let operator = &mut operator;
@@ -207,7 +259,9 @@ fn run(flags: Flags) -> anyhow::Result<String> {
         Command::Account(flag) => commands::account(operator, exponent, flag.account),
         Command::Stats => commands::stats(operator),
         Command::Echo => commands::echo(operator, &flags.connect),
+        Command::Dispute(dispute) => disputes::run(operator, exponent, &dispute),
         Command::Provision(provision) => provision::run(operator, &connect, exponent, &provision),
+        Command::Offers { .. } | Command::Offer { .. } => unreachable!("answered before the operator log-on"),
     }
 }
 
@@ -227,6 +281,64 @@ mod tests {
         let flags = Flags::try_parse_from(["authctl", "stats", "--connect", "10.0.0.1:7700"]).expect("parse");
         assert_eq!(flags.connect, "10.0.0.1:7700");
         assert_eq!(flags.currency_exponent, 2);
+    }
+
+    #[test]
+    fn dispute_flags_take_kebab_case_causes_and_sides() {
+        let flags = Flags::try_parse_from([
+            "authctl",
+            "dispute",
+            "open",
+            "--hold",
+            "7",
+            "--amount",
+            "5",
+            "--cause",
+            "not-delivered",
+        ])
+        .expect("parse");
+        assert!(matches!(
+            flags.command,
+            Command::Dispute(disputes::DisputeCommand::Open {
+                hold: 7,
+                cause: disputes::Cause::NotDelivered,
+                ..
+            })
+        ));
+        let flags = Flags::try_parse_from([
+            "authctl",
+            "dispute",
+            "resolve",
+            "--dispute",
+            "3",
+            "--for",
+            "merchant",
+        ])
+        .expect("parse");
+        assert!(matches!(
+            flags.command,
+            Command::Dispute(disputes::DisputeCommand::Resolve {
+                dispute: 3,
+                side: disputes::Side::Merchant
+            })
+        ));
+    }
+
+    #[test]
+    fn a_short_secret_is_a_usage_error() {
+        let error = Flags::try_parse_from(["authctl", "offers", "--device", "5", "--device-secret", "abcd"])
+            .expect_err("short secret");
+        assert!(error.to_string().contains("64 hex digits"), "{error}");
+        let flags = Flags::try_parse_from([
+            "authctl",
+            "offers",
+            "--device",
+            "5",
+            "--device-secret",
+            &"0A".repeat(32),
+        ])
+        .expect("parse");
+        assert!(matches!(flags.command, Command::Offers { device_secret, .. } if device_secret == [10; 32]));
     }
 
     #[test]

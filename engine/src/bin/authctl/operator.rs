@@ -1,6 +1,8 @@
 //! The operator's connection: find the key, log on, and turn every failure into a sentence that
 //! says what to do next. A declined request becomes a [`Declined`] error that names the reason
-//! and its ISO code, so `main` can exit with its own status.
+//! and its ISO code, so `main` can exit with its own status. The few subcommands the operator
+//! role may not send (listing offers, an offer's state) log on as a device or terminal with
+//! [`Operator::connect_as`] and get the same calls and errors.
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -70,8 +72,45 @@ impl Operator {
     /// Log on to `address` with the key at `key_path`.
     pub fn connect(address: &str, key_path: &Path) -> anyhow::Result<Operator> {
         let secret = read_key(key_path)?;
-        let mut client = Client::connect(address, Role::Operator, OPERATOR_ID, secret)
-            .map_err(|error| connect_error(error, address, key_path))?;
+        let refused = |reason| {
+            format!(
+                "authd at {address} refused the operator log-on ({reason}); the key at {} may \
+                 belong to another authd: pass --data-dir of this authd's data dir or --key",
+                key_path.display()
+            )
+        };
+        Operator::log_on(address, Role::Operator, OPERATOR_ID, secret, refused)
+    }
+
+    /// Log on to `address` as terminal or payer device `id` with `secret`; `flags` names the
+    /// flags that gave them, for the error if authd refuses.
+    pub fn connect_as(
+        address: &str,
+        role: Role,
+        id: u32,
+        secret: [u8; 32],
+        flags: &str,
+    ) -> anyhow::Result<Operator> {
+        let name = match role {
+            Role::Terminal => "terminal",
+            Role::PayerDevice => "payer device",
+            Role::Operator => "operator",
+        };
+        let refused = |reason| {
+            format!("authd at {address} refused the log-on of {name} {id} ({reason}); check {flags}")
+        };
+        Operator::log_on(address, role, id, secret, refused)
+    }
+
+    fn log_on(
+        address: &str,
+        role: Role,
+        id: u32,
+        secret: [u8; 32],
+        refused: impl FnOnce(String) -> String,
+    ) -> anyhow::Result<Operator> {
+        let mut client = Client::connect(address, role, id, secret)
+            .map_err(|error| connect_error(error, address, refused))?;
         client
             .set_read_timeout(Some(REPLY_TIMEOUT))
             .context("set the reply timeout")?;
@@ -127,18 +166,32 @@ pub fn reply_error(error: ClientError, what: &str) -> anyhow::Error {
     }
 }
 
-fn connect_error(error: ClientError, address: &str, key_path: &Path) -> anyhow::Error {
+/// A terminal's or device's secret as typed: 64 hex digits.
+pub fn parse_secret(text: &str) -> Result<[u8; 32], String> {
+    let malformed = || {
+        format!(
+            "not a secret: give the 64 hex digits register-terminal or register-device printed ({} characters given)",
+            text.len()
+        )
+    };
+    if text.len() != 64 || !text.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        return Err(malformed());
+    }
+    let mut secret = [0u8; 32];
+    for (byte, pair) in secret.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
+        let pair = std::str::from_utf8(pair).map_err(|_| malformed())?;
+        *byte = u8::from_str_radix(pair, 16).map_err(|_| malformed())?;
+    }
+    Ok(secret)
+}
+
+fn connect_error(error: ClientError, address: &str, refused: impl FnOnce(String) -> String) -> anyhow::Error {
     match error {
         ClientError::Io(io) if io.kind() == ErrorKind::ConnectionRefused => {
             anyhow!("cannot connect to {address}; is authd running? pass --connect")
         }
         ClientError::Io(io) => anyhow!("cannot connect to {address}: {io}; is authd running? pass --connect"),
-        ClientError::LogonRefused { code, reason } => anyhow!(
-            "authd at {address} refused the operator log-on ({}); the key at {} may belong to \
-             another authd: pass --data-dir of this authd's data dir or --key",
-            describe_reason(reason, code),
-            key_path.display()
-        ),
+        ClientError::LogonRefused { code, reason } => anyhow!(refused(describe_reason(reason, code))),
         other => anyhow!("log-on to {address} failed: {other}"),
     }
 }

@@ -7,7 +7,12 @@
 //! - `wal_read`: raw replay speed of `read_log` (checksums, order checks, visitor call) over
 //!   READ_RECORDS records in page cache; records/s.
 //!
-//! Reserved for the books: `wal_replay` (replay into the books) and `snapshot_load`.
+//! - `wal_replay`: recovery of the books from the log alone: read, decode and re-execute
+//!   REPLAY_PURCHASES purchases over REPLAY_PAYERS payers (plus their set-up records) into
+//!   fresh books; records/s. Target: >= 3 M/s.
+//! - `snapshot_load`: rebuild books of SNAPSHOT_PAYERS payers (each with a mobile alias) from
+//!   a snapshot already in memory (checksums were verified when it was read); accounts/s.
+//!   Target: >= 5 M/s.
 //!
 //! Run: `cargo bench -p bench --bench wal -- --warm-up-time 1 --measurement-time 3`
 
@@ -15,8 +20,16 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bench::{Picker, EUR, NOON_US};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use engine::journal::codec;
+use engine::store::snapshot::load;
+use engine::store::{Store, StoreConfig};
 use engine::wal::{read_log, DirLock, FsyncMode, ReadOptions, Wal, WalConfig, WalError};
+use engine::{
+    AccountId, Books, BooksConfig, Command, Extras, Limits, MerchantId, Origin, Reference, RequestKey,
+    TerminalId, TerminalOp,
+};
 
 const APPENDERS: u64 = 4;
 const WINDOW: u64 = 64;
@@ -119,5 +132,137 @@ fn read(criterion: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, append_group_commit, read);
+const REPLAY_PAYERS: u32 = 100_000;
+const REPLAY_PURCHASES: u64 = 1_000_000;
+const SNAPSHOT_PAYERS: u32 = 1_000_000;
+
+fn store_config(dir: &std::path::Path) -> StoreConfig {
+    let mut wal = WalConfig::new(dir);
+    wal.fsync_mode = FsyncMode::Never;
+    StoreConfig {
+        books: BooksConfig::default(),
+        wal,
+        read: ReadOptions::default(),
+    }
+}
+
+/// A store with a merchant, a terminal and `payers` loaded payers (mobile aliases if asked).
+fn populated(dir: &std::path::Path, payers: u32, mobiles: bool) -> (Store, Vec<AccountId>) {
+    let (store, _) = Store::open(store_config(dir)).expect("open store");
+    let run = |command: Command| store.execute(&command, NOON_US).outcome;
+    let merchant = MerchantId(
+        run(Command::RegisterMerchant {
+            fee_bps: 150,
+            fee_bps_with_details: 90,
+            origin: Reference::default(),
+        })
+        .id as u32,
+    );
+    run(Command::RegisterTerminal {
+        merchant,
+        secret: [7; 32],
+    });
+    let accounts = (0..payers)
+        .map(|index| {
+            let mobile = mobiles.then_some(33_600_000_000 + u64::from(index));
+            let open = Command::OpenAccount {
+                shard: store.books().pick_shard(),
+                currency: EUR,
+                mobile,
+                limits: Limits::NONE,
+            };
+            let account = AccountId(run(open).id);
+            run(Command::Load {
+                account,
+                amount: 1_000_000_000,
+            });
+            account
+        })
+        .collect();
+    (store, accounts)
+}
+
+fn replay(criterion: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, payers) = populated(dir.path(), REPLAY_PAYERS, false);
+    let mut picker = Picker::new(5);
+    for request_id in 1..=REPLAY_PURCHASES {
+        let payer = payers[picker.below(payers.len())];
+        let origin = Origin {
+            merchant: MerchantId(1),
+            key: RequestKey {
+                terminal: TerminalId(1),
+                request_id,
+            },
+        };
+        let op = TerminalOp::Purchase {
+            payer,
+            amount: 1,
+            currency: EUR,
+            pin: None,
+            extras: Extras::default(),
+        };
+        store.execute(&Command::Terminal { origin, op }, NOON_US);
+    }
+    let digest = store.books().digest();
+    let records = store.wal().last_lsn();
+    store.close().expect("close");
+    drop(store);
+    let mut group = criterion.benchmark_group("wal_replay");
+    group.throughput(Throughput::Elements(records));
+    group.sample_size(10);
+    group.bench_function("purchases_into_books", |bencher| {
+        bencher.iter(|| {
+            let books = Books::new(BooksConfig::default()).expect("config");
+            read_log(
+                dir.path(),
+                0,
+                &ReadOptions::default(),
+                |lsn, timestamp_us, payload| {
+                    let command = codec::decode(payload).expect("a command");
+                    books.replay(&command, timestamp_us, lsn);
+                    Ok::<(), WalError>(())
+                },
+            )
+            .expect("replay");
+            books
+        })
+    });
+    group.finish();
+    let books = Books::new(BooksConfig::default()).expect("config");
+    read_log(
+        dir.path(),
+        0,
+        &ReadOptions::default(),
+        |lsn, timestamp_us, payload| {
+            books.replay(&codec::decode(payload).expect("a command"), timestamp_us, lsn);
+            Ok::<(), WalError>(())
+        },
+    )
+    .expect("replay");
+    assert_eq!(books.digest(), digest, "replay rebuilds the same books");
+}
+
+fn snapshot_load(criterion: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, _) = populated(dir.path(), SNAPSHOT_PAYERS, true);
+    store.snapshot().expect("snapshot");
+    let digest = store.books().digest();
+    store.close().expect("close");
+    drop(store);
+    let scan = engine::wal::read_newest_snapshot(dir.path()).expect("read snapshot");
+    let snapshot = scan.newest.expect("a snapshot");
+    let sections: Vec<&[u8]> = snapshot.sections().collect();
+    let mut group = criterion.benchmark_group("snapshot_load");
+    group.throughput(Throughput::Elements(u64::from(SNAPSHOT_PAYERS)));
+    group.sample_size(10);
+    group.bench_function("accounts_with_aliases", |bencher| {
+        bencher.iter(|| load(BooksConfig::default(), &sections).expect("load"))
+    });
+    group.finish();
+    let (books, _) = load(BooksConfig::default(), &sections).expect("load");
+    assert_eq!(books.digest(), digest, "the snapshot rebuilds the same books");
+}
+
+criterion_group!(benches, append_group_commit, read, replay, snapshot_load);
 criterion_main!(benches);

@@ -569,7 +569,7 @@ fn announced_and_enforced(authd: &Authd, terminal: u32, secret: [u8; 32]) -> (u3
 
 #[test]
 fn the_frame_limit_announced_at_logon_is_the_one_enforced() {
-    for (flag, effective) in [("100", 1_024u32), ("2048", 2_048), ("2000000", 1 << 20)] {
+    for (flag, effective) in [("1024", 1_024u32), ("2048", 2_048), ("1048576", 1 << 20)] {
         let authd = Authd::start(&["--frame-bytes-max", flag]);
         let mut operator = authd.operator();
         let shop = shop(&mut operator, 0, 0);
@@ -580,5 +580,25 @@ fn the_frame_limit_announced_at_logon_is_the_one_enforced() {
             ErrorReply::new(ProtocolError::Oversized, 0, u64::from(effective) + 1),
             "--frame-bytes-max {flag}: one byte over the announced limit"
         );
+    }
+}
+
+#[test]
+fn limits_outside_their_range_are_refused_at_start_with_the_range() {
+    for (flag, value) in [
+        ("--frame-bytes-max", "1023"),
+        ("--frame-bytes-max", "1048577"),
+        ("--write-bytes-max", "0"),
+    ] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let output = std::process::Command::new(authd_tests::authd_binary())
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .args([flag, value])
+            .output()
+            .expect("run authd");
+        assert!(!output.status.success(), "{flag} {value} must be refused");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("is not in"), "{flag} {value}: {stderr}");
     }
 }

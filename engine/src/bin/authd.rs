@@ -47,26 +47,29 @@ struct Flags {
     #[arg(long, default_value_t = 978)]
     currency: u16,
     /// Connections open at once; more are answered "busy" and closed.
-    #[arg(long, default_value_t = 10_000)]
-    connections_max: usize,
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    connections_max: u64,
     /// Unanswered requests per connection before authd stops reading it.
-    #[arg(long, default_value_t = 1_024)]
+    #[arg(long, default_value_t = 1_024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     in_flight_max: u32,
     /// Largest frame accepted, bytes, length prefix included (1024..=1048576).
-    #[arg(long, default_value_t = wire::FRAME_BYTES_MAX)]
+    #[arg(long, default_value_t = wire::FRAME_BYTES_MAX, value_parser = clap::value_parser!(u32).range(1_024..=1_048_576))]
     frame_bytes_max: u32,
     /// Unwritten reply bytes per connection before authd stops reading it.
-    #[arg(long, default_value_t = 1 << 20)]
-    write_bytes_max: usize,
+    #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(65_536..=1_073_741_824))]
+    write_bytes_max: u64,
     /// Milliseconds a new connection has to log on.
     #[arg(long, default_value_t = 10_000)]
     logon_timeout_ms: u64,
     /// Seconds a logged-on connection may stay silent with nothing in flight.
     #[arg(long, default_value_t = 600)]
     idle_timeout_s: u64,
-    /// Failed log-ons per peer address per 10 s before it is refused.
-    #[arg(long, default_value_t = 5)]
+    /// Failed log-ons per peer address per --logon-failure-window-s before it is refused.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     logon_failures_max: u32,
+    /// The window of --logon-failures-max, seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    logon_failure_window_s: u64,
     /// Seconds between snapshots (0: never).
     #[arg(long, default_value_t = 300)]
     snapshot_interval_s: u64,
@@ -122,13 +125,14 @@ fn server_config(flags: &Flags) -> ServerConfig {
     let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
     let mut config = ServerConfig::new(flags.listen);
     config.threads = flags.threads.unwrap_or(cores).max(1);
-    config.connections_max = flags.connections_max;
+    config.connections_max = flags.connections_max as usize;
     config.in_flight_max = flags.in_flight_max.max(1);
     config.frame_bytes_max = flags.frame_bytes_max;
-    config.write_bytes_max = flags.write_bytes_max;
+    config.write_bytes_max = flags.write_bytes_max as usize;
     config.logon_timeout = Duration::from_millis(flags.logon_timeout_ms);
     config.idle_timeout = Duration::from_secs(flags.idle_timeout_s);
     config.logon_failures_max = flags.logon_failures_max;
+    config.logon_failure_window = Duration::from_secs(flags.logon_failure_window_s);
     config.snapshot_interval = Duration::from_secs(flags.snapshot_interval_s);
     config
 }

@@ -33,7 +33,7 @@
 //! segments back to the previous snapshot if a corrupt newest snapshot should still be
 //! recoverable from the one before it.
 //!
-//! The formats, recovery rules and limits are also described in DESIGN-wal.md.
+//! The formats, recovery rules and limits are also described in DESIGN.md ("The write-ahead log").
 
 pub mod error;
 pub mod lock;

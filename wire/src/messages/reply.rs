@@ -357,8 +357,10 @@ wire_enum! {
         /// A message this side or role may not send, such as a reply type or a second
         /// LOGON_HELLO (value = the type). Connection kept.
         Unexpected = 8,
-        /// Too many requests in flight on this connection (value = the limit). Connection kept;
-        /// the request was not executed, resend it later with the same request id.
+        /// The server cannot serve this: over its connection limit (code 96, reason 22, value =
+        /// the limit, request id 0; the connection closes), or its log failed (code 96, reason
+        /// 23, for each request whose decision is not durable: retry with the same request id
+        /// after the operator restarts authd).
         Busy = 9,
     }
 }

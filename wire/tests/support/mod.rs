@@ -319,7 +319,7 @@ pub fn other_reply_examples() -> Vec<Example> {
             reply(77, Reply::RegisterDevice(DeviceReply { code: 0, reason: 0, device_id: DeviceId(5), secret: std::array::from_fn(|i| 0x20 + i as u8) }))),
         ("account_info_reply", "ACCOUNT_INFO reply 0xC8, request id 78: account 1001, payer, active, 978, mobile 33612345678, 10000/2500/7500, 31 points, limits 5000/20000/50/2500",
             reply(78, Reply::AccountInfo(AccountInfoReply { code: 0, reason: 0, account: AccountNumber(1001), kind: Some(AccountKind::Payer), status: Some(AccountStatus::Active), currency: EUR, mobile: 33_612_345_678, balance_minor: 10_000, held_minor: 2_500, available_minor: 7_500, loyalty_points: 31, limits: limits() }))),
-        ("stats_reply", "STATS reply 0xC9, request id 79: two counters: 1 (accounts) = 3, 3 (requests) = 1000000",
+        ("stats_reply", "STATS reply 0xC9, request id 79: two counters: 1 (replies) = 3, 3 (connections open) = 1000000",
             reply(79, Reply::Stats(StatsReply { code: 0, reason: 0, counters: List::new(vec![Counter { counter: 1, value: 3 }, Counter { counter: 3, value: 1_000_000 }]).expect("two") }))),
         ("dispute_open_reply", "DISPUTE_OPEN reply 0xCA, request id 80: dispute 3",
             reply(80, Reply::DisputeOpen(DisputeReply { code: 0, reason: 0, dispute_id: DisputeId(3) }))),

@@ -32,7 +32,7 @@ fn purchase_1m_accounts(c: &mut Criterion) {
     group.bench_function("purchase_1m_accounts", |b| {
         b.iter(|| {
             request_id += 1;
-            let payer = fixture.payers[picker.below(fixture.payers.len())];
+            let payer = fixture.payer_at(picker.below(fixture.payers.len()));
             let command = fixture.purchase(0, request_id, payer, 1);
             let executed = fixture.books.execute(&command, NOON_US, &NoJournal);
             debug_assert!(executed.outcome.reason.is_approved());
@@ -50,7 +50,7 @@ fn authorize_capture_1m_accounts(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.bench_function("authorize_capture_1m_accounts", |b| {
         b.iter(|| {
-            let payer = fixture.payers[picker.below(fixture.payers.len())];
+            let payer = fixture.payer_at(picker.below(fixture.payers.len()));
             request_id += 1;
             let authorize = Command::Terminal {
                 origin: fixture.origin(0, request_id),
@@ -83,7 +83,7 @@ fn authorize_capture_1m_accounts(c: &mut Criterion) {
 fn run_purchases(fixture: &Fixture, terminal: usize, first_id: u64, purchases: u64, seed: u64) {
     let mut picker = Picker::new(seed);
     for request_id in first_id..first_id + purchases {
-        let payer = fixture.payers[picker.below(fixture.payers.len())];
+        let payer = fixture.payer_at(picker.below(fixture.payers.len()));
         let command = fixture.purchase(terminal, request_id, payer, 1);
         std::hint::black_box(fixture.books.execute(&command, NOON_US, &NoJournal));
     }

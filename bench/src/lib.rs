@@ -70,6 +70,13 @@ impl Fixture {
         }
     }
 
+    /// The `index`th payer, by arithmetic: payers are opened round robin over the shards, so the
+    /// `index`th has slot `index / shards` in shard `index % shards`, which is account
+    /// `PAYER_ID_BASE + index`. A lookup in `payers` would add a cache miss to every iteration.
+    pub fn payer_at(&self, index: usize) -> AccountId {
+        AccountId(engine::limits::PAYER_ID_BASE + index as u64)
+    }
+
     /// A purchase of `amount` by `payer` from terminal `terminal` with request id `request_id`.
     pub fn purchase(&self, terminal: usize, request_id: u64, payer: AccountId, amount: u64) -> Command {
         Command::Terminal {

@@ -159,6 +159,10 @@ pub struct Config {
     pub progress: bool,
     /// Random seed.
     pub seed: u64,
+    /// Busy-poll instead of sleeping in epoll.
+    pub spin: bool,
+    /// Open loop: send due flows in batches once the oldest waited this long, microseconds.
+    pub pacing_us: u64,
 }
 
 struct Operator {
@@ -378,6 +382,8 @@ fn run_against(
             timeline,
             seed: config.seed.wrapping_add(index as u64 * 0x1000_0000_01b3),
             progress: sender.clone(),
+            spin: config.spin,
+            pacing_ns: config.pacing_us * 1_000,
         };
         let handle = std::thread::Builder::new()
             .name(format!("loadgen-{index}"))
@@ -479,6 +485,8 @@ fn settings_json(config: &Config, credentials: &Credentials, fee_bps: Option<u16
         "terminals": credentials.terminals.len(),
         "fee_bps": fee_bps,
         "duration_s": config.duration_s,
+        "spin": config.spin,
+        "pacing_us": config.rate.map(|_| config.pacing_us),
         "warmup_s": config.warmup_s,
         "target": match &config.target {
             Target::Connect(address) => json!({"connect": address.to_string()}),

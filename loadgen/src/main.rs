@@ -112,6 +112,15 @@ struct Flags {
     /// Random seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Busy-poll instead of sleeping in epoll: lower latency at the cost of a busy core per
+    /// thread (single-connection latency runs; never on a machine short of cores).
+    #[arg(long)]
+    spin: bool,
+    /// Open loop at rates above one flow per PACING_US per thread: send due flows in batches
+    /// once the oldest has waited this long (its latency includes the wait), so that a write
+    /// carries several requests; 0 sends each the moment it is due.
+    #[arg(long, default_value_t = 20)]
+    pacing_us: u64,
 }
 
 fn main() -> ExitCode {
@@ -163,6 +172,8 @@ fn run(flags: Flags) -> anyhow::Result<ExitCode> {
         books_sample: flags.books_sample,
         progress: !flags.quiet,
         seed: flags.seed,
+        spin: flags.spin,
+        pacing_us: flags.pacing_us,
     };
     let report = loadgen::run(&config)?;
     print!("{}", report.summary());

@@ -200,7 +200,8 @@ pub fn pipelined(operator: &mut Client, requests: &[Request]) -> anyhow::Result<
 
 /// Registers merchants and terminals and opens and loads payers.
 pub fn provision(operator: &mut Client, plan: &ProvisionPlan) -> anyhow::Result<Credentials> {
-    let origin = ShortText::new("loadgen").unwrap_or_default();
+    // No origin: authd keeps non-empty origins unique, and load needs none.
+    let origin = ShortText::default();
     let requests: Vec<Request> = (0..plan.merchants.max(1))
         .map(|_| {
             Request::RegisterMerchant(RegisterMerchant {

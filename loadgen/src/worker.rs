@@ -79,6 +79,10 @@ pub struct Plan {
     pub seed: u64,
     /// Where per-second figures go.
     pub progress: SyncSender<Interval>,
+    /// Poll without sleeping (lower latency, one core busy).
+    pub spin: bool,
+    /// Open loop: due flows are sent in batches once the oldest has waited this long.
+    pub pacing_ns: u64,
 }
 
 /// What a thread measured.
@@ -104,6 +108,7 @@ struct Worker {
     is_dirty: Vec<bool>,
     stopping: bool,
     flows_started: u64,
+    open_cursor: usize,
 }
 
 /// Runs the load on `connections` until the plan's stop time, then drains.
@@ -133,6 +138,7 @@ pub fn run(plan: Plan, mut connections: Vec<Connection>) -> io::Result<Outcome> 
         is_dirty: vec![false; count],
         stopping: false,
         flows_started: 0,
+        open_cursor: 0,
     };
     let mut completed: Vec<Completed> = Vec::with_capacity(ring_max * 4);
     let mut events = Events::with_capacity(EVENTS_MAX);
@@ -146,6 +152,13 @@ pub fn run(plan: Plan, mut connections: Vec<Connection>) -> io::Result<Outcome> 
         None => None,
     };
     let mut timer_armed_ns = 0u64;
+    let pacing_ns = match worker.plan.mode {
+        // Batching only helps when flows are due more often than the pacing interval.
+        Mode::Open { rate_per_s } if (NS_PER_S as f64 / rate_per_s) < worker.plan.pacing_ns as f64 => {
+            worker.plan.pacing_ns
+        }
+        _ => 0,
+    };
     let mut backlog_max = 0u64;
     let mut next_second_ns = timeline.start_ns + NS_PER_S;
     let mut second = 1u64;
@@ -182,12 +195,18 @@ pub fn run(plan: Plan, mut connections: Vec<Connection>) -> io::Result<Outcome> 
         }
         if let (Some(schedule), false) = (schedule.as_mut(), worker.stopping) {
             backlog_max = backlog_max.max(schedule.backlog(now));
-            worker.start_due(schedule, now);
-            let due_ns = schedule.next_due_ns();
+            // Batch: send once the oldest due flow has waited `pacing_ns` (charged to its
+            // latency), so one write carries several requests at high rates.
+            if schedule.next_due_ns() + pacing_ns <= now {
+                worker.start_due(schedule, now);
+            }
+            let wake_ns = schedule.next_due_ns() + pacing_ns;
             if let Some(timer) = &timer {
-                if due_ns > now && due_ns != timer_armed_ns {
-                    arm(timer, due_ns)?;
-                    timer_armed_ns = due_ns;
+                // An armed timer that fires no later than needed is left alone: a spurious
+                // early wake-up costs less than a syscall per turn.
+                if wake_ns > now && (timer_armed_ns <= now || timer_armed_ns > wake_ns) {
+                    arm(timer, wake_ns)?;
+                    timer_armed_ns = wake_ns;
                 }
             }
         }
@@ -198,7 +217,12 @@ pub fn run(plan: Plan, mut connections: Vec<Connection>) -> io::Result<Outcome> 
             timeline.stop_ns
         }
         .min(next_second_ns);
-        let timeout = Duration::from_nanos(wake_ns.saturating_sub(now_ns()));
+        // Spinning trades a core for not paying the scheduler's wake-up on every reply.
+        let timeout = if worker.plan.spin {
+            Duration::ZERO
+        } else {
+            Duration::from_nanos(wake_ns.saturating_sub(now_ns()))
+        };
         match poll.poll(&mut events, Some(timeout)) {
             Ok(()) => {}
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
@@ -274,23 +298,23 @@ impl Worker {
         true
     }
 
-    /// Open loop: starts every flow that is due, on connections with room, round robin.
+    /// Open loop: starts every flow that is due. A turn's flows go to one connection while it
+    /// has room (one write carries them all); the next turn starts on the next connection, so
+    /// the load spreads over every connection and authd event loop.
     fn start_due(&mut self, schedule: &mut Schedule, now: u64) {
         let count = self.connections.len();
-        let mut cursor = (self.flows_started as usize) % count.max(1);
+        self.open_cursor = (self.open_cursor + 1) % count.max(1);
+        let mut cursor = self.open_cursor;
         let mut tries = 0;
         while schedule.next_due_ns() <= now && tries < count {
             if self.connections[cursor].has_room(crate::template::TEMPLATE_BYTES_MAX) {
                 let due = schedule.next_due_ns();
                 if self.start_flow(cursor, due, now) {
                     let _ = schedule.take_due(now);
-                    tries = 0;
-                } else {
-                    tries += 1;
+                    continue;
                 }
-            } else {
-                tries += 1;
             }
+            tries += 1;
             cursor = (cursor + 1) % count;
         }
     }

@@ -79,11 +79,11 @@ pub fn dispatch(
 }
 
 /// The log position a read must wait for: everything it may have seen.
-fn read_position(context: &Context<'_>) -> Lsn {
+pub(crate) fn read_position(context: &Context<'_>) -> Lsn {
     context.store.wal().last_lsn()
 }
 
-fn payer(context: &Context<'_>, payer: PayerRef) -> Result<AccountId, Reason> {
+pub(crate) fn payer(context: &Context<'_>, payer: PayerRef) -> Result<AccountId, Reason> {
     match payer {
         PayerRef::Account(number) => Ok(AccountId(number.0)),
         PayerRef::Mobile(mobile) => context
@@ -112,7 +112,7 @@ fn hold_reply(outcome: Outcome) -> HoldReply {
     }
 }
 
-fn status_reply(reason: Reason) -> StatusReply {
+pub(crate) fn status_reply(reason: Reason) -> StatusReply {
     StatusReply {
         code: reason.iso_code(),
         reason: reason as u8,

@@ -5,9 +5,9 @@
 
 use wire::messages::reply::{
     AcceptOfferReply, DisputeListReply, DisputeReply, DisputeSummary, OfferListReply, OfferReply,
-    OfferStatusReply, OfferSummary, StatusReply, DISPUTES_PER_REPLY_MAX, OFFERS_PER_REPLY_MAX,
+    OfferStatusReply, OfferSummary, DISPUTES_PER_REPLY_MAX, OFFERS_PER_REPLY_MAX,
 };
-use wire::types::{self as w, PayerRef, ShortText};
+use wire::types::{self as w, ShortText};
 use wire::{Reply, Request};
 
 use crate::books::dispute::{DisputeState, DisputeView};
@@ -17,31 +17,9 @@ use crate::command::{Command, Origin, TerminalOp};
 use crate::ids::Lsn;
 use crate::ids::{AccountId, Currency, DisputeId, HoldId, PinBlock, Reference};
 use crate::reason::Reason;
-use crate::server::dispatch::Context;
+use crate::server::dispatch::{payer, read_position as reads, status_reply as status, Context};
 
 type Dispatched = Result<(Reply, Lsn), Reason>;
-
-fn payer(context: &Context<'_>, payer: PayerRef) -> Result<AccountId, Reason> {
-    match payer {
-        PayerRef::Account(number) => Ok(AccountId(number.0)),
-        PayerRef::Mobile(mobile) => context
-            .store
-            .books()
-            .resolve_mobile(mobile)
-            .ok_or(Reason::AccountUnknown),
-    }
-}
-
-fn status(reason: Reason) -> StatusReply {
-    StatusReply {
-        code: reason.iso_code(),
-        reason: reason as u8,
-    }
-}
-
-fn reads(context: &Context<'_>) -> Lsn {
-    context.store.wal().last_lsn()
-}
 
 /// The wire's offer state.
 pub fn wire_state(state: OfferState) -> w::OfferState {

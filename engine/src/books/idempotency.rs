@@ -14,6 +14,7 @@ use std::collections::HashMap;
 
 use crate::command::{Outcome, TerminalOp};
 use crate::ids::RequestKey;
+use crate::reason::Reason;
 
 /// What the window remembers of one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,12 +40,52 @@ impl Entry {
     }
 }
 
-#[derive(Debug)]
+/// What the map keeps per key: an `Entry` without its key (the map's), flattened so that key
+/// and value fill one 64-byte bucket.
+#[derive(Debug, Clone, Copy)]
 struct Slot {
     /// Insertion number, from 1.
     sequence: u64,
-    entry: Entry,
+    fingerprint: u64,
+    id: u64,
+    amount: u64,
+    at_us: u64,
+    kind: u8,
+    reason: Reason,
+    reversed: bool,
 }
+
+impl Slot {
+    fn new(sequence: u64, entry: &Entry) -> Slot {
+        Slot {
+            sequence,
+            fingerprint: entry.fingerprint,
+            id: entry.outcome.id,
+            amount: entry.outcome.amount,
+            at_us: entry.at_us,
+            kind: entry.kind,
+            reason: entry.outcome.reason,
+            reversed: entry.reversed,
+        }
+    }
+
+    fn entry(&self, key: RequestKey) -> Entry {
+        Entry {
+            key,
+            fingerprint: self.fingerprint,
+            kind: self.kind,
+            outcome: Outcome {
+                reason: self.reason,
+                id: self.id,
+                amount: self.amount,
+            },
+            at_us: self.at_us,
+            reversed: self.reversed,
+        }
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<(RequestKey, Slot)>() <= 64);
 
 /// The window of one shard.
 #[derive(Debug)]
@@ -71,16 +112,22 @@ impl Window {
     }
 
     /// The entry for a key, if still in the window.
-    pub fn get(&self, key: &RequestKey) -> Option<&Entry> {
+    pub fn get(&self, key: &RequestKey) -> Option<Entry> {
         let slot = self.slots.get(key)?;
-        self.remembers(slot.sequence).then_some(&slot.entry)
+        self.remembers(slot.sequence).then(|| slot.entry(*key))
     }
 
-    /// The entry for a key, mutably.
-    pub fn get_mut(&mut self, key: &RequestKey) -> Option<&mut Entry> {
+    /// Change the remembered entry of a key (not its key); returns it as changed.
+    pub fn update(&mut self, key: &RequestKey, change: impl FnOnce(&mut Entry)) -> Option<Entry> {
         let (capacity, inserted) = (self.capacity, self.inserted);
-        let slot = self.slots.get_mut(key)?;
-        (slot.sequence + capacity > inserted).then_some(&mut slot.entry)
+        let slot = self
+            .slots
+            .get_mut(key)
+            .filter(|slot| slot.sequence + capacity > inserted)?;
+        let mut entry = slot.entry(*key);
+        change(&mut entry);
+        *slot = Slot::new(slot.sequence, &entry);
+        Some(entry)
     }
 
     /// Remember a new request, forgetting the oldest one if the window is full.
@@ -88,11 +135,7 @@ impl Window {
     pub fn insert(&mut self, entry: Entry) {
         debug_assert!(self.get(&entry.key).is_none());
         self.inserted += 1;
-        let slot = Slot {
-            sequence: self.inserted,
-            entry,
-        };
-        self.slots.insert(entry.key, slot);
+        self.slots.insert(entry.key, Slot::new(self.inserted, &entry));
         if self.inserted.is_multiple_of(self.capacity) {
             let (capacity, inserted) = (self.capacity, self.inserted);
             self.slots.retain(|_, slot| slot.sequence + capacity > inserted);
@@ -101,14 +144,14 @@ impl Window {
     }
 
     /// Remembered entries from oldest to newest.
-    pub fn iter(&self) -> impl Iterator<Item = &Entry> {
-        let mut live: Vec<&Slot> = self
+    pub fn iter(&self) -> impl Iterator<Item = Entry> + '_ {
+        let mut live: Vec<(&RequestKey, &Slot)> = self
             .slots
-            .values()
-            .filter(|slot| self.remembers(slot.sequence))
+            .iter()
+            .filter(|(_, slot)| self.remembers(slot.sequence))
             .collect();
-        live.sort_unstable_by_key(|slot| slot.sequence);
-        live.into_iter().map(|slot| &slot.entry)
+        live.sort_unstable_by_key(|(_, slot)| slot.sequence);
+        live.into_iter().map(|(key, slot)| slot.entry(*key))
     }
 
     /// Entries remembered.

@@ -37,14 +37,17 @@ impl Shard {
     /// Execute a terminal command, answering a retry from the idempotency window.
     pub fn terminal(&mut self, registry: &Registry, origin: Origin, op: &TerminalOp, now_us: u64) -> Outcome {
         let print = fingerprint(op);
-        if let Some(entry) = self.window.get_mut(&origin.key) {
+        if let Some(entry) = self.window.get(&origin.key) {
             if entry.is_marker() {
                 // The original arrives after its reversal: decline it, and let its own
                 // retries get the same answer.
-                entry.kind = op.kind();
-                entry.fingerprint = print;
-                entry.outcome = Outcome::declined(Reason::Reversed);
-                return entry.outcome;
+                let outcome = Outcome::declined(Reason::Reversed);
+                self.window.update(&origin.key, |entry| {
+                    entry.kind = op.kind();
+                    entry.fingerprint = print;
+                    entry.outcome = outcome;
+                });
+                return outcome;
             }
             if entry.kind != op.kind() || entry.fingerprint != print {
                 return Outcome::declined(Reason::DuplicateConflict);

@@ -30,7 +30,7 @@ impl Shard {
         now_us: u64,
     ) -> Result<Outcome, Reason> {
         let slot = self.slot_of(payer).ok_or(Reason::AccountUnknown)?;
-        let Some(entry) = self.window.get(&original).copied() else {
+        let Some(entry) = self.window.get(&original) else {
             let marker = Entry {
                 key: original,
                 fingerprint: 0,
@@ -66,9 +66,7 @@ impl Shard {
     }
 
     fn mark_reversed(&mut self, original: &RequestKey) {
-        if let Some(entry) = self.window.get_mut(original) {
-            entry.reversed = true;
-        }
+        self.window.update(original, |entry| entry.reversed = true);
     }
 
     fn undo_authorize(&mut self, hold: HoldId, original: &Entry, now_us: u64) -> Result<u64, Reason> {

@@ -69,7 +69,7 @@ pub fn encode_shard(shard: &Shard, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(&(shard.window.len() as u32).to_le_bytes());
     for entry in shard.window.iter() {
-        encode_entry(entry, out);
+        encode_entry(&entry, out);
     }
     let mut references: Vec<_> = shard.references.iter().collect();
     references.sort_unstable_by_key(|(sequence, _)| **sequence);

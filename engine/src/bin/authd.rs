@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use engine::books::BooksConfig;
+use engine::server::lifecycle::{log, Level};
 use engine::server::{operator_key, random_secret, Server, ServerConfig};
 use engine::store::{Store, StoreConfig};
 use engine::wal::{FsyncMode, ReadOptions, WalConfig};
@@ -139,34 +140,10 @@ fn server_config(flags: &Flags) -> ServerConfig {
 
 fn run(flags: Flags) -> anyhow::Result<()> {
     let (store, recovered) = Store::open(store_config(&flags))?;
-    for skipped in &recovered.skipped_snapshots {
-        eprintln!("authd: skipped a damaged snapshot: {skipped}");
-    }
-    if let Some(torn) = &recovered.log.torn_tail {
-        eprintln!(
-            "authd: cut a torn record at the end of the log: {} at byte {}",
-            torn.file.display(),
-            torn.offset
-        );
-    }
-    if let Some(cut) = &recovered.log.cut {
-        eprintln!(
-            "authd: --truncate-corrupt-log cut the log at {} byte {}",
-            cut.file.display(),
-            cut.offset
-        );
-    }
-    eprintln!(
-        "authd: recovered {} (snapshot {}), {} log records replayed",
-        flags.data_dir.display(),
-        recovered
-            .snapshot
-            .as_ref()
-            .map_or("none".to_string(), |(path, _)| path.display().to_string()),
-        recovered.records_applied
-    );
+    report_recovery(&flags, &recovered);
     if matches!(flags.fsync, Fsync::Never) {
-        eprintln!("authd: WARNING: --fsync never: replies leave before their decisions are on disk; a crash of the machine loses acknowledged decisions. Benchmarks only.");
+        let warning = "replies leave before their decisions are on disk; a crash of the machine loses acknowledged decisions; benchmarks only";
+        log(Level::Warn, "fsync_never", &[("msg", &warning)]);
     }
     let operator_secret = operator_key::load_or_create(&flags.data_dir, random_secret())?;
     let server = Server::start(Arc::new(store), server_config(&flags), operator_secret).map_err(|error| {
@@ -176,15 +153,61 @@ fn run(flags: Flags) -> anyhow::Result<()> {
         )
     })?;
     println!("authd listening on {}", server.local_addr());
+    log(
+        Level::Info,
+        "listening",
+        &[
+            ("addr", &server.local_addr()),
+            ("data_dir", &flags.data_dir.display()),
+        ],
+    );
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))?;
     signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    eprintln!("authd: stopping: finishing requests in flight");
+    log(
+        Level::Info,
+        "stopping",
+        &[("msg", &"finishing requests in flight")],
+    );
     server.shutdown();
+    let server_replies = server.shared().stats.replies();
     server.join()?;
-    eprintln!("authd: stopped cleanly");
+    log(Level::Info, "stopped", &[("replies", &server_replies)]);
     Ok(())
+}
+
+fn report_recovery(flags: &Flags, recovered: &engine::store::Recovered) {
+    for skipped in &recovered.skipped_snapshots {
+        log(Level::Warn, "snapshot_skipped", &[("error", skipped)]);
+    }
+    if let Some(torn) = &recovered.log.torn_tail {
+        log(
+            Level::Warn,
+            "torn_tail_cut",
+            &[("file", &torn.file.display()), ("offset", &torn.offset)],
+        );
+    }
+    if let Some(cut) = &recovered.log.cut {
+        log(
+            Level::Warn,
+            "corrupt_log_cut",
+            &[("file", &cut.file.display()), ("offset", &cut.offset)],
+        );
+    }
+    let snapshot = recovered
+        .snapshot
+        .as_ref()
+        .map_or("none".to_string(), |(path, _)| path.display().to_string());
+    log(
+        Level::Info,
+        "recovered",
+        &[
+            ("data_dir", &flags.data_dir.display()),
+            ("snapshot", &snapshot),
+            ("records_replayed", &recovered.records_applied),
+        ],
+    );
 }

@@ -84,7 +84,11 @@ impl EventLoop {
                 if error.kind() == std::io::ErrorKind::Interrupted {
                     continue;
                 }
-                eprintln!("authd: event loop poll failed: {error}; the loop stops");
+                super::lifecycle::log(
+                    super::lifecycle::Level::Error,
+                    "loop_stopped",
+                    &[("error", &error)],
+                );
                 return;
             }
             for event in events.iter() {
@@ -137,7 +141,11 @@ impl EventLoop {
                 Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(error) => {
                     // Out of file descriptors and the like: keep serving the others.
-                    eprintln!("authd: accept failed: {error}");
+                    super::lifecycle::log(
+                        super::lifecycle::Level::Warn,
+                        "accept_failed",
+                        &[("error", &error)],
+                    );
                     return;
                 }
             };

@@ -16,6 +16,7 @@ pub mod connection;
 pub mod declined;
 pub mod dispatch;
 pub mod event_loop;
+pub mod lifecycle;
 pub mod offers;
 pub mod operator_key;
 pub mod push;
@@ -259,8 +260,14 @@ fn tick(shared: &Shared) {
             && records > records_at_snapshot
         {
             match shared.store.snapshot() {
-                Ok(path) => eprintln!("authd: snapshot written: {}", path.display()),
-                Err(error) => eprintln!("authd: snapshot failed: {error}"),
+                Ok(path) => lifecycle::log(
+                    lifecycle::Level::Info,
+                    "snapshot_written",
+                    &[("path", &path.display())],
+                ),
+                Err(error) => {
+                    lifecycle::log(lifecycle::Level::Error, "snapshot_failed", &[("error", &error)])
+                }
             }
             last_snapshot = now;
             records_at_snapshot = records;

@@ -9,6 +9,7 @@
 //! previous snapshot are then removed (one older generation is kept, so a damaged newest
 //! snapshot can still be recovered from the one before it).
 
+pub mod replay;
 pub mod snapshot;
 
 use std::path::PathBuf;
@@ -18,7 +19,6 @@ use parking_lot::Mutex;
 use crate::books::{Books, BooksConfig, Executed};
 use crate::command::Command;
 use crate::ids::Lsn;
-use crate::journal::codec;
 use crate::wal::{self, DirLock, ReadOptions, RecoveryReport, Wal, WalConfig, WalError};
 use snapshot::{Coverage, LoadError};
 
@@ -106,29 +106,17 @@ impl Store {
                 (Books::new(config.books)?, coverage, None)
             }
         };
-        let mut records_applied = 0;
-        let replay = |lsn: Lsn, timestamp_us: u64, payload: &[u8]| -> Result<(), StoreError> {
-            let command = codec::decode(payload).map_err(|error| StoreError::Record {
-                lsn,
-                what: error.to_string(),
-            })?;
-            let covered_to = match books.shard_of(&command) {
-                Some(shard) => coverage.shard_lsns[shard as usize],
-                None if command.is_registry_change() => coverage.registry_lsn,
-                None => {
-                    return Err(StoreError::Record {
-                        lsn,
-                        what: "it names no shard".into(),
-                    })
-                }
-            };
-            if lsn > covered_to {
-                books.replay(&command, timestamp_us, lsn);
-                records_applied += 1;
-            }
-            Ok(())
-        };
-        let (wal, log) = Wal::open(config.wal, lock, coverage.registry_lsn, &config.read, replay)?;
+        let workers = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+        let (wal_config, read) = (config.wal, config.read);
+        let ((wal, log), records_applied) = replay::replay(&books, &coverage, workers, |visit| {
+            Wal::open(
+                wal_config,
+                lock,
+                coverage.registry_lsn,
+                &read,
+                |lsn, timestamp_us, payload| visit(lsn, timestamp_us, payload),
+            )
+        })?;
         // Replay re-creates old offer changes; they were pushed (or not) before the restart.
         books.take_offer_events();
         let store = Store {

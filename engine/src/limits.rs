@@ -14,8 +14,11 @@ pub const SHARDS_DEFAULT: u32 = 64;
 /// Payer accounts per shard at most (the slot must fit a `u32`).
 pub const ACCOUNTS_PER_SHARD_MAX: u32 = 1 << 30;
 
-/// Holds (live and retained for refunds) per shard at most, by default.
-pub const HOLDS_PER_SHARD_DEFAULT: u32 = 1 << 24;
+/// Holds (live and retained for refunds) per shard at most, by default: 262,144, so the 64
+/// default shards keep 16.7 M holds (88 bytes each, about 1.5 GB). At capacity the oldest
+/// finished hold is forgotten first (its refund window ends early); only live holds can fill
+/// a shard.
+pub const HOLDS_PER_SHARD_DEFAULT: u32 = 1 << 18;
 
 /// Entries of the idempotency window per shard, by default: a retry is recognised while its
 /// key is among the last this many keyed requests that reached its shard.

@@ -438,6 +438,7 @@ fn run_against(
     Ok(Report {
         mode: if config.rate.is_some() { "open" } else { "closed" },
         settings: settings_json(config, &credentials, fee_bps),
+        warmup_s: config.warmup_s,
         measured_s,
         requests,
         flows_started,

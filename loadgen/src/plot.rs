@@ -77,7 +77,7 @@ pub fn write_svg(path: &Path, title: &str, report: &Report) -> anyhow::Result<()
         .x_desc("percentile")
         .y_desc("latency (us, log)")
         .x_label_formatter(&|x| percentile_label(*x))
-        .y_label_formatter(&|y| format!("{y}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()
         .map_err(|error| fail(&error))?;
     chart
@@ -93,9 +93,12 @@ pub fn write_svg(path: &Path, title: &str, report: &Report) -> anyhow::Result<()
         .draw()
         .map_err(|error| fail(&error))?;
 
+    // The seconds of the run; the drain after it (flows finishing) would read as a collapse.
+    let run_end_s = (report.warmup_s + report.measured_s).ceil() as u64;
     let seconds: Vec<(f64, f64)> = report
         .timeline
         .iter()
+        .filter(|second| second.second <= run_end_s)
         .map(|second| (second.second as f64, second.replies as f64))
         .collect();
     let t_max = seconds.last().map_or(1.0, |(t, _)| *t).max(1.0);

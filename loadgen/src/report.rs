@@ -52,6 +52,8 @@ pub struct Report {
     pub mode: &'static str,
     /// What was asked for, for the record (flags as given).
     pub settings: Value,
+    /// Seconds of warm-up before the measured ones.
+    pub warmup_s: f64,
     /// Seconds measured (warm-up excluded).
     pub measured_s: f64,
     /// Replies measured.
@@ -130,6 +132,7 @@ impl Report {
         json!({
             "mode": self.mode,
             "settings": self.settings,
+            "warmup_s": self.warmup_s,
             "measured_s": self.measured_s,
             "requests": self.requests,
             "flows_started": self.flows_started,
@@ -314,6 +317,7 @@ mod tests {
         Report {
             mode: "closed",
             settings: json!({"connections": 1}),
+            warmup_s: 0.0,
             measured_s: 2.0,
             requests: 1000,
             flows_started: 1000,

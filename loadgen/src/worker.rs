@@ -109,6 +109,9 @@ struct Worker {
     stopping: bool,
     flows_started: u64,
     open_cursor: usize,
+    /// Closed loop: connections that could not start a flow (write buffer full).
+    starved: Vec<usize>,
+    is_starved: Vec<bool>,
 }
 
 /// Runs the load on `connections` until the plan's stop time, then drains.
@@ -139,6 +142,8 @@ pub fn run(plan: Plan, mut connections: Vec<Connection>) -> io::Result<Outcome> 
         stopping: false,
         flows_started: 0,
         open_cursor: 0,
+        starved: Vec::with_capacity(count),
+        is_starved: vec![false; count],
     };
     let mut completed: Vec<Completed> = Vec::with_capacity(ring_max * 4);
     let mut events = Events::with_capacity(EVENTS_MAX);
@@ -211,6 +216,12 @@ pub fn run(plan: Plan, mut connections: Vec<Connection>) -> io::Result<Outcome> 
             }
         }
         worker.flush_dirty();
+        if let (Mode::Closed { pipeline }, false, false) =
+            (worker.plan.mode, worker.stopping, worker.starved.is_empty())
+        {
+            worker.refill_starved(pipeline, now);
+            worker.flush_dirty();
+        }
         let wake_ns = if worker.stopping {
             timeline.drain_deadline_ns
         } else {
@@ -394,10 +405,33 @@ impl Worker {
         let connection = &mut self.connections[index];
         connection.flows = connection.flows.saturating_sub(1);
         if let (Mode::Closed { .. }, false) = (self.plan.mode, self.stopping) {
-            if connection.open {
-                self.start_flow(index, now, now);
+            if connection.open && !self.start_flow(index, now, now) && !self.is_starved[index] {
+                // The write buffer is full: top the pipeline up once it has drained.
+                self.is_starved[index] = true;
+                self.starved.push(index);
             }
         }
+    }
+
+    /// Closed loop: refills the pipelines of connections whose write buffer was full.
+    fn refill_starved(&mut self, pipeline: u32, now: u64) {
+        let mut position = 0;
+        while position < self.starved.len() {
+            let index = self.starved[position];
+            let target = pipeline.min(self.connections[index].in_flight_max);
+            while self.connections[index].open
+                && self.connections[index].flows < target
+                && self.start_flow(index, now, now)
+            {}
+            position += 1;
+        }
+        let (connections, is_starved) = (&self.connections, &mut self.is_starved);
+        self.starved.retain(|index| {
+            let connection = &connections[*index];
+            let still = connection.open && connection.flows < pipeline.min(connection.in_flight_max);
+            is_starved[*index] = still;
+            still
+        });
     }
 
     /// The connection failed: its unanswered requests have unknown outcomes.

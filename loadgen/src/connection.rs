@@ -230,7 +230,14 @@ impl Connection {
         while self.write_start < self.write_end {
             match self.stream.write(&self.write[self.write_start..self.write_end]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(written) => self.write_start += written,
+                Ok(written) => {
+                    let wanted = self.write_end - self.write_start;
+                    self.write_start += written;
+                    if written < wanted {
+                        // The socket buffer is full; a writable event will say when to go on.
+                        return Ok(());
+                    }
+                }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => return Err(error),
@@ -253,9 +260,15 @@ impl Connection {
             match self.stream.read(&mut self.read[self.read_length..]) {
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
                 Ok(count) => {
+                    let space = READ_BYTES - self.read_length;
                     self.read_length += count;
                     let now_ns = clock();
                     self.parse(completed, now_ns)?;
+                    // A short read drained the socket: epoll (edge-triggered) reports the next
+                    // bytes as a new event, so the read that would say WouldBlock is skipped.
+                    if count < space {
+                        return Ok(());
+                    }
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}

@@ -119,7 +119,7 @@ struct Flags {
     /// Open loop at rates above one flow per PACING_US per thread: send due flows in batches
     /// once the oldest has waited this long (its latency includes the wait), so that a write
     /// carries several requests; 0 sends each the moment it is due.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 50)]
     pacing_us: u64,
 }
 

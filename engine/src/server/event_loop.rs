@@ -150,7 +150,14 @@ impl EventLoop {
                 }
             };
             let shared = &self.shared;
-            if shared.connections.load(Ordering::Relaxed) >= shared.config.connections_max {
+            // Claim a place before serving: loops accept concurrently, and a load-then-add
+            // could let each of them take the last place.
+            let claimed = shared
+                .connections
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                    (open < shared.config.connections_max).then_some(open + 1)
+                });
+            let Ok(before) = claimed else {
                 shared.stats.connections_refused.fetch_add(1, Ordering::Relaxed);
                 let mut busy = BytesMut::new();
                 let error = ErrorReply::new(ProtocolError::Busy, 0, shared.config.connections_max as u64);
@@ -161,7 +168,7 @@ impl EventLoop {
                 .encode(&mut busy);
                 let _ = socket.write(&busy);
                 continue;
-            }
+            };
             let _ = socket.set_nodelay(true);
             let entry = self.connections.vacant_entry();
             let key = entry.key();
@@ -172,6 +179,7 @@ impl EventLoop {
                 .register(&mut socket, Token(key + FIRST_CONNECTION), interest)
                 .is_err()
             {
+                shared.connections.fetch_sub(1, Ordering::AcqRel);
                 continue;
             }
             let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
@@ -182,11 +190,10 @@ impl EventLoop {
                 Instant::now(),
                 id,
             ));
-            let open = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
             shared
                 .stats
                 .connections_open
-                .store(open as u64, Ordering::Relaxed);
+                .store(before as u64 + 1, Ordering::Relaxed);
             shared.stats.connections_accepted.fetch_add(1, Ordering::Relaxed);
         }
     }

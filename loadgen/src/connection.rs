@@ -57,6 +57,35 @@ struct Pending {
 
 const FREE: u64 = u64::MAX;
 
+/// OFFER_PRESENTED's push type.
+pub const PUSH_OFFER_PRESENTED: u8 = 0xE0;
+/// OFFER_OUTCOME's push type.
+pub const PUSH_OFFER_OUTCOME: u8 = 0xE1;
+/// OfferState Accepted.
+pub const OFFER_ACCEPTED: u8 = 2;
+/// OfferSummary: the reference (ShortText, 33 bytes) at body offset 59.
+const PRESENTED_REFERENCE: usize = 59;
+const PRESENTED_BYTES: usize = 92;
+/// OfferOutcome: state at 8, code at 9, amount at 19.
+const OUTCOME_BYTES: usize = 27;
+
+/// An offer push, read by offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pushed {
+    /// `PUSH_OFFER_PRESENTED` or `PUSH_OFFER_OUTCOME`.
+    pub kind: u8,
+    /// The offer.
+    pub offer_id: u64,
+    /// Presented: the tag of a loadgen offer (`template::offer_tag`), else `None`.
+    pub tag: Option<u32>,
+    /// Outcome: the offer's state (2 = accepted).
+    pub state: u8,
+    /// Outcome: the amount captured.
+    pub amount: u64,
+    /// When it was read.
+    pub at_ns: u64,
+}
+
 /// A reply matched to its request.
 #[derive(Clone, Copy, Debug)]
 pub struct Completed {
@@ -140,10 +169,31 @@ impl Connection {
         id_base: u64,
         in_flight_wanted: u32,
     ) -> io::Result<Connection> {
+        let mut connection = Connection::open_as(
+            address,
+            Role::Terminal,
+            logon.terminal,
+            &logon.secret,
+            id_base,
+            in_flight_wanted,
+        )?;
+        connection.merchant = logon.merchant;
+        Ok(connection)
+    }
+
+    /// Like `open`, for any role (a payer device or gateway: `Role::PayerDevice`, device id).
+    pub fn open_as(
+        address: SocketAddr,
+        role: Role,
+        id: u32,
+        secret: &Secret,
+        id_base: u64,
+        in_flight_wanted: u32,
+    ) -> io::Result<Connection> {
         let mut stream = StdTcpStream::connect_timeout(&address, Duration::from_secs(10))?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let server_in_flight_max = log_on(&mut stream, Role::Terminal, logon.terminal, &logon.secret)?;
+        let server_in_flight_max = log_on(&mut stream, role, id, secret)?;
         let in_flight_max = in_flight_wanted.min(server_in_flight_max).clamp(1, IN_FLIGHT_MAX);
         stream.set_nonblocking(true)?;
         let ring_slots = (u64::from(in_flight_max) * 4).next_power_of_two();
@@ -156,7 +206,7 @@ impl Connection {
         };
         Ok(Connection {
             stream: TcpStream::from_std(stream),
-            merchant: logon.merchant,
+            merchant: 0,
             in_flight_max,
             in_flight: 0,
             flows: 0,
@@ -253,9 +303,15 @@ impl Connection {
         self.write_start < self.write_end
     }
 
-    /// Reads until the socket would block, appending each answered request to `completed`
-    /// (stamped with `clock()` at each read). Returns an error when the connection must close.
-    pub fn receive(&mut self, completed: &mut Vec<Completed>, clock: impl Fn() -> u64) -> io::Result<()> {
+    /// Reads until the socket would block, appending each answered request to `completed` and
+    /// each offer push to `pushes` (stamped with `clock()` at each read). Returns an error when
+    /// the connection must close.
+    pub fn receive(
+        &mut self,
+        completed: &mut Vec<Completed>,
+        pushes: &mut Vec<Pushed>,
+        clock: impl Fn() -> u64,
+    ) -> io::Result<()> {
         loop {
             match self.stream.read(&mut self.read[self.read_length..]) {
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
@@ -263,7 +319,7 @@ impl Connection {
                     let space = READ_BYTES - self.read_length;
                     self.read_length += count;
                     let now_ns = clock();
-                    self.parse(completed, now_ns)?;
+                    self.parse(completed, pushes, now_ns)?;
                     // A short read drained the socket: epoll (edge-triggered) reports the next
                     // bytes as a new event, so the read that would say WouldBlock is skipped.
                     if count < space {
@@ -277,7 +333,12 @@ impl Connection {
         }
     }
 
-    fn parse(&mut self, completed: &mut Vec<Completed>, now_ns: u64) -> io::Result<()> {
+    fn parse(
+        &mut self,
+        completed: &mut Vec<Completed>,
+        pushes: &mut Vec<Pushed>,
+        now_ns: u64,
+    ) -> io::Result<()> {
         let mut start = 0;
         while let Some(frame) = self.read.get(start..self.read_length) {
             let Some(length) = frame.get(..LENGTH_BYTES) else {
@@ -295,6 +356,9 @@ impl Connection {
                 return Err(invalid(format!("the server sent protocol version {}", frame[4])));
             }
             if frame[6] & FLAG_PUSH != 0 {
+                if let Some(pushed) = parse_push(frame, now_ns) {
+                    pushes.push(pushed);
+                }
                 continue;
             }
             let reply = parse_reply(frame);
@@ -397,6 +461,34 @@ fn parse_reply(frame: &[u8]) -> ParsedReply {
     }
 }
 
+/// Reads an offer push by offset; `None` for other pushes or a short body.
+fn parse_push(frame: &[u8], now_ns: u64) -> Option<Pushed> {
+    let body = frame.get(BODY_OFFSET..)?;
+    let u64_at = |offset: usize| {
+        body.get(offset..offset + 8)
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+            .map_or(0, u64::from_le_bytes)
+    };
+    let kind = *frame.get(5)?;
+    let (tag, state, amount) = match kind {
+        PUSH_OFFER_PRESENTED if body.len() >= PRESENTED_BYTES => (
+            crate::template::offer_tag(&body[PRESENTED_REFERENCE..PRESENTED_BYTES]),
+            0,
+            u64_at(45),
+        ),
+        PUSH_OFFER_OUTCOME if body.len() >= OUTCOME_BYTES => (None, body[8], u64_at(19)),
+        _ => return None,
+    };
+    Some(Pushed {
+        kind,
+        offer_id: u64_at(0),
+        tag,
+        state,
+        amount,
+        at_ns: now_ns,
+    })
+}
+
 fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
 }
@@ -487,6 +579,40 @@ mod tests {
         assert_eq!(reply.id, 9002);
         assert_eq!(reply.amount, 250);
         assert!(reply.well_formed);
+    }
+
+    #[test]
+    fn offer_pushes_are_read_by_offset() {
+        // PROTOCOL.md's OFFER_OUTCOME vector: offer 501 accepted, hold 9003, 1250.
+        let outcome = [
+            0x27, 0, 0, 0, 1, 0xe1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xf5, 1, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0x2b,
+            0x23, 0, 0, 0, 0, 0, 0, 0xe2, 4, 0, 0, 0, 0, 0, 0,
+        ];
+        let pushed = parse_push(&outcome, 9).expect("outcome");
+        assert_eq!(
+            (
+                pushed.kind,
+                pushed.offer_id,
+                pushed.state,
+                pushed.amount,
+                pushed.at_ns
+            ),
+            (PUSH_OFFER_OUTCOME, 501, OFFER_ACCEPTED, 1250, 9)
+        );
+        let mut presented = vec![0x68, 0, 0, 0, 1, 0xe0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        presented.extend_from_slice(&501u64.to_le_bytes());
+        presented.resize(16 + 45, 0);
+        presented.extend_from_slice(&1250u64.to_le_bytes());
+        presented.resize(16 + 59, 0);
+        presented.push(16);
+        presented.extend_from_slice(b"loadgen:0000002a");
+        presented.resize(16 + 92, 0);
+        let pushed = parse_push(&presented, 1).expect("presented");
+        assert_eq!(
+            (pushed.kind, pushed.offer_id, pushed.tag, pushed.amount),
+            (PUSH_OFFER_PRESENTED, 501, Some(42), 1250)
+        );
+        assert_eq!(parse_push(&presented[..100], 1), None);
     }
 
     #[test]

@@ -50,8 +50,9 @@ pub struct Step {
     pub state: FlowState,
 }
 
-/// The first request of a flow of `kind` by payer `payer` (account `account`) for `amount`.
-pub fn start(kind: FlowKind, payer: u32, account: u64, amount: u64) -> Step {
+/// The first request of a flow of `kind` by payer `payer` (account `account`) for `amount`;
+/// an offer flow's OFFER carries `offer_tag` (see `template::offer_tag`).
+pub fn start(kind: FlowKind, payer: u32, account: u64, amount: u64, offer_tag: u32) -> Step {
     let state = FlowState {
         flow: FlowKindCode(kind as u8),
         step: 0,
@@ -67,14 +68,18 @@ pub fn start(kind: FlowKind, payer: u32, account: u64, amount: u64) -> Step {
         }
         FlowKind::BalanceCheck => RequestKind::BalanceCheck,
         FlowKind::Echo => RequestKind::Echo,
-        FlowKind::OfferCancel => RequestKind::Offer,
+        FlowKind::OfferCancel | FlowKind::Offer => RequestKind::Offer,
     };
     Step {
         kind: request,
         fields: Fields {
             account,
             amount,
-            hold: 0,
+            hold: if kind == FlowKind::Offer {
+                u64::from(offer_tag)
+            } else {
+                0
+            },
         },
         state,
     }
@@ -261,10 +266,33 @@ pub fn advance(done: &Completed, merchant: u32, account: u64, books: &mut BooksT
             }
             None
         }
+        (FlowKind::Offer, _) => {
+            // The flow goes on with the OFFER_OUTCOME push (see `awaits_outcome`, `outcome`).
+            if approved {
+                books.hold(payer, state.amount as i64);
+            }
+            None
+        }
         (FlowKind::BalanceCheck | FlowKind::Echo, _) => None,
         (FlowKind::AuthorizeCapture | FlowKind::AuthorizeVoid | FlowKind::AuthorizeIncrementCapture, _) => {
             None
         }
+    }
+}
+
+/// True if the flow of reply `done` is not over: an approved OFFER of an offer flow waits for
+/// its OFFER_OUTCOME push (its offer id is `done.id`).
+pub fn awaits_outcome(done: &Completed) -> bool {
+    done.error.is_none() && done.code == 0 && done.state.flow.kind() == FlowKind::Offer
+}
+
+/// Books the OFFER_OUTCOME of an offer flow in `state` (on a connection of merchant `merchant`):
+/// the hold goes; accepted, authd captured the whole `amount` with the merchant's fee (no
+/// product details).
+pub fn outcome(state: &FlowState, merchant: u32, accepted: bool, amount: u64, books: &mut BooksTally) {
+    books.hold(state.payer, -(state.amount as i64));
+    if accepted {
+        books.pay(state.payer, merchant, amount);
     }
 }
 
@@ -291,7 +319,7 @@ mod tests {
     #[test]
     fn authorize_capture_books_a_payment_and_leaves_nothing_held() {
         let mut books = BooksTally::new(1, 1, 100);
-        let first = start(FlowKind::AuthorizeCapture, 0, 1_000_000, 1_000);
+        let first = start(FlowKind::AuthorizeCapture, 0, 1_000_000, 1_000, 0);
         assert_eq!(first.kind, RequestKind::Authorize);
         let capture = advance(&reply(&first, 0, 77, 1_000, 5), 0, 1_000_000, &mut books).expect("capture");
         assert_eq!(capture.kind, RequestKind::Capture);
@@ -308,7 +336,7 @@ mod tests {
     #[test]
     fn a_declined_first_step_ends_the_flow_and_books_nothing() {
         let mut books = BooksTally::new(1, 1, 0);
-        let first = start(FlowKind::Refund, 0, 1_000_000, 500);
+        let first = start(FlowKind::Refund, 0, 1_000_000, 500, 0);
         assert!(advance(&reply(&first, 51, 0, 0, 5), 0, 1_000_000, &mut books).is_none());
         assert_eq!(books.payer_balance[0], 0);
     }
@@ -316,7 +344,7 @@ mod tests {
     #[test]
     fn reversal_of_an_approved_purchase_undoes_it_exactly() {
         let mut books = BooksTally::new(1, 1, 30);
-        let first = start(FlowKind::Reversal, 0, 1_000_000, 1_000);
+        let first = start(FlowKind::Reversal, 0, 1_000_000, 1_000, 0);
         let reversal = advance(&reply(&first, 0, 9, 1_000, 41), 0, 1_000_000, &mut books).expect("reversal");
         assert_eq!(reversal.kind, RequestKind::Reversal);
         assert_eq!(reversal.fields.amount, 41, "names the purchase's request id");
@@ -328,9 +356,25 @@ mod tests {
     }
 
     #[test]
+    fn an_accepted_offer_is_a_capture_of_the_whole_amount() {
+        let mut books = BooksTally::new(1, 1, 100);
+        let first = start(FlowKind::Offer, 0, 1_000_000, 1_000, 7);
+        assert_eq!((first.kind, first.fields.hold), (RequestKind::Offer, 7));
+        let done = reply(&first, 0, 501, 0, 1);
+        assert!(advance(&done, 0, 1_000_000, &mut books).is_none());
+        assert!(awaits_outcome(&done));
+        assert_eq!(books.payer_held[0], 1_000);
+        outcome(&first.state, 0, true, 1_000, &mut books);
+        assert_eq!((books.payer_balance[0], books.payer_held[0]), (-1_000, 0));
+        assert_eq!((books.merchant_net[0], books.fee), (990, 10));
+        let declined = reply(&first, 51, 0, 0, 2);
+        assert!(!awaits_outcome(&declined));
+    }
+
+    #[test]
     fn increment_then_capture_captures_all_that_is_held() {
         let mut books = BooksTally::new(1, 1, 0);
-        let first = start(FlowKind::AuthorizeIncrementCapture, 0, 1_000_000, 1_000);
+        let first = start(FlowKind::AuthorizeIncrementCapture, 0, 1_000_000, 1_000, 0);
         let increment = advance(&reply(&first, 0, 3, 1_000, 1), 0, 1_000_000, &mut books).expect("inc");
         assert_eq!(
             (increment.kind, increment.fields.amount),

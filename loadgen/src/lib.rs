@@ -18,6 +18,10 @@
 //!   wrk2 does). A timerfd paces sends to the microsecond rather than epoll's millisecond.
 //! * A workload is a weighted mix of flows (purchase; authorize then capture; refund; ...) over
 //!   payers drawn uniformly or by a Zipf law ([`workload`], [`flow`]).
+//! * Offer flows (`--mix offer=N`): the terminal offers, a simulated payer device (one gateway
+//!   connection per thread, in the same event loop) accepts with the PIN after `--think-time-us`,
+//!   and the OFFER_OUTCOME push to the terminal ends the flow; offer-to-outcome latency has its
+//!   own histogram ([`worker`]).
 //! * Every approved reply is booked as authd books it; afterwards the books check reads the
 //!   merchants', the fee account's and a sample of payers' balances and compares ([`books`]).
 //! * Credentials come from `authctl provision`'s CSV or are opened by loadgen over a pipelined
@@ -75,13 +79,13 @@ use crate::books::{BooksCheck, Snapshot};
 use crate::clock::{now_ns, other_process_cpu_ns, process_cpu_ns};
 use crate::connection::{Connection, TerminalLogon, SEQUENCE_SPAN};
 use crate::flow::BooksTally;
-use crate::provision::{Credentials, ProvisionPlan};
-use crate::recorder::{latency_histogram, Errors, Interval};
+use crate::provision::{Credentials, Device, ProvisionPlan};
+use crate::recorder::{latency_histogram, Errors, Interval, OfferCounts};
 use crate::report::{Report, Second};
 use crate::schedule::NS_PER_S;
 use crate::spawn::Spawned;
 use crate::worker::{Mode, Plan, Timeline};
-use crate::workload::{Distribution, Mix};
+use crate::workload::{Distribution, FlowKind, Mix};
 
 /// Most threads.
 pub const THREADS_MAX: usize = 64;
@@ -163,6 +167,8 @@ pub struct Config {
     pub spin: bool,
     /// Open loop: send due flows in batches once the oldest waited this long, microseconds.
     pub pacing_us: u64,
+    /// Offer flows: the simulated payer's think time before accepting, microseconds.
+    pub think_time_us: u64,
 }
 
 struct Operator {
@@ -331,6 +337,28 @@ fn connect_all(
     Ok(threads)
 }
 
+/// Logs on one gateway device per thread (`Role::PayerDevice`).
+fn connect_gateways(
+    config: &Config,
+    address: SocketAddr,
+    devices: &[Device],
+) -> anyhow::Result<Vec<Connection>> {
+    devices
+        .iter()
+        .map(|device| {
+            Connection::open_as(
+                address,
+                Role::PayerDevice,
+                device.id,
+                &device.secret,
+                1,
+                config.in_flight_max,
+            )
+            .with_context(|| format!("gateway device {} to {address}", device.id))
+        })
+        .collect()
+}
+
 fn run_against(
     config: &Config,
     address: SocketAddr,
@@ -350,7 +378,24 @@ fn run_against(
         Some(client) => Some(books::snapshot(client, &credentials, &sample)?),
         None => None,
     };
+    let offers = config.mix.contains(FlowKind::Offer);
+    let gateways = match (offers, operator) {
+        (false, _) => Vec::new(),
+        (true, None) => bail!("offer flows need the operator key (to set the payers' PIN and register gateway devices): pass --data-dir, --key or --spawn"),
+        (true, Some(operator)) => {
+            let started = now_ns();
+            let devices = provision::prepare_offers(&mut operator.connect()?, &credentials.payers, config.threads)?;
+            eprintln!(
+                "loadgen: set PIN on {} payers, registered {} gateway devices in {:.2} s",
+                credentials.payers.len(),
+                devices.len(),
+                (now_ns() - started) as f64 / 1e9
+            );
+            devices
+        }
+    };
     let connections = connect_all(config, address, &credentials)?;
+    let mut gateways = connect_gateways(config, address, &gateways)?.into_iter();
     let accounts: Arc<[u64]> = credentials.payers.clone().into();
     let start_ns = now_ns() + 50_000_000;
     let measure_from_ns = start_ns + (config.warmup_s * 1e9) as u64;
@@ -384,10 +429,13 @@ fn run_against(
             progress: sender.clone(),
             spin: config.spin,
             pacing_ns: config.pacing_us * 1_000,
+            think_ns: config.think_time_us * 1_000,
+            offer_tag: index as u32 + 1,
         };
+        let gateway = gateways.next();
         let handle = std::thread::Builder::new()
             .name(format!("loadgen-{index}"))
-            .spawn(move || worker::run(plan, connections))
+            .spawn(move || worker::run(plan, connections, gateway))
             .context("cannot start a load thread")?;
         handles.push(handle);
     }
@@ -404,6 +452,8 @@ fn run_against(
     let mut tally = BooksTally::new(accounts.len(), credentials.merchants.len(), fee_bps.unwrap_or(0));
     let mut latency = latency_histogram();
     let mut service = latency_histogram();
+    let mut offer_outcome = latency_histogram();
+    let mut offer_counts = OfferCounts::default();
     let mut codes = [0u64; 256];
     let mut errors = Errors::default();
     let (mut requests, mut flows_started, mut backlog_max) = (0, 0, 0);
@@ -419,6 +469,10 @@ fn run_against(
             *total += part;
         }
         errors.add(&outcome.recorder.errors);
+        offer_outcome
+            .add(&outcome.recorder.offer_outcome)
+            .context("merge histograms")?;
+        offer_counts.add(&outcome.recorder.offers);
         requests += outcome.recorder.replies;
         flows_started += outcome.flows_started;
         backlog_max = backlog_max.max(outcome.backlog_max);
@@ -456,6 +510,9 @@ fn run_against(
         authd_cpu_ns_per_request: watched.authd_cpu_ns.map(|ns| ns as f64 / requests.max(1) as f64),
         backlog_max,
         timeline: watched.timeline,
+        offer_outcome: offers.then_some(offer_outcome),
+        offers: offer_counts,
+        think_time_us: config.think_time_us,
     })
 }
 
@@ -488,6 +545,7 @@ fn settings_json(config: &Config, credentials: &Credentials, fee_bps: Option<u16
         "duration_s": config.duration_s,
         "spin": config.spin,
         "pacing_us": config.rate.map(|_| config.pacing_us),
+        "think_time_us": config.mix.contains(FlowKind::Offer).then_some(config.think_time_us),
         "warmup_s": config.warmup_s,
         "target": match &config.target {
             Target::Connect(address) => json!({"connect": address.to_string()}),

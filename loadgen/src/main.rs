@@ -57,7 +57,7 @@ struct Flags {
     #[arg(long, default_value_t = 1024)]
     in_flight_max: u32,
     /// Flow mix, name=weight,...: purchase, authorize_capture, authorize_void,
-    /// authorize_increment_capture, refund, reversal, balance_check, echo, offer_cancel.
+    /// authorize_increment_capture, refund, reversal, balance_check, echo, offer_cancel, offer.
     #[arg(long, default_value = "purchase=100")]
     mix: String,
     /// Payer choice: uniform or zipf:S.
@@ -121,6 +121,10 @@ struct Flags {
     /// carries several requests; 0 sends each the moment it is due.
     #[arg(long, default_value_t = 50)]
     pacing_us: u64,
+    /// Offer flows: microseconds the simulated payer device thinks between the offer's
+    /// presentation and its accept.
+    #[arg(long, default_value_t = 1_000)]
+    think_time_us: u64,
 }
 
 fn main() -> ExitCode {
@@ -174,6 +178,7 @@ fn run(flags: Flags) -> anyhow::Result<ExitCode> {
         seed: flags.seed,
         spin: flags.spin,
         pacing_us: flags.pacing_us,
+        think_time_us: flags.think_time_us,
     };
     let report = loadgen::run(&config)?;
     print!("{}", report.summary());

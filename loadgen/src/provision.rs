@@ -18,11 +18,13 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use wire::client::{Client, Incoming};
 use wire::logon::Secret;
-use wire::messages::operator::{LoadFunds, OpenAccount, RegisterMerchant, RegisterTerminal};
+use wire::messages::operator::{
+    LoadFunds, OpenAccount, RegisterDevice, RegisterMerchant, RegisterTerminal, SetPin,
+};
 use wire::types::{AccountKind, AccountNumber, Limits, MerchantId, ShortText};
-use wire::{Reply, Request};
+use wire::{PinBlock, Reply, Request};
 
-use crate::template::CURRENCY;
+use crate::template::{CURRENCY, OFFER_PIN};
 
 /// Most requests the provisioning connection keeps in flight.
 const PROVISION_WINDOW_MAX: usize = 512;
@@ -58,6 +60,53 @@ pub struct Credentials {
     pub terminals: Vec<Terminal>,
     /// Payer account numbers.
     pub payers: Vec<u64>,
+}
+
+/// A payer device loadgen logs on as (a gateway: registered for account 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Device {
+    /// Its id.
+    pub id: u32,
+    /// Its log-on secret.
+    pub secret: Secret,
+}
+
+/// Readies the offer flows: sets `OFFER_PIN` on every payer (an accept must carry the payer's
+/// PIN) and registers `gateways` gateway devices (account 0: they see and may answer every
+/// payer's offers), one per load thread.
+pub fn prepare_offers(operator: &mut Client, payers: &[u64], gateways: usize) -> anyhow::Result<Vec<Device>> {
+    let pin = PinBlock::from_digits(OFFER_PIN)
+        .map_err(|error| anyhow::anyhow!("the offer PIN is invalid: {error:?}"))?;
+    let requests: Vec<Request> = payers
+        .iter()
+        .map(|account| {
+            Request::SetPin(SetPin {
+                account: AccountNumber(*account),
+                pin,
+            })
+        })
+        .collect();
+    for reply in pipelined(operator, &requests)? {
+        let Reply::SetPin(status) = reply else {
+            bail!("set PIN: unexpected reply {reply:?}");
+        };
+        check(status.code, status.reason, "set PIN")?;
+    }
+    let register = Request::RegisterDevice(RegisterDevice {
+        account: AccountNumber(0),
+    });
+    let mut devices = Vec::with_capacity(gateways);
+    for reply in pipelined(operator, &vec![register; gateways])? {
+        let Reply::RegisterDevice(device) = reply else {
+            bail!("register gateway device: unexpected reply {reply:?}");
+        };
+        check(device.code, device.reason, "register gateway device")?;
+        devices.push(Device {
+            id: device.device_id.0,
+            secret: device.secret,
+        });
+    }
+    Ok(devices)
 }
 
 /// Parses a credentials CSV; errors name the line.

@@ -46,6 +46,35 @@ impl Errors {
     }
 }
 
+/// What the offer flows' devices and outcomes did, whole run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OfferCounts {
+    /// OFFER_PRESENTED pushes of this thread's offers the gateway received.
+    pub presented: u64,
+    /// ACCEPT_OFFER replies approved.
+    pub accepted: u64,
+    /// ACCEPT_OFFER replies declined (or ERROR).
+    pub accept_declined: u64,
+    /// OFFER_OUTCOME pushes that ended an offer flow accepted.
+    pub outcomes_accepted: u64,
+    /// OFFER_OUTCOME pushes that ended an offer flow otherwise (rejected, expired, cancelled).
+    pub outcomes_other: u64,
+    /// Offer flows given up waiting for their outcome (drain deadline, connection lost).
+    pub outcomes_missing: u64,
+}
+
+impl OfferCounts {
+    /// Adds another's counts.
+    pub fn add(&mut self, other: &OfferCounts) {
+        self.presented += other.presented;
+        self.accepted += other.accepted;
+        self.accept_declined += other.accept_declined;
+        self.outcomes_accepted += other.outcomes_accepted;
+        self.outcomes_other += other.outcomes_other;
+        self.outcomes_missing += other.outcomes_missing;
+    }
+}
+
 /// One second of one thread, sent to the main thread for the progress line and the plot.
 #[derive(Debug)]
 pub struct Interval {
@@ -74,6 +103,10 @@ pub struct Recorder {
     pub replies: u64,
     /// Errors over the whole run.
     pub errors: Errors,
+    /// Offer flows: from the OFFER's intended send to the OFFER_OUTCOME push, measured phase.
+    pub offer_outcome: Histogram<u64>,
+    /// Offer flows: counts, whole run.
+    pub offers: OfferCounts,
     interval: Histogram<u64>,
     interval_replies: u64,
     interval_declines: u64,
@@ -95,6 +128,8 @@ impl Recorder {
             codes: [0; 256],
             replies: 0,
             errors: Errors::default(),
+            offer_outcome: latency_histogram(),
+            offers: OfferCounts::default(),
             interval: latency_histogram(),
             interval_replies: 0,
             interval_declines: 0,
@@ -114,6 +149,19 @@ impl Recorder {
             self.service.saturating_record(service_ns.max(1));
             self.codes[usize::from(code)] += 1;
             self.replies += 1;
+        }
+    }
+
+    /// Records one offer flow's outcome, `latency_ns` after the OFFER was due.
+    #[inline]
+    pub fn offer_outcome(&mut self, latency_ns: u64, accepted: bool, measured: bool) {
+        if accepted {
+            self.offers.outcomes_accepted += 1;
+        } else {
+            self.offers.outcomes_other += 1;
+        }
+        if measured {
+            self.offer_outcome.saturating_record(latency_ns.max(1));
         }
     }
 

@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
 use crate::books::BooksCheck;
-use crate::recorder::Errors;
+use crate::recorder::{Errors, OfferCounts};
 
 /// One second of the run, all threads together.
 #[derive(Clone, Debug, PartialEq)]
@@ -78,7 +78,17 @@ pub struct Report {
     pub backlog_max: u64,
     /// Per second.
     pub timeline: Vec<Second>,
+    /// Offer flows (when the mix has them): from the OFFER's intended send to the OFFER_OUTCOME
+    /// push, nanoseconds.
+    pub offer_outcome: Option<Histogram<u64>>,
+    /// Offer flows: presentations, accepts, outcomes.
+    pub offers: OfferCounts,
+    /// Offer flows: the simulated payer's think time, microseconds.
+    pub think_time_us: u64,
 }
+
+/// Percentiles of the offer-to-outcome latency, as (JSON key, quantile).
+pub const OFFER_PERCENTILES: [(&str, f64); 3] = [("p50", 0.5), ("p99", 0.99), ("p999", 0.999)];
 
 /// Percentiles reported, as (JSON key, quantile).
 pub const PERCENTILES: [(&str, f64); 5] = [
@@ -119,6 +129,19 @@ impl Report {
         }
         latency.insert("max".into(), json!(us(histogram.max())));
         latency.insert("mean".into(), json!(histogram.mean() / 1_000.0));
+        Value::Object(latency)
+    }
+
+    fn offer_json(&self) -> Value {
+        let Some(histogram) = &self.offer_outcome else {
+            return Value::Null;
+        };
+        let mut latency = serde_json::Map::new();
+        for (key, quantile) in OFFER_PERCENTILES {
+            latency.insert(key.into(), json!(us(histogram.value_at_quantile(quantile))));
+        }
+        latency.insert("max".into(), json!(us(histogram.max())));
+        latency.insert("count".into(), json!(histogram.len()));
         Value::Object(latency)
     }
 
@@ -163,6 +186,16 @@ impl Report {
                 "authd_us_per_request": self.authd_cpu_ns_per_request.map(|ns| ns / 1_000.0),
             },
             "backlog_max": self.backlog_max,
+            "offer_outcome_us": self.offer_json(),
+            "think_time_us": self.offer_outcome.as_ref().map(|_| self.think_time_us),
+            "offers": self.offer_outcome.as_ref().map(|_| json!({
+                "presented": self.offers.presented,
+                "accepted": self.offers.accepted,
+                "accept_declined": self.offers.accept_declined,
+                "outcomes_accepted": self.offers.outcomes_accepted,
+                "outcomes_other": self.offers.outcomes_other,
+                "outcomes_missing": self.offers.outcomes_missing,
+            })),
             "timeline": self.timeline.iter().map(|second| json!({
                 "second": second.second,
                 "replies": second.replies,
@@ -200,6 +233,28 @@ impl Report {
                 us(self.service.value_at_quantile(0.99)),
                 us(self.service.max()),
                 self.backlog_max
+            );
+        }
+        if let Some(histogram) = &self.offer_outcome {
+            let mut line = format!(
+                "offer to outcome (us, from the OFFER's intended send, think time {} us):",
+                self.think_time_us
+            );
+            for (key, quantile) in OFFER_PERCENTILES {
+                let _ = write!(line, " {key} {:.1}", us(histogram.value_at_quantile(quantile)));
+            }
+            let offers = &self.offers;
+            let _ = writeln!(
+                text,
+                "{line} max {:.1} ({} measured)\noffers: {} presented, {} accepted ({} accepts declined); outcomes {} accepted, {} other, {} missing",
+                us(histogram.max()),
+                histogram.len(),
+                offers.presented,
+                offers.accepted,
+                offers.accept_declined,
+                offers.outcomes_accepted,
+                offers.outcomes_other,
+                offers.outcomes_missing
             );
         }
         let codes: Vec<String> = self
@@ -333,6 +388,9 @@ mod tests {
             authd_cpu_ns_per_request: None,
             backlog_max: 0,
             timeline: vec![],
+            offer_outcome: None,
+            offers: OfferCounts::default(),
+            think_time_us: 1_000,
         }
     }
 
@@ -351,6 +409,26 @@ mod tests {
         assert_eq!(value["books"]["ok"], json!(true));
         assert_eq!(value["cpu"]["loadgen_us_per_request"], json!(1.5));
         assert_eq!(value["declines"], json!(10));
+    }
+
+    #[test]
+    fn offer_latency_is_in_the_json_and_the_summary_when_offers_ran() {
+        let mut report = report();
+        assert_eq!(report.to_json()["offer_outcome_us"], Value::Null);
+        let mut offers = crate::recorder::latency_histogram();
+        for value in 1..=100u64 {
+            offers.record(1_000_000 + value * 10_000).expect("record");
+        }
+        report.offer_outcome = Some(offers);
+        let value = report.to_json();
+        for key in ["p50", "p99", "p999", "max"] {
+            assert!(
+                value["offer_outcome_us"][key].as_f64().unwrap_or(0.0) > 1_000.0,
+                "{key}"
+            );
+        }
+        assert_eq!(value["think_time_us"], json!(1_000));
+        assert!(report.summary().contains("offer to outcome"));
     }
 
     #[test]

@@ -4,11 +4,12 @@
 //! decode patched frames with `wire::Decoder` to prove them.
 
 use bytes::BytesMut;
+use wire::messages::device::AcceptOffer;
 use wire::messages::terminal::{
     Authorize, BalanceCheck, Capture, Echo, Increment, Offer, OfferCancel, Purchase, Refund, Reversal, Void,
 };
 use wire::types::{AccountNumber, HoldId, OfferId, PayerRef, ShortText};
-use wire::{Frame, Message, Request};
+use wire::{Frame, Message, PinBlock, Request};
 
 /// Currency of every amount loadgen sends (EUR; authd's default books currency).
 pub const CURRENCY: u16 = 978;
@@ -29,6 +30,19 @@ const AMOUNT_AFTER_HOLD: usize = BODY + 8;
 const ORIGINAL_REQUEST_ID: usize = BODY + 9;
 /// Echo's value.
 const ECHO_VALUE: usize = BODY;
+/// Offer's reference text (after its length byte): `OFFER_REFERENCE_PREFIX` and 8 hex digits.
+const OFFER_REFERENCE_TEXT: usize = BODY + 24;
+/// The offer id at the start of ACCEPT_OFFER's body.
+const ACCEPT_OFFER_ID: usize = BODY;
+
+/// The PIN loadgen sets on its payers when the mix has offers, and accepts offers with.
+pub const OFFER_PIN: &str = "1234";
+/// Seconds an offer stays open.
+pub const OFFER_EXPIRY_S: u32 = 120;
+/// Every offer's reference is this then the offer's tag as 8 lowercase hex digits: the tag
+/// tells a gateway which load thread's offer it is (0: an offer nobody accepts).
+pub const OFFER_REFERENCE_PREFIX: &[u8; 8] = b"loadgen:";
+const OFFER_REFERENCE_BYTES: usize = 16;
 
 /// Which request a template encodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,11 +70,13 @@ pub enum RequestKind {
     OfferCancel,
     /// ECHO (value).
     Echo,
+    /// ACCEPT_OFFER (offer) with `OFFER_PIN`, sent by a payer device.
+    AcceptOffer,
 }
 
 impl RequestKind {
     /// Every kind, in `repr` order.
-    pub const ALL: [RequestKind; 11] = [
+    pub const ALL: [RequestKind; 12] = [
         RequestKind::Authorize,
         RequestKind::Increment,
         RequestKind::Capture,
@@ -72,6 +88,7 @@ impl RequestKind {
         RequestKind::Offer,
         RequestKind::OfferCancel,
         RequestKind::Echo,
+        RequestKind::AcceptOffer,
     ];
 
     /// The message type of its reply.
@@ -127,11 +144,16 @@ impl RequestKind {
                 payer,
                 amount_minor: 0,
                 currency: CURRENCY,
-                expires_in_s: 0,
-                reference: ShortText::new("loadgen").unwrap_or_default(),
+                expires_in_s: OFFER_EXPIRY_S,
+                reference: ShortText::new("loadgen:00000000").unwrap_or_default(),
             }),
             RequestKind::OfferCancel => Request::OfferCancel(OfferCancel { offer_id: OfferId(0) }),
             RequestKind::Echo => Request::Echo(Echo { value: 0 }),
+            RequestKind::AcceptOffer => Request::AcceptOffer(AcceptOffer {
+                offer_id: OfferId(0),
+                pin: PinBlock::from_digits(OFFER_PIN)
+                    .unwrap_or_else(|error| unreachable!("the constant PIN is valid: {error:?}")),
+            }),
         }
     }
 }
@@ -143,7 +165,7 @@ pub struct Fields {
     pub account: u64,
     /// Amount, minor units; or the original request id (Reversal); or the echo value.
     pub amount: u64,
-    /// Hold or offer id (hold kinds).
+    /// Hold or offer id (hold kinds, ACCEPT_OFFER); the offer's tag (OFFER).
     pub hold: u64,
 }
 
@@ -202,13 +224,16 @@ impl Templates {
         frame.copy_from_slice(&template.bytes[..template.length]);
         put_u64(frame, REQUEST_ID, request_id);
         match kind {
-            RequestKind::Authorize
-            | RequestKind::Purchase
-            | RequestKind::BalanceCheck
-            | RequestKind::Offer => {
+            RequestKind::Authorize | RequestKind::Purchase | RequestKind::BalanceCheck => {
                 put_u64(frame, PAYER_ACCOUNT, fields.account);
                 put_u64(frame, AMOUNT_AFTER_PAYER, fields.amount);
             }
+            RequestKind::Offer => {
+                put_u64(frame, PAYER_ACCOUNT, fields.account);
+                put_u64(frame, AMOUNT_AFTER_PAYER, fields.amount);
+                put_tag(frame, fields.hold as u32);
+            }
+            RequestKind::AcceptOffer => put_u64(frame, ACCEPT_OFFER_ID, fields.hold),
             RequestKind::Increment | RequestKind::Capture | RequestKind::Refund => {
                 put_u64(frame, HOLD, fields.hold);
                 put_u64(frame, AMOUNT_AFTER_HOLD, fields.amount);
@@ -222,6 +247,36 @@ impl Templates {
         }
         template.length
     }
+}
+
+/// Writes `tag` as the 8 hex digits after the reference prefix.
+#[inline]
+fn put_tag(frame: &mut [u8], tag: u32) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digits = &mut frame[OFFER_REFERENCE_TEXT + OFFER_REFERENCE_PREFIX.len()..][..8];
+    for (position, digit) in digits.iter_mut().enumerate() {
+        *digit = HEX[((tag >> (28 - 4 * position)) & 0xF) as usize];
+    }
+}
+
+/// The tag of an offer reference (ShortText: length byte, then 32 bytes); `None` if it is not
+/// one of loadgen's.
+pub fn offer_tag(reference: &[u8]) -> Option<u32> {
+    let (&length, text) = reference.split_first()?;
+    let text = text.get(..usize::from(length))?;
+    if text.len() != OFFER_REFERENCE_BYTES || !text.starts_with(OFFER_REFERENCE_PREFIX) {
+        return None;
+    }
+    let mut tag = 0u32;
+    for &digit in &text[OFFER_REFERENCE_PREFIX.len()..] {
+        let value = match digit {
+            b'0'..=b'9' => digit - b'0',
+            b'a'..=b'f' => digit - b'a' + 10,
+            _ => return None,
+        };
+        tag = tag << 4 | u32::from(value);
+    }
+    Some(tag)
 }
 
 #[inline]
@@ -282,6 +337,11 @@ mod tests {
                 Request::Offer(body) => Request::Offer(Offer {
                     payer,
                     amount_minor: fields.amount,
+                    reference: ShortText::new("loadgen:0000004d").expect("fits"),
+                    ..body
+                }),
+                Request::AcceptOffer(body) => Request::AcceptOffer(AcceptOffer {
+                    offer_id: OfferId(77),
                     ..body
                 }),
                 Request::Increment(_) => Request::Increment(Increment {
@@ -310,6 +370,36 @@ mod tests {
             };
             assert_eq!(request, expected, "{kind:?}");
         }
+    }
+
+    #[test]
+    fn offer_tags_round_trip_through_the_reference() {
+        let templates = Templates::new();
+        let mut out = [0u8; TEMPLATE_BYTES_MAX];
+        let fields = Fields {
+            account: 1,
+            amount: 2,
+            hold: 0x8000_00a7,
+        };
+        let written = templates.write(RequestKind::Offer, 1, fields, &mut out);
+        let reference = &out[OFFER_REFERENCE_TEXT - 1..written];
+        assert_eq!(offer_tag(reference), Some(0x8000_00a7));
+        let Message::Request(Request::Offer(offer)) = decode(&out[..written]).message else {
+            panic!("offer");
+        };
+        assert_eq!(offer.expires_in_s, 120);
+        assert_eq!(offer.reference.as_str(), "loadgen:800000a7");
+        let other = ShortText::new("order 8812").expect("fits");
+        let mut bytes = vec![other.as_str().len() as u8];
+        bytes.extend_from_slice(other.as_str().as_bytes());
+        bytes.resize(33, 0);
+        assert_eq!(offer_tag(&bytes), None);
+        let accept = templates.write(RequestKind::AcceptOffer, 2, fields, &mut out);
+        let Message::Request(Request::AcceptOffer(accept)) = decode(&out[..accept]).message else {
+            panic!("accept");
+        };
+        assert_eq!(accept.offer_id, OfferId(0x8000_00a7));
+        assert_eq!(accept.pin, PinBlock::from_digits(OFFER_PIN).expect("pin"));
     }
 
     #[test]

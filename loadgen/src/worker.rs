@@ -4,7 +4,16 @@
 //! whenever one ends, `--pipeline` per connection), write every connection's queued requests
 //! with one syscall each, wait for replies (or the pacing timer), and for each reply record its
 //! latency, book it, and queue the flow's next request. Nothing on this path allocates.
+//!
+//! Offer flows: the thread's gateway (a payer device registered for account 0, logged on like
+//! the terminals and polled with them) receives OFFER_PRESENTED for the thread's offers (their
+//! reference carries the thread's tag) and queues each, due after the think time, in a FIFO
+//! (the think time is constant, so arrival order is due order: a timer wheel of one slot); due
+//! accepts go out as ACCEPT_OFFER with the PIN. The offering terminal's OFFER_OUTCOME push ends
+//! the flow; its latency runs from the OFFER's intended send. The queue and the map of offers
+//! awaiting their outcome are allocated up front.
 
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::mpsc::SyncSender;
@@ -18,16 +27,20 @@ use rustix::time::{
 };
 
 use crate::clock::{now_ns, timespec};
-use crate::connection::{Completed, Connection, ERROR_BUSY};
-use crate::flow::{self, BooksTally};
+use crate::connection::{
+    Completed, Connection, Pushed, ERROR_BUSY, OFFER_ACCEPTED, PUSH_OFFER_OUTCOME, PUSH_OFFER_PRESENTED,
+};
+use crate::flow::{self, BooksTally, FlowState};
 use crate::recorder::{Interval, Recorder};
 use crate::schedule::{latency_ns, Schedule, NS_PER_S};
-use crate::template::Templates;
+use crate::template::{Fields, RequestKind, Templates};
 use crate::workload::{Mix, PayerSampler, Rng};
 
 /// Events taken per poll.
 const EVENTS_MAX: usize = 1024;
 const TIMER: Token = Token(usize::MAX - 1);
+/// Offers awaiting their outcome, and accepts awaiting their time, room reserved up front.
+const OFFERS_WAITING_RESERVED: usize = 16_384;
 
 /// Closed or open loop.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -83,6 +96,10 @@ pub struct Plan {
     pub spin: bool,
     /// Open loop: due flows are sent in batches once the oldest has waited this long.
     pub pacing_ns: u64,
+    /// Offer flows: the simulated payer's think time between OFFER_PRESENTED and ACCEPT_OFFER.
+    pub think_ns: u64,
+    /// Offer flows: this thread's tag in its offers' reference (nonzero).
+    pub offer_tag: u32,
 }
 
 /// What a thread measured.
@@ -97,10 +114,27 @@ pub struct Outcome {
     pub backlog_max: u64,
 }
 
+/// An offer flow between its OFFER reply and its OFFER_OUTCOME push.
+#[derive(Clone, Copy, Debug)]
+struct Waiting {
+    connection: u32,
+    intended_ns: u64,
+    state: FlowState,
+}
+
 struct Worker {
     plan: Plan,
     templates: Templates,
+    /// The terminal connections, then the gateway if any.
     connections: Vec<Connection>,
+    /// Terminal connections: `connections[..terminals]`.
+    terminals: usize,
+    /// The gateway's index in `connections`.
+    gateway: Option<usize>,
+    /// Offers presented to the gateway: (accept due, offer id), in due order.
+    thinking: VecDeque<(u64, u64)>,
+    /// Offer flows awaiting their outcome, by offer id.
+    waiting: HashMap<u64, Waiting>,
     recorder: Recorder,
     books: BooksTally,
     rng: Rng,
@@ -114,8 +148,12 @@ struct Worker {
     is_starved: Vec<bool>,
 }
 
-/// Runs the load on `connections` until the plan's stop time, then drains.
-pub fn run(plan: Plan, mut connections: Vec<Connection>) -> io::Result<Outcome> {
+/// Runs the load on `connections` until the plan's stop time, then drains; `gateway` answers
+/// the offers.
+pub fn run(plan: Plan, mut connections: Vec<Connection>, gateway: Option<Connection>) -> io::Result<Outcome> {
+    let terminals = connections.len();
+    let gateway_index = gateway.is_some().then_some(terminals);
+    connections.extend(gateway);
     let mut poll = Poll::new()?;
     for (index, connection) in connections.iter_mut().enumerate() {
         poll.registry().register(
@@ -125,6 +163,11 @@ pub fn run(plan: Plan, mut connections: Vec<Connection>) -> io::Result<Outcome> 
         )?;
     }
     let count = connections.len();
+    let offer_room = if gateway_index.is_some() {
+        OFFERS_WAITING_RESERVED
+    } else {
+        0
+    };
     let ring_max = connections
         .iter()
         .map(|connection| connection.in_flight_max as usize)
@@ -136,6 +179,10 @@ pub fn run(plan: Plan, mut connections: Vec<Connection>) -> io::Result<Outcome> 
         plan,
         templates: Templates::new(),
         connections,
+        terminals,
+        gateway: gateway_index,
+        thinking: VecDeque::with_capacity(offer_room),
+        waiting: HashMap::with_capacity(offer_room),
         recorder: Recorder::new(),
         dirty: Vec::with_capacity(count),
         is_dirty: vec![false; count],
@@ -146,15 +193,16 @@ pub fn run(plan: Plan, mut connections: Vec<Connection>) -> io::Result<Outcome> 
         is_starved: vec![false; count],
     };
     let mut completed: Vec<Completed> = Vec::with_capacity(ring_max * 4);
+    let mut pushes: Vec<Pushed> = Vec::with_capacity(ring_max * 4);
     let mut events = Events::with_capacity(EVENTS_MAX);
     let timeline = worker.plan.timeline;
     let mut schedule = match worker.plan.mode {
         Mode::Open { rate_per_s } => Some(Schedule::new(timeline.start_ns, rate_per_s)),
         Mode::Closed { .. } => None,
     };
-    let timer = match schedule {
-        Some(_) => Some(new_timer(&poll)?),
-        None => None,
+    let timer = match (&schedule, gateway_index) {
+        (None, None) => None,
+        _ => Some(new_timer(&poll)?),
     };
     let mut timer_armed_ns = 0u64;
     let pacing_ns = match worker.plan.mode {
@@ -169,7 +217,7 @@ pub fn run(plan: Plan, mut connections: Vec<Connection>) -> io::Result<Outcome> 
     let mut second = 1u64;
     if let Mode::Closed { pipeline } = worker.plan.mode {
         let now = now_ns();
-        for index in 0..count {
+        for index in 0..terminals {
             for _ in 0..pipeline.min(worker.connections[index].in_flight_max) {
                 worker.start_flow(index, now, now);
             }
@@ -190,7 +238,7 @@ pub fn run(plan: Plan, mut connections: Vec<Connection>) -> io::Result<Outcome> 
         }
         if worker.stopping {
             let in_flight: u64 = worker.connections.iter().map(|c| u64::from(c.in_flight)).sum();
-            if in_flight == 0 {
+            if in_flight == 0 && worker.waiting.is_empty() && worker.thinking.is_empty() {
                 break;
             }
             if now >= timeline.drain_deadline_ns {
@@ -198,6 +246,7 @@ pub fn run(plan: Plan, mut connections: Vec<Connection>) -> io::Result<Outcome> 
                 break;
             }
         }
+        let mut timer_wake_ns = u64::MAX;
         if let (Some(schedule), false) = (schedule.as_mut(), worker.stopping) {
             backlog_max = backlog_max.max(schedule.backlog(now));
             // Batch: send once the oldest due flow has waited `pacing_ns` (charged to its
@@ -205,14 +254,23 @@ pub fn run(plan: Plan, mut connections: Vec<Connection>) -> io::Result<Outcome> 
             if schedule.next_due_ns() + pacing_ns <= now {
                 worker.start_due(schedule, now);
             }
-            let wake_ns = schedule.next_due_ns() + pacing_ns;
-            if let Some(timer) = &timer {
-                // An armed timer that fires no later than needed is left alone: a spurious
-                // early wake-up costs less than a syscall per turn.
-                if wake_ns > now && (timer_armed_ns <= now || timer_armed_ns > wake_ns) {
-                    arm(timer, wake_ns)?;
-                    timer_armed_ns = wake_ns;
-                }
+            timer_wake_ns = schedule.next_due_ns() + pacing_ns;
+        }
+        // Accepts are sent while draining too: the flows in progress need them.
+        if let Some(&(due_ns, _)) = worker.thinking.front() {
+            if due_ns <= now {
+                worker.send_due_accepts(now);
+            }
+        }
+        if let Some(&(due_ns, _)) = worker.thinking.front() {
+            timer_wake_ns = timer_wake_ns.min(due_ns);
+        }
+        if let (Some(timer), true) = (&timer, timer_wake_ns != u64::MAX) {
+            // An armed timer that fires no later than needed is left alone: a spurious
+            // early wake-up costs less than a syscall per turn.
+            if timer_wake_ns > now && (timer_armed_ns <= now || timer_armed_ns > timer_wake_ns) {
+                arm(timer, timer_wake_ns)?;
+                timer_armed_ns = timer_wake_ns;
             }
         }
         worker.flush_dirty();
@@ -252,9 +310,21 @@ pub fn run(plan: Plan, mut connections: Vec<Connection>) -> io::Result<Outcome> 
                 continue;
             }
             if event.is_readable() || event.is_read_closed() || event.is_error() {
-                let result = worker.connections[index].receive(&mut completed, now_ns);
-                for done in completed.drain(..) {
-                    worker.on_reply(index, &done);
+                let result = worker.connections[index].receive(&mut completed, &mut pushes, now_ns);
+                if Some(index) == worker.gateway {
+                    for done in completed.drain(..) {
+                        worker.on_accept_reply(&done);
+                    }
+                    for pushed in pushes.drain(..) {
+                        worker.on_presented(&pushed);
+                    }
+                } else {
+                    for done in completed.drain(..) {
+                        worker.on_reply(index, &done);
+                    }
+                    for pushed in pushes.drain(..) {
+                        worker.on_outcome(index, &pushed);
+                    }
                 }
                 if let Err(error) = result {
                     worker.lose(index, &error);
@@ -290,7 +360,7 @@ impl Worker {
         let account = self.plan.accounts[payer as usize];
         let (low, high) = self.plan.amount_minor;
         let amount = self.rng.between(low, high);
-        let step = flow::start(kind, payer as u32, account, amount);
+        let step = flow::start(kind, payer as u32, account, amount, self.plan.offer_tag);
         let connection = &mut self.connections[index];
         let queued = connection.queue(
             &self.templates,
@@ -313,7 +383,7 @@ impl Worker {
     /// has room (one write carries them all); the next turn starts on the next connection, so
     /// the load spreads over every connection and authd event loop.
     fn start_due(&mut self, schedule: &mut Schedule, now: u64) {
-        let count = self.connections.len();
+        let count = self.terminals;
         self.open_cursor = (self.open_cursor + 1) % count.max(1);
         let mut cursor = self.open_cursor;
         let mut tries = 0;
@@ -397,8 +467,110 @@ impl Worker {
                     self.end_flow(index, done.reply_ns);
                 }
             }
+            None if flow::awaits_outcome(done) => {
+                let waiting = Waiting {
+                    connection: index as u32,
+                    intended_ns: done.intended_ns,
+                    state: done.state,
+                };
+                self.waiting.insert(done.id, waiting);
+            }
             None => self.end_flow(index, done.reply_ns),
         }
+    }
+
+    /// The gateway was shown an offer: this thread's are accepted after the think time.
+    #[inline]
+    fn on_presented(&mut self, pushed: &Pushed) {
+        if pushed.kind == PUSH_OFFER_PRESENTED && pushed.tag == Some(self.plan.offer_tag) {
+            self.recorder.offers.presented += 1;
+            self.thinking
+                .push_back((pushed.at_ns + self.plan.think_ns, pushed.offer_id));
+        }
+    }
+
+    /// Queues every accept that is due on the gateway, as far as it has room.
+    fn send_due_accepts(&mut self, now: u64) {
+        let Some(gateway) = self.gateway else {
+            self.thinking.clear();
+            return;
+        };
+        let mut sent = false;
+        while let Some(&(due_ns, offer)) = self.thinking.front() {
+            if due_ns > now {
+                break;
+            }
+            let fields = Fields {
+                account: 0,
+                amount: 0,
+                hold: offer,
+            };
+            let state = FlowState {
+                held: offer,
+                ..FlowState::default()
+            };
+            let queued = self.connections[gateway].queue(
+                &self.templates,
+                RequestKind::AcceptOffer,
+                fields,
+                state,
+                due_ns,
+                now,
+            );
+            if queued.is_none() {
+                // No room: the replies will make some.
+                break;
+            }
+            self.thinking.pop_front();
+            sent = true;
+        }
+        if sent {
+            self.mark_dirty(gateway);
+        }
+    }
+
+    /// The gateway's ACCEPT_OFFER was answered.
+    #[inline]
+    fn on_accept_reply(&mut self, done: &Completed) {
+        match done.error {
+            Some(ERROR_BUSY) => {
+                // Not executed: try again at once.
+                self.recorder.errors.busy += 1;
+                self.thinking.push_front((done.reply_ns, done.state.held));
+            }
+            Some(_) => {
+                self.recorder.errors.protocol += 1;
+                self.recorder.offers.accept_declined += 1;
+            }
+            None if done.code == 0 => self.recorder.offers.accepted += 1,
+            None => self.recorder.offers.accept_declined += 1,
+        }
+    }
+
+    /// A terminal received a push: an offer flow's outcome ends it.
+    #[inline]
+    fn on_outcome(&mut self, index: usize, pushed: &Pushed) {
+        if pushed.kind != PUSH_OFFER_OUTCOME {
+            return;
+        }
+        let Some(waiting) = self.waiting.remove(&pushed.offer_id) else {
+            // Cancelled offers of offer_cancel flows end here; an accepted offer loadgen
+            // does not know is an anomaly.
+            if pushed.state == OFFER_ACCEPTED {
+                self.connections[index].anomalies.unknown_request_id += 1;
+            }
+            return;
+        };
+        let timeline = self.plan.timeline;
+        let measured =
+            waiting.intended_ns >= timeline.measure_from_ns && waiting.intended_ns < timeline.stop_ns;
+        let accepted = pushed.state == OFFER_ACCEPTED;
+        self.recorder
+            .offer_outcome(latency_ns(waiting.intended_ns, pushed.at_ns), accepted, measured);
+        let terminal = waiting.connection as usize;
+        let merchant = self.connections[terminal].merchant;
+        flow::outcome(&waiting.state, merchant, accepted, pushed.amount, &mut self.books);
+        self.end_flow(terminal, pushed.at_ns);
     }
 
     fn end_flow(&mut self, index: usize, now: u64) {
@@ -455,6 +627,13 @@ impl Worker {
             self.recorder.errors.unanswered += unanswered;
             self.books.unknown_outcomes += unanswered;
         }
+        // An offer whose outcome never came may have been accepted or not.
+        let missing = self.waiting.len() as u64;
+        self.waiting.clear();
+        self.thinking.clear();
+        self.recorder.offers.outcomes_missing += missing;
+        self.recorder.errors.unanswered += missing;
+        self.books.unknown_outcomes += missing;
     }
 }
 

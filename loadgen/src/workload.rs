@@ -32,11 +32,14 @@ pub enum FlowKind {
     Echo,
     /// OFFER, then OFFER_CANCEL.
     OfferCancel,
+    /// OFFER; the simulated payer device accepts it with the PIN after the think time; the flow
+    /// ends with the OFFER_OUTCOME push to the terminal.
+    Offer,
 }
 
 impl FlowKind {
     /// Every kind, in mix-name order.
-    pub const ALL: [FlowKind; 9] = [
+    pub const ALL: [FlowKind; 10] = [
         FlowKind::Purchase,
         FlowKind::AuthorizeCapture,
         FlowKind::AuthorizeVoid,
@@ -46,6 +49,7 @@ impl FlowKind {
         FlowKind::BalanceCheck,
         FlowKind::Echo,
         FlowKind::OfferCancel,
+        FlowKind::Offer,
     ];
 
     /// The name used in `--mix`.
@@ -60,6 +64,7 @@ impl FlowKind {
             FlowKind::BalanceCheck => "balance_check",
             FlowKind::Echo => "echo",
             FlowKind::OfferCancel => "offer_cancel",
+            FlowKind::Offer => "offer",
         }
     }
 
@@ -139,6 +144,11 @@ impl Mix {
             }
         }
         self.cumulative[0].0
+    }
+
+    /// True if the mix draws `kind` at all.
+    pub fn contains(&self, kind: FlowKind) -> bool {
+        self.cumulative.iter().any(|(seen, _)| *seen == kind)
     }
 
     /// Each kind's share, in percent, for the report.
@@ -335,7 +345,7 @@ mod tests {
     fn mix_parses_weights_and_picks_by_them() {
         let mix = Mix::parse("purchase=80,authorize_capture=15,refund=5").expect("parse");
         let mut rng = Rng::new(7);
-        let mut counts = [0u32; 9];
+        let mut counts = [0u32; FlowKind::ALL.len()];
         for _ in 0..100_000 {
             counts[mix.pick(rng.next_u64()) as usize] += 1;
         }

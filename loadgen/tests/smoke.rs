@@ -100,6 +100,63 @@ fn open_loop_run_reports_json_and_the_books_agree() {
     assert!(svg.starts_with("<svg") && svg.contains("latency by percentile"));
 }
 
+/// Offers: the gateway accepts each after the think time, the outcome push ends the flow, and
+/// the accepted offers are in the books as captures.
+#[test]
+fn offers_are_accepted_after_the_think_time_and_booked() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json_path = dir.path().join("offers.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .arg("--spawn")
+        .arg("--authd")
+        .arg(authd_binary())
+        .args([
+            "--fsync",
+            "always",
+            "--authd-arg=--shards=4",
+            "--authd-arg=--threads=1",
+        ])
+        .args(["--rate", "200", "--duration", "1.5", "--warmup", "0.3"])
+        .args(["--connections", "2", "--threads", "2", "--payers", "100"])
+        .args([
+            "--mix",
+            "purchase=50,offer=50",
+            "--think-time-us",
+            "2000",
+            "--quiet",
+        ])
+        .arg("--json")
+        .arg(&json_path)
+        .output()
+        .expect("run loadgen");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "loadgen failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("offer to outcome"), "{stdout}");
+
+    let text = std::fs::read_to_string(&json_path).expect("json written");
+    let report: serde_json::Value = serde_json::from_str(&text).expect("valid json");
+    assert_eq!(report["think_time_us"].as_u64(), Some(2_000), "{text}");
+    let offers = &report["offer_outcome_us"];
+    let p50 = offers["p50"].as_f64().unwrap_or(0.0);
+    assert!(
+        p50 >= 2_000.0,
+        "offer-to-outcome p50 {p50} below the think time: {text}"
+    );
+    for key in ["p99", "p999", "max"] {
+        assert!(
+            offers[key].as_f64().unwrap_or(0.0) >= p50,
+            "offer_outcome_us.{key}: {text}"
+        );
+    }
+    assert!(offers["count"].as_u64().unwrap_or(0) > 50, "{text}");
+    assert_eq!(report["offers"]["outcomes_missing"].as_u64(), Some(0), "{text}");
+    assert_eq!(report["offers"]["accept_declined"].as_u64(), Some(0), "{text}");
+    assert_eq!(report["errors"].as_u64(), Some(0), "{text}");
+    assert_eq!(report["books"]["ok"].as_bool(), Some(true), "{text}");
+    assert_eq!(report["books"]["exact_per_merchant"].as_bool(), Some(true));
+}
+
 #[test]
 fn a_missing_server_is_a_clear_error() {
     let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))

@@ -23,7 +23,7 @@ struct Flags {
     /// The authd binary for --spawn (default: next to loadgen).
     #[arg(long)]
     authd: Option<PathBuf>,
-    /// --fsync mode of the spawned authd: always, batch or never.
+    /// --fsync mode of the spawned authd (always or never; see authd --help).
     #[arg(long, default_value = "always")]
     fsync: String,
     /// One more flag for the spawned authd (repeat; e.g. --authd-arg=--shards=64).

@@ -80,7 +80,14 @@ impl Spawned {
         });
         let address = match receiver.recv_timeout(READY_TIMEOUT) {
             Ok(address) => address,
-            Err(_) => {
+            Err(error) => {
+                // Disconnected: its stdout closed, so it exited (bad flag, data dir in use...).
+                if let (mpsc::RecvTimeoutError::Disconnected, Ok(status)) = (error, child.wait()) {
+                    bail!(
+                        "authd ({}) exited with {status} before it was ready; see its messages above",
+                        binary.display()
+                    );
+                }
                 let _ = child.kill();
                 let _ = child.wait();
                 bail!(

@@ -158,6 +158,47 @@ fn offers_are_accepted_after_the_think_time_and_booked() {
 }
 
 #[test]
+fn closed_loop_on_a_hot_merchant_keeps_the_pipeline_full_and_the_books_agree() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json_path = dir.path().join("closed.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .arg("--spawn")
+        .arg("--authd")
+        .arg(authd_binary())
+        .args([
+            "--fsync",
+            "never",
+            "--authd-arg=--shards=4",
+            "--authd-arg=--threads=1",
+        ])
+        .args([
+            "--connections",
+            "3",
+            "--pipeline",
+            "8",
+            "--duration",
+            "1",
+            "--warmup",
+            "0",
+        ])
+        .args(["--payers", "50", "--merchants", "2", "--hot-merchant", "--quiet"])
+        .args(["--mix", "purchase=60,authorize_capture=20,refund=10,reversal=10"])
+        .arg("--json")
+        .arg(&json_path)
+        .output()
+        .expect("run loadgen");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "loadgen failed:\n{stdout}\n{stderr}");
+    let text = std::fs::read_to_string(&json_path).expect("json written");
+    let report: serde_json::Value = serde_json::from_str(&text).expect("valid json");
+    assert_eq!(report["mode"].as_str(), Some("closed"));
+    assert!(report["requests"].as_u64().unwrap_or(0) > 100, "{text}");
+    assert_eq!(report["errors"].as_u64(), Some(0), "{text}");
+    assert_eq!(report["books"]["ok"].as_bool(), Some(true), "{text}");
+}
+
+#[test]
 fn a_missing_server_is_a_clear_error() {
     let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args([

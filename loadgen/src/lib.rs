@@ -453,6 +453,7 @@ fn run_against(
     let mut latency = latency_histogram();
     let mut service = latency_histogram();
     let mut offer_outcome = latency_histogram();
+    let mut accept = latency_histogram();
     let mut offer_counts = OfferCounts::default();
     let mut codes = [0u64; 256];
     let mut errors = Errors::default();
@@ -473,6 +474,7 @@ fn run_against(
             .add(&outcome.recorder.offer_outcome)
             .context("merge histograms")?;
         offer_counts.add(&outcome.recorder.offers);
+        accept.add(&outcome.recorder.accept).context("merge histograms")?;
         requests += outcome.recorder.replies;
         flows_started += outcome.flows_started;
         backlog_max = backlog_max.max(outcome.backlog_max);
@@ -511,6 +513,7 @@ fn run_against(
         backlog_max,
         timeline: watched.timeline,
         offer_outcome: offers.then_some(offer_outcome),
+        accept,
         offers: offer_counts,
         think_time_us: config.think_time_us,
     })

@@ -105,6 +105,9 @@ pub struct Recorder {
     pub errors: Errors,
     /// Offer flows: from the OFFER's intended send to the OFFER_OUTCOME push, measured phase.
     pub offer_outcome: Histogram<u64>,
+    /// Offer flows: ACCEPT_OFFER round trip, from its due time (presentation plus think time)
+    /// to its reply, measured phase.
+    pub accept: Histogram<u64>,
     /// Offer flows: counts, whole run.
     pub offers: OfferCounts,
     interval: Histogram<u64>,
@@ -129,6 +132,7 @@ impl Recorder {
             replies: 0,
             errors: Errors::default(),
             offer_outcome: latency_histogram(),
+            accept: latency_histogram(),
             offers: OfferCounts::default(),
             interval: latency_histogram(),
             interval_replies: 0,

@@ -81,6 +81,8 @@ pub struct Report {
     /// Offer flows (when the mix has them): from the OFFER's intended send to the OFFER_OUTCOME
     /// push, nanoseconds.
     pub offer_outcome: Option<Histogram<u64>>,
+    /// Offer flows: the gateway's ACCEPT_OFFER round trip from its due time, nanoseconds.
+    pub accept: Histogram<u64>,
     /// Offer flows: presentations, accepts, outcomes.
     pub offers: OfferCounts,
     /// Offer flows: the simulated payer's think time, microseconds.
@@ -133,9 +135,13 @@ impl Report {
     }
 
     fn offer_json(&self) -> Value {
-        let Some(histogram) = &self.offer_outcome else {
-            return Value::Null;
-        };
+        match &self.offer_outcome {
+            Some(histogram) => Report::short_latency_json(histogram),
+            None => Value::Null,
+        }
+    }
+
+    fn short_latency_json(histogram: &Histogram<u64>) -> Value {
         let mut latency = serde_json::Map::new();
         for (key, quantile) in OFFER_PERCENTILES {
             latency.insert(key.into(), json!(us(histogram.value_at_quantile(quantile))));
@@ -195,6 +201,7 @@ impl Report {
                 "outcomes_accepted": self.offers.outcomes_accepted,
                 "outcomes_other": self.offers.outcomes_other,
                 "outcomes_missing": self.offers.outcomes_missing,
+                "accept_us": Report::short_latency_json(&self.accept),
             })),
             "timeline": self.timeline.iter().map(|second| json!({
                 "second": second.second,
@@ -246,9 +253,14 @@ impl Report {
             let offers = &self.offers;
             let _ = writeln!(
                 text,
-                "{line} max {:.1} ({} measured)\noffers: {} presented, {} accepted ({} accepts declined); outcomes {} accepted, {} other, {} missing",
+                "{line} max {:.1} ({} measured)\n\
+                 accept round trip (us, from its due time): p50 {:.1} p99 {:.1} max {:.1}\n\
+                 offers: {} presented, {} accepted ({} accepts declined); outcomes {} accepted, {} other, {} missing",
                 us(histogram.max()),
                 histogram.len(),
+                us(self.accept.value_at_quantile(0.5)),
+                us(self.accept.value_at_quantile(0.99)),
+                us(self.accept.max()),
                 offers.presented,
                 offers.accepted,
                 offers.accept_declined,
@@ -389,6 +401,7 @@ mod tests {
             backlog_max: 0,
             timeline: vec![],
             offer_outcome: None,
+            accept: crate::recorder::latency_histogram(),
             offers: OfferCounts::default(),
             think_time_us: 1_000,
         }

@@ -532,6 +532,15 @@ impl Worker {
     /// The gateway's ACCEPT_OFFER was answered.
     #[inline]
     fn on_accept_reply(&mut self, done: &Completed) {
+        let timeline = self.plan.timeline;
+        if done.error.is_none()
+            && done.intended_ns >= timeline.measure_from_ns
+            && done.intended_ns < timeline.stop_ns
+        {
+            self.recorder
+                .accept
+                .saturating_record(latency_ns(done.intended_ns, done.reply_ns).max(1));
+        }
         match done.error {
             Some(ERROR_BUSY) => {
                 // Not executed: try again at once.

@@ -1,6 +1,9 @@
 //! One event loop: accept, read, handle, release durable replies, write; one thread.
 //!
-//! Per iteration: poll; accept until the listener would block; for each readable connection
+//! The first loop owns the listener and deals accepted connections round robin to every loop
+//! (through each loop's hand-off inbox and waker), so both cores serve whatever the order of
+//! wake-ups. Per iteration: poll; accept until the listener would block (first loop); adopt
+//! connections handed over; for each readable connection
 //! read and handle every whole frame; then, for every connection with replies in flight,
 //! release those whose record is durable (one `durable_lsn` read for the whole iteration) and
 //! write them with one `write` per connection. The log's writer wakes the loop after each
@@ -37,7 +40,10 @@ pub struct EventLoop {
     index: usize,
     shared: Arc<Shared>,
     poll: Poll,
-    listener: TcpListener,
+    /// The listener, on the first loop only (it deals connections to every loop).
+    listener: Option<TcpListener>,
+    /// The loop the next accepted connection goes to.
+    next_loop: usize,
     waker: Arc<Waker>,
     connections: Slab<Connection>,
     /// Connections that may have replies to release or bytes to write.
@@ -46,22 +52,24 @@ pub struct EventLoop {
 }
 
 impl EventLoop {
-    /// A loop serving `listener` (a clone per loop; the kernel hands each accept to one).
+    /// A loop; the first one also gets the listener and deals accepted connections out.
     pub fn new(
         index: usize,
         shared: Arc<Shared>,
-        listener: std::net::TcpListener,
+        listener: Option<std::net::TcpListener>,
     ) -> std::io::Result<EventLoop> {
         let poll = Poll::new()?;
-        let mut listener = TcpListener::from_std(listener);
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut listener = listener.map(TcpListener::from_std);
+        if let Some(listener) = listener.as_mut() {
+            poll.registry().register(listener, LISTENER, Interest::READABLE)?;
+        }
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         Ok(EventLoop {
             index,
             shared,
             poll,
             listener,
+            next_loop: 0,
             waker,
             connections: Slab::new(),
             busy: Vec::new(),
@@ -100,6 +108,7 @@ impl EventLoop {
                     }
                 }
             }
+            self.take_accepted();
             self.take_pushes();
             self.release_and_write();
             let now = Instant::now();
@@ -123,7 +132,9 @@ impl EventLoop {
     }
 
     fn begin_stopping(&mut self, now: Instant) -> Instant {
-        let _ = self.poll.registry().deregister(&mut self.listener);
+        if let Some(listener) = self.listener.as_mut() {
+            let _ = self.poll.registry().deregister(listener);
+        }
         for (_, connection) in self.connections.iter_mut() {
             connection.closing = true;
         }
@@ -135,7 +146,10 @@ impl EventLoop {
             return;
         }
         loop {
-            let (mut socket, peer) = match self.listener.accept() {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            let (mut socket, peer) = match listener.accept() {
                 Ok(accepted) => accepted,
                 Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -157,7 +171,7 @@ impl EventLoop {
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
                     (open < shared.config.connections_max).then_some(open + 1)
                 });
-            let Ok(before) = claimed else {
+            if claimed.is_err() {
                 shared.stats.connections_refused.fetch_add(1, Ordering::Relaxed);
                 let mut busy = BytesMut::new();
                 let error = ErrorReply::new(ProtocolError::Busy, 0, shared.config.connections_max as u64);
@@ -168,33 +182,59 @@ impl EventLoop {
                 .encode(&mut busy);
                 let _ = socket.write(&busy);
                 continue;
-            };
-            let _ = socket.set_nodelay(true);
-            let entry = self.connections.vacant_entry();
-            let key = entry.key();
-            let interest = Interest::READABLE | Interest::WRITABLE;
-            if self
-                .poll
-                .registry()
-                .register(&mut socket, Token(key + FIRST_CONNECTION), interest)
-                .is_err()
-            {
-                shared.connections.fetch_sub(1, Ordering::AcqRel);
-                continue;
             }
-            let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
-            entry.insert(Connection::new(
-                socket,
-                peer,
-                shared.config.frame_bytes_max,
-                Instant::now(),
-                id,
-            ));
-            shared
-                .stats
-                .connections_open
-                .store(before as u64 + 1, Ordering::Relaxed);
-            shared.stats.connections_accepted.fetch_add(1, Ordering::Relaxed);
+            let _ = socket.set_nodelay(true);
+            // Deal connections round robin over the loops, so that both cores serve.
+            let target = self.next_loop % self.shared.loops.get().map_or(1, Vec::len);
+            self.next_loop = self.next_loop.wrapping_add(1);
+            if target == self.index {
+                self.adopt(socket, peer);
+            } else if let Some(target) = self.shared.loops.get().and_then(|loops| loops.get(target)) {
+                target.accepted.lock().push((socket, peer));
+                let _ = target.waker.wake();
+            }
+        }
+    }
+
+    /// Serve a connection accepted (by this loop or another) whose place is already claimed.
+    fn adopt(&mut self, mut socket: mio::net::TcpStream, peer: std::net::SocketAddr) {
+        let shared = &self.shared;
+        let entry = self.connections.vacant_entry();
+        let key = entry.key();
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if self
+            .poll
+            .registry()
+            .register(&mut socket, Token(key + FIRST_CONNECTION), interest)
+            .is_err()
+        {
+            shared.connections.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
+        entry.insert(Connection::new(
+            socket,
+            peer,
+            shared.config.frame_bytes_max,
+            Instant::now(),
+            id,
+        ));
+        let open = shared.connections.load(Ordering::Relaxed);
+        shared
+            .stats
+            .connections_open
+            .store(open as u64, Ordering::Relaxed);
+        shared.stats.connections_accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Serve the connections other loops accepted for this one.
+    fn take_accepted(&mut self) {
+        let accepted = match self.shared.loops.get().and_then(|loops| loops.get(self.index)) {
+            Some(handle) => std::mem::take(&mut *handle.accepted.lock()),
+            None => return,
+        };
+        for (socket, peer) in accepted {
+            self.adopt(socket, peer);
         }
     }
 

@@ -1,7 +1,7 @@
 //! The authd server: event loops on mio serving the wire protocol over the [`Store`].
 //!
-//! - [`event_loop`]: one thread per loop, each with its own `Poll`, a clone of the listener
-//!   and a `Waker`. A loop reads every readable connection until it would block, handles each
+//! - [`event_loop`]: one thread per loop, each with its own `Poll` and `Waker`; the first loop
+//!   listens and deals accepted connections round robin to all loops. A loop reads every readable connection until it would block, handles each
 //!   whole frame ([`connection`]: log-on in [`session`], requests in [`dispatch`]), then
 //!   releases the replies whose log records are durable and writes each connection once.
 //! - The log's writer calls every loop's `Waker` after each group commit, so replies leave as
@@ -103,6 +103,8 @@ pub struct Shared {
     pub stopping: AtomicBool,
     /// Who receives which pushes.
     pub pushes: push::PushHub,
+    /// Each loop's hand-off inbox and waker, set once before the loops run.
+    pub loops: std::sync::OnceLock<Vec<LoopHandle>>,
     /// Numbers connections (slab keys are reused).
     pub next_connection: std::sync::atomic::AtomicU64,
 }
@@ -115,6 +117,14 @@ impl Shared {
             requests_in_flight_max: self.config.in_flight_max,
         }
     }
+}
+
+/// What another thread needs to give a loop a connection: its inbox and its waker.
+pub struct LoopHandle {
+    /// Connections accepted for this loop by the listening loop (places already claimed).
+    pub accepted: parking_lot::Mutex<Vec<(mio::net::TcpStream, SocketAddr)>>,
+    /// Wakes the loop.
+    pub waker: Arc<mio::Waker>,
 }
 
 /// The wall clock in microseconds since the Unix epoch: the server stamps every command with
@@ -171,16 +181,30 @@ impl Server {
             stopping: AtomicBool::new(false),
             pushes: push::PushHub::default(),
             next_connection: std::sync::atomic::AtomicU64::new(1),
+            loops: std::sync::OnceLock::new(),
         });
         let mut loops = Vec::with_capacity(threads);
         let mut wakers = Vec::with_capacity(threads);
         let mut event_loops = Vec::with_capacity(threads);
         for index in 0..threads {
-            let event_loop = event_loop::EventLoop::new(index, Arc::clone(&shared), listener.try_clone()?)?;
+            let listener = if index == 0 {
+                Some(listener.try_clone()?)
+            } else {
+                None
+            };
+            let event_loop = event_loop::EventLoop::new(index, Arc::clone(&shared), listener)?;
             wakers.push(event_loop.waker());
             event_loops.push(event_loop);
         }
         shared.pushes.set_loops(wakers.clone());
+        let handles = wakers
+            .iter()
+            .map(|waker| LoopHandle {
+                accepted: parking_lot::Mutex::new(Vec::new()),
+                waker: Arc::clone(waker),
+            })
+            .collect();
+        let _ = shared.loops.set(handles);
         for (index, event_loop) in event_loops.into_iter().enumerate() {
             let thread = std::thread::Builder::new()
                 .name(format!("authd-loop-{index}"))

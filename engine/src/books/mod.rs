@@ -12,6 +12,7 @@ pub mod hold;
 pub mod idempotency;
 pub mod offer;
 pub mod payment;
+pub mod read;
 pub mod registry;
 pub mod reversal;
 pub mod shard;
@@ -23,18 +24,16 @@ use crossbeam_utils::CachePadded;
 use dashmap::DashMap;
 use parking_lot::{Mutex, MutexGuard};
 
-use crate::command::{Command, Origin, Outcome, TerminalOp};
-use crate::ids::{AccountId, Currency, DeviceId, DisputeId, HoldId, Lsn, MerchantId, Status, TerminalId};
+use crate::command::{Command, Outcome, TerminalOp};
+use crate::ids::{AccountId, Currency, HoldId, Lsn, Status};
 use crate::limits::{
     DEVICES_MAX, FEE_BPS_MAX, HOLDS_PER_SHARD_DEFAULT, HOLD_RETENTION_DEFAULT_US, IDEMPOTENCY_WINDOW_DEFAULT,
     MERCHANTS_MAX, SHARDS_DEFAULT, SHARDS_MAX, TERMINALS_MAX,
 };
 use crate::reason::Reason;
-use dispute::DisputeView;
-use hold::Hold;
-use offer::{OfferEvent, OfferView};
-use registry::{Fees, MerchantView, Registry};
-use shard::{AccountInfo, Shard};
+use offer::OfferEvent;
+use registry::{Fees, Registry};
+use shard::Shard;
 
 /// Offer changes queued for the server at most.
 pub const OFFER_EVENTS_MAX: usize = 100_000;
@@ -346,48 +345,6 @@ impl Books {
         self.offer_events.lock().drain(..).collect()
     }
 
-    /// An offer as the parties see it.
-    pub fn offer(&self, offer: HoldId) -> Option<OfferView> {
-        let index = self.shard_of_hold(offer)?;
-        let shard = self.shards[index as usize].lock();
-        shard.offer_view(shard.sequence_of(offer)?)
-    }
-
-    /// Pending offers of `payer` (or of every payer, for a gateway) with ids above `after`,
-    /// in id order, at most `count_max`.
-    pub fn pending_offers(
-        &self,
-        payer: Option<AccountId>,
-        after: HoldId,
-        now_us: u64,
-        count_max: usize,
-    ) -> Vec<OfferView> {
-        let mut offers = Vec::new();
-        let shards: Vec<u32> = match payer {
-            Some(account) => self.shard_of_account(account).into_iter().collect(),
-            None => (0..self.config.shards).collect(),
-        };
-        for index in shards {
-            self.shards[index as usize]
-                .lock()
-                .pending_offers(payer, after, now_us, &mut offers);
-        }
-        offers.sort_unstable_by_key(|view| view.offer);
-        offers.truncate(count_max);
-        offers
-    }
-
-    /// Disputes with ids above `after`, in id order, at most `count_max`.
-    pub fn disputes(&self, after: DisputeId, count_max: usize) -> Vec<DisputeView> {
-        let mut disputes: Vec<DisputeView> = Vec::new();
-        for shard in self.shards.iter() {
-            disputes.extend(shard.lock().dispute_views().filter(|view| view.dispute > after));
-        }
-        disputes.sort_unstable_by_key(|view| view.dispute);
-        disputes.truncate(count_max);
-        disputes
-    }
-
     /// Apply a single-shard command at log position `lsn` to its (locked) shard.
     fn apply_to_shard(&self, shard: &mut Shard, command: &Command, now_us: u64, lsn: Lsn) -> Outcome {
         match *command {
@@ -559,100 +516,7 @@ impl Books {
         expired
     }
 
-    /// Answer a balance check (sufficient or not); nothing changes, nothing is logged.
-    pub fn balance_check(
-        &self,
-        origin: Origin,
-        payer: AccountId,
-        amount: u64,
-        currency: Currency,
-    ) -> Outcome {
-        let Some(index) = self.shard_of_account(payer) else {
-            return Outcome::declined(Reason::AccountUnknown);
-        };
-        self.shards[index as usize]
-            .lock()
-            .balance_check(&self.registry, origin, payer, amount, currency)
-    }
-
-    /// The payer behind a mobile number.
-    pub fn resolve_mobile(&self, mobile: u64) -> Option<AccountId> {
-        self.aliases.get(&mobile).map(|entry| entry.value().0)
-    }
-
-    /// A payer account's figures.
-    pub fn account_info(&self, account: AccountId) -> Option<AccountInfo> {
-        let index = self.shard_of_account(account)?;
-        self.shards[index as usize].lock().account_info(account)
-    }
-
-    /// A ledger account's balance (funding, fee or a merchant's settlement): the sum of its
-    /// stripes, read one shard at a time.
-    pub fn ledger_balance(&self, account: AccountId) -> Option<i128> {
-        let stripe = account.ledger_index()? as usize;
-        Some(self.shards.iter().map(|shard| shard.lock().stripe(stripe)).sum())
-    }
-
-    /// A hold (or purchase) as kept.
-    pub fn hold(&self, hold: HoldId) -> Option<Hold> {
-        let index = self.shard_of_hold(hold)?;
-        let shard = self.shards[index as usize].lock();
-        let sequence = shard.sequence_of(hold)?;
-        shard.holds.get(sequence).cloned()
-    }
-
-    /// A merchant's origin address (empty if none was booked).
-    pub fn merchant_origin(&self, merchant: MerchantId) -> Option<crate::ids::Reference> {
-        self.registry.merchant(merchant).map(|entry| entry.origin)
-    }
-
-    /// A merchant's status and fees.
-    pub fn merchant(&self, merchant: MerchantId) -> Option<MerchantView> {
-        self.registry.merchant_view(merchant)
-    }
-
-    /// A payer device's account, status and log-on secret.
-    pub fn device(&self, device: DeviceId) -> Option<(AccountId, Status, [u8; 32])> {
-        let entry = self.registry.device(device)?;
-        Some((entry.account, entry.status(), entry.secret))
-    }
-
-    /// A terminal's merchant, status and log-on secret.
-    pub fn terminal(&self, terminal: TerminalId) -> Option<(MerchantId, Status, [u8; 32])> {
-        let entry = self.registry.terminal(terminal)?;
-        Some((entry.merchant, entry.status(), entry.secret))
-    }
-
-    /// Check every invariant with all shards locked: per shard (held is the sum of active
-    /// holds, held <= balance) and globally (all balances sum to zero: double entry).
-    pub fn check_invariants(&self) -> Result<Totals, String> {
-        let shards = self.lock_all();
-        let mut totals = Totals {
-            payers: 0,
-            ledgers: 0,
-        };
-        for shard in shards.iter() {
-            let (payers, ledgers) = shard.check()?;
-            totals.payers += payers;
-            totals.ledgers += ledgers;
-        }
-        if totals.payers + totals.ledgers != 0 {
-            return Err(format!(
-                "double entry broken: payers {} + ledgers {} != 0",
-                totals.payers, totals.ledgers
-            ));
-        }
-        Ok(totals)
-    }
-
-    /// SHA-256 of the whole state in canonical form (see `state`), with all shards locked:
-    /// equal books give equal digests, which is how replay is proven to rebuild the books.
-    pub fn digest(&self) -> [u8; 32] {
-        let shards = self.lock_all();
-        state::digest(&self.registry, shards.iter().map(|guard| &**guard))
-    }
-
-    fn lock_all(&self) -> Vec<MutexGuard<'_, Shard>> {
+    pub(crate) fn lock_all(&self) -> Vec<MutexGuard<'_, Shard>> {
         self.shards.iter().map(|shard| shard.lock()).collect()
     }
 }

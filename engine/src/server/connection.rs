@@ -107,9 +107,19 @@ impl Connection {
         }
     }
 
-    /// Queue a push behind the replies; it leaves once `lsn` is durable.
+    /// Queue a push behind the replies; it leaves once `lsn` is durable. A push that waits for
+    /// nothing (lsn 0) goes straight to the write buffer: replies waiting for the log must not
+    /// hold it back, and pushes are unsolicited, so their order against replies is free.
     pub fn queue_push(&mut self, lsn: Lsn, push: wire::Push) {
-        self.queue(lsn, 0, Message::Push(push));
+        if lsn == 0 {
+            Frame {
+                request_id: 0,
+                message: Message::Push(push),
+            }
+            .encode(&mut self.write);
+        } else {
+            self.queue(lsn, 0, Message::Push(push));
+        }
     }
 
     /// True if replies wait for the log.

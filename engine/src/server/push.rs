@@ -4,8 +4,9 @@
 //! Logged-on devices and terminals subscribe here with their loop, slab key and connection
 //! number. Whoever executes commands drains the books' offer changes ([`PushHub::route`]) and
 //! drops each push into the inbox of the loop that owns the target connection, then wakes that
-//! loop; the loop queues the push behind the connection's replies, tagged with the log position
-//! of the change, so a push, like a reply, leaves only once what it announces is durable.
+//! loop; the loop queues the push behind the connection's replies. An offer's outcome is tagged
+//! with the log position of the change, so, like a reply, it leaves only once what it announces
+//! is durable; an offer is presented at once (see `route` for why that is safe).
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -125,8 +126,13 @@ impl PushHub {
                     .into_iter()
                     .chain(devices.get(&0))
                     .flatten();
+                // An offer is shown at once, without waiting for its record: the log is durable
+                // by prefix, so any answer the payer gives is a later record, and once that
+                // answer is acknowledged the offer's record is durable too. A crash before then
+                // only withdraws an offer nobody could have acted on. This saves one fdatasync
+                // from offer-to-outcome. Outcomes (money moved) still wait.
                 for target in targets {
-                    self.deliver(*target, lsn, push.clone());
+                    self.deliver(*target, 0, push.clone());
                 }
             } else {
                 let push = Push::OfferOutcome(outcome(&view));

@@ -30,6 +30,11 @@ impl AccountId {
         AccountId(2 + merchant.0 as u64)
     }
 
+    /// The merchant whose settlement account this is, if it is one.
+    pub fn settlement_merchant(self) -> Option<MerchantId> {
+        (self.0 > 2 && self.0 < PAYER_ID_BASE).then(|| MerchantId((self.0 - 2) as u32))
+    }
+
     /// True if this id is in the payer range.
     pub const fn is_payer(self) -> bool {
         self.0 >= PAYER_ID_BASE

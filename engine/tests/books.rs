@@ -92,6 +92,18 @@ impl Shop {
         account
     }
 
+    /// A second merchant (no fees) with one terminal of the given secret.
+    fn other_merchant(&self, secret: [u8; 32]) -> (MerchantId, TerminalId) {
+        let register = Command::RegisterMerchant {
+            fee_bps: 0,
+            fee_bps_with_details: 0,
+            origin: engine::Reference::default(),
+        };
+        let merchant = MerchantId(self.set(register).id as u32);
+        let terminal = TerminalId(self.set(Command::RegisterTerminal { merchant, secret }).id as u32);
+        (merchant, terminal)
+    }
+
     fn origin(&self, request_id: u64) -> Origin {
         Origin {
             merchant: self.merchant,
@@ -295,21 +307,7 @@ fn capture_after_void_is_declined() {
 fn a_hold_of_another_merchant_is_unknown_to_this_terminal() {
     let mut shop = Shop::new();
     let hold = shop.authorize(500).id;
-    let other = MerchantId(
-        shop.set(Command::RegisterMerchant {
-            fee_bps: 0,
-            fee_bps_with_details: 0,
-            origin: engine::Reference::default(),
-        })
-        .id as u32,
-    );
-    let till = TerminalId(
-        shop.set(Command::RegisterTerminal {
-            merchant: other,
-            secret: [2; 32],
-        })
-        .id as u32,
-    );
+    let (other, till) = shop.other_merchant([2; 32]);
     let origin = Origin {
         merchant: other,
         key: RequestKey {
@@ -655,21 +653,7 @@ fn closing_an_account_with_an_active_hold_is_refused() {
 #[test]
 fn payee_admission_declines_unknown_frozen_and_foreign_terminals() {
     let mut shop = Shop::new();
-    let other = MerchantId(
-        shop.set(Command::RegisterMerchant {
-            fee_bps: 0,
-            fee_bps_with_details: 0,
-            origin: engine::Reference::default(),
-        })
-        .id as u32,
-    );
-    let foreign = TerminalId(
-        shop.set(Command::RegisterTerminal {
-            merchant: other,
-            secret: [3; 32],
-        })
-        .id as u32,
-    );
+    let (_, foreign) = shop.other_merchant([3; 32]);
     let pay_as = |merchant, terminal| Command::Terminal {
         origin: Origin {
             merchant,

@@ -96,10 +96,16 @@ impl Payer {
 
     /// Count an approved payment of `amount` at `now_us` toward the daily limits.
     pub fn count_payment(&mut self, now_us: u64, amount: u64) {
+        self.count_usage(now_us, amount, 1);
+    }
+
+    /// Count `amount` and `count` payments at `now_us` toward the daily limits (an increment
+    /// adds to the amount only).
+    pub fn count_usage(&mut self, now_us: u64, amount: u64, count: u32) {
         let (day_amount, day_count) = self.day_usage(now_us);
         self.day = day_of(now_us);
         self.day_amount = day_amount.saturating_add(amount);
-        self.day_count = day_count.saturating_add(1);
+        self.day_count = day_count.saturating_add(count);
     }
 
     /// Give back a payment counted at `counted_us` (a reversal), if its day is still today.

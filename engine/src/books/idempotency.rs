@@ -18,6 +18,7 @@ use hashbrown::HashTable;
 
 use crate::command::{Outcome, TerminalOp};
 use crate::ids::RequestKey;
+use crate::journal::codec;
 use crate::reason::Reason;
 
 /// What the window remembers of one request.
@@ -199,106 +200,20 @@ impl Window {
     }
 }
 
-/// A stable 64-bit fingerprint of a terminal request's content (not of its key). It is kept
-/// in snapshots, so it must not change between versions: a fixed multiply-xorshift mix of the
-/// fields, the same on every build.
+/// A stable 64-bit fingerprint of a terminal request's content (not of its key): a fixed
+/// multiply-xorshift mix of the operation's log encoding (`journal::codec`), eight bytes at a
+/// time. It is kept in snapshots; the encoding is versioned with the log, so it is stable too.
 pub fn fingerprint(op: &TerminalOp) -> u64 {
-    let mut state = Mix(u64::from(op.kind()));
-    match *op {
-        TerminalOp::Authorize {
-            payer,
-            amount,
-            currency,
-            pin,
-            lifetime_us,
-        } => {
-            state
-                .add(payer.0)
-                .add(amount)
-                .add(u64::from(currency.0))
-                .add(lifetime_us);
-            state
-                .add(u64::from(pin.is_some()))
-                .add(pin.map_or(0, |block| u64::from_le_bytes(block.0)));
-        }
-        TerminalOp::Increment { hold, amount } => {
-            state.add(hold.0).add(amount);
-        }
-        TerminalOp::Capture {
-            hold,
-            amount,
-            last,
-            extras,
-        } => {
-            state.add(hold.0).add(amount).add(u64::from(last));
-            state
-                .add(u64::from(extras.product_details))
-                .add(u64::from(extras.loyalty_points));
-        }
-        TerminalOp::Void { hold } => {
-            state.add(hold.0);
-        }
-        TerminalOp::Purchase {
-            payer,
-            amount,
-            currency,
-            pin,
-            extras,
-        } => {
-            state.add(payer.0).add(amount).add(u64::from(currency.0));
-            state
-                .add(u64::from(pin.is_some()))
-                .add(pin.map_or(0, |block| u64::from_le_bytes(block.0)));
-            state
-                .add(u64::from(extras.product_details))
-                .add(u64::from(extras.loyalty_points));
-        }
-        TerminalOp::Refund { hold, amount } => {
-            state.add(hold.0).add(amount);
-        }
-        TerminalOp::Reversal {
-            payer,
-            original_request_id,
-        } => {
-            state.add(payer.0).add(original_request_id);
-        }
-        TerminalOp::Offer {
-            payer,
-            amount,
-            currency,
-            lifetime_us,
-            reference,
-        } => {
-            state
-                .add(payer.0)
-                .add(amount)
-                .add(u64::from(currency.0))
-                .add(lifetime_us);
-            state.add(u64::from(reference.len));
-            for chunk in reference.bytes.chunks_exact(8) {
-                let mut word = [0u8; 8];
-                word.copy_from_slice(chunk);
-                state.add(u64::from_le_bytes(word));
-            }
-        }
-        TerminalOp::OfferCancel { offer } => {
-            state.add(offer.0);
-        }
-        TerminalOp::ReportFailedProvisioning { hold, amount, cause } => {
-            state.add(hold.0).add(amount).add(u64::from(cause));
-        }
+    let encoded = codec::encode_op(op);
+    let bytes = encoded.as_bytes();
+    let mut state = bytes.len() as u64;
+    for chunk in bytes.chunks(8) {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        let mixed = (state ^ u64::from_le_bytes(word)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        state = mixed ^ (mixed >> 29);
     }
-    state.0
-}
-
-struct Mix(u64);
-
-impl Mix {
-    fn add(&mut self, value: u64) -> &mut Mix {
-        let mixed = (self.0 ^ value).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.0 = mixed ^ (mixed >> 29);
-        self
-    }
+    state
 }
 
 #[cfg(test)]

@@ -186,6 +186,8 @@ impl Shard {
             return;
         };
         let (slot, merchant) = (hold.payer_slot as usize, hold.merchant);
+        // Everything held is captured, so the release below gives nothing back.
+        hold.held -= amount;
         hold.captured += amount;
         hold.fee += fee;
         let payer = &mut self.payers[slot];
@@ -194,11 +196,7 @@ impl Shard {
             "an offer captures what it reserved"
         );
         payer.balance -= amount;
-        // The release below gives back `hold.held`; take the captured part off first.
-        if let Some(hold) = self.holds.get_mut(sequence) {
-            hold.held -= amount;
-        }
-        self.payers[slot].held -= amount;
+        payer.held -= amount;
         self.post(merchant_stripe(merchant), i128::from(amount - fee));
         self.post(STRIPE_FEE, i128::from(fee));
         self.release_hold(sequence, HoldState::Captured, now_us);

@@ -395,10 +395,7 @@ impl Shard {
             return Err(Reason::InsufficientFunds);
         }
         payer.held += amount;
-        let (day_amount, day_count) = payer.day_usage(now_us);
-        payer.day = crate::books::account::day_of(now_us);
-        payer.day_amount = day_amount + amount;
-        payer.day_count = day_count;
+        payer.count_usage(now_us, amount, 0);
         if let Some(entry) = self.holds.get_mut(sequence) {
             entry.held += amount;
             entry.authorized += amount;

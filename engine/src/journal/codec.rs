@@ -104,7 +104,7 @@ pub fn encode(command: &Command) -> Encoded {
                 .u32(origin.merchant.0)
                 .u32(origin.key.terminal.0)
                 .u64(origin.key.request_id);
-            encode_op(&op, &mut out);
+            put_op(&op, &mut out);
         }
         Command::OpenAccount {
             shard,
@@ -175,7 +175,18 @@ pub fn encode(command: &Command) -> Encoded {
     out
 }
 
-fn encode_op(op: &TerminalOp, out: &mut Encoded) {
+/// Encode a terminal operation alone (its tag and fields): the canonical form of a request's
+/// content, which the idempotency window fingerprints.
+pub fn encode_op(op: &TerminalOp) -> Encoded {
+    let mut out = Encoded {
+        bytes: [0; COMMAND_BYTES_MAX],
+        len: 0,
+    };
+    put_op(op, &mut out);
+    out
+}
+
+fn put_op(op: &TerminalOp, out: &mut Encoded) {
     out.u8(op.kind());
     match *op {
         TerminalOp::Authorize {

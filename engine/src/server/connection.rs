@@ -19,7 +19,7 @@ use wire::{Decoder, Frame, Logon, Message, Reply};
 use crate::ids::Lsn;
 use crate::reason::Reason;
 use crate::server::dispatch::{dispatch, Context};
-use crate::server::session::{LogonContext, Session, Step};
+use crate::server::session::{failed, LogonContext, Session, Step};
 use crate::server::Shared;
 
 /// Bytes read from the socket per read call at most.
@@ -240,23 +240,17 @@ impl Connection {
 
     fn logon(&mut self, shared: &Shared, request_id: u64, logon: &Logon) {
         let now = Instant::now();
-        let refuse = |reason: Reason| {
-            Logon::LogonFailed(wire::logon::LogonFailed {
-                code: reason.iso_code(),
-                reason: reason as u8,
-            })
-        };
         if !shared.limiter.allows(self.peer.ip(), now) {
             shared
                 .stats
                 .logons_failed
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.queue(0, request_id, Message::Logon(refuse(Reason::NotPermitted)));
+            self.queue(0, request_id, Message::Logon(failed(Reason::NotPermitted)));
             self.closing = true;
             return;
         }
         let Ok(server_nonce) = wire::logon::random_nonce() else {
-            self.queue(0, request_id, Message::Logon(refuse(Reason::SystemMalfunction)));
+            self.queue(0, request_id, Message::Logon(failed(Reason::SystemMalfunction)));
             self.closing = true;
             return;
         };

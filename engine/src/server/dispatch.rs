@@ -319,16 +319,16 @@ fn operator_request(context: &Context<'_>, request: &Request) -> Dispatched {
         }
         Request::SetStatus(body) => {
             let account = AccountId(body.account.0);
-            let command = match AccountKind::of(account) {
-                Some(AccountKind::Payer) => Command::SetAccountStatus {
+            let command = match (account.is_payer(), account.settlement_merchant()) {
+                (true, _) => Command::SetAccountStatus {
                     account,
                     status: status(body.status),
                 },
-                Some(AccountKind::MerchantSettlement) => Command::SetMerchantStatus {
-                    merchant: MerchantId((account.0 - 2) as u32),
+                (false, Some(merchant)) => Command::SetMerchantStatus {
+                    merchant,
                     status: status(body.status),
                 },
-                _ => return Err(Reason::InvalidRequest),
+                (false, None) => return Err(Reason::InvalidRequest),
             };
             let (outcome, lsn) = execute(context, command);
             (Reply::SetStatus(status_reply(outcome.reason)), lsn)
@@ -400,9 +400,10 @@ fn account_info(context: &Context<'_>, account: AccountId) -> Result<AccountInfo
     let books = context.store.books();
     let kind = AccountKind::of(account).ok_or(Reason::AccountUnknown)?;
     if kind != AccountKind::Payer {
-        if kind == AccountKind::MerchantSettlement
-            && books.merchant(MerchantId((account.0 - 2) as u32)).is_none()
-        {
+        let unknown_merchant = account
+            .settlement_merchant()
+            .is_some_and(|merchant| books.merchant(merchant).is_none());
+        if unknown_merchant {
             return Err(Reason::AccountUnknown);
         }
         let balance = books.ledger_balance(account).ok_or(Reason::AccountUnknown)?;

@@ -269,9 +269,7 @@ impl EventLoop {
 
     /// Route the books' offer changes, then queue the pushes addressed to this loop.
     fn take_pushes(&mut self) {
-        self.shared
-            .pushes
-            .route(self.shared.store.books(), super::now_us());
+        self.shared.pushes.route(self.shared.store.books());
         for delivery in self.shared.pushes.take(self.index) {
             let key = delivery.target.key;
             match self.connections.get_mut(key) {

@@ -111,11 +111,13 @@ impl PushHub {
     }
 
     /// Take the books' offer changes and deliver their pushes.
-    pub fn route(&self, books: &Books, now_us: u64) {
+    pub fn route(&self, books: &Books) {
         let events = books.take_offer_events();
         if events.is_empty() {
             return;
         }
+        // Read the clock only when there is something to push (this runs every loop iteration).
+        let now_us = super::now_us();
         for (lsn, event) in events {
             let view = event.view;
             if view.state == OfferState::Offered {

@@ -96,7 +96,8 @@ pub struct LogonContext<'a> {
     pub ok: LogonOk,
 }
 
-fn failed(reason: Reason) -> Logon {
+/// The LOGON_FAILED frame for `reason`.
+pub fn failed(reason: Reason) -> Logon {
     Logon::LogonFailed(LogonFailed {
         code: reason.iso_code(),
         reason: reason as u8,

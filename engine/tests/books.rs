@@ -772,6 +772,29 @@ fn the_window_forgets_the_oldest_request_when_full() {
 }
 
 #[test]
+fn the_window_size_is_checked_at_both_edges() {
+    use engine::limits::IDEMPOTENCY_WINDOW_MAX;
+    let with_window = |idempotency_window| {
+        Books::new(BooksConfig {
+            shards: 1,
+            idempotency_window,
+            ..BooksConfig::default()
+        })
+    };
+    assert!(with_window(1).is_ok());
+    assert!(with_window(IDEMPOTENCY_WINDOW_MAX).is_ok());
+    for refused in [0, IDEMPOTENCY_WINDOW_MAX + 1] {
+        let Err(error) = with_window(refused) else {
+            panic!("a window of {refused} entries was accepted");
+        };
+        assert!(
+            error.to_string().contains("--idempotency-window"),
+            "says what to pass: {error}"
+        );
+    }
+}
+
+#[test]
 fn a_reversal_before_the_original_declines_the_late_original() {
     let shop = Shop::new();
     let reversal = TerminalOp::Reversal {

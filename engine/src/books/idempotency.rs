@@ -5,17 +5,15 @@
 //! last `capacity` keyed requests of its shard.
 //!
 //! The entries live in a ring in insertion order (fixed size, allocated as it fills, reused
-//! oldest first) and a compact index maps a key's hash to its ring position: a
-//! `hashbrown::HashTable<u32>` of 4-byte positions whose equality looks the key up in the
-//! ring. The index never holds more than `capacity` positions, so it never grows after it is
-//! sized; the ring costs 56 bytes an entry and the index about 5. (A map from key to entry
-//! holding up to twice the window, as before, grew to about 1 GB over 64 shards and spent a
-//! quarter of the server's CPU faulting in fresh pages while it grew.)
+//! oldest first) and a `RingIndex` maps a key's hash to its ring position. The index never
+//! holds more than `capacity` positions, so it never grows after it is sized; the ring costs
+//! 56 bytes an entry and the index 16 (a table of 8-byte slots at most half full). (A map
+//! from key to entry holding up to twice the window, as before, grew to about 1 GB over 64
+//! shards and spent a quarter of the server's CPU faulting in fresh pages while it grew.)
 
 use std::hash::BuildHasher;
 
-use hashbrown::HashTable;
-
+use crate::books::ring_index::RingIndex;
 use crate::command::{Outcome, TerminalOp};
 use crate::ids::RequestKey;
 use crate::journal::codec;
@@ -97,7 +95,7 @@ pub struct Window {
     ring: Vec<Stored>,
     /// Position the next entry is written to once the ring is full (its oldest entry).
     head: usize,
-    index: HashTable<u32>,
+    index: RingIndex,
     hasher: foldhash::fast::RandomState,
 }
 
@@ -109,7 +107,7 @@ impl Window {
             capacity,
             ring: Vec::new(),
             head: 0,
-            index: HashTable::new(),
+            index: RingIndex::new(capacity),
             hasher: foldhash::fast::RandomState::default(),
         }
     }
@@ -118,8 +116,8 @@ impl Window {
         let hash = self.hasher.hash_one(key);
         let ring = &self.ring;
         self.index
-            .find(hash, |&position| ring[position as usize].key == *key)
-            .map(|&position| position as usize)
+            .find(hash, |position| ring[position as usize].key == *key)
+            .map(|position| position as usize)
     }
 
     /// The entry for a key, if still in the window.
@@ -137,43 +135,46 @@ impl Window {
         Some(entry)
     }
 
+    /// Start loading what looking up `key` and inserting it will read: the index slot of
+    /// `key`, the index slot of the key the insert evicts, and the ring slot the insert after
+    /// this one overwrites (so its key is in cache by then). See `Shard::warm_up`.
+    pub fn warm_up(&self, key: &RequestKey) {
+        std::hint::black_box(*self.index.home_slot(self.hasher.hash_one(key)));
+        if self.ring.len() == self.capacity {
+            let evicted = self.hasher.hash_one(self.ring[self.head].key);
+            std::hint::black_box(*self.index.home_slot(evicted));
+            let next = &self.ring[self.next(self.head)];
+            std::hint::black_box((next.key.request_id, next.reversed));
+        }
+    }
+
+    fn next(&self, position: usize) -> usize {
+        if position + 1 == self.capacity {
+            0
+        } else {
+            position + 1
+        }
+    }
+
     /// Remember a new request, forgetting the oldest one if the window is full.
     /// The key must not be remembered already.
     pub fn insert(&mut self, entry: Entry) {
         debug_assert!(self.get(&entry.key).is_none());
-        let Window {
-            capacity,
-            ring,
-            head,
-            index,
-            hasher,
-        } = self;
-        if index.capacity() < *capacity {
-            index.reserve(*capacity - index.len(), |&position| {
-                hasher.hash_one(ring[position as usize].key)
-            });
-        }
-        let position = if ring.len() < *capacity {
-            ring.push(Stored::new(&entry));
-            ring.len() - 1
+        let stored = Stored::new(&entry);
+        let position = if self.ring.len() < self.capacity {
+            self.ring.push(stored);
+            self.ring.len() - 1
         } else {
-            let position = *head;
-            let evicted = ring[position].key;
-            let found = index.find_entry(hasher.hash_one(evicted), |&candidate| {
-                candidate as usize == position
-            });
-            if let Ok(found) = found {
-                found.remove();
-            }
-            ring[position] = Stored::new(&entry);
-            *head = (position + 1) % *capacity;
+            let position = self.head;
+            let evicted = self.hasher.hash_one(self.ring[position].key);
+            let removed = self.index.remove(evicted, position as u32);
+            debug_assert!(removed, "every ring position is indexed");
+            self.ring[position] = stored;
+            self.head = self.next(position);
             position
         };
-        let hash = hasher.hash_one(entry.key);
-        index.insert_unique(hash, position as u32, |&candidate| {
-            hasher.hash_one(ring[candidate as usize].key)
-        });
-        debug_assert!(index.len() <= *capacity);
+        self.index
+            .insert(self.hasher.hash_one(entry.key), position as u32);
     }
 
     /// Remembered entries from oldest to newest.
@@ -205,12 +206,9 @@ impl Window {
 /// time. It is kept in snapshots; the encoding is versioned with the log, so it is stable too.
 pub fn fingerprint(op: &TerminalOp) -> u64 {
     let encoded = codec::encode_op(op);
-    let bytes = encoded.as_bytes();
-    let mut state = bytes.len() as u64;
-    for chunk in bytes.chunks(8) {
-        let mut word = [0u8; 8];
-        word[..chunk.len()].copy_from_slice(chunk);
-        let mixed = (state ^ u64::from_le_bytes(word)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut state = encoded.as_bytes().len() as u64;
+    for word in encoded.padded_words() {
+        let mixed = (state ^ word).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         state = mixed ^ (mixed >> 29);
     }
     state
@@ -255,6 +253,51 @@ mod tests {
         }
         let order: Vec<u64> = window.iter().map(|e| e.key.request_id).collect();
         assert_eq!(order, vec![2, 3, 4]);
+    }
+
+    /// The definition, byte by byte: what snapshots written earlier hold.
+    fn fingerprint_by_bytes(op: &TerminalOp) -> u64 {
+        let encoded = codec::encode_op(op);
+        let bytes = encoded.as_bytes();
+        let mut state = bytes.len() as u64;
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            let mixed = (state ^ u64::from_le_bytes(word)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            state = mixed ^ (mixed >> 29);
+        }
+        state
+    }
+
+    #[test]
+    fn fingerprints_keep_their_definition() {
+        let payer = AccountId(1_000_003);
+        let ops = [
+            TerminalOp::Purchase {
+                payer,
+                amount: 1234,
+                currency: crate::ids::Currency(978),
+                pin: Some(crate::ids::PinBlock([9, 8, 7, 6, 5, 4, 3, 2])),
+                extras: crate::command::Extras {
+                    product_details: true,
+                    loyalty_points: 77,
+                },
+            },
+            TerminalOp::Void { hold: HoldId(5) },
+            TerminalOp::Refund {
+                hold: HoldId(17),
+                amount: 100,
+            },
+            TerminalOp::Reversal {
+                payer,
+                original_request_id: 3,
+            },
+        ];
+        for op in &ops {
+            assert_eq!(fingerprint(op), fingerprint_by_bytes(op), "{op:?}");
+        }
+        // And a value fixed here, so a change of encoding shows up too.
+        assert_eq!(fingerprint(&ops[1]), 8_318_694_856_563_990_516);
     }
 
     #[test]

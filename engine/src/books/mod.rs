@@ -15,6 +15,7 @@ pub mod payment;
 pub mod read;
 pub mod registry;
 pub mod reversal;
+mod ring_index;
 pub mod shard;
 pub mod state;
 
@@ -28,7 +29,7 @@ use crate::command::{Command, Outcome, TerminalOp};
 use crate::ids::{AccountId, Currency, HoldId, Lsn, Status};
 use crate::limits::{
     DEVICES_MAX, FEE_BPS_MAX, HOLDS_PER_SHARD_DEFAULT, HOLD_RETENTION_DEFAULT_US, IDEMPOTENCY_WINDOW_DEFAULT,
-    MERCHANTS_MAX, SHARDS_DEFAULT, SHARDS_MAX, TERMINALS_MAX,
+    IDEMPOTENCY_WINDOW_MAX, MERCHANTS_MAX, SHARDS_DEFAULT, SHARDS_MAX, TERMINALS_MAX,
 };
 use crate::reason::Reason;
 use offer::OfferEvent;
@@ -150,6 +151,12 @@ pub enum ConfigError {
         "shards must be a power of two between 1 and {SHARDS_MAX}, not {0}; pass --shards 64 for example"
     )]
     Shards(u32),
+    /// The idempotency window must hold between 1 and `IDEMPOTENCY_WINDOW_MAX` entries.
+    #[error(
+        "the idempotency window must be between 1 and {IDEMPOTENCY_WINDOW_MAX} entries per shard, not {0}; \
+         pass --idempotency-window {IDEMPOTENCY_WINDOW_DEFAULT} for example"
+    )]
+    Window(u32),
     /// The stored books have another shard count (ids encode their shard).
     #[error("the data was written with --shards {stored}, not {configured}; start with --shards {stored}")]
     ShardsDiffer {
@@ -165,6 +172,9 @@ impl Books {
     pub fn new(config: BooksConfig) -> Result<Books, ConfigError> {
         if !config.shards.is_power_of_two() || config.shards > SHARDS_MAX {
             return Err(ConfigError::Shards(config.shards));
+        }
+        if !(1..=IDEMPOTENCY_WINDOW_MAX).contains(&config.idempotency_window) {
+            return Err(ConfigError::Window(config.idempotency_window));
         }
         let shard_bits = config.shards.trailing_zeros();
         let shards = (0..config.shards)

@@ -52,6 +52,16 @@ impl Encoded {
         &self.bytes[..self.len]
     }
 
+    /// The encoded bytes as little-endian words of eight, the last one padded with zeros.
+    pub fn padded_words(&self) -> impl Iterator<Item = u64> + '_ {
+        self.bytes[..self.len.div_ceil(8) * 8]
+            .chunks_exact(8)
+            .map(|chunk| u64::from_le_bytes(chunk.try_into().unwrap_or_else(|_| unreachable!("chunks of 8"))))
+    }
+
+    // Inlined so each field's copy has a constant length and compiles to one store, not a
+    // call to memcpy (which cost ~15% of a purchase's instructions).
+    #[inline(always)]
     fn put(&mut self, bytes: &[u8]) -> &mut Encoded {
         let end = self.len + bytes.len();
         assert!(end <= COMMAND_BYTES_MAX, "every command fits COMMAND_BYTES_MAX");
@@ -60,18 +70,22 @@ impl Encoded {
         self
     }
 
+    #[inline(always)]
     fn u8(&mut self, value: u8) -> &mut Encoded {
         self.put(&[value])
     }
 
+    #[inline(always)]
     fn u16(&mut self, value: u16) -> &mut Encoded {
         self.put(&value.to_le_bytes())
     }
 
+    #[inline(always)]
     fn u32(&mut self, value: u32) -> &mut Encoded {
         self.put(&value.to_le_bytes())
     }
 
+    #[inline(always)]
     fn u64(&mut self, value: u64) -> &mut Encoded {
         self.put(&value.to_le_bytes())
     }
@@ -81,11 +95,13 @@ impl Encoded {
         self.u32(limits.day_count_max).u64(limits.pin_above)
     }
 
+    #[inline(always)]
     fn pin(&mut self, pin: Option<PinBlock>) -> &mut Encoded {
         self.u8(u8::from(pin.is_some()))
             .put(&pin.map_or([0; 8], |block| block.0))
     }
 
+    #[inline(always)]
     fn extras(&mut self, extras: Extras) -> &mut Encoded {
         self.u8(u8::from(extras.product_details))
             .u32(extras.loyalty_points)

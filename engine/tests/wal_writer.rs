@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use engine::wal::{
-    read_log, DirLock, FaultInjection, FsyncMode, LockHolder, Lsn, ReadOptions, Wal, WalConfig, WalError,
-    RECORD_BYTES_MAX, RECORD_PAYLOAD_BYTES_MAX,
+    read_log, Committed, DirLock, Durable, FaultInjection, FsyncMode, LockHolder, Lsn, ReadOptions, Wal,
+    WalConfig, WalError, RECORD_BYTES_MAX, RECORD_PAYLOAD_BYTES_MAX,
 };
 
 /// Segments of 1 MiB: every open zero-fills one segment and prepares the next.
@@ -136,7 +136,7 @@ fn notifiers_fire_after_each_durable_batch() {
     let wal = open(small_config(dir.path()));
     let calls = Arc::new(AtomicU64::new(0));
     let counted = Arc::clone(&calls);
-    wal.add_notifier(Box::new(move || {
+    wal.add_notifier(Box::new(move |_| {
         counted.fetch_add(1, Ordering::Relaxed);
     }));
     let lsn = wal.append(1, b"one").expect("append");
@@ -176,7 +176,7 @@ fn failed_write_stops_the_log_for_good() {
     let wal = open(config);
     let notified = Arc::new(AtomicU64::new(0));
     let counted = Arc::clone(&notified);
-    wal.add_notifier(Box::new(move || {
+    wal.add_notifier(Box::new(move |_| {
         counted.fetch_add(1, Ordering::Relaxed);
     }));
     for lsn in 1..=5 {
@@ -271,4 +271,174 @@ fn wal_is_shared_across_threads() {
     fn shared<T: Send + Sync>() {}
     shared::<Wal>();
     shared::<WalError>();
+}
+
+#[test]
+fn a_batch_committed_in_place_is_synced_and_published_when_commit_returns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wal = open(small_config(dir.path()));
+    let told = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let heard = Arc::clone(&told);
+    wal.add_notifier(Box::new(move |durable| heard.lock().push(durable)));
+    let batch = wal.open_batch();
+    let first = wal.append(1, b"one").expect("append");
+    let last = wal.append(2, b"two").expect("append");
+    let syncs_before = wal.stats().syncs;
+    assert_eq!(batch.commit(), Committed::InPlace(last));
+    assert_eq!(wal.durable_lsn(), last);
+    let stats = wal.stats();
+    assert_eq!(stats.commits_in_place, 1, "{stats:?}");
+    assert_eq!(
+        stats.syncs,
+        syncs_before + 1,
+        "synced before commit returned: {stats:?}"
+    );
+    assert_eq!(
+        told.lock().as_slice(),
+        &[Durable {
+            lsn: last,
+            failed: false
+        }]
+    );
+    let records = read_all(dir.path());
+    assert_eq!(records.get(&first), Some(&(1, b"one".to_vec())));
+    assert_eq!(records.get(&last), Some(&(2, b"two".to_vec())));
+}
+
+#[test]
+fn a_batch_whose_sync_fails_publishes_nothing_and_tells_the_notifiers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let faults = Arc::new(FaultInjection::default());
+    let mut config = small_config(dir.path());
+    config.faults = Some(Arc::clone(&faults));
+    let wal = open(config);
+    let told = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let heard = Arc::clone(&told);
+    wal.add_notifier(Box::new(move |durable| heard.lock().push(durable)));
+    let batch = wal.open_batch();
+    let kept = wal.append(1, b"kept").expect("append");
+    assert_eq!(batch.commit(), Committed::InPlace(kept));
+    faults.fail_syncs.store(true, Ordering::Relaxed);
+    let batch = wal.open_batch();
+    let lost = wal.append(2, b"written, never synced").expect("append");
+    assert_eq!(batch.commit(), Committed::Nothing);
+    assert_eq!(
+        wal.durable_lsn(),
+        kept,
+        "a batch is published only after its sync"
+    );
+    assert!(wal.has_failed());
+    assert!(
+        matches!(wal.wait_durable(lost), Err(WalError::Failed { durable_lsn, .. }) if durable_lsn == kept)
+    );
+    assert_eq!(
+        told.lock().last(),
+        Some(&Durable {
+            lsn: kept,
+            failed: true
+        })
+    );
+    assert!(matches!(wal.append(3, b"refused"), Err(WalError::Failed { .. })));
+}
+
+#[test]
+fn records_appended_outside_a_batch_while_one_is_open_are_committed_with_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wal = open(small_config(dir.path()));
+    let batch = wal.open_batch();
+    // Another thread (the ticker) appends while the batch is open: it does not wake the
+    // writer thread, so only the batch's commit can make its record durable.
+    let other = std::thread::scope(|scope| scope.spawn(|| wal.append(9, b"ticker").expect("append")).join());
+    let other = other.expect("appender");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert_eq!(wal.durable_lsn(), 0, "nothing committed the open batch's records");
+    assert_eq!(batch.commit(), Committed::InPlace(other));
+    assert_eq!(wal.durable_lsn(), other);
+}
+
+#[test]
+fn a_dropped_batch_hands_its_records_to_the_writer_thread() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wal = open(small_config(dir.path()));
+    let lsn = {
+        let _batch = wal.open_batch();
+        wal.append(1, b"dropped batch").expect("append")
+    };
+    wal.wait_durable(lsn).expect("the writer thread commits it");
+    assert_eq!(wal.stats().commits_in_place, 0);
+}
+
+#[test]
+fn a_full_pending_buffer_inside_an_open_batch_wakes_the_writer_instead_of_waiting_forever() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = small_config(dir.path());
+    config.pending_bytes_max = RECORD_BYTES_MAX;
+    let wal = open(config);
+    let (done, appended) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let batch = wal.open_batch();
+            wal.append(1, &[1; RECORD_PAYLOAD_BYTES_MAX]).expect("append");
+            // Does not fit: this append must hand the buffer to the writer thread, not wait
+            // for the batch's own commit, which cannot come before it returns.
+            let second = wal.append(2, &[2; RECORD_PAYLOAD_BYTES_MAX]).expect("append");
+            let _ = batch.commit();
+            let _ = done.send(second);
+        });
+        let second = appended
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the second append returns");
+        wal.wait_durable(second).expect("durable");
+    });
+    assert!(wal.stats().append_waits >= 1);
+}
+
+/// Event loops: each commits batches of a few records itself when the log is idle, else
+/// hands them over; every record ends up durable, once, in order, and nothing is published
+/// before it is on disk.
+#[test]
+fn batches_from_many_threads_mix_commits_in_place_and_group_commits_without_a_gap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wal = open(small_config(dir.path()));
+    let appended: Vec<(Lsn, Vec<u8>)> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..6u64)
+            .map(|thread| {
+                let wal = &wal;
+                scope.spawn(move || {
+                    let mut appended = Vec::new();
+                    for round in 0..150u64 {
+                        let batch = wal.open_batch();
+                        let mut last = 0;
+                        for index in 0..=(round % 4) {
+                            let payload = format!("{thread}-{round}-{index}").into_bytes();
+                            last = wal.append(thread, &payload).expect("append");
+                            appended.push((last, payload));
+                        }
+                        match batch.commit() {
+                            Committed::InPlace(lsn) => {
+                                assert!(lsn >= last);
+                                assert!(wal.durable_lsn() >= last);
+                            }
+                            Committed::HandedOver | Committed::Nothing => {
+                                wal.wait_durable(last).expect("durable")
+                            }
+                        }
+                    }
+                    appended
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|thread| thread.join().expect("thread"))
+            .collect()
+    });
+    let stats = wal.stats();
+    assert!(stats.commits_in_place > 0, "{stats:?}");
+    wal.close().expect("close");
+    let records = read_all(dir.path());
+    assert_eq!(records.len(), appended.len());
+    for (lsn, payload) in &appended {
+        assert_eq!(records.get(lsn).map(|record| &record.1), Some(payload));
+    }
 }

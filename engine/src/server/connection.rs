@@ -122,6 +122,12 @@ impl Connection {
         }
     }
 
+    /// The lsn the oldest waiting reply (or push) needs before it can leave, if any: replies
+    /// leave in order, so nothing leaves before it.
+    pub fn waiting_lsn(&self) -> Option<Lsn> {
+        self.waiting.front().map(|waiting| waiting.lsn)
+    }
+
     /// True if replies wait for the log.
     pub fn has_waiting(&self) -> bool {
         !self.waiting.is_empty()

@@ -2,15 +2,16 @@
 //!
 //! The first loop owns the listener and deals accepted connections round robin to every loop
 //! (through each loop's hand-off inbox and waker), so both cores serve whatever the order of
-//! wake-ups. Per iteration: poll; accept until the listener would block (first loop); adopt
-//! connections handed over; for each readable connection
-//! read and handle every whole frame; then, for every connection with replies in flight,
-//! release those whose record is durable (one `durable_lsn` read for the whole iteration) and
-//! write them with one `write` per connection. The log's writer wakes the loop after each
-//! group commit.
+//! wake-ups. Per iteration: poll; open a batch of the log; accept until the listener would
+//! block (first loop); adopt connections handed over; for each readable connection read and
+//! handle every whole frame; commit the batch (in place when the log is idle: the records are
+//! durable when it returns; else the writer thread takes them); then, for every connection
+//! with replies in flight, release those whose record is durable (one `durable_lsn` read for
+//! the whole iteration) and write them with one `write` per connection. Before sleeping, the
+//! loop announces the lsn its oldest waiting reply needs; whoever commits that lsn wakes it.
 
 use std::io::Write;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -87,8 +88,17 @@ impl EventLoop {
         let mut events = Events::with_capacity(EVENTS_MAX);
         let mut last_sweep = Instant::now();
         let mut stopping_since: Option<Instant> = None;
+        let store = Arc::clone(&self.shared.store);
         loop {
-            if let Err(error) = self.poll.poll(&mut events, Some(POLL_TIMEOUT)) {
+            let mut timeout = self.announce_sleep();
+            if std::env::var_os("AUTHD_SPIN").is_some() {
+                timeout = Duration::ZERO;
+            }
+            let polled = self.poll.poll(&mut events, Some(timeout));
+            if let Some(handle) = self.handle() {
+                handle.sleeping_on.store(0, Ordering::SeqCst);
+            }
+            if let Err(error) = polled {
                 if error.kind() == std::io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -99,6 +109,8 @@ impl EventLoop {
                 );
                 return;
             }
+            // Everything read in this iteration is one batch of the log.
+            let batch = store.wal().open_batch();
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(),
@@ -110,6 +122,7 @@ impl EventLoop {
             }
             self.take_accepted();
             self.take_pushes();
+            batch.commit();
             self.release_and_write();
             let now = Instant::now();
             if now.duration_since(last_sweep) >= SWEEP_INTERVAL {
@@ -129,6 +142,34 @@ impl EventLoop {
                 }
             }
         }
+    }
+
+    fn handle(&self) -> Option<&super::LoopHandle> {
+        self.shared.loops.get().and_then(|loops| loops.get(self.index))
+    }
+
+    /// The poll timeout; before it, tells committers which lsn would let this loop release a
+    /// reply (the oldest waiting reply of each connection), so that they wake it then. Zero
+    /// if that lsn is durable already (or the log failed).
+    fn announce_sleep(&self) -> Duration {
+        let needed = self
+            .busy
+            .iter()
+            .filter_map(|&key| self.connections.get(key).and_then(Connection::waiting_lsn))
+            .min();
+        let (Some(needed), Some(handle)) = (needed, self.handle()) else {
+            return POLL_TIMEOUT;
+        };
+        // 0 means "not sleeping on the log"; a reply waiting on lsn 0 is released at once.
+        handle.sleeping_on.store(needed.max(1), Ordering::SeqCst);
+        // Pairs with the committer's fence between publishing and reading `sleeping_on`.
+        fence(Ordering::SeqCst);
+        let wal = self.shared.store.wal();
+        if wal.durable_lsn() >= needed || wal.has_failed() {
+            handle.sleeping_on.store(0, Ordering::SeqCst);
+            return Duration::ZERO;
+        }
+        POLL_TIMEOUT
     }
 
     fn begin_stopping(&mut self, now: Instant) -> Instant {
@@ -185,7 +226,7 @@ impl EventLoop {
             }
             let _ = socket.set_nodelay(true);
             // Deal connections round robin over the loops, so that both cores serve.
-            let target = self.next_loop % self.shared.loops.get().map_or(1, Vec::len);
+            let target = self.next_loop % self.shared.loops.get().map_or(1, |loops| loops.len());
             self.next_loop = self.next_loop.wrapping_add(1);
             if target == self.index {
                 self.adopt(socket, peer);
@@ -229,7 +270,7 @@ impl EventLoop {
 
     /// Serve the connections other loops accepted for this one.
     fn take_accepted(&mut self) {
-        let accepted = match self.shared.loops.get().and_then(|loops| loops.get(self.index)) {
+        let accepted = match self.handle() {
             Some(handle) => std::mem::take(&mut *handle.accepted.lock()),
             None => return,
         };
@@ -299,7 +340,7 @@ impl EventLoop {
         }
         let wal = self.shared.store.wal();
         let durable = wal.durable_lsn();
-        let failed = wal.failure().is_some();
+        let failed = wal.has_failed();
         let busy = std::mem::take(&mut self.busy);
         for &key in &busy {
             self.listed[key] = false;

@@ -4,8 +4,12 @@
 //!   listens and deals accepted connections round robin to all loops. A loop reads every readable connection until it would block, handles each
 //!   whole frame ([`connection`]: log-on in [`session`], requests in [`dispatch`]), then
 //!   releases the replies whose log records are durable and writes each connection once.
-//! - The log's writer calls every loop's `Waker` after each group commit, so replies leave as
-//!   soon as their fdatasync is done, batched per connection.
+//! - A loop handles everything it read as one batch of the log ([`crate::wal::Batch`]): if no
+//!   commit is under way it writes (and syncs) the batch itself and replies at once, with no
+//!   thread hand-off; otherwise the log's writer thread commits it with the others' (group
+//!   commit). Whoever commits wakes the loops sleeping on a record now durable (announced in
+//!   [`LoopHandle::sleeping_on`]), so replies leave as soon as their fdatasync is done, batched
+//!   per connection.
 //! - A ticker thread drives time: every second it expires due holds (logged like any other
 //!   command) and refreshes the per-second statistics; every `snapshot_interval` it writes a
 //!   snapshot in the background.
@@ -25,7 +29,7 @@ pub mod stats;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -103,8 +107,8 @@ pub struct Shared {
     pub stopping: AtomicBool,
     /// Who receives which pushes.
     pub pushes: push::PushHub,
-    /// Each loop's hand-off inbox and waker, set once before the loops run.
-    pub loops: std::sync::OnceLock<Vec<LoopHandle>>,
+    /// Each loop's hand-off inbox, waker and sleep, set once before the loops run.
+    pub loops: std::sync::OnceLock<Arc<Vec<LoopHandle>>>,
     /// Numbers connections (slab keys are reused).
     pub next_connection: std::sync::atomic::AtomicU64,
 }
@@ -119,12 +123,38 @@ impl Shared {
     }
 }
 
-/// What another thread needs to give a loop a connection: its inbox and its waker.
+/// What another thread needs to give a loop a connection or wake it for the log: its inbox,
+/// its waker, and what it sleeps waiting for.
 pub struct LoopHandle {
     /// Connections accepted for this loop by the listening loop (places already claimed).
     pub accepted: parking_lot::Mutex<Vec<(mio::net::TcpStream, SocketAddr)>>,
     /// Wakes the loop.
     pub waker: Arc<mio::Waker>,
+    /// The lsn the loop's oldest waiting reply needs while it sleeps in poll; 0 while it is
+    /// awake or waits for nothing. Whoever commits wakes only the loops its batch releases.
+    pub sleeping_on: AtomicU64,
+}
+
+impl LoopHandle {
+    /// Called after every published batch: wakes the loop if it sleeps waiting for a record
+    /// now durable (or for a log that has failed), once.
+    fn wake_for(&self, durable: crate::wal::Durable) {
+        // Pairs with the loop's fence between announcing its sleep and reading the durable
+        // position: either the loop sees this batch, or this sees the loop asleep.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let lsn = self.sleeping_on.load(Ordering::SeqCst);
+        if lsn == 0 || (lsn > durable.lsn && !durable.failed) {
+            return;
+        }
+        if self
+            .sleeping_on
+            .compare_exchange(lsn, 0, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            // A failed wake means the loop is gone (shutting down): nothing to do.
+            let _ = self.waker.wake();
+        }
+    }
 }
 
 /// The wall clock in microseconds since the Unix epoch: the server stamps every command with
@@ -197,27 +227,29 @@ impl Server {
             event_loops.push(event_loop);
         }
         shared.pushes.set_loops(wakers.clone());
-        let handles = wakers
-            .iter()
-            .map(|waker| LoopHandle {
-                accepted: parking_lot::Mutex::new(Vec::new()),
-                waker: Arc::clone(waker),
-            })
-            .collect();
-        let _ = shared.loops.set(handles);
+        let handles: Arc<Vec<LoopHandle>> = Arc::new(
+            wakers
+                .iter()
+                .map(|waker| LoopHandle {
+                    accepted: parking_lot::Mutex::new(Vec::new()),
+                    waker: Arc::clone(waker),
+                    sleeping_on: AtomicU64::new(0),
+                })
+                .collect(),
+        );
+        let _ = shared.loops.set(Arc::clone(&handles));
+        // Registered before the loops run, so that none can sleep unnoticed.
+        shared.store.wal().add_notifier(Box::new(move |durable| {
+            for handle in handles.iter() {
+                handle.wake_for(durable);
+            }
+        }));
         for (index, event_loop) in event_loops.into_iter().enumerate() {
             let thread = std::thread::Builder::new()
                 .name(format!("authd-loop-{index}"))
                 .spawn(move || event_loop.run())?;
             loops.push(thread);
         }
-        let notify: Vec<Arc<mio::Waker>> = wakers.clone();
-        shared.store.wal().add_notifier(Box::new(move || {
-            for waker in &notify {
-                // A failed wake means the loop is gone (shutting down): nothing to do.
-                let _ = waker.wake();
-            }
-        }));
         let ticker_shared = Arc::clone(&shared);
         let ticker = std::thread::Builder::new()
             .name("authd-ticker".into())

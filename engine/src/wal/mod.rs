@@ -15,11 +15,14 @@
 //! - [`writer`]: group commit. [`Wal::append`] runs while the caller holds its shard lock: it
 //!   takes one short mutex, assigns the next lsn and copies the record into the pending buffer
 //!   (no syscall, no allocation). The log order is therefore the apply order (PERFORMANCE.md,
-//!   "The ordering trap"), and "durable up to lsn P" is one number. One writer thread swaps the
-//!   pending buffer with its spare, writes everything with one `pwrite`, syncs once according to
-//!   [`FsyncMode`], publishes [`Wal::durable_lsn`] and calls every notifier. When the pending
-//!   buffer holds [`WalConfig::pending_bytes_max`] bytes, `append` waits for the writer
-//!   (backpressure). A failed write or sync stops the log for good (see [`WalError::Failed`]).
+//!   "The ordering trap"), and "durable up to lsn P" is one number. One batch at a time is
+//!   committed ([`committer`]): swap the pending buffer with the spare, write everything with
+//!   one `pwrite`, sync once according to [`FsyncMode`], publish [`Wal::durable_lsn`] and call
+//!   every notifier. The writer thread commits for everyone (group commit), except that an
+//!   event loop that finds the log idle commits its own [`Batch`] in place, sparing a thread
+//!   hand-off and two wake-ups per round trip. When the pending buffer holds
+//!   [`WalConfig::pending_bytes_max`] bytes, `append` waits for the writer (backpressure). A
+//!   failed write or sync stops the log for good (see [`WalError::Failed`]).
 //! - [`recovery`]: [`read_log`] replays records in lsn order and classifies whatever ends the log
 //!   (decision table in its module doc); [`Wal::open`] replays, cuts a torn tail, and continues
 //!   at the next lsn in a fresh segment.
@@ -35,6 +38,7 @@
 //!
 //! The formats, recovery rules and limits are also described in DESIGN.md ("The write-ahead log").
 
+mod committer;
 pub mod error;
 pub mod lock;
 pub mod record;
@@ -44,7 +48,7 @@ pub mod snapshot_file;
 pub mod writer;
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 pub use error::{LockHolder, WalError};
 pub use lock::DirLock;
@@ -52,7 +56,7 @@ pub use record::{RecordFault, RECORD_BYTES_MAX, RECORD_HEADER_BYTES, RECORD_PAYL
 pub use recovery::{read_log, CorruptionCut, LogEnd, ReadOptions, RecoveryReport, TornTail};
 pub use segment::{SEGMENT_FORMAT_VERSION, SEGMENT_HEADER_BYTES};
 pub use snapshot_file::{read_newest_snapshot, write_snapshot, Snapshot, SnapshotScan};
-pub use writer::{Wal, WalStats};
+pub use writer::{Batch, Committed, Durable, Notifier, Wal, WalStats};
 
 /// Default size of one segment file (64 MiB); segments are preallocated to this size.
 pub const SEGMENT_BYTES_DEFAULT: u64 = 64 << 20;
@@ -97,6 +101,9 @@ pub struct FaultInjection {
     pub fail_writes: AtomicBool,
     /// Every fdatasync fails with EIO while set.
     pub fail_syncs: AtomicBool,
+    /// Every fdatasync takes at least this many microseconds more (a slow disk), so that
+    /// tests can make commits overlap.
+    pub sync_delay_us: AtomicU64,
 }
 
 /// How to run the log. Start from [`WalConfig::new`] and change what you need.

@@ -1,34 +1,53 @@
-//! Group commit: callers copy records into a pending buffer; one writer thread writes and syncs.
+//! Group commit: callers copy records into a pending buffer; one batch at a time is written
+//! and synced, by the writer thread or, when the log is idle, by the caller itself.
 //!
 //! [`Wal::append`] is called while the caller holds its shard lock, so it does the least
 //! possible: lock the pending mutex, take the next lsn, encode the record into the pending
 //! buffer (preallocated to [`super::WalConfig::pending_bytes_max`], never grown), unlock, and
-//! wake the writer if the buffer was empty. If the record does not fit, `append` waits until
-//! the writer has taken the buffer: that is the log's backpressure, and it stalls the caller's
-//! shard for as long as one write and sync take.
+//! wake the writer thread if the buffer was empty and no [`Batch`] is open. If the record does
+//! not fit, `append` wakes the writer and waits until the buffer is taken: that is the log's
+//! backpressure, and it stalls the caller's shard for as long as one write and sync take.
 //!
-//! The writer thread swaps the pending buffer with its spare one, writes the whole batch with
-//! one `pwrite` (two around a segment roll), syncs once per [`FsyncMode`], stores the batch's
-//! last lsn in `durable_lsn`, wakes [`Wal::wait_durable`] callers and calls every notifier
-//! once. A failed write, sync or segment creation makes the log FAILED for good: `durable_lsn`
-//! stops, `append` and `wait_durable` return [`WalError::Failed`], and notifiers fire once more
-//! so that callers can answer "system malfunction" for what was never made durable.
+//! An event loop opens a [`Batch`] ([`Wal::open_batch`]) before handling what it read: while
+//! any batch is open, appends do not wake the writer thread, because [`Batch::commit`] will see
+//! to whatever is pending. It commits here and now if no commit is under way (the log is idle:
+//! no thread hand-off, no wake-up, the reply can leave as soon as `commit` returns), and
+//! otherwise hands the records to the writer thread, which takes them right after the commit
+//! under way (group commit, as everything that arrives during one sync goes into the next).
+//!
+//! Either way the commit ([`super::committer`]) swaps the pending buffer with its spare one,
+//! writes the whole batch with one `pwrite` (two around a segment roll), syncs once per
+//! [`FsyncMode`](super::FsyncMode), stores the batch's last lsn in `durable_lsn`, wakes [`Wal::wait_durable`]
+//! callers and calls every notifier once. A failed write, sync or segment creation makes the
+//! log FAILED for good: `durable_lsn` stops, `append` and `wait_durable` return
+//! [`WalError::Failed`], and notifiers fire once more so that callers can answer "system
+//! malfunction" for what was never made durable.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use super::record::{self, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX};
+use super::committer::Committer;
+use super::record::{self, RECORD_PAYLOAD_BYTES_MAX};
 use super::recovery::{self, ReadOptions, RecoveryReport};
-use super::segment::{self, PreparedSegment, SegmentFile};
-use super::{DirLock, FaultInjection, FsyncMode, Lsn, WalConfig, WalError};
+use super::segment::{self, SegmentFile};
+use super::{DirLock, Lsn, WalConfig, WalError};
 
-/// A callback the writer calls after every published batch (and on failure).
-pub type Notifier = Box<dyn Fn() + Send + Sync>;
+/// What a notifier is told after a published batch, or when the log fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Durable {
+    /// Every record up to this lsn is durable.
+    pub lsn: Lsn,
+    /// The log has failed: nothing after `lsn` will ever be durable.
+    pub failed: bool,
+}
+
+/// A callback called after every published batch (and on failure), on the thread that
+/// committed: the writer thread or a caller of [`Batch::commit`].
+pub type Notifier = Box<dyn Fn(Durable) + Send + Sync>;
 
 /// Counters of the writer, for tests, benchmarks and operators.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -51,45 +70,68 @@ pub struct WalStats {
     pub segments_created: u64,
     /// Times an `append` waited for room in the pending buffer (backpressure).
     pub append_waits: u64,
+    /// Batches committed by the caller of [`Batch::commit`] itself, the log being idle (the
+    /// rest of `batches_written` went through the writer thread).
+    pub commits_in_place: u64,
 }
 
 #[derive(Default)]
-struct Counters {
-    records_written: AtomicU64,
-    batches_written: AtomicU64,
+pub(super) struct Counters {
+    pub(super) records_written: AtomicU64,
+    pub(super) batches_written: AtomicU64,
     syncs: AtomicU64,
     sync_us: AtomicU64,
     /// Every sync's latency in microseconds (1 us to 60 s, 2 significant digits).
     sync_latency: parking_lot::Mutex<Option<hdrhistogram::Histogram<u64>>>,
-    bytes_written: AtomicU64,
-    segments_created: AtomicU64,
+    pub(super) bytes_written: AtomicU64,
+    pub(super) segments_created: AtomicU64,
     append_waits: AtomicU64,
+    commits_in_place: AtomicU64,
 }
 
-fn count(counter: &AtomicU64, amount: u64) {
+impl Counters {
+    pub(super) fn count_sync(&self, sync_us: u64) {
+        count(&self.syncs, 1);
+        count(&self.sync_us, sync_us);
+        let mut latency = self.sync_latency.lock();
+        let histogram = latency.get_or_insert_with(|| {
+            hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid histogram bounds")
+        });
+        histogram.saturating_record(sync_us);
+    }
+}
+
+pub(super) fn count(counter: &AtomicU64, amount: u64) {
     counter.fetch_add(amount, Ordering::Relaxed);
 }
 
-struct Pending {
-    buffer: Vec<u8>,
+pub(super) struct Pending {
+    pub(super) buffer: Vec<u8>,
     bytes_max: usize,
-    next_lsn: Lsn,
+    pub(super) next_lsn: Lsn,
     closing: bool,
+    /// Batches open ([`Wal::open_batch`]): while any is, appends do not wake the writer
+    /// thread; each batch's commit sees to what is pending.
+    batches_open: usize,
+    /// The writer thread is asked to commit what is pending (set with a wake-up).
+    writer_wanted: bool,
 }
 
-struct Shared {
-    pending: Mutex<Pending>,
-    /// The writer waits here for records.
+pub(super) struct Shared {
+    pub(super) pending: Mutex<Pending>,
+    /// The writer thread waits here for records.
     work: Condvar,
     /// Appenders wait here for room in the pending buffer.
-    space: Condvar,
+    pub(super) space: Condvar,
+    /// The one who writes a batch holds it: the writer thread or a [`Batch::commit`].
+    committer: Mutex<Committer>,
     durable_lsn: AtomicU64,
     durable_mutex: Mutex<()>,
     durable: Condvar,
-    failed: AtomicBool,
+    pub(super) failed: AtomicBool,
     failure: Mutex<Option<WalError>>,
     notifiers: RwLock<Vec<Notifier>>,
-    counters: Counters,
+    pub(super) counters: Counters,
 }
 
 impl Shared {
@@ -97,10 +139,52 @@ impl Shared {
         self.failure.lock().clone().unwrap_or(WalError::Closed)
     }
 
+    pub(super) fn durable_lsn(&self) -> Lsn {
+        self.durable_lsn.load(Ordering::Acquire)
+    }
+
     fn notify_all(&self) {
+        let durable = Durable {
+            lsn: self.durable_lsn(),
+            failed: self.failed.load(Ordering::Acquire),
+        };
         for notifier in self.notifiers.read().iter() {
-            notifier();
+            notifier(durable);
         }
+    }
+
+    /// Asks the writer thread to commit what is pending (after the commit under way, if any).
+    fn wake_writer(&self, pending: &mut Pending) {
+        pending.writer_wanted = true;
+        self.work.notify_one();
+    }
+
+    /// Everything up to `lsn` is durable: say so to waiters and notifiers.
+    pub(super) fn publish(&self, lsn: Lsn) {
+        debug_assert!(lsn >= self.durable_lsn());
+        // SeqCst: a notifier that then reads who is about to sleep pairs with a sleeper that
+        // announces itself, then reads this (neither misses the other).
+        self.durable_lsn.store(lsn, Ordering::SeqCst);
+        {
+            let _guard = self.durable_mutex.lock();
+            self.durable.notify_all();
+        }
+        self.notify_all();
+    }
+
+    /// The log is FAILED for good: wake everyone who waits, and tell the notifiers.
+    pub(super) fn fail(&self, failure: WalError) {
+        *self.failure.lock() = Some(failure);
+        self.failed.store(true, Ordering::SeqCst);
+        {
+            let _pending = self.pending.lock();
+            self.space.notify_all();
+        }
+        {
+            let _guard = self.durable_mutex.lock();
+            self.durable.notify_all();
+        }
+        self.notify_all();
     }
 }
 
@@ -151,9 +235,12 @@ impl Wal {
                 bytes_max: config.pending_bytes_max,
                 next_lsn,
                 closing: false,
+                batches_open: 0,
+                writer_wanted: false,
             }),
             work: Condvar::new(),
             space: Condvar::new(),
+            committer: Mutex::new(Committer::new(&config, segment, next_lsn)),
             durable_lsn: AtomicU64::new(next_lsn - 1),
             durable_mutex: Mutex::new(()),
             durable: Condvar::new(),
@@ -163,20 +250,10 @@ impl Wal {
             counters: Counters::default(),
         });
         count(&shared.counters.segments_created, 1);
-        let writer = Writer {
-            shared: Arc::clone(&shared),
-            dir: config.dir.clone(),
-            segment,
-            segment_bytes: config.segment_bytes,
-            mode: config.fsync_mode,
-            faults: config.faults.clone(),
-            spare: Vec::with_capacity(config.pending_bytes_max),
-            next_lsn_to_write: next_lsn,
-            next_segment: None,
-        };
+        let writer = Arc::clone(&shared);
         let handle = std::thread::Builder::new()
             .name("wal-writer".into())
-            .spawn(move || writer.run())
+            .spawn(move || run_writer(&writer))
             .map_err(|error| WalError::io("start writer thread for", &config.dir, error))?;
         Ok(Wal {
             shared,
@@ -210,6 +287,8 @@ impl Wal {
                 break;
             }
             count(&self.shared.counters.append_waits, 1);
+            // The one who would commit may be this caller's own open batch: hand it over.
+            self.shared.wake_writer(&mut pending);
             self.shared.space.wait(&mut pending);
         }
         let lsn = pending.next_lsn;
@@ -222,11 +301,53 @@ impl Wal {
             capacity,
             "the pending buffer never grows"
         );
-        drop(pending);
-        if was_empty {
-            self.shared.work.notify_one();
+        // With a batch open, its commit sees to this record; else the writer thread does.
+        if was_empty && pending.batches_open == 0 {
+            self.shared.wake_writer(&mut pending);
         }
         Ok(lsn)
+    }
+
+    /// Opens a batch: until it is committed (or dropped), appends, this caller's and
+    /// everyone's, do not wake the writer thread. Commit it as soon as the records the caller
+    /// appended should become durable.
+    pub fn open_batch(&self) -> Batch<'_> {
+        self.shared.pending.lock().batches_open += 1;
+        Batch {
+            wal: self,
+            open: true,
+        }
+    }
+
+    /// Closes a batch; commits here if `in_place` and no commit is under way, else hands
+    /// what is pending to the writer thread.
+    fn close_batch(&self, in_place: bool) -> Committed {
+        {
+            let mut pending = self.shared.pending.lock();
+            debug_assert!(pending.batches_open > 0);
+            pending.batches_open -= 1;
+            if pending.buffer.is_empty() {
+                return Committed::Nothing;
+            }
+        }
+        if in_place {
+            if let Some(mut committer) = self.shared.committer.try_lock() {
+                let committed = committer.commit(&self.shared);
+                drop(committer);
+                if committed.is_some() {
+                    count(&self.shared.counters.commits_in_place, 1);
+                }
+                // Records appended meanwhile are left to their batches' commits, or were
+                // handed to the writer thread by their appenders.
+                return committed.map_or(Committed::Nothing, Committed::InPlace);
+            }
+        }
+        let mut pending = self.shared.pending.lock();
+        if pending.buffer.is_empty() {
+            return Committed::Nothing;
+        }
+        self.shared.wake_writer(&mut pending);
+        Committed::HandedOver
     }
 
     /// The lsn of the last record appended, durable or not (0 before any). Read it while
@@ -237,7 +358,12 @@ impl Wal {
 
     /// Every record up to this lsn is durable (per the fsync mode).
     pub fn durable_lsn(&self) -> Lsn {
-        self.shared.durable_lsn.load(Ordering::Acquire)
+        self.shared.durable_lsn()
+    }
+
+    /// True once the log has failed for good.
+    pub fn has_failed(&self) -> bool {
+        self.shared.failed.load(Ordering::Acquire)
     }
 
     /// Blocks until `lsn` is durable, or returns the failure that stopped the log.
@@ -262,9 +388,9 @@ impl Wal {
         }
     }
 
-    /// Registers a callback called by the writer after each batch is durable and when the
-    /// log fails (the server passes a `mio::Waker::wake`). Keep it short: it runs on the
-    /// writer thread.
+    /// Registers a callback called after each batch is durable and when the log fails (the
+    /// server wakes its sleeping event loops). Keep it short: it runs on the thread that
+    /// committed, the writer thread or an event loop.
     pub fn add_notifier(&self, notifier: Notifier) {
         self.shared.notifiers.write().push(notifier);
     }
@@ -291,6 +417,7 @@ impl Wal {
             bytes_written: load(&counters.bytes_written),
             segments_created: load(&counters.segments_created),
             append_waits: load(&counters.append_waits),
+            commits_in_place: load(&counters.commits_in_place),
         }
     }
 
@@ -316,8 +443,11 @@ impl Wal {
     /// Writes and syncs what is pending, stops the writer and returns the failure, if any.
     /// Appends after this return [`WalError::Closed`].
     pub fn close(&self) -> Result<(), WalError> {
-        self.shared.pending.lock().closing = true;
-        self.shared.work.notify_one();
+        {
+            let mut pending = self.shared.pending.lock();
+            pending.closing = true;
+            self.shared.work.notify_one();
+        }
         self.shared.space.notify_all();
         if let Some(handle) = self.writer.lock().take() {
             if let Err(panic) = handle.join() {
@@ -342,205 +472,69 @@ impl Drop for Wal {
     }
 }
 
-struct Writer {
-    shared: Arc<Shared>,
-    dir: PathBuf,
-    segment: SegmentFile,
-    segment_bytes: u64,
-    mode: FsyncMode,
-    faults: Option<Arc<FaultInjection>>,
-    spare: Vec<u8>,
-    next_lsn_to_write: Lsn,
-    /// The next segment, being zero-filled in the background.
-    next_segment: Option<JoinHandle<std::io::Result<PreparedSegment>>>,
+/// What [`Batch::commit`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Committed {
+    /// Nothing was pending (another commit took it, or nothing was appended).
+    Nothing,
+    /// Committed here: everything up to this lsn is durable.
+    InPlace(Lsn),
+    /// A commit was under way: the writer thread commits what is pending right after it.
+    HandedOver,
 }
 
-impl Writer {
-    fn run(mut self) {
-        self.prepare_next_segment();
-        self.write_until_closed();
-        if let Some(preparing) = self.next_segment.take() {
-            // Leave nothing writing in the data dir after close.
-            let _ = preparing.join();
+/// A batch of appends whose commit the caller sees to: see [`Wal::open_batch`].
+#[must_use = "a batch is committed with Batch::commit; dropped, it hands its records to the writer thread"]
+pub struct Batch<'a> {
+    wal: &'a Wal,
+    open: bool,
+}
+
+impl Batch<'_> {
+    /// Makes what is pending durable: here and now if no commit is under way (the log is
+    /// idle), else by the writer thread right after the commit under way. With
+    /// [`Committed::InPlace`] every record appended before this call is durable when it
+    /// returns (written, and synced with [`FsyncMode::Always`](super::FsyncMode::Always)), and the notifiers were told.
+    pub fn commit(mut self) -> Committed {
+        self.open = false;
+        self.wal.close_batch(true)
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            self.wal.close_batch(false);
         }
     }
+}
 
-    fn write_until_closed(&mut self) {
-        while let Some(last_lsn) = self.take_batch() {
-            self.shared.space.notify_all();
-            let batch = std::mem::take(&mut self.spare);
-            let written = self.write_batch(&batch).and_then(|()| match self.mode {
-                FsyncMode::Always => self.sync(),
-                FsyncMode::Never => Ok(()),
-            });
-            self.spare = batch;
-            self.spare.clear();
-            if let Err(failure) = written {
-                return self.fail(failure);
-            }
-            self.publish(last_lsn);
-        }
-        // Closing: everything pending is written; make it durable in every mode.
-        if let Err(failure) = self.sync() {
-            self.fail(failure);
-        }
-    }
-
-    /// Waits for records and swaps them into `spare`; returns the batch's last lsn, or `None`
-    /// when closing with nothing pending.
-    fn take_batch(&mut self) -> Option<Lsn> {
-        let mut pending = self.shared.pending.lock();
-        loop {
-            if pending.buffer.is_empty() {
+/// The writer thread: commits what is pending whenever asked, and, as long as it found
+/// something, again right away (group commit); at close, commits the rest and syncs.
+fn run_writer(shared: &Shared) {
+    let mut wrote = false;
+    loop {
+        {
+            let mut pending = shared.pending.lock();
+            loop {
                 if pending.closing {
-                    return None;
+                    break;
                 }
-                self.shared.work.wait(&mut pending);
-                continue;
+                if !pending.buffer.is_empty() && (wrote || pending.writer_wanted) {
+                    break;
+                }
+                wrote = false;
+                shared.work.wait(&mut pending);
             }
-            debug_assert!(self.spare.is_empty());
-            std::mem::swap(&mut pending.buffer, &mut self.spare);
-            return Some(pending.next_lsn - 1);
-        }
-    }
-
-    /// Writes whole records, rolling to a new segment when the next one does not fit.
-    fn write_batch(&mut self, batch: &[u8]) -> Result<(), WalError> {
-        let mut rest = batch;
-        while !rest.is_empty() {
-            let (fitting, records) = self.whole_records_fitting(rest);
-            if fitting > 0 {
-                self.write(&rest[..fitting], records)?;
-                rest = &rest[fitting..];
-            }
-            if let Some(next_lsn) = record::peek_lsn(rest) {
-                self.roll(next_lsn)?;
-            }
-        }
-        count(&self.shared.counters.batches_written, 1);
-        Ok(())
-    }
-
-    /// Bytes and count of the leading whole records of `batch` that fit in the current
-    /// segment. Asserts the lsns follow each other: the log's order is the apply order.
-    fn whole_records_fitting(&mut self, batch: &[u8]) -> (usize, u64) {
-        let remaining = usize::try_from(self.segment.remaining()).unwrap_or(usize::MAX);
-        let mut offset = 0;
-        let mut records = 0;
-        while let Some(length) = record::peek_length(&batch[offset..]) {
-            let end = offset + RECORD_HEADER_BYTES + length as usize;
-            assert!(end <= batch.len(), "a pending record is cut short");
-            if end > remaining {
+            pending.writer_wanted = false;
+            if pending.closing {
                 break;
             }
-            assert_eq!(record::peek_lsn(&batch[offset..]), Some(self.next_lsn_to_write));
-            self.next_lsn_to_write += 1;
-            offset = end;
-            records += 1;
         }
-        (offset, records)
+        wrote = shared.committer.lock().commit(shared).is_some();
     }
-
-    fn write(&mut self, bytes: &[u8], records: u64) -> Result<(), WalError> {
-        let injected = self
-            .faults
-            .as_ref()
-            .is_some_and(|faults| faults.fail_writes.load(Ordering::Relaxed));
-        let result = if injected {
-            Err(rustix::io::Errno::NOSPC.into())
-        } else {
-            self.segment.append(bytes)
-        };
-        result.map_err(|error| self.failed("write to", error))?;
-        count(&self.shared.counters.records_written, records);
-        count(&self.shared.counters.bytes_written, bytes.len() as u64);
-        Ok(())
-    }
-
-    fn sync(&mut self) -> Result<(), WalError> {
-        let injected = self
-            .faults
-            .as_ref()
-            .is_some_and(|faults| faults.fail_syncs.load(Ordering::Relaxed));
-        let started = Instant::now();
-        let result = if injected {
-            Err(rustix::io::Errno::IO.into())
-        } else {
-            self.segment.sync_data()
-        };
-        result.map_err(|error| self.failed("fdatasync of", error))?;
-        count(&self.shared.counters.syncs, 1);
-        count(
-            &self.shared.counters.sync_us,
-            started.elapsed().as_micros() as u64,
-        );
-        let mut latency = self.shared.counters.sync_latency.lock();
-        let histogram = latency.get_or_insert_with(|| {
-            hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid histogram bounds")
-        });
-        histogram.saturating_record(started.elapsed().as_micros() as u64);
-        Ok(())
-    }
-
-    /// Syncs the full segment, then starts the next one: a segment with a successor is
-    /// always complete on disk (recovery relies on it).
-    fn roll(&mut self, next_lsn: Lsn) -> Result<(), WalError> {
-        self.sync()?;
-        let prepared = match self.next_segment.take().map(JoinHandle::join) {
-            Some(Ok(prepared)) => prepared,
-            Some(Err(panic)) => std::panic::resume_unwind(panic),
-            None => PreparedSegment::prepare(&self.dir, self.segment_bytes),
-        };
-        let activated = prepared.and_then(|prepared| prepared.activate(&self.dir, next_lsn));
-        self.segment = activated.map_err(|error| {
-            let path = self.dir.join(segment::segment_file_name(next_lsn));
-            WalError::failed("create segment", &path, error, self.durable_lsn())
-        })?;
-        count(&self.shared.counters.segments_created, 1);
-        self.prepare_next_segment();
-        Ok(())
-    }
-
-    /// Starts zero-filling the next segment on its own thread (or, if no thread can be
-    /// started, leaves it to the roll).
-    fn prepare_next_segment(&mut self) {
-        let dir = self.dir.clone();
-        let segment_bytes = self.segment_bytes;
-        self.next_segment = std::thread::Builder::new()
-            .name("wal-prepare".into())
-            .spawn(move || PreparedSegment::prepare(&dir, segment_bytes))
-            .ok();
-    }
-
-    fn durable_lsn(&self) -> Lsn {
-        self.shared.durable_lsn.load(Ordering::Acquire)
-    }
-
-    fn failed(&self, operation: &'static str, error: std::io::Error) -> WalError {
-        WalError::failed(operation, self.segment.path(), error, self.durable_lsn())
-    }
-
-    fn publish(&self, lsn: Lsn) {
-        debug_assert!(lsn >= self.durable_lsn());
-        self.shared.durable_lsn.store(lsn, Ordering::Release);
-        {
-            let _guard = self.shared.durable_mutex.lock();
-            self.shared.durable.notify_all();
-        }
-        self.shared.notify_all();
-    }
-
-    fn fail(&self, failure: WalError) {
-        *self.shared.failure.lock() = Some(failure);
-        self.shared.failed.store(true, Ordering::Release);
-        {
-            let _pending = self.shared.pending.lock();
-            self.shared.space.notify_all();
-        }
-        {
-            let _guard = self.shared.durable_mutex.lock();
-            self.shared.durable.notify_all();
-        }
-        self.shared.notify_all();
-    }
+    // Closing: nothing can be appended any more; commit the rest, then sync in every mode.
+    let mut committer = shared.committer.lock();
+    while committer.commit(shared).is_some() {}
+    committer.close(shared);
 }

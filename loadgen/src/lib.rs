@@ -58,6 +58,7 @@ pub mod recorder;
 pub mod report;
 pub mod schedule;
 pub mod spawn;
+pub mod spin;
 pub mod template;
 pub mod worker;
 pub mod workload;
@@ -165,6 +166,8 @@ pub struct Config {
     pub seed: u64,
     /// Busy-poll instead of sleeping in epoll.
     pub spin: bool,
+    /// Closed loop: busy-poll for replies up to this long before sleeping (adaptive; 0: off).
+    pub spin_us: u64,
     /// Open loop: send due flows in batches once the oldest waited this long, microseconds.
     pub pacing_us: u64,
     /// Offer flows: the simulated payer's think time before accepting, microseconds.
@@ -428,6 +431,11 @@ fn run_against(
             seed: config.seed.wrapping_add(index as u64 * 0x1000_0000_01b3),
             progress: sender.clone(),
             spin: config.spin,
+            spin_ns_max: if config.rate.is_none() {
+                config.spin_us * 1_000
+            } else {
+                0
+            },
             pacing_ns: config.pacing_us * 1_000,
             think_ns: config.think_time_us * 1_000,
             offer_tag: index as u32 + 1,
@@ -547,6 +555,7 @@ fn settings_json(config: &Config, credentials: &Credentials, fee_bps: Option<u16
         "fee_bps": fee_bps,
         "duration_s": config.duration_s,
         "spin": config.spin,
+        "spin_us": config.rate.is_none().then_some(config.spin_us),
         "pacing_us": config.rate.map(|_| config.pacing_us),
         "think_time_us": config.mix.contains(FlowKind::Offer).then_some(config.think_time_us),
         "warmup_s": config.warmup_s,

@@ -33,6 +33,7 @@ use crate::connection::{
 use crate::flow::{self, BooksTally, FlowState};
 use crate::recorder::{Interval, Recorder};
 use crate::schedule::{latency_ns, Schedule, NS_PER_S};
+use crate::spin::Spin;
 use crate::template::{Fields, RequestKind, Templates};
 use crate::workload::{Mix, PayerSampler, Rng};
 
@@ -94,6 +95,8 @@ pub struct Plan {
     pub progress: SyncSender<Interval>,
     /// Poll without sleeping (lower latency, one core busy).
     pub spin: bool,
+    /// Adaptive busy-poll before sleeping, at most this long (0: off); see [`Spin`].
+    pub spin_ns_max: u64,
     /// Open loop: due flows are sent in batches once the oldest has waited this long.
     pub pacing_ns: u64,
     /// Offer flows: the simulated payer's think time between OFFER_PRESENTED and ACCEPT_OFFER.
@@ -195,6 +198,7 @@ pub fn run(plan: Plan, mut connections: Vec<Connection>, gateway: Option<Connect
     let mut completed: Vec<Completed> = Vec::with_capacity(ring_max * 4);
     let mut pushes: Vec<Pushed> = Vec::with_capacity(ring_max * 4);
     let mut events = Events::with_capacity(EVENTS_MAX);
+    let mut spin = Spin::new(worker.plan.spin_ns_max);
     let timeline = worker.plan.timeline;
     let mut schedule = match worker.plan.mode {
         Mode::Open { rate_per_s } => Some(Schedule::new(timeline.start_ns, rate_per_s)),
@@ -292,7 +296,7 @@ pub fn run(plan: Plan, mut connections: Vec<Connection>, gateway: Option<Connect
         } else {
             Duration::from_nanos(wake_ns.saturating_sub(now_ns()))
         };
-        match poll.poll(&mut events, Some(timeout)) {
+        match wait(&mut poll, &mut events, timeout, &mut spin) {
             Ok(()) => {}
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
             Err(error) => return Err(error),
@@ -644,6 +648,31 @@ impl Worker {
         self.recorder.errors.unanswered += missing;
         self.books.unknown_outcomes += missing;
     }
+}
+
+/// Polls for up to `timeout`, busy-polling (and yielding the core) for the spin window first.
+fn wait(poll: &mut Poll, events: &mut Events, timeout: Duration, spin: &mut Spin) -> io::Result<()> {
+    if timeout.is_zero() {
+        return poll.poll(events, Some(timeout));
+    }
+    let started_ns = now_ns();
+    let window_ns = spin.window_ns();
+    if window_ns > 0 {
+        loop {
+            poll.poll(events, Some(Duration::ZERO))?;
+            if !events.is_empty() {
+                spin.learn(now_ns().saturating_sub(started_ns));
+                return Ok(());
+            }
+            if now_ns().saturating_sub(started_ns) >= window_ns {
+                break;
+            }
+            std::thread::yield_now();
+        }
+    }
+    poll.poll(events, Some(timeout))?;
+    spin.learn(now_ns().saturating_sub(started_ns));
+    Ok(())
 }
 
 fn new_timer(poll: &Poll) -> io::Result<OwnedFd> {

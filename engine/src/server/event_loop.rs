@@ -24,6 +24,7 @@ use wire::{Frame, Message, Reply};
 
 use crate::server::connection::{Connection, State};
 use crate::server::push::Target;
+use crate::server::spin::Spin;
 use crate::server::Shared;
 
 const LISTENER: Token = Token(0);
@@ -50,6 +51,7 @@ pub struct EventLoop {
     /// Connections that may have replies to release or bytes to write.
     busy: Vec<usize>,
     listed: Vec<bool>,
+    spin: Spin,
 }
 
 impl EventLoop {
@@ -65,6 +67,7 @@ impl EventLoop {
             poll.registry().register(listener, LISTENER, Interest::READABLE)?;
         }
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let spin = Spin::new(shared.config.spin_max);
         Ok(EventLoop {
             index,
             shared,
@@ -75,6 +78,7 @@ impl EventLoop {
             connections: Slab::new(),
             busy: Vec::new(),
             listed: Vec::new(),
+            spin,
         })
     }
 
@@ -94,7 +98,7 @@ impl EventLoop {
             if std::env::var_os("AUTHD_SPIN").is_some() {
                 timeout = Duration::ZERO;
             }
-            let polled = self.poll.poll(&mut events, Some(timeout));
+            let polled = self.wait(&mut events, timeout);
             if let Some(handle) = self.handle() {
                 handle.sleeping_on.store(0, Ordering::SeqCst);
             }
@@ -142,6 +146,32 @@ impl EventLoop {
                 }
             }
         }
+    }
+
+    /// Poll for up to `timeout`; busy-poll for the spin window first (see [`Spin`]).
+    fn wait(&mut self, events: &mut Events, timeout: Duration) -> std::io::Result<()> {
+        if timeout.is_zero() {
+            return self.poll.poll(events, Some(timeout));
+        }
+        let started = Instant::now();
+        let window = self.spin.window();
+        if !window.is_zero() {
+            loop {
+                self.poll.poll(events, Some(Duration::ZERO))?;
+                if !events.is_empty() {
+                    self.spin.learn(started.elapsed());
+                    return Ok(());
+                }
+                if started.elapsed() >= window {
+                    break;
+                }
+                // Any other thread runnable on this core goes first.
+                std::thread::yield_now();
+            }
+        }
+        self.poll.poll(events, Some(timeout))?;
+        self.spin.learn(started.elapsed());
+        Ok(())
     }
 
     fn handle(&self) -> Option<&super::LoopHandle> {

@@ -25,6 +25,7 @@ pub mod offers;
 pub mod operator_key;
 pub mod push;
 pub mod session;
+pub mod spin;
 pub mod stats;
 
 use std::io;
@@ -39,6 +40,11 @@ use wire::logon::LogonOk;
 use crate::store::Store;
 use session::LogonLimiter;
 use stats::Stats;
+
+/// Default of `--spin-us`: a loop busy-polls at most this long before sleeping.
+pub const SPIN_US_MAX_DEFAULT: u64 = 100;
+/// Largest `--spin-us`.
+pub const SPIN_US_MAX_MAX: u64 = 10_000;
 
 /// Limits and knobs of the server; every one has a flag in `authd --help`.
 #[derive(Clone, Debug)]
@@ -67,6 +73,8 @@ pub struct ServerConfig {
     pub snapshot_interval: Duration,
     /// How long a shutdown waits for in-flight replies.
     pub shutdown_timeout: Duration,
+    /// Longest busy-poll of a loop before it sleeps ([`spin`]); zero: always sleep at once.
+    pub spin_max: Duration,
 }
 
 impl ServerConfig {
@@ -85,6 +93,7 @@ impl ServerConfig {
             logon_failure_window: Duration::from_secs(10),
             snapshot_interval: Duration::from_secs(300),
             shutdown_timeout: Duration::from_secs(10),
+            spin_max: Duration::from_micros(SPIN_US_MAX_DEFAULT),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The books' hot paths, one core and two.
 //!
 //! Run: `cargo bench -p bench --bench engine`. Ids: `purchase_1m_accounts` (one thread,
-//! 1,000,000 payers, uniform), `authorize_capture_1m_accounts` (a pair per iteration),
+//! 1,000,000 payers, uniform, each next purchase prefetched as the server does within a batch),
+//! `purchase_1m_accounts_one_by_one` (the same without knowing the next one), `authorize_capture_1m_accounts` (a pair per iteration),
 //! `purchase_hot_merchant_2_threads` (two threads, one merchant receives everything; time per
 //! purchase = elapsed / purchases of both threads, so speedup = one-thread time / this).
 //! Holds are capped per shard so the ring reaches its steady state (oldest purchase pruned per
@@ -23,17 +24,34 @@ fn config() -> BooksConfig {
     }
 }
 
+/// Purchases as the server executes them: the request after the current one is known (it came
+/// in the same read) and `Books::prefetch` starts loading its payer and window slot first.
 fn purchase_1m_accounts(c: &mut Criterion) {
     let fixture = Fixture::new(config(), PAYERS, 1);
     let mut picker = Picker::new(7);
     let mut request_id = 0u64;
+    let mut make = || {
+        request_id += 1;
+        let payer = fixture.payer_at(picker.below(fixture.payers.len()));
+        fixture.purchase(0, request_id, payer, 1)
+    };
+    let mut next = make();
     let mut group = c.benchmark_group("engine");
     group.throughput(Throughput::Elements(1));
     group.bench_function("purchase_1m_accounts", |b| {
         b.iter(|| {
-            request_id += 1;
-            let payer = fixture.payer_at(picker.below(fixture.payers.len()));
-            let command = fixture.purchase(0, request_id, payer, 1);
+            let command = std::mem::replace(&mut next, make());
+            fixture.books.prefetch(&next);
+            let executed = fixture.books.execute(&command, NOON_US, &NoJournal);
+            debug_assert!(executed.outcome.reason.is_approved());
+            executed
+        })
+    });
+    // The same, one request at a time with nothing known ahead (a client that waits for each
+    // reply): every purchase waits for its own cache misses.
+    group.bench_function("purchase_1m_accounts_one_by_one", |b| {
+        b.iter(|| {
+            let command = make();
             let executed = fixture.books.execute(&command, NOON_US, &NoJournal);
             debug_assert!(executed.outcome.reason.is_approved());
             executed
@@ -79,12 +97,18 @@ fn authorize_capture_1m_accounts(c: &mut Criterion) {
     group.finish();
 }
 
-/// `purchases` purchases from one thread on terminal `terminal`, request ids from `first_id`.
+/// `purchases` purchases from one thread on terminal `terminal`, request ids from `first_id`,
+/// each next one prefetched (as in `purchase_1m_accounts`).
 fn run_purchases(fixture: &Fixture, terminal: usize, first_id: u64, purchases: u64, seed: u64) {
     let mut picker = Picker::new(seed);
-    for request_id in first_id..first_id + purchases {
+    let mut make = |request_id| {
         let payer = fixture.payer_at(picker.below(fixture.payers.len()));
-        let command = fixture.purchase(terminal, request_id, payer, 1);
+        fixture.purchase(terminal, request_id, payer, 1)
+    };
+    let mut next = make(first_id);
+    for request_id in first_id..first_id + purchases {
+        let command = std::mem::replace(&mut next, make(request_id + 1));
+        fixture.books.prefetch(&next);
         std::hint::black_box(fixture.books.execute(&command, NOON_US, &NoJournal));
     }
 }

@@ -1167,3 +1167,60 @@ fn a_reversal_naming_another_payer_is_declined() {
     assert_eq!(shop.send_as(10, wrong_payer).reason, Reason::InvalidRequest);
     assert_eq!(shop.balance(), (9_900, 0), "the purchase stands");
 }
+
+#[test]
+fn prefetching_changes_nothing_whatever_it_is_given() {
+    // Two books fed the same commands, one prefetching each next command first (and some
+    // that name nothing), end with the same digest; the window, payers growing past their
+    // first allocation (the prefetch address moves), and invalid ids are all exercised.
+    let run = |prefetch: bool| {
+        let mut shop = Shop::with_config(BooksConfig {
+            shards: 2,
+            idempotency_window: 8,
+            ..BooksConfig::default()
+        });
+        let mut payers = vec![shop.payer];
+        for _ in 0..40 {
+            let open = Command::OpenAccount {
+                shard: shop.books.pick_shard(),
+                currency: Currency(978),
+                mobile: None,
+                limits: Limits::NONE,
+            };
+            let account = AccountId(operator(&shop.books, open).id);
+            operator(
+                &shop.books,
+                Command::Load {
+                    account,
+                    amount: 1_000,
+                },
+            );
+            payers.push(account);
+        }
+        let strangers = [AccountId(0), AccountId(u64::MAX), AccountId(payers[40].0 + 1_000)];
+        for (step, payer) in payers.iter().cycle().take(200).enumerate() {
+            let request_id = shop.next_request_id;
+            shop.next_request_id += 1;
+            let command = Command::Terminal {
+                origin: shop.origin(request_id),
+                op: purchase(*payer, 1 + step as u64 % 7),
+            };
+            if prefetch {
+                shop.books.prefetch(&command);
+                let stranger = strangers[step % strangers.len()];
+                shop.books.prefetch(&Command::Terminal {
+                    origin: shop.origin(request_id + 1),
+                    op: purchase(stranger, 1),
+                });
+                shop.books.prefetch(&Command::Load {
+                    account: stranger,
+                    amount: 1,
+                });
+            }
+            shop.books.execute(&command, shop.now_us, &NoJournal);
+        }
+        shop.books.check_invariants().expect("invariants hold");
+        shop.books.digest()
+    };
+    assert_eq!(run(true), run(false));
+}

@@ -180,11 +180,14 @@ impl HoldTable {
             .is_some_and(|Reverse((expires_us, _))| *expires_us <= now_us)
     }
 
-    /// Start loading the front hold, which making room for a new one reads.
-    /// See `Shard::warm_up`.
+    /// Start loading the front hold, which making room for a new one reads, and prefetch the
+    /// one after it, which the next payment's room-making reads. See `Shard::warm_up`.
     pub fn warm_up(&self) {
         if let Some(front) = self.ring.front() {
             std::hint::black_box(front.state);
+        }
+        if let Some(next) = self.ring.get(1) {
+            crate::books::prefetch::prefetch_value(next);
         }
     }
 

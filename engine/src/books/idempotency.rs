@@ -13,7 +13,8 @@
 
 use std::hash::BuildHasher;
 
-use crate::books::ring_index::RingIndex;
+use crate::books::prefetch::{self, prefetch};
+use crate::books::ring_index::{RingIndex, SlotLocator};
 use crate::command::{Outcome, TerminalOp};
 use crate::ids::RequestKey;
 use crate::journal::codec;
@@ -136,15 +137,27 @@ impl Window {
     }
 
     /// Start loading what looking up `key` and inserting it will read: the index slot of
-    /// `key`, the index slot of the key the insert evicts, and the ring slot the insert after
-    /// this one overwrites (so its key is in cache by then). See `Shard::warm_up`.
+    /// `key` and the index slot of the key the insert evicts. Prefetch for this window's next
+    /// inserts: the index slot of the key evicted after this one (its ring slot was prefetched
+    /// by the previous call) and the ring slot after that. See `Shard::warm_up`.
     pub fn warm_up(&self, key: &RequestKey) {
         std::hint::black_box(*self.index.home_slot(self.hasher.hash_one(key)));
         if self.ring.len() == self.capacity {
             let evicted = self.hasher.hash_one(self.ring[self.head].key);
             std::hint::black_box(*self.index.home_slot(evicted));
-            let next = &self.ring[self.next(self.head)];
-            std::hint::black_box((next.key.request_id, next.reversed));
+            let next = self.next(self.head);
+            let evicted_next = self.hasher.hash_one(self.ring[next].key);
+            prefetch(self.index.locator().home_slot_address(evicted_next));
+            prefetch::prefetch_value(&self.ring[self.next(next)]);
+        }
+    }
+
+    /// Where the index slot of a key is, computable without this window's shard lock
+    /// (`Books::prefetch`): fixed for the window's life.
+    pub(crate) fn key_locator(&self) -> KeyLocator {
+        KeyLocator {
+            slots: self.index.locator(),
+            hasher: self.hasher.clone(),
         }
     }
 
@@ -198,6 +211,20 @@ impl Window {
     /// True when nothing is remembered.
     pub fn is_empty(&self) -> bool {
         self.ring.is_empty()
+    }
+}
+
+/// The address of the index slot a key's lookup reads first, for prefetching.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyLocator {
+    slots: SlotLocator,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl KeyLocator {
+    /// The address to prefetch before looking `key` up.
+    pub(crate) fn address(&self, key: &RequestKey) -> usize {
+        self.slots.home_slot_address(self.hasher.hash_one(key))
     }
 }
 

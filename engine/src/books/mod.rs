@@ -12,6 +12,7 @@ pub mod hold;
 pub mod idempotency;
 pub mod offer;
 pub mod payment;
+mod prefetch;
 pub mod read;
 pub mod registry;
 pub mod reversal;
@@ -19,14 +20,14 @@ mod ring_index;
 pub mod shard;
 pub mod state;
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
 use dashmap::DashMap;
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::command::{Command, Outcome, TerminalOp};
-use crate::ids::{AccountId, Currency, HoldId, Lsn, Status};
+use crate::ids::{AccountId, Currency, HoldId, Lsn, RequestKey, Status};
 use crate::limits::{
     DEVICES_MAX, FEE_BPS_MAX, HOLDS_PER_SHARD_DEFAULT, HOLD_RETENTION_DEFAULT_US, IDEMPOTENCY_WINDOW_DEFAULT,
     IDEMPOTENCY_WINDOW_MAX, MERCHANTS_MAX, SHARDS_DEFAULT, SHARDS_MAX, TERMINALS_MAX,
@@ -118,6 +119,36 @@ impl Executed {
     }
 }
 
+/// Where a shard's hot tables are, for `Books::prefetch` to compute addresses without the
+/// shard's lock. Addresses are hints: a stale one costs a useless prefetch, never a wrong
+/// read.
+#[derive(Debug)]
+struct ShardLines {
+    /// The address of the shard's first payer; changes (under the shard's lock) when the
+    /// payers grow.
+    payers: AtomicUsize,
+    /// The window's index, which never moves.
+    window: idempotency::KeyLocator,
+}
+
+impl ShardLines {
+    fn of(shard: &Shard) -> ShardLines {
+        ShardLines {
+            payers: AtomicUsize::new(shard.payers.as_ptr().addr()),
+            window: shard.window.key_locator(),
+        }
+    }
+
+    fn payers_moved(&self, shard: &Shard) {
+        self.payers.store(shard.payers.as_ptr().addr(), Ordering::Relaxed);
+    }
+
+    fn payer_address(&self, slot: u64) -> usize {
+        let offset = (slot as usize).wrapping_mul(std::mem::size_of::<account::Payer>());
+        self.payers.load(Ordering::Relaxed).wrapping_add(offset)
+    }
+}
+
 /// Sums the invariant check found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Totals {
@@ -133,6 +164,8 @@ pub struct Books {
     config: BooksConfig,
     shard_bits: u32,
     shards: Box<[CachePadded<Mutex<Shard>>]>,
+    /// Where each shard's hot tables are, read without the shard's lock by `prefetch`.
+    lines: Box<[ShardLines]>,
     registry: Registry,
     /// Mobile number -> (account, log position of its opening).
     aliases: DashMap<u64, (AccountId, Lsn), foldhash::fast::RandomState>,
@@ -187,11 +220,13 @@ impl Books {
                 );
                 CachePadded::new(Mutex::new(shard))
             })
-            .collect();
+            .collect::<Box<[_]>>();
+        let lines = shards.iter().map(|shard| ShardLines::of(&shard.lock())).collect();
         Ok(Books {
             config,
             shard_bits,
             shards,
+            lines,
             registry: Registry::default(),
             aliases: DashMap::with_hasher(foldhash::fast::RandomState::default()),
             operator: Mutex::new(()),
@@ -231,6 +266,7 @@ impl Books {
             }
         }
         books.registry = registry;
+        books.lines = shards.iter().map(ShardLines::of).collect();
         books.shards = shards
             .into_iter()
             .map(|shard| CachePadded::new(Mutex::new(shard)))
@@ -330,7 +366,40 @@ impl Books {
         if !shard.events.is_empty() {
             self.queue_offer_events(&mut shard, lsn);
         }
+        if matches!(command, Command::OpenAccount { .. }) {
+            // The payers may have moved as they grew.
+            self.lines[shard_index as usize].payers_moved(&shard);
+        }
         Executed { outcome, lsn }
+    }
+
+    /// Start loading the cache lines `command` will read first (its payer's line, its key's
+    /// window slot) without executing it or taking any lock. A caller that knows its next
+    /// commands (the server, with a batch of requests read at once) prefetches the next one
+    /// before executing the current one, so its memory arrives meanwhile. Only a hint: calling
+    /// it or not changes no outcome.
+    pub fn prefetch(&self, command: &Command) {
+        if let Command::Terminal {
+            origin,
+            op:
+                TerminalOp::Authorize { payer, .. }
+                | TerminalOp::Purchase { payer, .. }
+                | TerminalOp::Offer { payer, .. },
+        } = *command
+        {
+            self.prefetch_payment(&origin.key, payer);
+        }
+    }
+
+    /// `prefetch` for a payment (authorize, purchase, offer) keyed `key` by `payer`.
+    pub fn prefetch_payment(&self, key: &RequestKey, payer: AccountId) {
+        let Some(shard) = self.shard_of_account(payer) else {
+            return;
+        };
+        let lines = &self.lines[shard as usize];
+        let slot = (payer.0 - crate::limits::PAYER_ID_BASE) >> self.shard_bits;
+        prefetch::prefetch(lines.payer_address(slot));
+        prefetch::prefetch(lines.window.address(key));
     }
 
     /// Move a shard's offer changes to the queue the server drains, tagged with the log

@@ -12,6 +12,23 @@
 //! two cache misses one after the other, and the second line could not be requested early.
 //! Deletion here shifts later entries back (no tombstones), so the table never needs a rehash.
 
+use crate::books::prefetch;
+
+/// The address of a `RingIndex`'s home slot for a hash, for prefetching.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SlotLocator {
+    base: usize,
+    mask: usize,
+}
+
+impl SlotLocator {
+    /// The address of the first slot a probe for `hash` reads.
+    pub(crate) fn home_slot_address(&self, hash: u64) -> usize {
+        let home = RingIndex::tag(hash) as usize & self.mask;
+        self.base.wrapping_add(home * std::mem::size_of::<u64>())
+    }
+}
+
 /// An empty slot. A used slot always has a nonzero low half (position + 1).
 const EMPTY: u64 = 0;
 
@@ -54,6 +71,15 @@ impl RingIndex {
     /// The first slot a probe for `hash` reads (to start loading it early).
     pub(crate) fn home_slot(&self, hash: u64) -> &u64 {
         &self.slots[self.home(Self::tag(hash))]
+    }
+
+    /// Where the table is, to compute home slot addresses without holding the index
+    /// (`SlotLocator`). The table never moves.
+    pub(crate) fn locator(&self) -> SlotLocator {
+        SlotLocator {
+            base: prefetch::address_of(&self.slots[0]),
+            mask: self.mask,
+        }
     }
 
     /// The position of the first entry with this hash for which `is_key` holds.

@@ -18,6 +18,7 @@ use wire::{Decoder, Frame, Logon, Message, Reply};
 
 use crate::ids::Lsn;
 use crate::reason::Reason;
+use crate::server::dispatch::prefetch;
 use crate::server::dispatch::{dispatch, Context};
 use crate::server::session::{failed, LogonContext, Session, Step};
 use crate::server::Shared;
@@ -47,6 +48,8 @@ pub struct Connection {
     /// The peer.
     pub peer: SocketAddr,
     read: BytesMut,
+    /// The next frame, decoded one ahead of the one being handled (`handle_frames`).
+    ahead: Option<Frame>,
     write: BytesMut,
     decoder: Decoder,
     session: Session,
@@ -80,6 +83,7 @@ impl Connection {
             socket,
             peer,
             read: BytesMut::with_capacity(READ_CHUNK_BYTES),
+            ahead: None,
             write: BytesMut::with_capacity(READ_CHUNK_BYTES),
             decoder: Decoder::new(frame_bytes_max),
             session: Session::AwaitingHello,
@@ -182,27 +186,60 @@ impl Connection {
         let now_us = super::now_us();
         let now = Instant::now();
         while !self.closing && self.under_limits(shared) {
-            match self.decoder.decode(&mut self.read) {
-                Ok(Some(frame)) => {
-                    self.last_frame = now;
-                    self.handle_frame(shared, frame, now_us);
-                }
-                Ok(None) => break,
-                Err(error) => {
-                    shared
-                        .stats
-                        .frames_malformed
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let reply = Reply::Error(ErrorReply::for_decode_error(&error));
-                    self.queue(0, error.request_id(), Message::Reply(reply));
-                    if error.closes_connection() {
-                        self.closing = true;
+            let frame = match self.ahead.take() {
+                Some(frame) => frame,
+                None => match self.decoder.decode(&mut self.read) {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break,
+                    Err(error) => {
+                        self.malformed(shared, &error);
+                        continue;
                     }
+                },
+            };
+            self.last_frame = now;
+            // Decode the next frame before handling this one and ask the books to start
+            // loading what it will touch: on a large book that memory (the payer's line, the
+            // request key's window slot) is not in cache, and it arrives while this one runs.
+            // The frame waits in `ahead` (handled first next time if a limit stops us here).
+            let next_error = match self.decoder.decode(&mut self.read) {
+                Ok(Some(next)) => {
+                    if let (Message::Request(request), Session::LoggedOn(principal)) =
+                        (&next.message, &self.session)
+                    {
+                        prefetch(&shared.store, *principal, next.request_id, request);
+                    }
+                    self.ahead = Some(next);
+                    None
                 }
+                Ok(None) => None,
+                Err(error) => Some(error),
+            };
+            self.handle_frame(shared, frame, now_us);
+            if let Some(error) = next_error.filter(|_| !self.closing) {
+                self.malformed(shared, &error);
             }
         }
-        if !self.read.is_empty() && !self.under_limits(shared) {
+        if self.closing {
+            // Frames after the one that closed the connection are not handled (as those still
+            // in `read` are not).
+            self.ahead = None;
+        }
+        if (!self.read.is_empty() || self.ahead.is_some()) && !self.under_limits(shared) {
             self.read_stalled = true;
+        }
+    }
+
+    /// Answer a frame that did not decode; some errors end the connection.
+    fn malformed(&mut self, shared: &Shared, error: &wire::DecodeError) {
+        shared
+            .stats
+            .frames_malformed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let reply = Reply::Error(ErrorReply::for_decode_error(error));
+        self.queue(0, error.request_id(), Message::Reply(reply));
+        if error.closes_connection() {
+            self.closing = true;
         }
     }
 

@@ -78,6 +78,24 @@ pub fn dispatch(
     (reply, lsn)
 }
 
+/// Start loading the memory a terminal's payment will touch, before it is executed
+/// (`Books::prefetch`); the connection calls it for the request after the one it is handling.
+/// Payers named by mobile number are skipped (resolving them is a lookup of its own).
+pub(crate) fn prefetch(store: &Store, principal: Principal, request_id: u64, request: &Request) {
+    let Principal::Terminal { terminal, .. } = principal else {
+        return;
+    };
+    let payer = match request {
+        Request::Purchase(body) => body.payer,
+        Request::Authorize(body) => body.payer,
+        _ => return,
+    };
+    if let PayerRef::Account(number) = payer {
+        let key = RequestKey { terminal, request_id };
+        store.books().prefetch_payment(&key, AccountId(number.0));
+    }
+}
+
 /// The log position a read must wait for: everything it may have seen.
 pub(crate) fn read_position(context: &Context<'_>) -> Lsn {
     context.store.wal().last_lsn()

@@ -83,7 +83,13 @@ impl RingIndex {
     }
 
     /// The position of the first entry with this hash for which `is_key` holds.
-    pub(crate) fn find(&self, hash: u64, mut is_key: impl FnMut(u32) -> bool) -> Option<u32> {
+    pub(crate) fn find(&self, hash: u64, is_key: impl FnMut(u32) -> bool) -> Option<u32> {
+        self.probe(hash, is_key)
+            .map(|at| Self::position_of(self.slots[at]))
+    }
+
+    /// The slot of the first entry with this hash whose position satisfies `is_key`.
+    fn probe(&self, hash: u64, mut is_key: impl FnMut(u32) -> bool) -> Option<usize> {
         let tag = Self::tag(hash);
         let mut at = self.home(tag);
         loop {
@@ -92,7 +98,7 @@ impl RingIndex {
                 return None;
             }
             if Self::tag_of(slot) == tag && is_key(Self::position_of(slot)) {
-                return Some(Self::position_of(slot));
+                return Some(at);
             }
             at = (at + 1) & self.mask;
         }
@@ -111,18 +117,9 @@ impl RingIndex {
 
     /// Forget `position`, indexed under `hash`; returns whether it was there.
     pub(crate) fn remove(&mut self, hash: u64, position: u32) -> bool {
-        let tag = Self::tag(hash);
-        let mut at = self.home(tag);
-        loop {
-            let slot = self.slots[at];
-            if slot == EMPTY {
-                return false;
-            }
-            if Self::tag_of(slot) == tag && Self::position_of(slot) == position {
-                break;
-            }
-            at = (at + 1) & self.mask;
-        }
+        let Some(at) = self.probe(hash, |candidate| candidate == position) else {
+            return false;
+        };
         // Shift back every later entry of the run whose probe passes over the hole, so a
         // probe never stops early at it.
         let mut hole = at;

@@ -532,11 +532,11 @@ fn run_writer(shared: &Shared) {
         {
             let mut pending = shared.pending.lock();
             loop {
-                if pending.committing {
-                    // A commit in place: its end notifies `work` if asked to.
-                } else if pending.closing {
-                    break;
-                } else if !pending.buffer.is_empty() && (wrote || pending.writer_wanted) {
+                // While a commit in place is under way, wait: its end notifies `work` if the
+                // writer thread was asked for meanwhile.
+                let ready =
+                    pending.closing || (!pending.buffer.is_empty() && (wrote || pending.writer_wanted));
+                if ready && !pending.committing {
                     break;
                 }
                 wrote = false;

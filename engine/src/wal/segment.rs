@@ -20,7 +20,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::record::RecordFault;
@@ -145,6 +145,9 @@ pub struct SegmentFile {
 pub const PREPARED_FILE_NAME: &str = "wal-next.prepare";
 /// Bytes of zeroes written per call while preparing a segment.
 const ZERO_FILL_CHUNK_BYTES: usize = 1 << 20;
+/// Alignment of `O_DIRECT` buffers, offsets and lengths (the largest logical block size).
+const DIRECT_ALIGNMENT_BYTES: usize = 4096;
+const _: () = assert!(ZERO_FILL_CHUNK_BYTES.is_multiple_of(DIRECT_ALIGNMENT_BYTES));
 
 /// A zero-filled file of the segment size, not yet a segment.
 #[derive(Debug)]
@@ -161,6 +164,11 @@ impl PreparedSegment {
     /// fdatasync has no metadata to journal (measured: ~130-150 us instead of ~210 us per
     /// 16 KiB write + fdatasync on this machine's ext4). The writer prepares the next segment
     /// on a background thread while it fills the current one.
+    ///
+    /// The zeroes bypass the page cache (`O_DIRECT`) where the file system allows it: written
+    /// through the cache, 64 MiB of dirty pages joined the ext4 journal's ordered data, and
+    /// every log fdatasync in the second after a roll waited for them (open loop at
+    /// 300,000/s: a p99 of 15-40 ms in every third second, the segments' lifetime).
     pub fn prepare(dir: &Path, segment_bytes: u64) -> io::Result<PreparedSegment> {
         let path = dir.join(PREPARED_FILE_NAME);
         let file = OpenOptions::new()
@@ -170,8 +178,29 @@ impl PreparedSegment {
             .truncate(true)
             .open(&path)?;
         rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, segment_bytes)?;
-        let zeroes = vec![0; ZERO_FILL_CHUNK_BYTES];
+        let direct = OpenOptions::new()
+            .write(true)
+            .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+            .open(&path);
+        let mut zeroes = vec![0; ZERO_FILL_CHUNK_BYTES + DIRECT_ALIGNMENT_BYTES];
         let mut offset = 0;
+        if let Ok(direct) = direct {
+            // O_DIRECT wants the buffer, the offset and the length aligned.
+            let start = zeroes
+                .as_ptr()
+                .align_offset(DIRECT_ALIGNMENT_BYTES)
+                .min(DIRECT_ALIGNMENT_BYTES);
+            let aligned = &zeroes[start..start + ZERO_FILL_CHUNK_BYTES];
+            let direct_end = segment_bytes - segment_bytes % DIRECT_ALIGNMENT_BYTES as u64;
+            while offset < direct_end {
+                let chunk = (direct_end - offset).min(ZERO_FILL_CHUNK_BYTES as u64) as usize;
+                if direct.write_all_at(&aligned[..chunk], offset).is_err() {
+                    break; // Not for this file system after all: the cache takes the rest.
+                }
+                offset += chunk as u64;
+            }
+        }
+        zeroes.truncate(ZERO_FILL_CHUNK_BYTES);
         while offset < segment_bytes {
             let chunk = (segment_bytes - offset).min(ZERO_FILL_CHUNK_BYTES as u64) as usize;
             file.write_all_at(&zeroes[..chunk], offset)?;
@@ -271,6 +300,29 @@ mod tests {
             let mut flipped = header;
             flipped[bit / 8] ^= 1 << (bit % 8);
             assert!(decode_segment_header(&flipped).is_err(), "bit {bit}");
+        }
+    }
+
+    #[test]
+    fn a_prepared_segment_of_any_size_is_all_zeroes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Whole O_DIRECT chunks, a partial chunk, and a tail the cache must write.
+        let sizes = [
+            ZERO_FILL_CHUNK_BYTES as u64 * 2,
+            ZERO_FILL_CHUNK_BYTES as u64 + 3 * DIRECT_ALIGNMENT_BYTES as u64,
+            3 * DIRECT_ALIGNMENT_BYTES as u64 + 100,
+        ];
+        for size in sizes {
+            // Old bytes where the segment goes: zero-filling must overwrite every one.
+            fs::write(
+                dir.path().join(PREPARED_FILE_NAME),
+                vec![0xAB; size as usize + 10],
+            )
+            .expect("write");
+            let prepared = PreparedSegment::prepare(dir.path(), size).expect("prepare");
+            let bytes = fs::read(&prepared.path).expect("read");
+            assert_eq!(bytes.len() as u64, size);
+            assert!(bytes.iter().all(|&byte| byte == 0), "size {size}");
         }
     }
 

@@ -94,8 +94,9 @@ fn with_fsync_never_a_reply_never_leaves_before_its_write() {
 }
 
 /// Two loops, connections on both, slow syncs so that commits overlap: replies released by
-/// commits in place and by the writer thread all arrive, and each loop is woken when its
-/// records are durable (a lost wake-up shows as a 50 ms poll timeout).
+/// the writer thread (and by commits in place when the log happens to be idle) all arrive,
+/// and each loop is woken when its records are durable (a lost wake-up shows as a 50 ms poll
+/// timeout).
 #[test]
 fn loops_sharing_the_log_are_woken_for_every_reply() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -137,7 +138,6 @@ fn loops_sharing_the_log_are_woken_for_every_reply() {
             .max()
     });
     let stats = server.shared().store.wal().stats();
-    assert!(stats.commits_in_place > 0, "{stats:?}");
     assert!(
         stats.batches_written > stats.commits_in_place,
         "some commits were handed to the writer thread: {stats:?}"

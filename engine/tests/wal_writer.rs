@@ -442,3 +442,20 @@ fn batches_from_many_threads_mix_commits_in_place_and_group_commits_without_a_ga
         assert_eq!(records.get(lsn).map(|record| &record.1), Some(payload));
     }
 }
+
+#[test]
+fn a_batch_closed_while_another_is_open_goes_to_the_writer_thread() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wal = open(small_config(dir.path()));
+    let first = wal.open_batch();
+    let second = wal.open_batch();
+    let lsn = wal.append(1, b"shared").expect("append");
+    // Another batch is being filled: its records would wait behind a sync in place.
+    assert_eq!(first.commit(), Committed::HandedOver);
+    wal.wait_durable(lsn).expect("the writer thread commits it");
+    assert_eq!(second.commit(), Committed::Nothing);
+    assert_eq!(wal.stats().commits_in_place, 0);
+    let batch = wal.open_batch();
+    let lsn = wal.append(2, b"alone").expect("append");
+    assert_eq!(batch.commit(), Committed::InPlace(lsn));
+}

@@ -94,11 +94,8 @@ impl EventLoop {
         let mut stopping_since: Option<Instant> = None;
         let store = Arc::clone(&self.shared.store);
         loop {
-            let mut timeout = self.announce_sleep();
-            if std::env::var_os("AUTHD_SPIN").is_some() {
-                timeout = Duration::ZERO;
-            }
-            let polled = self.wait(&mut events, timeout);
+            let (timeout, waiting_on_log) = self.announce_sleep();
+            let polled = self.wait(&mut events, timeout, waiting_on_log);
             if let Some(handle) = self.handle() {
                 handle.sleeping_on.store(0, Ordering::SeqCst);
             }
@@ -149,12 +146,19 @@ impl EventLoop {
     }
 
     /// Poll for up to `timeout`; busy-poll for the spin window first (see [`Spin`]).
-    fn wait(&mut self, events: &mut Events, timeout: Duration) -> std::io::Result<()> {
+    /// Only a loop waiting for its clients spins: one waiting for the log waits for a sync
+    /// under way (or a commit handed to the writer thread), and spinning through it would take
+    /// the core from the thread that commits and from the clients.
+    fn wait(&mut self, events: &mut Events, timeout: Duration, waiting_on_log: bool) -> std::io::Result<()> {
         if timeout.is_zero() {
             return self.poll.poll(events, Some(timeout));
         }
         let started = Instant::now();
-        let window = self.spin.window();
+        let window = if waiting_on_log {
+            Duration::ZERO
+        } else {
+            self.spin.window()
+        };
         if !window.is_zero() {
             loop {
                 self.poll.poll(events, Some(Duration::ZERO))?;
@@ -178,17 +182,18 @@ impl EventLoop {
         self.shared.loops.get().and_then(|loops| loops.get(self.index))
     }
 
-    /// The poll timeout; before it, tells committers which lsn would let this loop release a
-    /// reply (the oldest waiting reply of each connection), so that they wake it then. Zero
-    /// if that lsn is durable already (or the log failed).
-    fn announce_sleep(&self) -> Duration {
+    /// The poll timeout, and whether a reply waits for the log; before it, tells committers
+    /// which lsn would let this loop release a reply (the oldest waiting reply of each
+    /// connection), so that they wake it then. Zero if that lsn is durable already (or the log
+    /// failed).
+    fn announce_sleep(&self) -> (Duration, bool) {
         let needed = self
             .busy
             .iter()
             .filter_map(|&key| self.connections.get(key).and_then(Connection::waiting_lsn))
             .min();
         let (Some(needed), Some(handle)) = (needed, self.handle()) else {
-            return POLL_TIMEOUT;
+            return (POLL_TIMEOUT, false);
         };
         // 0 means "not sleeping on the log"; a reply waiting on lsn 0 is released at once.
         handle.sleeping_on.store(needed.max(1), Ordering::SeqCst);
@@ -197,9 +202,9 @@ impl EventLoop {
         let wal = self.shared.store.wal();
         if wal.durable_lsn() >= needed || wal.has_failed() {
             handle.sleeping_on.store(0, Ordering::SeqCst);
-            return Duration::ZERO;
+            return (Duration::ZERO, true);
         }
-        POLL_TIMEOUT
+        (POLL_TIMEOUT, true)
     }
 
     fn begin_stopping(&mut self, now: Instant) -> Instant {

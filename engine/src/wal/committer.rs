@@ -3,8 +3,8 @@
 //!
 //! Two kinds of thread commit. The writer thread (group commit: it takes whatever is pending
 //! after each write and sync, so everything that arrived during one sync goes into the next),
-//! and a caller of [`super::Batch::commit`] that finds no commit under way (an event loop with
-//! the log to itself: it writes, syncs and publishes its own batch and replies at once, with no
+//! and a caller of [`super::Batch::commit`] that finds the log idle (an event loop with the
+//! log to itself: it writes, syncs and publishes its own batch and replies at once, with no
 //! thread hand-off and no wake-up either way). Both run [`Committer::commit`]: take everything
 //! pending (swap buffers), one `pwrite` (two around a segment roll), one fdatasync per the
 //! mode, then publish. A batch is published only after its write (and, with

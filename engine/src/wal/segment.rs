@@ -20,7 +20,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::record::RecordFault;
@@ -143,8 +143,15 @@ pub struct SegmentFile {
 
 /// Name of the file a segment is prepared in before it gets its header and its name.
 pub const PREPARED_FILE_NAME: &str = "wal-next.prepare";
+/// The page size the log pads its writes to (see [`SegmentFile::append`]).
+const PAGE_BYTES: u64 = 4096;
+static ZERO_PAGE: [u8; PAGE_BYTES as usize] = [0; PAGE_BYTES as usize];
+
 /// Bytes of zeroes written per call while preparing a segment.
 const ZERO_FILL_CHUNK_BYTES: usize = 1 << 20;
+/// Alignment of `O_DIRECT` buffers, offsets and lengths (the largest logical block size).
+const DIRECT_ALIGNMENT_BYTES: usize = 4096;
+const _: () = assert!(ZERO_FILL_CHUNK_BYTES.is_multiple_of(DIRECT_ALIGNMENT_BYTES));
 
 /// A zero-filled file of the segment size, not yet a segment.
 #[derive(Debug)]
@@ -161,6 +168,11 @@ impl PreparedSegment {
     /// fdatasync has no metadata to journal (measured: ~130-150 us instead of ~210 us per
     /// 16 KiB write + fdatasync on this machine's ext4). The writer prepares the next segment
     /// on a background thread while it fills the current one.
+    ///
+    /// The zeroes bypass the page cache (`O_DIRECT`) where the file system allows it: written
+    /// through the cache, 64 MiB of dirty pages joined the ext4 journal's ordered data, and
+    /// every log fdatasync in the second after a roll waited for them (open loop at
+    /// 300,000/s: a p99 of 15-40 ms in every third second, the segments' lifetime).
     pub fn prepare(dir: &Path, segment_bytes: u64) -> io::Result<PreparedSegment> {
         let path = dir.join(PREPARED_FILE_NAME);
         let file = OpenOptions::new()
@@ -170,8 +182,29 @@ impl PreparedSegment {
             .truncate(true)
             .open(&path)?;
         rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, segment_bytes)?;
-        let zeroes = vec![0; ZERO_FILL_CHUNK_BYTES];
+        let direct = OpenOptions::new()
+            .write(true)
+            .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+            .open(&path);
+        let mut zeroes = vec![0; ZERO_FILL_CHUNK_BYTES + DIRECT_ALIGNMENT_BYTES];
         let mut offset = 0;
+        if let Ok(direct) = direct {
+            // O_DIRECT wants the buffer, the offset and the length aligned.
+            let start = zeroes
+                .as_ptr()
+                .align_offset(DIRECT_ALIGNMENT_BYTES)
+                .min(DIRECT_ALIGNMENT_BYTES);
+            let aligned = &zeroes[start..start + ZERO_FILL_CHUNK_BYTES];
+            let direct_end = segment_bytes - segment_bytes % DIRECT_ALIGNMENT_BYTES as u64;
+            while offset < direct_end {
+                let chunk = (direct_end - offset).min(ZERO_FILL_CHUNK_BYTES as u64) as usize;
+                if direct.write_all_at(&aligned[..chunk], offset).is_err() {
+                    break; // Not for this file system after all: the cache takes the rest.
+                }
+                offset += chunk as u64;
+            }
+        }
+        zeroes.truncate(ZERO_FILL_CHUNK_BYTES);
         while offset < segment_bytes {
             let chunk = (segment_bytes - offset).min(ZERO_FILL_CHUNK_BYTES as u64) as usize;
             file.write_all_at(&zeroes[..chunk], offset)?;
@@ -219,11 +252,27 @@ impl SegmentFile {
         self.capacity.saturating_sub(self.write_offset)
     }
 
-    /// Writes `bytes` after the last record.
+    /// Writes `bytes` after the last record, and zeroes up to the next page boundary (zeroes
+    /// are there already, and the next write starts over them): so every page a write
+    /// touches is either cached (the one the last write ended in) or overwritten whole, and
+    /// the kernel never reads a page from disk to complete it. The zero-fill bypasses the
+    /// cache, and without the padding each record that started a page made the pwrite wait
+    /// for a read of that page (`ext4_block_write_begin` in a profile of the open loop).
     pub fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
         debug_assert!(bytes.len() as u64 <= self.remaining());
-        self.file.write_all_at(bytes, self.write_offset)?;
-        self.write_offset += bytes.len() as u64;
+        let end = self.write_offset + bytes.len() as u64;
+        let to_boundary = (PAGE_BYTES - end % PAGE_BYTES) % PAGE_BYTES;
+        let padding = to_boundary.min(self.capacity.saturating_sub(end)) as usize;
+        let slices = [io::IoSlice::new(bytes), io::IoSlice::new(&ZERO_PAGE[..padding])];
+        let written = match rustix::io::pwritev(&self.file, &slices, self.write_offset) {
+            Ok(written) => written.min(bytes.len()),
+            Err(rustix::io::Errno::INTR) => 0,
+            Err(error) => return Err(error.into()),
+        };
+        // A short write: the rest of the records without padding.
+        self.file
+            .write_all_at(&bytes[written..], self.write_offset + written as u64)?;
+        self.write_offset = end;
         Ok(())
     }
 
@@ -272,6 +321,56 @@ mod tests {
             flipped[bit / 8] ^= 1 << (bit % 8);
             assert!(decode_segment_header(&flipped).is_err(), "bit {bit}");
         }
+    }
+
+    #[test]
+    fn a_prepared_segment_of_any_size_is_all_zeroes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Whole O_DIRECT chunks, a partial chunk, and a tail the cache must write.
+        let sizes = [
+            ZERO_FILL_CHUNK_BYTES as u64 * 2,
+            ZERO_FILL_CHUNK_BYTES as u64 + 3 * DIRECT_ALIGNMENT_BYTES as u64,
+            3 * DIRECT_ALIGNMENT_BYTES as u64 + 100,
+        ];
+        for size in sizes {
+            // Old bytes where the segment goes: zero-filling must overwrite every one.
+            fs::write(
+                dir.path().join(PREPARED_FILE_NAME),
+                vec![0xAB; size as usize + 10],
+            )
+            .expect("write");
+            let prepared = PreparedSegment::prepare(dir.path(), size).expect("prepare");
+            let bytes = fs::read(&prepared.path).expect("read");
+            assert_eq!(bytes.len() as u64, size);
+            assert!(bytes.iter().all(|&byte| byte == 0), "size {size}");
+        }
+    }
+
+    #[test]
+    fn appends_padded_to_a_page_leave_records_back_to_back_and_zeroes_after() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let size = 3 * PAGE_BYTES + 100;
+        let mut segment = SegmentFile::create(dir.path(), 1, size).expect("create");
+        let mut expected = encode_segment_header(1).to_vec();
+        // Within a page, across a boundary, and up to the very end (no padding past it).
+        for (index, length) in [100usize, 5000, 3000].into_iter().enumerate() {
+            let bytes = vec![index as u8 + 1; length];
+            segment.append(&bytes).expect("append");
+            expected.extend_from_slice(&bytes);
+        }
+        let last = vec![9; segment.remaining() as usize];
+        segment.append(&last).expect("append");
+        expected.extend_from_slice(&last);
+        assert_eq!(segment.remaining(), 0);
+        assert_eq!(fs::read(segment.path()).expect("read"), expected);
+        let mut short = SegmentFile::create(dir.path(), 2, size).expect("create");
+        short.append(&[7; 10]).expect("append");
+        let bytes = fs::read(short.path()).expect("read");
+        assert_eq!(bytes.len() as u64, size, "padding never grows the file");
+        assert_eq!(&bytes[SEGMENT_HEADER_BYTES as usize..][..10], &[7; 10]);
+        assert!(bytes[SEGMENT_HEADER_BYTES as usize + 10..]
+            .iter()
+            .all(|&byte| byte == 0));
     }
 
     #[test]

@@ -150,6 +150,12 @@ impl Connection {
     /// Read what the socket has (up to the limits) and handle every whole frame.
     pub fn read_ready(&mut self, shared: &Shared) -> State {
         self.read_stalled = false;
+        if !self.read.is_empty() || self.ahead.is_some() {
+            // Frames left from a stall go before anything read now: read first, a FIN
+            // could mark the peer closed while they still wait, and the connection would be
+            // closed once the replies in flight left, without handling them.
+            self.handle_frames(shared);
+        }
         while !self.closing && !self.peer_closed {
             if !self.under_limits(shared) {
                 self.read_stalled = true;
@@ -173,7 +179,7 @@ impl Connection {
             }
             self.handle_frames(shared);
         }
-        if self.peer_closed && self.is_idle() {
+        if self.peer_closed && self.is_idle() && !self.read_stalled {
             return State::Closed;
         }
         State::Open
@@ -357,7 +363,9 @@ impl Connection {
                 Err(_) => return State::Closed,
             }
         }
-        if (self.closing || self.peer_closed) && self.waiting.is_empty() {
+        // A half-closed peer still gets a reply to every whole frame it sent: not while
+        // some wait behind a limit (`read_stalled`).
+        if (self.closing || (self.peer_closed && !self.read_stalled)) && self.waiting.is_empty() {
             return State::Closed;
         }
         State::Open

@@ -106,6 +106,17 @@ pub enum TerminalOp {
 }
 
 impl TerminalOp {
+    /// The payer of a payment (authorize, purchase, offer); `None` for operations on a hold
+    /// and for reversals.
+    pub const fn payment_payer(&self) -> Option<AccountId> {
+        match *self {
+            TerminalOp::Authorize { payer, .. }
+            | TerminalOp::Purchase { payer, .. }
+            | TerminalOp::Offer { payer, .. } => Some(payer),
+            _ => None,
+        }
+    }
+
     /// The stable number of this operation, as recorded in the idempotency window and the log.
     pub const fn kind(&self) -> u8 {
         match self {

@@ -13,7 +13,7 @@
 
 use std::hash::BuildHasher;
 
-use crate::books::prefetch::{self, prefetch};
+use crate::books::prefetch;
 use crate::books::ring_index::{RingIndex, SlotLocator};
 use crate::command::{Outcome, TerminalOp};
 use crate::ids::RequestKey;
@@ -113,8 +113,13 @@ impl Window {
         }
     }
 
-    fn position(&self, key: &RequestKey) -> Option<usize> {
-        let hash = self.hasher.hash_one(key);
+    /// The hash `key` is indexed under. A request computes it once and passes it to
+    /// `warm_up`, `get_hashed` and `insert_hashed`.
+    pub(crate) fn hash(&self, key: &RequestKey) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    fn position(&self, key: &RequestKey, hash: u64) -> Option<usize> {
         let ring = &self.ring;
         self.index
             .find(hash, |position| ring[position as usize].key == *key)
@@ -123,12 +128,18 @@ impl Window {
 
     /// The entry for a key, if still in the window.
     pub fn get(&self, key: &RequestKey) -> Option<Entry> {
-        self.position(key).map(|position| self.ring[position].entry())
+        self.get_hashed(key, self.hash(key))
+    }
+
+    /// `get` with the key's `hash` computed already.
+    pub(crate) fn get_hashed(&self, key: &RequestKey, hash: u64) -> Option<Entry> {
+        self.position(key, hash)
+            .map(|position| self.ring[position].entry())
     }
 
     /// Change the remembered entry of a key (not its key); returns it as changed.
     pub fn update(&mut self, key: &RequestKey, change: impl FnOnce(&mut Entry)) -> Option<Entry> {
-        let position = self.position(key)?;
+        let position = self.position(key, self.hash(key))?;
         let mut entry = self.ring[position].entry();
         change(&mut entry);
         entry.key = *key;
@@ -136,18 +147,17 @@ impl Window {
         Some(entry)
     }
 
-    /// Start loading what looking up `key` and inserting it will read: the index slot of
-    /// `key` and the index slot of the key the insert evicts. Prefetch for this window's next
+    /// Start loading what looking up the key hashed `key_hash` and inserting it will read: its
+    /// index slot and the index slot of the key the insert evicts. Prefetch for this window's next
     /// inserts: the index slot of the key evicted after this one (its ring slot was prefetched
     /// by the previous call) and the ring slot after that. See `Shard::warm_up`.
-    pub fn warm_up(&self, key: &RequestKey) {
-        std::hint::black_box(*self.index.home_slot(self.hasher.hash_one(key)));
+    pub fn warm_up(&self, key_hash: u64) {
+        std::hint::black_box(*self.index.home_slot(key_hash));
         if self.ring.len() == self.capacity {
-            let evicted = self.hasher.hash_one(self.ring[self.head].key);
+            let evicted = self.hash(&self.ring[self.head].key);
             std::hint::black_box(*self.index.home_slot(evicted));
             let next = self.next(self.head);
-            let evicted_next = self.hasher.hash_one(self.ring[next].key);
-            prefetch(self.index.locator().home_slot_address(evicted_next));
+            prefetch::prefetch_value(self.index.home_slot(self.hash(&self.ring[next].key)));
             prefetch::prefetch_value(&self.ring[self.next(next)]);
         }
     }
@@ -172,6 +182,11 @@ impl Window {
     /// Remember a new request, forgetting the oldest one if the window is full.
     /// The key must not be remembered already.
     pub fn insert(&mut self, entry: Entry) {
+        self.insert_hashed(entry, self.hash(&entry.key));
+    }
+
+    /// `insert` with the key's `hash` computed already.
+    pub(crate) fn insert_hashed(&mut self, entry: Entry, hash: u64) {
         debug_assert!(self.get(&entry.key).is_none());
         let stored = Stored::new(&entry);
         let position = if self.ring.len() < self.capacity {
@@ -179,15 +194,14 @@ impl Window {
             self.ring.len() - 1
         } else {
             let position = self.head;
-            let evicted = self.hasher.hash_one(self.ring[position].key);
+            let evicted = self.hash(&self.ring[position].key);
             let removed = self.index.remove(evicted, position as u32);
             debug_assert!(removed, "every ring position is indexed");
             self.ring[position] = stored;
             self.head = self.next(position);
             position
         };
-        self.index
-            .insert(self.hasher.hash_one(entry.key), position as u32);
+        self.index.insert(hash, position as u32);
     }
 
     /// Remembered entries from oldest to newest.

@@ -379,15 +379,10 @@ impl Books {
     /// before executing the current one, so its memory arrives meanwhile. Only a hint: calling
     /// it or not changes no outcome.
     pub fn prefetch(&self, command: &Command) {
-        if let Command::Terminal {
-            origin,
-            op:
-                TerminalOp::Authorize { payer, .. }
-                | TerminalOp::Purchase { payer, .. }
-                | TerminalOp::Offer { payer, .. },
-        } = *command
-        {
-            self.prefetch_payment(&origin.key, payer);
+        if let Command::Terminal { origin, op } = command {
+            if let Some(payer) = op.payment_payer() {
+                self.prefetch_payment(&origin.key, payer);
+            }
         }
     }
 

@@ -36,9 +36,10 @@ pub(crate) fn merchant_stripe(merchant: u32) -> usize {
 impl Shard {
     /// Execute a terminal command, answering a retry from the idempotency window.
     pub fn terminal(&mut self, registry: &Registry, origin: Origin, op: &TerminalOp, now_us: u64) -> Outcome {
-        self.warm_up(origin, op);
+        let key_hash = self.window.hash(&origin.key);
+        self.warm_up(key_hash, op);
         let print = fingerprint(op);
-        if let Some(entry) = self.window.get(&origin.key) {
+        if let Some(entry) = self.window.get_hashed(&origin.key, key_hash) {
             if entry.is_marker() {
                 // The original arrives after its reversal: decline it, and let its own
                 // retries get the same answer.
@@ -64,7 +65,7 @@ impl Shard {
             at_us: now_us,
             reversed: false,
         };
-        self.window.insert(entry);
+        self.window.insert_hashed(entry, key_hash);
         outcome
     }
 
@@ -73,17 +74,11 @@ impl Shard {
     /// one after another as the decision needs them, each is a cache miss the next waits for
     /// (4-5 in a row on a large book, most of a purchase's time); issued together the misses
     /// overlap. Reads only; `std::hint::black_box` keeps them from being optimised away.
-    fn warm_up(&self, origin: Origin, op: &TerminalOp) {
-        let payer = match *op {
-            TerminalOp::Authorize { payer, .. }
-            | TerminalOp::Purchase { payer, .. }
-            | TerminalOp::Offer { payer, .. } => Some(payer),
-            _ => None,
-        };
-        if let Some(slot) = payer.and_then(|payer| self.slot_of(payer)) {
+    fn warm_up(&self, key_hash: u64, op: &TerminalOp) {
+        if let Some(slot) = op.payment_payer().and_then(|payer| self.slot_of(payer)) {
             std::hint::black_box(self.payers[slot as usize].balance);
         }
-        self.window.warm_up(&origin.key);
+        self.window.warm_up(key_hash);
         self.holds.warm_up();
     }
 

@@ -29,24 +29,56 @@ fn authd_binary() -> PathBuf {
     binary
 }
 
-#[test]
-fn open_loop_run_reports_json_and_the_books_agree() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let json_path = dir.path().join("result.json");
-    let hgrm_path = dir.path().join("result.hgrm");
-    let plot_path = dir.path().join("result.svg");
+/// What a run of `loadgen --spawn` printed and reported.
+struct Run {
+    stdout: String,
+    /// The `--json` report as written.
+    text: String,
+    report: serde_json::Value,
+}
+
+/// Runs `loadgen --spawn` against this profile's authd with `args`, writing its JSON report
+/// into `dir`; the run must succeed.
+fn spawned_run(dir: &Path, args: &[&str]) -> Run {
+    let json_path = dir.join("report.json");
     let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .arg("--spawn")
         .arg("--authd")
         .arg(authd_binary())
-        .args([
+        .args(args)
+        .arg("--json")
+        .arg(&json_path)
+        .output()
+        .expect("run loadgen");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "loadgen failed:\n{stdout}\n{stderr}");
+    let text = std::fs::read_to_string(&json_path).expect("json written");
+    let report = serde_json::from_str(&text).expect("valid json");
+    Run { stdout, text, report }
+}
+
+#[test]
+fn open_loop_run_reports_json_and_the_books_agree() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let hgrm_path = dir.path().join("result.hgrm");
+    let plot_path = dir.path().join("result.svg");
+    let (hgrm, plot) = (hgrm_path.to_string_lossy(), plot_path.to_string_lossy());
+    let mix = "purchase=40,authorize_capture=10,authorize_void=5,authorize_increment_capture=10,\
+               refund=10,reversal=10,balance_check=5,echo=5,offer_cancel=5";
+    let Run { stdout, text, report } = spawned_run(
+        dir.path(),
+        &[
             "--fsync",
             "always",
             "--authd-arg=--shards=4",
             "--authd-arg=--threads=1",
-        ])
-        .args(["--rate", "400", "--duration", "2", "--warmup", "0.5"])
-        .args([
+            "--rate",
+            "400",
+            "--duration",
+            "2",
+            "--warmup",
+            "0.5",
             "--connections",
             "4",
             "--threads",
@@ -55,28 +87,19 @@ fn open_loop_run_reports_json_and_the_books_agree() {
             "200",
             "--merchants",
             "3",
-        ])
-        .args([
             "--mix",
-            "purchase=40,authorize_capture=10,authorize_void=5,authorize_increment_capture=10,\
-             refund=10,reversal=10,balance_check=5,echo=5,offer_cancel=5",
-        ])
-        .args(["--distribution", "zipf:0.99", "--quiet"])
-        .arg("--json")
-        .arg(&json_path)
-        .arg("--hgrm")
-        .arg(&hgrm_path)
-        .arg("--plot")
-        .arg(&plot_path)
-        .output()
-        .expect("run loadgen");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "loadgen failed:\n{stdout}\n{stderr}");
+            mix,
+            "--distribution",
+            "zipf:0.99",
+            "--quiet",
+            "--hgrm",
+            &hgrm,
+            "--plot",
+            &plot,
+        ],
+    );
     assert!(stdout.contains("books check: OK"), "{stdout}");
 
-    let text = std::fs::read_to_string(&json_path).expect("json written");
-    let report: serde_json::Value = serde_json::from_str(&text).expect("valid json");
     let ops_per_s = report["ops_per_s"].as_f64().expect("ops_per_s");
     // 400 flows/s, most of them two requests: well above 400 requests/s, and not absurd.
     assert!((400.0..2_000.0).contains(&ops_per_s), "ops_per_s {ops_per_s}");
@@ -105,37 +128,34 @@ fn open_loop_run_reports_json_and_the_books_agree() {
 #[test]
 fn offers_are_accepted_after_the_think_time_and_booked() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let json_path = dir.path().join("offers.json");
-    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .arg("--spawn")
-        .arg("--authd")
-        .arg(authd_binary())
-        .args([
+    let Run { stdout, text, report } = spawned_run(
+        dir.path(),
+        &[
             "--fsync",
             "always",
             "--authd-arg=--shards=4",
             "--authd-arg=--threads=1",
-        ])
-        .args(["--rate", "200", "--duration", "1.5", "--warmup", "0.3"])
-        .args(["--connections", "2", "--threads", "2", "--payers", "100"])
-        .args([
+            "--rate",
+            "200",
+            "--duration",
+            "1.5",
+            "--warmup",
+            "0.3",
+            "--connections",
+            "2",
+            "--threads",
+            "2",
+            "--payers",
+            "100",
             "--mix",
             "purchase=50,offer=50",
             "--think-time-us",
             "2000",
             "--quiet",
-        ])
-        .arg("--json")
-        .arg(&json_path)
-        .output()
-        .expect("run loadgen");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "loadgen failed:\n{stdout}\n{stderr}");
+        ],
+    );
     assert!(stdout.contains("offer to outcome"), "{stdout}");
 
-    let text = std::fs::read_to_string(&json_path).expect("json written");
-    let report: serde_json::Value = serde_json::from_str(&text).expect("valid json");
     assert_eq!(report["think_time_us"].as_u64(), Some(2_000), "{text}");
     let offers = &report["offer_outcome_us"];
     let p50 = offers["p50"].as_f64().unwrap_or(0.0);
@@ -160,18 +180,13 @@ fn offers_are_accepted_after_the_think_time_and_booked() {
 #[test]
 fn closed_loop_on_a_hot_merchant_keeps_the_pipeline_full_and_the_books_agree() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let json_path = dir.path().join("closed.json");
-    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .arg("--spawn")
-        .arg("--authd")
-        .arg(authd_binary())
-        .args([
+    let Run { text, report, .. } = spawned_run(
+        dir.path(),
+        &[
             "--fsync",
             "never",
             "--authd-arg=--shards=4",
             "--authd-arg=--threads=1",
-        ])
-        .args([
             "--connections",
             "3",
             "--pipeline",
@@ -180,18 +195,16 @@ fn closed_loop_on_a_hot_merchant_keeps_the_pipeline_full_and_the_books_agree() {
             "1",
             "--warmup",
             "0",
-        ])
-        .args(["--payers", "50", "--merchants", "2", "--hot-merchant", "--quiet"])
-        .args(["--mix", "purchase=60,authorize_capture=20,refund=10,reversal=10"])
-        .arg("--json")
-        .arg(&json_path)
-        .output()
-        .expect("run loadgen");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "loadgen failed:\n{stdout}\n{stderr}");
-    let text = std::fs::read_to_string(&json_path).expect("json written");
-    let report: serde_json::Value = serde_json::from_str(&text).expect("valid json");
+            "--payers",
+            "50",
+            "--merchants",
+            "2",
+            "--hot-merchant",
+            "--quiet",
+            "--mix",
+            "purchase=60,authorize_capture=20,refund=10,reversal=10",
+        ],
+    );
     assert_eq!(report["mode"].as_str(), Some("closed"));
     assert!(report["requests"].as_u64().unwrap_or(0) > 100, "{text}");
     assert_eq!(report["errors"].as_u64(), Some(0), "{text}");

@@ -20,6 +20,13 @@ use crate::limits::PAYER_ID_BASE;
 pub struct AccountId(pub u64);
 
 impl AccountId {
+    /// Where a payer account lives with `shard_bits` shard bits: (shard, slot) by the id
+    /// layout above; `None` below the payer range.
+    pub fn payer_place(self, shard_bits: u32) -> Option<(u32, u64)> {
+        let local = self.0.checked_sub(PAYER_ID_BASE)?;
+        Some(((local & ((1u64 << shard_bits) - 1)) as u32, local >> shard_bits))
+    }
+
     /// The issuer's funding account: every load debits it.
     pub const FUNDING: AccountId = AccountId(1);
     /// The issuer's fee account: every merchant fee is credited to it.

@@ -139,7 +139,17 @@ impl Window {
 
     /// Change the remembered entry of a key (not its key); returns it as changed.
     pub fn update(&mut self, key: &RequestKey, change: impl FnOnce(&mut Entry)) -> Option<Entry> {
-        let position = self.position(key, self.hash(key))?;
+        self.update_hashed(key, self.hash(key), change)
+    }
+
+    /// `update` with the key's `hash` computed already.
+    pub(crate) fn update_hashed(
+        &mut self,
+        key: &RequestKey,
+        hash: u64,
+        change: impl FnOnce(&mut Entry),
+    ) -> Option<Entry> {
+        let position = self.position(key, hash)?;
         let mut entry = self.ring[position].entry();
         change(&mut entry);
         entry.key = *key;

@@ -304,8 +304,7 @@ impl Books {
 
     /// The shard of a payer account id (whether or not the account exists).
     pub fn shard_of_account(&self, account: AccountId) -> Option<u32> {
-        let local = account.0.checked_sub(crate::limits::PAYER_ID_BASE)?;
-        Some((local & u64::from(self.config.shards - 1)) as u32)
+        account.payer_place(self.shard_bits).map(|(shard, _)| shard)
     }
 
     /// The shard of a hold id.
@@ -388,11 +387,10 @@ impl Books {
 
     /// `prefetch` for a payment (authorize, purchase, offer) keyed `key` by `payer`.
     pub fn prefetch_payment(&self, key: &RequestKey, payer: AccountId) {
-        let Some(shard) = self.shard_of_account(payer) else {
+        let Some((shard, slot)) = payer.payer_place(self.shard_bits) else {
             return;
         };
         let lines = &self.lines[shard as usize];
-        let slot = (payer.0 - crate::limits::PAYER_ID_BASE) >> self.shard_bits;
         prefetch::prefetch(lines.payer_address(slot));
         prefetch::prefetch(lines.window.address(key));
     }

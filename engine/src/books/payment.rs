@@ -44,7 +44,7 @@ impl Shard {
                 // The original arrives after its reversal: decline it, and let its own
                 // retries get the same answer.
                 let outcome = Outcome::declined(Reason::Reversed);
-                self.window.update(&origin.key, |entry| {
+                self.window.update_hashed(&origin.key, key_hash, |entry| {
                     entry.kind = op.kind();
                     entry.fingerprint = print;
                     entry.outcome = outcome;

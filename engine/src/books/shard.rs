@@ -91,12 +91,11 @@ impl Shard {
 
     /// The slot of a payer account of this shard, if it exists.
     pub fn slot_of(&self, account: AccountId) -> Option<u32> {
-        let local = account.0.checked_sub(PAYER_ID_BASE)?;
-        let mask = (1u64 << self.shard_bits) - 1;
-        if local & mask != u64::from(self.index) {
+        let (shard, slot) = account.payer_place(self.shard_bits)?;
+        if shard != self.index {
             return None;
         }
-        let slot = u32::try_from(local >> self.shard_bits).ok()?;
+        let slot = u32::try_from(slot).ok()?;
         ((slot as usize) < self.payers.len()).then_some(slot)
     }
 

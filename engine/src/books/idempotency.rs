@@ -55,11 +55,15 @@ struct Stored {
     kind: u8,
     reason: Reason,
     reversed: bool,
+    /// The upper half of the key's hash: all the index reads of a hash, kept so evicting
+    /// the entry needs no second hashing.
+    index_tag: u32,
 }
 
 impl Stored {
-    fn new(entry: &Entry) -> Stored {
+    fn new(entry: &Entry, hash: u64) -> Stored {
         Stored {
+            index_tag: (hash >> 32) as u32,
             key: entry.key,
             fingerprint: entry.fingerprint,
             id: entry.outcome.id,
@@ -69,6 +73,11 @@ impl Stored {
             reason: entry.outcome.reason,
             reversed: entry.reversed,
         }
+    }
+
+    /// The key's hash as far as the index reads it (its upper half).
+    fn index_hash(&self) -> u64 {
+        u64::from(self.index_tag) << 32
     }
 
     fn entry(&self) -> Entry {
@@ -153,7 +162,7 @@ impl Window {
         let mut entry = self.ring[position].entry();
         change(&mut entry);
         entry.key = *key;
-        self.ring[position] = Stored::new(&entry);
+        self.ring[position] = Stored::new(&entry, hash);
         Some(entry)
     }
 
@@ -164,10 +173,10 @@ impl Window {
     pub fn warm_up(&self, key_hash: u64) {
         std::hint::black_box(*self.index.home_slot(key_hash));
         if self.ring.len() == self.capacity {
-            let evicted = self.hash(&self.ring[self.head].key);
+            let evicted = self.ring[self.head].index_hash();
             std::hint::black_box(*self.index.home_slot(evicted));
             let next = self.next(self.head);
-            prefetch::prefetch_value(self.index.home_slot(self.hash(&self.ring[next].key)));
+            prefetch::prefetch_value(self.index.home_slot(self.ring[next].index_hash()));
             prefetch::prefetch_value(&self.ring[self.next(next)]);
         }
     }
@@ -198,13 +207,13 @@ impl Window {
     /// `insert` with the key's `hash` computed already.
     pub(crate) fn insert_hashed(&mut self, entry: Entry, hash: u64) {
         debug_assert!(self.get(&entry.key).is_none());
-        let stored = Stored::new(&entry);
+        let stored = Stored::new(&entry, hash);
         let position = if self.ring.len() < self.capacity {
             self.ring.push(stored);
             self.ring.len() - 1
         } else {
             let position = self.head;
-            let evicted = self.hash(&self.ring[position].key);
+            let evicted = self.ring[position].index_hash();
             let removed = self.index.remove(evicted, position as u32);
             debug_assert!(removed, "every ring position is indexed");
             self.ring[position] = stored;

@@ -51,7 +51,8 @@ impl RingIndex {
         }
     }
 
-    /// The upper half of a hash, kept in the slot; its low bits choose the home slot.
+    /// The upper half of a hash, kept in the slot; its low bits choose the home slot. The
+    /// lower half of a hash is never read, so callers may pass just the upper half.
     fn tag(hash: u64) -> u64 {
         hash >> 32
     }

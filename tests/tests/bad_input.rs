@@ -520,6 +520,42 @@ fn a_client_that_pipelines_past_the_limit_then_half_closes_gets_every_reply() {
     assert_eq!(balances(&mut operator, alice), (9_000, 0, 9_000));
 }
 
+/// authd stops reading a socket after a short read (the kernel had no more), unless the event
+/// said the peer closed: requests and the FIN that arrive together, in one read or more
+/// than a read buffer (64 KiB) holds, still get every reply and then the close.
+#[test]
+fn requests_and_the_fin_arriving_together_get_every_reply_then_the_close() {
+    let authd = Authd::start(&["--in-flight-max", "4096"]);
+    let mut operator = authd.operator();
+    let shop = shop(&mut operator, 0, 0);
+    let echo_bytes = encoded(1, echo(1)).len();
+    // One frame; a few; just under, at and past one read buffer.
+    let read_buffer_frames = 64 * 1024 / echo_bytes;
+    for count in [
+        1,
+        3,
+        read_buffer_frames - 1,
+        read_buffer_frames,
+        read_buffer_frames + 200,
+    ] {
+        let mut raw = Raw::connect(authd.addr);
+        raw.logon(Role::Terminal, shop.terminal, shop.secret);
+        let batch: Vec<u8> = (1..=count as u64)
+            .flat_map(|request_id| encoded(request_id, echo(request_id)))
+            .collect();
+        assert!(raw.send_bytes(&batch));
+        raw.stream
+            .shutdown(std::net::Shutdown::Write)
+            .expect("half-close");
+        let ids: Vec<u64> = raw
+            .read_until_closed()
+            .iter()
+            .map(|frame| frame.request_id)
+            .collect();
+        assert_eq!(ids, (1..=count as u64).collect::<Vec<u64>>(), "{count} echoes");
+    }
+}
+
 #[test]
 fn a_logged_on_connection_silent_past_the_idle_timeout_is_closed() {
     let authd = Authd::start(&["--idle-timeout-s", "1"]);

@@ -23,8 +23,8 @@ use crate::server::dispatch::{dispatch, Context};
 use crate::server::session::{failed, LogonContext, Session, Step};
 use crate::server::Shared;
 
-/// Bytes read from the socket per read call at most.
-const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Bytes read from the socket per read call at most: the size of each loop's scratch buffer.
+pub const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 /// A reply waiting for the log.
 struct Waiting {
@@ -147,8 +147,15 @@ impl Connection {
             && self.write.len() < shared.config.write_bytes_max
     }
 
-    /// Read what the socket has (up to the limits) and handle every whole frame.
-    pub fn read_ready(&mut self, shared: &Shared) -> State {
+    /// Read what the socket has (up to the limits) and handle every whole frame. `scratch`
+    /// is the loop's read buffer, zeroed once: reading straight into `read` would zero a
+    /// whole chunk per call, for requests of a hundred bytes. `may_have_closed` is false
+    /// when a readiness event said the peer has not shut down its side: then a short read
+    /// took everything the kernel held, and any byte (or FIN) that arrives later raises a
+    /// new event, so asking again would only return WouldBlock: one syscall per connection
+    /// per iteration for nothing. Else (the peer closed, or no event to go by) read until
+    /// WouldBlock, so that a FIN queued behind the data is seen now.
+    pub fn read_ready(&mut self, shared: &Shared, scratch: &mut [u8], may_have_closed: bool) -> State {
         self.read_stalled = false;
         if !self.read.is_empty() || self.ahead.is_some() {
             // Frames left from a stall go before anything read now: read first, a FIN
@@ -161,23 +168,19 @@ impl Connection {
                 self.read_stalled = true;
                 break;
             }
-            let start = self.read.len();
-            self.read.resize(start + READ_CHUNK_BYTES, 0);
-            let result = self.socket.read(&mut self.read[start..]);
-            match result {
-                Ok(0) => {
-                    self.read.truncate(start);
-                    self.peer_closed = true;
+            match self.socket.read(scratch) {
+                Ok(0) => self.peer_closed = true,
+                Ok(count) => {
+                    self.read.extend_from_slice(&scratch[..count]);
+                    self.handle_frames(shared);
+                    if count < scratch.len() && !may_have_closed {
+                        break;
+                    }
                 }
-                Ok(count) => self.read.truncate(start + count),
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    self.read.truncate(start);
-                    break;
-                }
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => self.read.truncate(start),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return State::Closed,
             }
-            self.handle_frames(shared);
         }
         if self.peer_closed && self.is_idle() && !self.read_stalled {
             return State::Closed;

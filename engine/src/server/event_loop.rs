@@ -16,13 +16,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use mio::event::Event;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use wire::messages::reply::{ErrorReply, ProtocolError};
 use wire::{Frame, Message, Reply};
 
-use crate::server::connection::{Connection, State};
+use crate::server::connection::{Connection, State, READ_CHUNK_BYTES};
 use crate::server::push::Target;
 use crate::server::spin::Spin;
 use crate::server::Shared;
@@ -52,6 +53,9 @@ pub struct EventLoop {
     busy: Vec<usize>,
     listed: Vec<bool>,
     spin: Spin,
+    /// Every connection of the loop reads into this, zeroed once (see
+    /// [`Connection::read_ready`]).
+    scratch: Box<[u8]>,
 }
 
 impl EventLoop {
@@ -79,6 +83,7 @@ impl EventLoop {
             busy: Vec::new(),
             listed: Vec::new(),
             spin,
+            scratch: vec![0; READ_CHUNK_BYTES].into_boxed_slice(),
         })
     }
 
@@ -116,9 +121,7 @@ impl EventLoop {
                 match event.token() {
                     LISTENER => self.accept(),
                     WAKER => {}
-                    Token(token) => {
-                        self.ready(token - FIRST_CONNECTION, event.is_readable(), event.is_writable())
-                    }
+                    Token(token) => self.ready(token - FIRST_CONNECTION, event),
                 }
             }
             self.take_accepted();
@@ -314,15 +317,15 @@ impl EventLoop {
         }
     }
 
-    fn ready(&mut self, key: usize, readable: bool, writable: bool) {
+    fn ready(&mut self, key: usize, event: &Event) {
         let Some(connection) = self.connections.get_mut(key) else {
             return;
         };
         let mut state = State::Open;
-        if readable {
-            state = connection.read_ready(&self.shared);
+        if event.is_readable() {
+            state = connection.read_ready(&self.shared, &mut self.scratch, event.is_read_closed());
         }
-        if writable && state == State::Open {
+        if event.is_writable() && state == State::Open {
             state = connection.flush();
         }
         if state == State::Closed {
@@ -345,7 +348,9 @@ impl EventLoop {
 
     /// Route the books' offer changes, then queue the pushes addressed to this loop.
     fn take_pushes(&mut self) {
-        self.shared.pushes.route(self.shared.store.books());
+        self.shared
+            .pushes
+            .route(self.shared.store.books(), Some(self.index));
         for delivery in self.shared.pushes.take(self.index) {
             let key = delivery.target.key;
             match self.connections.get_mut(key) {
@@ -389,7 +394,8 @@ impl EventLoop {
             if state == State::Open && connection.read_stalled {
                 // Back under the limits: read what waited in the kernel.
                 connection.handle_frames(&self.shared);
-                state = connection.read_ready(&self.shared);
+                // No event to go by: read until WouldBlock.
+                state = connection.read_ready(&self.shared, &mut self.scratch, true);
                 connection.release(durable, failed);
                 if state == State::Open {
                     state = connection.flush();

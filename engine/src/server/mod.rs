@@ -317,7 +317,7 @@ fn tick(shared: &Shared) {
         shared.stats.tick_second();
         let now_us = now_us();
         shared.store.advance_time(now_us);
-        shared.pushes.route(shared.store.books());
+        shared.pushes.route(shared.store.books(), None);
         let interval = shared.config.snapshot_interval;
         let records = shared.store.wal().stats().records_written;
         if !interval.is_zero()

@@ -43,11 +43,13 @@
 //! | [`flow`] | flows step by step and the money they move |
 //! | [`recorder`] | per-thread histograms and counts |
 //! | [`books`] | the books check |
+//! | [`authd_log`] | authd's log counters (fdatasyncs) during the run |
 //! | [`provision`] | credentials: CSV or self-provisioned |
 //! | [`spawn`] | starting and stopping authd |
 //! | [`report`], [`plot`] | outputs |
 //! | [`clock`] | monotonic and CPU clocks |
 
+pub mod authd_log;
 pub mod books;
 pub mod clock;
 pub mod connection;
@@ -76,6 +78,7 @@ use wire::client::Client;
 use wire::logon::Secret;
 use wire::Role;
 
+use crate::authd_log::{AuthdLog, LogCounters};
 use crate::books::{BooksCheck, Snapshot};
 use crate::clock::{now_ns, other_process_cpu_ns, process_cpu_ns};
 use crate::connection::{Connection, TerminalLogon, SEQUENCE_SPAN};
@@ -398,6 +401,8 @@ fn run_against(
         }
     };
     let connections = connect_all(config, address, &credentials)?;
+    let mut stats_client = operator.map(Operator::connect).transpose()?;
+    let log_before = stats_client.as_mut().and_then(read_log_counters);
     let mut gateways = connect_gateways(config, address, &gateways)?.into_iter();
     let accounts: Arc<[u64]> = credentials.payers.clone().into();
     let start_ns = now_ns() + 50_000_000;
@@ -487,6 +492,11 @@ fn run_against(
         flows_started += outcome.flows_started;
         backlog_max = backlog_max.max(outcome.backlog_max);
     }
+    let log_after = stats_client.as_mut().and_then(read_log_counters);
+    let authd_log = match (log_before, log_after) {
+        (Some(before), Some(after)) => Some(AuthdLog::between(&before, &after)),
+        _ => None,
+    };
     let books = match (&mut books_client, before) {
         (Some(client), Some(before)) => Some(check_books(
             client,
@@ -524,7 +534,16 @@ fn run_against(
         accept,
         offers: offer_counts,
         think_time_us: config.think_time_us,
+        authd_log,
     })
+}
+
+/// authd's log counters, or `None` (said on stderr) if they cannot be read: the run's figures
+/// stand without them.
+fn read_log_counters(client: &mut Client) -> Option<LogCounters> {
+    LogCounters::read(client)
+        .map_err(|error| eprintln!("loadgen: cannot read authd's log counters (STATS): {error:#}"))
+        .ok()
 }
 
 fn check_books(

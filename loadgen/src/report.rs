@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
+use crate::authd_log::AuthdLog;
 use crate::books::BooksCheck;
 use crate::recorder::{Errors, OfferCounts};
 
@@ -87,6 +88,8 @@ pub struct Report {
     pub offers: OfferCounts,
     /// Offer flows: the simulated payer's think time, microseconds.
     pub think_time_us: u64,
+    /// authd's log during the run, from its STATS counters (needs the operator key).
+    pub authd_log: Option<AuthdLog>,
 }
 
 /// Percentiles of the offer-to-outcome latency, as (JSON key, quantile).
@@ -192,6 +195,7 @@ impl Report {
                 "authd_us_per_request": self.authd_cpu_ns_per_request.map(|ns| ns / 1_000.0),
             },
             "backlog_max": self.backlog_max,
+            "authd_log": self.authd_log.as_ref().map(AuthdLog::to_json),
             "offer_outcome_us": self.offer_json(),
             "think_time_us": self.offer_outcome.as_ref().map(|_| self.think_time_us),
             "offers": self.offer_outcome.as_ref().map(|_| json!({
@@ -294,6 +298,9 @@ impl Report {
             let _ = write!(cpu, ", authd {:.2} us", authd / 1_000.0);
         }
         let _ = writeln!(text, "{cpu}");
+        if let Some(log) = &self.authd_log {
+            let _ = writeln!(text, "{}", log.summary());
+        }
         match &self.books {
             Some(books) if books.ok => {
                 let _ = writeln!(
@@ -404,6 +411,7 @@ mod tests {
             accept: crate::recorder::latency_histogram(),
             offers: OfferCounts::default(),
             think_time_us: 1_000,
+            authd_log: None,
         }
     }
 

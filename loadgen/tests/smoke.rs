@@ -116,6 +116,19 @@ fn open_loop_run_reports_json_and_the_books_agree() {
     assert_eq!(report["books"]["ok"].as_bool(), Some(true), "{text}");
     assert_eq!(report["books"]["exact_per_merchant"].as_bool(), Some(true));
     assert!(report["cpu"]["loadgen_us_per_request"].as_f64().unwrap_or(0.0) > 0.0);
+    // authd's own account of its log: with fsync always, every record was synced.
+    let log = &report["authd_log"];
+    let (records, syncs) = (
+        log["records"].as_u64().unwrap_or(0),
+        log["syncs"].as_u64().unwrap_or(0),
+    );
+    assert!(records > 500 && (1..=records).contains(&syncs), "{text}");
+    let sync = |key: &str| log["sync_us"][key].as_u64().unwrap_or(0);
+    assert!(
+        0 < sync("p50") && sync("p50") <= sync("p99") && sync("p99") <= sync("max"),
+        "{text}"
+    );
+    assert!(stdout.contains("fdatasync p50"), "{stdout}");
 
     let hgrm = std::fs::read_to_string(&hgrm_path).expect("hgrm written");
     assert!(hgrm.contains("#[Max"), "{hgrm}");
@@ -207,6 +220,12 @@ fn closed_loop_on_a_hot_merchant_keeps_the_pipeline_full_and_the_books_agree() {
     );
     assert_eq!(report["mode"].as_str(), Some("closed"));
     assert!(report["requests"].as_u64().unwrap_or(0) > 100, "{text}");
+    // fsync never: records written, none synced.
+    assert!(
+        report["authd_log"]["records"].as_u64().unwrap_or(0) > 100,
+        "{text}"
+    );
+    assert_eq!(report["authd_log"]["syncs"].as_u64(), Some(0), "{text}");
     assert_eq!(report["errors"].as_u64(), Some(0), "{text}");
     assert_eq!(report["books"]["ok"].as_bool(), Some(true), "{text}");
 }

@@ -36,8 +36,10 @@
 //! | [`field`], [`layout`] | the codec machinery |
 //! | [`error`] | `DecodeError`, `FieldError` |
 //! | [`client`] | blocking client |
+//! | [`counter`] | counter ids of the STATS reply |
 
 pub mod client;
+pub mod counter;
 pub mod error;
 pub mod field;
 pub mod frame;

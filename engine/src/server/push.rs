@@ -8,7 +8,7 @@
 //! with the log position of the change, so, like a reply, it leaves only once what it announces
 //! is durable; an offer is presented at once (see `route` for why that is safe).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, OnceLock};
 
 use mio::Waker;
@@ -51,7 +51,7 @@ pub struct Delivery {
 
 /// One loop's inbox.
 pub struct Inbox {
-    deliveries: Mutex<Vec<Delivery>>,
+    deliveries: Mutex<VecDeque<Delivery>>,
     waker: Arc<Waker>,
 }
 
@@ -74,7 +74,7 @@ impl PushHub {
         let inboxes = wakers
             .into_iter()
             .map(|waker| Inbox {
-                deliveries: Mutex::new(Vec::new()),
+                deliveries: Mutex::new(VecDeque::new()),
                 waker,
             })
             .collect();
@@ -162,10 +162,10 @@ impl PushHub {
         };
         let mut deliveries = inbox.deliveries.lock();
         if deliveries.len() >= INBOX_PUSHES_MAX {
-            deliveries.remove(0);
+            deliveries.pop_front();
         }
         let was_empty = deliveries.is_empty();
-        deliveries.push(Delivery { target, lsn, push });
+        deliveries.push_back(Delivery { target, lsn, push });
         drop(deliveries);
         if was_empty && router != Some(target.loop_index) {
             let _ = inbox.waker.wake();
@@ -173,10 +173,10 @@ impl PushHub {
     }
 
     /// The pushes waiting for loop `loop_index`.
-    pub fn take(&self, loop_index: usize) -> Vec<Delivery> {
+    pub fn take(&self, loop_index: usize) -> VecDeque<Delivery> {
         match self.inboxes.get().and_then(|inboxes| inboxes.get(loop_index)) {
             Some(inbox) => std::mem::take(&mut *inbox.deliveries.lock()),
-            None => Vec::new(),
+            None => VecDeque::new(),
         }
     }
 }
@@ -265,5 +265,28 @@ mod tests {
         assert!(!woken(&mut polls[1], &mut events));
         assert_eq!(hub.take(1).len(), 1);
         assert!(!woken(&mut polls[0], &mut events), "nothing for loop 0");
+    }
+
+    #[test]
+    fn a_full_inbox_drops_its_oldest_pushes() {
+        let poll = Poll::new().expect("poll");
+        let hub = PushHub::default();
+        hub.set_loops(vec![Arc::new(
+            Waker::new(poll.registry(), Token(1)).expect("waker"),
+        )]);
+        for lsn in 1..=INBOX_PUSHES_MAX as u64 + 2 {
+            hub.deliver(target(0), lsn, a_push(), None);
+        }
+        let taken = hub.take(0);
+        assert_eq!(taken.len(), INBOX_PUSHES_MAX);
+        assert_eq!(
+            taken.front().map(|delivery| delivery.lsn),
+            Some(3),
+            "the two oldest dropped"
+        );
+        assert_eq!(
+            taken.back().map(|delivery| delivery.lsn),
+            Some(INBOX_PUSHES_MAX as u64 + 2)
+        );
     }
 }

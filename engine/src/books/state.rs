@@ -29,7 +29,9 @@ use crate::books::idempotency::Entry;
 use crate::books::registry::{Fees, Registry};
 use crate::books::shard::Shard;
 use crate::command::{Limits, Outcome};
-use crate::ids::{AccountId, Currency, DeviceId, MerchantId, RequestKey, Status, TerminalId};
+use crate::ids::{
+    AccountId, Currency, DeviceId, MerchantId, Reference, RequestKey, Status, TerminalId, REFERENCE_BYTES_MAX,
+};
 use crate::reason::Reason;
 
 /// Bytes of one encoded payer.
@@ -260,6 +262,19 @@ impl<'a> Reader<'a> {
         Ok(count)
     }
 
+    /// A reference or origin: its length byte, then the whole field. The length must fit and
+    /// the bytes after it be zero (as `Reference` keeps them), so stored bytes decode to one
+    /// reference only.
+    pub fn reference(&mut self) -> Result<Reference, StateError> {
+        let len = self.u8()?;
+        let bytes: [u8; REFERENCE_BYTES_MAX] = self.array()?;
+        let padding = bytes.get(usize::from(len)..);
+        if !padding.is_some_and(|padding| padding.iter().all(|byte| *byte == 0)) {
+            return Err(self.error("reference length or padding invalid"));
+        }
+        Ok(Reference { bytes, len })
+    }
+
     /// True when every byte was read.
     pub fn is_done(&self) -> bool {
         self.offset == self.bytes.len()
@@ -305,14 +320,8 @@ pub fn decode_shard(bytes: &[u8], window_entries: u32, holds_max: u32) -> Result
     let references = reader.count(41)?;
     for _ in 0..references {
         let sequence = reader.u64()?;
-        let len = reader.u8()?;
-        let bytes = reader.array::<{ crate::ids::REFERENCE_BYTES_MAX }>()?;
-        if usize::from(len) > crate::ids::REFERENCE_BYTES_MAX {
-            return Err(reader.error("reference longer than its field"));
-        }
-        shard
-            .references
-            .insert(sequence, crate::ids::Reference { bytes, len });
+        let reference = reader.reference()?;
+        shard.references.insert(sequence, reference);
     }
     let disputes = reader.count(26)?;
     for _ in 0..disputes {
@@ -455,12 +464,8 @@ pub fn decode_registry(bytes: &[u8]) -> Result<Registry, StateError> {
             bps: reader.u16()?,
             bps_with_details: reader.u16()?,
         };
-        let len = reader.u8()?;
-        let bytes = reader.array::<{ crate::ids::REFERENCE_BYTES_MAX }>()?;
-        if usize::from(len) > crate::ids::REFERENCE_BYTES_MAX {
-            return Err(reader.error("origin longer than its field"));
-        }
-        registry.add_merchant(status, fees, crate::ids::Reference { bytes, len });
+        let origin = reader.reference()?;
+        registry.add_merchant(status, fees, origin);
     }
     let terminals = reader.count(37)?;
     for _ in 0..terminals {
@@ -481,4 +486,44 @@ pub fn decode_registry(bytes: &[u8]) -> Result<Registry, StateError> {
         return Err(reader.error("bytes after the registry"));
     }
     Ok(registry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(len: u8, bytes: [u8; REFERENCE_BYTES_MAX]) -> Vec<u8> {
+        let mut stored = vec![len];
+        stored.extend_from_slice(&bytes);
+        stored
+    }
+
+    #[test]
+    fn a_stored_reference_decodes_only_with_a_fitting_length_and_zero_padding() {
+        let reference = Reference::new("limit 50").expect("fits");
+        let bytes = stored(reference.len, reference.bytes);
+        let mut reader = Reader::new(&bytes);
+        assert_eq!(
+            reader.reference().map(|decoded| decoded.as_str().to_owned()),
+            Ok("limit 50".into())
+        );
+        assert!(reader.is_done());
+
+        let full = Reference::new(&"x".repeat(REFERENCE_BYTES_MAX)).expect("fits exactly");
+        let bytes = stored(full.len, full.bytes);
+        assert!(
+            Reader::new(&bytes).reference().is_ok(),
+            "a full field has no padding"
+        );
+
+        let too_long = stored(REFERENCE_BYTES_MAX as u8 + 1, full.bytes);
+        let mut dirty = reference.bytes;
+        dirty[REFERENCE_BYTES_MAX - 1] = b'!';
+        for bytes in [too_long, stored(reference.len, dirty)] {
+            let error = Reader::new(&bytes).reference().expect_err("refused");
+            assert_eq!(error.what, "reference length or padding invalid");
+        }
+        let cut = Reader::new(&[3, 1, 2]).reference().expect_err("cut short");
+        assert_eq!(cut.what, "truncated");
+    }
 }

@@ -33,8 +33,7 @@
 use crate::books::state::{Reader, StateError};
 use crate::command::{Command, Extras, Limits, Origin, TerminalOp};
 use crate::ids::{
-    AccountId, Currency, DisputeId, HoldId, MerchantId, PinBlock, Reference, RequestKey, Status, TerminalId,
-    REFERENCE_BYTES_MAX,
+    AccountId, Currency, DisputeId, HoldId, MerchantId, PinBlock, RequestKey, Status, TerminalId,
 };
 
 /// Largest encoded command.
@@ -310,7 +309,7 @@ pub fn decode(bytes: &[u8]) -> Result<Command, StateError> {
         7 => Command::RegisterMerchant {
             fee_bps: reader.u16()?,
             fee_bps_with_details: reader.u16()?,
-            origin: reference(&mut reader)?,
+            origin: reader.reference()?,
         },
         8 => Command::SetMerchantStatus {
             merchant: MerchantId(reader.u32()?),
@@ -402,7 +401,7 @@ fn decode_op(reader: &mut Reader<'_>) -> Result<TerminalOp, StateError> {
             amount: reader.u64()?,
             currency: Currency(reader.u16()?),
             lifetime_us: reader.u64()?,
-            reference: reference(reader)?,
+            reference: reader.reference()?,
         },
         9 => TerminalOp::OfferCancel {
             offer: HoldId(reader.u64()?),
@@ -466,21 +465,4 @@ fn extras(reader: &mut Reader<'_>) -> Result<Extras, StateError> {
         product_details: flag(reader)?,
         loyalty_points: reader.u32()?,
     })
-}
-
-fn reference(reader: &mut Reader<'_>) -> Result<Reference, StateError> {
-    let len = reader.u8()?;
-    let bytes: [u8; REFERENCE_BYTES_MAX] = reader.array()?;
-    let used = usize::from(len);
-    if used > REFERENCE_BYTES_MAX
-        || bytes[used.min(REFERENCE_BYTES_MAX)..]
-            .iter()
-            .any(|byte| *byte != 0)
-    {
-        return Err(StateError {
-            offset: 0,
-            what: "reference length or padding invalid",
-        });
-    }
-    Ok(Reference { bytes, len })
 }

@@ -1,9 +1,11 @@
-//! What authd's own counters (STATS) say about its log during a run: how many fdatasyncs, how
-//! many records each carried, and how long they took.
+//! What authd's own counters (STATS) say about its log: how many records and fdatasyncs the
+//! measured phase wrote (readings at its start and end), and fdatasync's latency, which authd
+//! keeps in one histogram since it started (with `--spawn`: this run, provisioning and warm-up
+//! included).
 //!
 //! On a shared virtual disk the fdatasync latency moves from run to run, and with `--fsync
-//! always` every reply waits for one: the same command measured an offer-to-outcome p99 of
-//! 3.0 ms while fdatasync's p99 was 0.35 ms, and 27 ms while it was 2.4 ms. Printed beside the
+//! always` every reply waits for one: the same offer command measured a p99 of 3.0 ms while
+//! authd's fdatasync p99 was 0.35 ms, and 27 ms while it was 2.4 ms. Printed beside the
 //! latencies, it tells whether a tail came from the disk or from authd.
 
 use serde_json::{json, Value};
@@ -58,8 +60,8 @@ impl LogCounters {
     }
 }
 
-/// The log during a run: counts between two readings; latencies since authd started (authd
-/// keeps one histogram; with `--spawn` its life is this run, provisioning included).
+/// The log during the measured phase: counts between two readings; latencies since authd
+/// started (authd keeps one histogram).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AuthdLog {
     pub records: u64,
@@ -85,13 +87,13 @@ impl AuthdLog {
     pub fn summary(&self) -> String {
         if self.syncs == 0 {
             return format!(
-                "authd log: {} records, no fdatasync during the run (fsync never)",
+                "authd log: {} records, no fdatasync while measuring",
                 self.records
             );
         }
         format!(
-            "authd log: {} records in {} fdatasyncs during the run ({:.1} each); fdatasync p50 {} us, \
-             p99 {} us, max {} us (since authd started)",
+            "authd log: {} records in {} fdatasyncs while measuring ({:.1} each); fdatasync p50 {} us, \
+             p99 {} us, max {} us since authd started",
             self.records,
             self.syncs,
             self.records as f64 / self.syncs as f64,
@@ -144,8 +146,8 @@ mod tests {
         );
         assert_eq!(
             run.summary(),
-            "authd log: 1000 records in 50 fdatasyncs during the run (20.0 each); fdatasync p50 120 us, \
-             p99 350 us, max 4000 us (since authd started)"
+            "authd log: 1000 records in 50 fdatasyncs while measuring (20.0 each); fdatasync p50 120 us, \
+             p99 350 us, max 4000 us since authd started"
         );
         assert_eq!(run.to_json()["sync_us"]["p99"], 350);
     }

@@ -401,8 +401,6 @@ fn run_against(
         }
     };
     let connections = connect_all(config, address, &credentials)?;
-    let mut stats_client = operator.map(Operator::connect).transpose()?;
-    let log_before = stats_client.as_mut().and_then(read_log_counters);
     let mut gateways = connect_gateways(config, address, &gateways)?.into_iter();
     let accounts: Arc<[u64]> = credentials.payers.clone().into();
     let start_ns = now_ns() + 50_000_000;
@@ -453,7 +451,7 @@ fn run_against(
         handles.push(handle);
     }
     drop(sender);
-    let watched = watch(config, &timeline, receiver, &handles, authd_pid);
+    let watched = watch(config, &timeline, receiver, &handles, authd_pid, operator);
     let mut outcomes = Vec::with_capacity(threads);
     for handle in handles {
         let outcome = handle
@@ -492,11 +490,6 @@ fn run_against(
         flows_started += outcome.flows_started;
         backlog_max = backlog_max.max(outcome.backlog_max);
     }
-    let log_after = stats_client.as_mut().and_then(read_log_counters);
-    let authd_log = match (log_before, log_after) {
-        (Some(before), Some(after)) => Some(AuthdLog::between(&before, &after)),
-        _ => None,
-    };
     let books = match (&mut books_client, before) {
         (Some(client), Some(before)) => Some(check_books(
             client,
@@ -534,14 +527,17 @@ fn run_against(
         accept,
         offers: offer_counts,
         think_time_us: config.think_time_us,
-        authd_log,
+        authd_log: watched.authd_log,
     })
 }
 
-/// authd's log counters, or `None` (said on stderr) if they cannot be read: the run's figures
-/// stand without them.
-fn read_log_counters(client: &mut Client) -> Option<LogCounters> {
-    LogCounters::read(client)
+/// authd's log counters, over a connection of their own (a log-on per reading: one held open
+/// through the run would meet authd's idle timeout), or `None`, said on stderr, if they cannot
+/// be read: the run's figures stand without them.
+fn read_log_counters(operator: &Operator) -> Option<LogCounters> {
+    operator
+        .connect()
+        .and_then(|mut client| LogCounters::read(&mut client))
         .map_err(|error| eprintln!("loadgen: cannot read authd's log counters (STATS): {error:#}"))
         .ok()
 }
@@ -590,30 +586,36 @@ struct Watched {
     timeline: Vec<Second>,
     loadgen_cpu_ns: u64,
     authd_cpu_ns: Option<u64>,
+    authd_log: Option<AuthdLog>,
 }
 
 /// Collects per-second figures (printing progress lines) until every thread has finished, and
-/// reads the CPU clocks at the start and end of the measured phase.
+/// reads the CPU clocks (and, with the operator key, authd's log counters) at the start and end
+/// of the measured phase.
 fn watch(
     config: &Config,
     timeline: &Timeline,
     receiver: Receiver<Interval>,
     handles: &[JoinHandle<std::io::Result<worker::Outcome>>],
     authd_pid: Option<u32>,
+    operator: Option<&Operator>,
 ) -> Watched {
     let mut seconds: Vec<(usize, Interval)> = Vec::new();
     let mut printed = 0u64;
     let mut timeline_out = Vec::new();
     let mut cpu_start: Option<(u64, Option<u64>)> = None;
     let mut cpu_end: Option<(u64, Option<u64>)> = None;
+    let (mut log_start, mut log_end) = (None, None);
     let cpu_now = || (process_cpu_ns(), authd_pid.and_then(other_process_cpu_ns));
     loop {
         let now = now_ns();
         if cpu_start.is_none() && now >= timeline.measure_from_ns {
             cpu_start = Some(cpu_now());
+            log_start = operator.and_then(read_log_counters);
         }
         if cpu_end.is_none() && now >= timeline.stop_ns {
             cpu_end = Some(cpu_now());
+            log_end = operator.and_then(read_log_counters);
         }
         let mut disconnected = false;
         match receiver.recv_timeout(Duration::from_millis(5)) {
@@ -650,6 +652,10 @@ fn watch(
         loadgen_cpu_ns: end.0.saturating_sub(start.0),
         authd_cpu_ns: match (start.1, end.1) {
             (Some(start), Some(end)) => Some(end.saturating_sub(start)),
+            _ => None,
+        },
+        authd_log: match (log_start, log_end) {
+            (Some(start), Some(end)) => Some(AuthdLog::between(&start, &end)),
             _ => None,
         },
     }

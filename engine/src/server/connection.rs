@@ -154,7 +154,9 @@ impl Connection {
     /// took everything the kernel held, and any byte (or FIN) that arrives later raises a
     /// new event, so asking again would only return WouldBlock: one syscall per connection
     /// per iteration for nothing. Else (the peer closed, or no event to go by) read until
-    /// WouldBlock, so that a FIN queued behind the data is seen now.
+    /// WouldBlock, so that a FIN queued behind the data is seen now. (A read also stops short
+    /// at TCP urgent data, with bytes left and no new event: only a client that sends
+    /// MSG_OOB, which the protocol has no use for, stalls itself until its next bytes.)
     pub fn read_ready(&mut self, shared: &Shared, scratch: &mut [u8], may_have_closed: bool) -> State {
         self.read_stalled = false;
         if !self.read.is_empty() || self.ahead.is_some() {

@@ -28,7 +28,8 @@
 //!   operator connection ([`provision`]); `--spawn` starts and stops a release authd
 //!   ([`spawn`]).
 //! * Results: a progress line per second, a summary, `--json`, `--hgrm`, `--plot` ([`report`],
-//!   [`plot`]).
+//!   [`plot`]); with the operator key, the summary also gives authd's fdatasyncs while
+//!   measuring, from its STATS counters, so a tail can be told from a slow disk ([`authd_log`]).
 //!
 //! # Layout
 //!

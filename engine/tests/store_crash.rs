@@ -180,22 +180,11 @@ fn run_thread(
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Vec<u8> {
-    (0..text.len())
-        .step_by(2)
-        .map(|index| u8::from_str_radix(&text[index..index + 2], 16).expect("hex"))
-        .collect()
-}
-
 /// An acknowledgement line: the command's record bytes, then the outcome.
 fn ack_line(command: &Command, outcome: Outcome) -> String {
     format!(
         "ack {} {} {} {}",
-        hex(codec::encode(command).as_bytes()),
+        hex::encode(codec::encode(command).as_bytes()),
         outcome.reason as u8,
         outcome.id,
         outcome.amount
@@ -204,7 +193,7 @@ fn ack_line(command: &Command, outcome: Outcome) -> String {
 
 fn parse_ack(line: &str) -> Option<(Command, Outcome)> {
     let mut fields = line.strip_prefix("ack ")?.split(' ');
-    let command = codec::decode(&unhex(fields.next()?)).ok()?;
+    let command = codec::decode(&hex::decode(fields.next()?).ok()?).ok()?;
     let reason = Reason::from_u8(fields.next()?.parse().ok()?)?;
     let id = fields.next()?.parse().ok()?;
     let amount = fields.next()?.parse().ok()?;

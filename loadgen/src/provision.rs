@@ -17,7 +17,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use wire::client::{Client, Incoming};
-use wire::logon::Secret;
+use wire::logon::{secret_from_hex, Secret};
 use wire::messages::operator::{
     LoadFunds, OpenAccount, RegisterDevice, RegisterMerchant, RegisterTerminal, SetPin,
 };
@@ -179,19 +179,7 @@ pub fn parse_csv(text: &str) -> Result<Credentials, String> {
 
 /// Parses 64 hex digits into a secret.
 pub fn parse_secret(text: &str) -> Result<Secret, String> {
-    let text = text.trim();
-    if text.len() != 64 || !text.is_ascii() {
-        return Err(format!(
-            "a secret is 64 hex digits, got {} characters",
-            text.len()
-        ));
-    }
-    let mut secret = [0u8; 32];
-    for (index, byte) in secret.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[index * 2..index * 2 + 2], 16)
-            .map_err(|_| format!("'{}' is not hex", &text[index * 2..index * 2 + 2]))?;
-    }
-    Ok(secret)
+    secret_from_hex(text).map_err(|error| error.to_string())
 }
 
 /// Reads the operator secret from a key file (64 hex digits).

@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 
 use authd_tests::{authctl_binary, balances, device, payer, shop, Authd};
 use wire::client::{Client, ClientError};
+use wire::logon::secret_to_hex;
 use wire::messages::reply::{DISPUTES_PER_REPLY_MAX, OFFERS_PER_REPLY_MAX};
 use wire::messages::terminal::{Offer, OfferCancel, Purchase};
 use wire::types::{AccountNumber, OfferId, PayerRef, ShortText};
@@ -63,11 +64,10 @@ fn number_after(text: &str, prefix: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {prefix:?} number in:\n{text}"))
 }
 
-/// The 32 bytes of 64 hex digits.
+/// The 32 bytes of 64 lowercase hex digits, as authctl prints a secret.
 fn secret_from_hex(hex: &str) -> [u8; 32] {
-    assert_eq!(hex.len(), 64, "{hex}");
     assert_eq!(hex, hex.to_lowercase(), "lowercase hex");
-    std::array::from_fn(|index| u8::from_str_radix(&hex[index * 2..index * 2 + 2], 16).expect("hex"))
+    wire::logon::secret_from_hex(hex).expect("64 hex digits")
 }
 
 /// The value printed for `field` by `authctl account`.
@@ -516,11 +516,6 @@ fn dispute_list_pages_through_more_than_one_reply() {
     assert_eq!(ids, opened[5..]);
 }
 
-/// Lowercase hex of a secret, as register printed it.
-fn hex(secret: &[u8; 32]) -> String {
-    secret.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
 /// An offer of `amount_minor` from `till` to the payer with `mobile`; its id.
 fn offer(till: &mut Client, mobile: u64, amount_minor: u64, reference: &str) -> u64 {
     let request = Request::Offer(Offer {
@@ -551,7 +546,7 @@ fn offers_lists_a_terminals_offers_as_the_payers_device_and_offer_prints_its_sta
         .map(|_| offer(&mut till, mobile, 100, "more"))
         .collect();
 
-    let (device_text, device_hex) = (device_id.to_string(), hex(&device_secret));
+    let (device_text, device_hex) = (device_id.to_string(), secret_to_hex(&device_secret));
     let offers = || {
         authctl(
             &authd,
@@ -584,7 +579,7 @@ fn offers_lists_a_terminals_offers_as_the_payers_device_and_offer_prints_its_sta
         .expect("seconds");
     assert!((100..=120).contains(&left), "{line}");
 
-    let (terminal_text, terminal_hex) = (shop.terminal.to_string(), hex(&shop.secret));
+    let (terminal_text, terminal_hex) = (shop.terminal.to_string(), secret_to_hex(&shop.secret));
     let offer_state = |offer: u64| {
         let offer = offer.to_string();
         authctl(
@@ -629,7 +624,7 @@ fn offers_lists_a_terminals_offers_as_the_payers_device_and_offer_prints_its_sta
             "--terminal",
             &other.0.to_string(),
             "--terminal-secret",
-            &hex(&other.1),
+            &secret_to_hex(&other.1),
             "--offer",
             &first.to_string(),
         ],
@@ -649,7 +644,7 @@ fn offers_lists_a_terminals_offers_as_the_payers_device_and_offer_prints_its_sta
             "--device",
             &device_text,
             "--device-secret",
-            &hex(&wrong),
+            &secret_to_hex(&wrong),
         ],
     );
     assert_eq!(refused.status, Some(1));

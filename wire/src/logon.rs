@@ -133,6 +133,35 @@ pub fn choose_version(client_min: u8, client_max: u8, server_min: u8, server_max
     (low <= high).then_some(high)
 }
 
+/// Why a text is not a secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SecretTextError {
+    /// Not 64 characters (after trimming whitespace).
+    #[error("a secret is 64 hex digits, got {0} characters")]
+    Length(usize),
+    /// 64 characters, not all hex digits.
+    #[error("a secret is 64 hex digits, and these are not all hex digits")]
+    NotHex,
+}
+
+/// A secret as text: 64 lowercase hex digits, as `operator.key`, authctl and the
+/// credentials CSV hold it.
+pub fn secret_to_hex(secret: &Secret) -> String {
+    hex::encode(secret)
+}
+
+/// A secret from its text: 64 hex digits in either case; whitespace around them (a line's
+/// newline) is ignored.
+pub fn secret_from_hex(text: &str) -> Result<Secret, SecretTextError> {
+    let text = text.trim();
+    if text.len() != 2 * SECRET_BYTES {
+        return Err(SecretTextError::Length(text.chars().count()));
+    }
+    let mut secret = [0u8; SECRET_BYTES];
+    hex::decode_to_slice(text, &mut secret).map_err(|_| SecretTextError::NotHex)?;
+    Ok(secret)
+}
+
 /// 16 random bytes from the operating system (for nonces).
 pub fn random_nonce() -> std::io::Result<Nonce> {
     use std::io::Read;
@@ -157,11 +186,30 @@ mod tests {
             &[0xAA; 16],
             &[0xBB; 16],
         );
-        let hex: String = mac.iter().map(|byte| format!("{byte:02x}")).collect();
-        assert_eq!(hex, KNOWN_MAC_HEX);
+        assert_eq!(hex::encode(mac), KNOWN_MAC_HEX);
     }
 
     const KNOWN_MAC_HEX: &str = "18109d23ea8465152acd7a6189007c58c2677ad90afd2bfee83416dc74fa41ac";
+
+    #[test]
+    fn a_secret_round_trips_through_its_text_and_bad_text_is_refused() {
+        let secret: Secret = std::array::from_fn(|i| (i * 8) as u8);
+        let text = secret_to_hex(&secret);
+        assert_eq!(&text[..8], "00081018");
+        assert_eq!(text.len(), 64);
+        assert_eq!(secret_from_hex(&text), Ok(secret));
+        assert_eq!(secret_from_hex(&format!("{}\n", text.to_uppercase())), Ok(secret));
+        assert_eq!(secret_from_hex(&text[..62]), Err(SecretTextError::Length(62)));
+        assert_eq!(
+            secret_from_hex(&format!("{text}00")),
+            Err(SecretTextError::Length(66))
+        );
+        // from_str_radix would take "+f" as 15: a sign is not a hex digit.
+        let signed = format!("+f{}", &text[2..]);
+        assert_eq!(secret_from_hex(&signed), Err(SecretTextError::NotHex));
+        let accented = format!("é{}", &text[2..]);
+        assert!(secret_from_hex(&accented).is_err());
+    }
 
     #[test]
     fn verify_accepts_the_mac_and_refuses_any_change() {

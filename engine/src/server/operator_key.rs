@@ -6,6 +6,8 @@ use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use wire::logon::{secret_from_hex, secret_to_hex};
+
 /// The key file's name in the data dir.
 pub const FILE_NAME: &str = "operator.key";
 
@@ -34,7 +36,7 @@ pub fn read(path: &Path) -> Result<[u8; 32], KeyError> {
         path: path.to_path_buf(),
         source,
     })?;
-    parse(text.trim()).ok_or_else(|| KeyError::Malformed {
+    secret_from_hex(&text).map_err(|_| KeyError::Malformed {
         path: path.to_path_buf(),
     })
 }
@@ -65,25 +67,10 @@ pub fn load_or_create(dir: &Path, fresh: [u8; 32]) -> Result<[u8; 32], KeyError>
         .mode(0o600)
         .open(&path)
         .map_err(io_error)?;
-    file.write_all(format!("{}\n", hex(&fresh)).as_bytes())
+    file.write_all(format!("{}\n", secret_to_hex(&fresh)).as_bytes())
         .map_err(io_error)?;
     file.sync_all().map_err(io_error)?;
     Ok(fresh)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-fn parse(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 || !text.is_ascii() {
-        return None;
-    }
-    let mut key = [0u8; 32];
-    for (index, byte) in key.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[index * 2..index * 2 + 2], 16).ok()?;
-    }
-    Some(key)
 }
 
 #[cfg(test)]

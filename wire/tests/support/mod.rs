@@ -368,7 +368,5 @@ pub fn parse_hex(text: &str) -> Vec<u8> {
         .filter(|line| !line.trim_start().starts_with('#'))
         .flat_map(|line| line.chars().filter(|c| !c.is_whitespace()))
         .collect();
-    (0..digits.len() / 2)
-        .map(|index| u8::from_str_radix(&digits[2 * index..2 * index + 2], 16).expect("hex digit"))
-        .collect()
+    hex::decode(digits).expect("hex digits")
 }

@@ -174,15 +174,7 @@ pub fn parse_secret(text: &str) -> Result<[u8; 32], String> {
             text.len()
         )
     };
-    if text.len() != 64 || !text.bytes().all(|byte| byte.is_ascii_hexdigit()) {
-        return Err(malformed());
-    }
-    let mut secret = [0u8; 32];
-    for (byte, pair) in secret.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
-        let pair = std::str::from_utf8(pair).map_err(|_| malformed())?;
-        *byte = u8::from_str_radix(pair, 16).map_err(|_| malformed())?;
-    }
-    Ok(secret)
+    wire::logon::secret_from_hex(text).map_err(|_| malformed())
 }
 
 fn connect_error(error: ClientError, address: &str, refused: impl FnOnce(String) -> String) -> anyhow::Error {

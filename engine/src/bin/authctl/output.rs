@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use engine::server::stats::counter;
+use wire::logon::secret_to_hex;
 use wire::messages::reply::{AccountInfoReply, Counter};
 use wire::reason::reason_info;
 use wire::types::{AccountKind, AccountStatus, Limits};
@@ -10,21 +11,11 @@ use wire::types::{AccountKind, AccountStatus, Limits};
 use crate::amount::{format_limit, format_minor, format_signed};
 use crate::mobile::format_mobile;
 
-/// Lowercase hex, two digits a byte.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut text, byte| {
-            let _ = write!(text, "{byte:02x}");
-            text
-        })
-}
-
 /// A new secret, with the warning that this is the only time it is shown.
 pub fn secret_once(secret: &[u8; 32]) -> String {
     format!(
         "secret {}\nthis secret is shown once only: authd keeps no copy it can show again; store it now\n",
-        hex(secret)
+        secret_to_hex(secret)
     )
 }
 
@@ -168,7 +159,6 @@ mod tests {
 
     #[test]
     fn secrets_print_as_lowercase_hex() {
-        assert_eq!(hex(&[0x0a, 0xff, 0x10]), "0aff10");
         assert!(secret_once(&[0xab; 32]).starts_with(&format!("secret {}\n", "ab".repeat(32))));
     }
 }

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use clap::Args;
+use wire::logon::secret_to_hex;
 use wire::messages::operator::{LoadFunds, OpenAccount, RegisterMerchant, RegisterTerminal};
 use wire::types::{AccountKind, Limits, MerchantId, ShortText};
 use wire::{Reply, Request};
@@ -30,7 +31,6 @@ use wire::{Reply, Request};
 use crate::amount::{format_minor, MajorAmount};
 use crate::mobile::{format_mobile, MOBILE_DIGITS_MAX};
 use crate::operator::{check, Operator};
-use crate::output::hex;
 use crate::pipeline::Pipeline;
 
 /// The CSV's first line: format and version.
@@ -345,7 +345,7 @@ fn write_csv(path: &Path, provisioned: &Provisioned, mobile_base: u64) -> anyhow
         writeln!(out, "merchant,{merchant},{settlement},")?;
     }
     for (terminal, merchant, secret) in &provisioned.terminals {
-        writeln!(out, "terminal,{terminal},{merchant},{}", hex(secret))?;
+        writeln!(out, "terminal,{terminal},{merchant},{}", secret_to_hex(secret))?;
     }
     for (index, account) in provisioned.payers.iter().enumerate() {
         let index = u32::try_from(index).context("payer index fits u32")?;

@@ -33,8 +33,6 @@ const WAKER: Token = Token(1);
 const FIRST_CONNECTION: usize = 2;
 /// Events taken per poll.
 const EVENTS_MAX: usize = 1_024;
-/// Longest sleep in poll, so timeouts and shutdown are noticed.
-const POLL_TIMEOUT: Duration = Duration::from_millis(50);
 /// Time between sweeps for log-on and idle timeouts.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -196,7 +194,7 @@ impl EventLoop {
             .filter_map(|&key| self.connections.get(key).and_then(Connection::waiting_lsn))
             .min();
         let (Some(needed), Some(handle)) = (needed, self.handle()) else {
-            return (POLL_TIMEOUT, false);
+            return (self.shared.config.poll_timeout, false);
         };
         // 0 means "not sleeping on the log"; a reply waiting on lsn 0 is released at once.
         handle.sleeping_on.store(needed.max(1), Ordering::SeqCst);
@@ -207,7 +205,7 @@ impl EventLoop {
             handle.sleeping_on.store(0, Ordering::SeqCst);
             return (Duration::ZERO, true);
         }
-        (POLL_TIMEOUT, true)
+        (self.shared.config.poll_timeout, true)
     }
 
     fn begin_stopping(&mut self, now: Instant) -> Instant {

@@ -75,6 +75,11 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Longest busy-poll of a loop before it sleeps ([`spin`]); zero: always sleep at once.
     pub spin_max: Duration,
+    /// Longest sleep of a loop in `epoll_wait` (50 ms): the timeouts' sweep and a stop are
+    /// noticed within it even with nothing to wake the loop. Nothing else waits for it: a
+    /// reply waits for a wake-up from whoever made its record durable. Tests lengthen it so
+    /// that a lost wake-up cannot hide behind a slow fdatasync.
+    pub poll_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -94,6 +99,7 @@ impl ServerConfig {
             snapshot_interval: Duration::from_secs(300),
             shutdown_timeout: Duration::from_secs(10),
             spin_max: Duration::from_micros(SPIN_US_MAX_DEFAULT),
+            poll_timeout: Duration::from_millis(50),
         }
     }
 }

@@ -115,7 +115,9 @@ impl Window {
         let capacity = capacity.max(1) as usize;
         Window {
             capacity,
-            ring: Vec::new(),
+            // Room for the whole window now: growing by doubling copied the ring under the
+            // shard lock, up to a few MiB at a time in the first seconds of load.
+            ring: Vec::with_capacity(capacity),
             head: 0,
             index: RingIndex::new(capacity),
             hasher: foldhash::fast::RandomState::default(),

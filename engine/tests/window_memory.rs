@@ -1,0 +1,32 @@
+//! The idempotency window's index is resident from the start: its pages are written when the
+//! books are built, not faulted in by the first requests (which stalled the first second of
+//! load in a fresh authd). Alone in its test binary so no other test's allocations disturb the
+//! resident set.
+
+use engine::{Books, BooksConfig};
+
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("Linux /proc");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|field| field.parse().ok())
+        .expect("statm field");
+    pages * 4096
+}
+
+#[test]
+fn the_window_index_is_resident_as_soon_as_the_books_exist() {
+    let config = BooksConfig::default();
+    // Two 8-byte slots per entry, rounded up to a power of two, in every shard.
+    let index_bytes =
+        (u64::from(config.idempotency_window) * 2).next_power_of_two() * 8 * u64::from(config.shards);
+    let before = resident_bytes();
+    let books = Books::new(config).expect("default config");
+    let grown = resident_bytes() - before;
+    assert!(
+        grown >= index_bytes * 9 / 10,
+        "{grown} bytes resident after building the books, the index alone is {index_bytes}"
+    );
+    drop(books);
+}

@@ -401,14 +401,19 @@ fn newest_snapshot(dir: &Path) -> Option<String> {
         .max()
 }
 
-/// Wait (bounded) for the ticker to write a snapshot newer than `after`.
-fn wait_for_snapshot(dir: &Path, after: Option<&str>) -> String {
+/// Wait (bounded) for the ticker to write a snapshot newer than `after`; if none comes, the
+/// failure shows what authd logged (a `snapshot_failed` says why).
+fn wait_for_snapshot(authd: &Authd, dir: &Path, after: Option<&str>) -> String {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if let Some(name) = newest_snapshot(dir).filter(|name| Some(name.as_str()) > after) {
             return name;
         }
-        assert!(Instant::now() < deadline, "no snapshot newer than {after:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no snapshot newer than {after:?}; authd's log:\n{}",
+            authd.stderr()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -431,9 +436,9 @@ fn snapshots_by_the_ticker_plus_the_log_tail_recover_everything_after_sigkill() 
         reply
     };
     send(&mut till, 81_000_001, purchase(alice, 1_000));
-    let first = wait_for_snapshot(dir.path(), None);
+    let first = wait_for_snapshot(&authd, dir.path(), None);
     send(&mut till, 81_000_002, purchase(alice, 2_000));
-    let second = wait_for_snapshot(dir.path(), Some(&first));
+    let second = wait_for_snapshot(&authd, dir.path(), Some(&first));
     let hold_reply = send(&mut till, 81_000_003, authorize(alice, 4_000));
     send(&mut till, 81_000_004, purchase(alice, 3_000));
     let accounts = [alice, shop.settlement, FEE, FUNDING];

@@ -25,6 +25,7 @@ pub mod offers;
 pub mod operator_key;
 pub mod push;
 pub mod session;
+pub mod snapshot_schedule;
 pub mod spin;
 pub mod stats;
 
@@ -39,6 +40,7 @@ use wire::logon::LogonOk;
 
 use crate::store::Store;
 use session::LogonLimiter;
+use snapshot_schedule::SnapshotSchedule;
 use stats::Stats;
 
 /// Default of `--spin-us`: a loop busy-polls at most this long before sleeping.
@@ -311,8 +313,11 @@ impl Server {
 /// The ticker: time-driven work, once a second.
 fn tick(shared: &Shared) {
     let mut last_second = Instant::now();
-    let mut last_snapshot = Instant::now();
-    let mut records_at_snapshot = shared.store.wal().stats().records_written;
+    let mut snapshots = SnapshotSchedule::new(
+        shared.config.snapshot_interval,
+        Instant::now(),
+        shared.store.wal().stats().records_written,
+    );
     while !shared.stopping.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100));
         let now = Instant::now();
@@ -324,24 +329,23 @@ fn tick(shared: &Shared) {
         let now_us = now_us();
         shared.store.advance_time(now_us);
         shared.pushes.route(shared.store.books(), None);
-        let interval = shared.config.snapshot_interval;
         let records = shared.store.wal().stats().records_written;
-        if !interval.is_zero()
-            && now.duration_since(last_snapshot) >= interval
-            && records > records_at_snapshot
-        {
-            match shared.store.snapshot() {
-                Ok(path) => lifecycle::log(
-                    lifecycle::Level::Info,
-                    "snapshot_written",
-                    &[("path", &path.display())],
-                ),
-                Err(error) => {
-                    lifecycle::log(lifecycle::Level::Error, "snapshot_failed", &[("error", &error)])
+        if snapshots.due(now, records) {
+            let written = match shared.store.snapshot() {
+                Ok(path) => {
+                    lifecycle::log(
+                        lifecycle::Level::Info,
+                        "snapshot_written",
+                        &[("path", &path.display())],
+                    );
+                    true
                 }
-            }
-            last_snapshot = now;
-            records_at_snapshot = records;
+                Err(error) => {
+                    lifecycle::log(lifecycle::Level::Error, "snapshot_failed", &[("error", &error)]);
+                    false
+                }
+            };
+            snapshots.attempted(now, records, written);
         }
     }
 }

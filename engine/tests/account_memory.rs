@@ -7,15 +7,9 @@ use engine::{Books, BooksConfig, Command, Currency, Limits, NoJournal};
 const ACCOUNTS: u64 = 500_000;
 const BYTES_PER_ACCOUNT_MAX: u64 = 256;
 
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("Linux /proc");
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|field| field.parse().ok())
-        .expect("statm field");
-    pages * 4096
-}
+mod resident;
+
+use resident::resident_bytes;
 
 #[test]
 fn a_payer_account_costs_at_most_256_bytes_including_its_alias() {

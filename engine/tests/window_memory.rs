@@ -5,15 +5,9 @@
 
 use engine::{Books, BooksConfig};
 
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("Linux /proc");
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|field| field.parse().ok())
-        .expect("statm field");
-    pages * 4096
-}
+mod resident;
+
+use resident::resident_bytes;
 
 #[test]
 fn the_window_index_is_resident_as_soon_as_the_books_exist() {

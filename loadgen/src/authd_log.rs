@@ -15,12 +15,14 @@ use wire::{Reply, Request};
 
 use wire::client::Client;
 
-/// The log counters of one STATS reply.
+/// authd's log counters: as one STATS reply gives them (everything since authd started), or
+/// for a phase once [`AuthdLog::since`] took off an earlier reading (the counts become the
+/// phase's; the latencies stay authd's since it started: it keeps one histogram).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LogCounters {
-    /// Records written since authd started.
+pub struct AuthdLog {
+    /// Records written.
     pub records: u64,
-    /// fdatasyncs since authd started.
+    /// fdatasyncs.
     pub syncs: u64,
     /// fdatasync latency since authd started, microseconds.
     pub sync_p50_us: u64,
@@ -28,10 +30,10 @@ pub struct LogCounters {
     pub sync_max_us: u64,
 }
 
-impl LogCounters {
+impl AuthdLog {
     /// Picks the log counters out of a STATS reply's (id, value) pairs; absent ones are 0.
-    pub fn from_counters(counters: impl IntoIterator<Item = (u16, u64)>) -> LogCounters {
-        let mut log = LogCounters::default();
+    pub fn from_counters(counters: impl IntoIterator<Item = (u16, u64)>) -> AuthdLog {
+        let mut log = AuthdLog::default();
         for (id, value) in counters {
             match id {
                 counter::LOG_RECORDS => log.records = value,
@@ -46,9 +48,9 @@ impl LogCounters {
     }
 
     /// Asks authd (over an operator connection).
-    pub fn read(client: &mut Client) -> anyhow::Result<LogCounters> {
+    pub fn read(client: &mut Client) -> anyhow::Result<AuthdLog> {
         match client.call(&Request::Stats(Stats {}))? {
-            Reply::Stats(reply) if reply.code == 0 => Ok(LogCounters::from_counters(
+            Reply::Stats(reply) if reply.code == 0 => Ok(AuthdLog::from_counters(
                 reply
                     .counters
                     .as_slice()
@@ -58,28 +60,13 @@ impl LogCounters {
             other => anyhow::bail!("STATS: unexpected reply {other:?}"),
         }
     }
-}
 
-/// The log during the measured phase: counts between two readings; latencies since authd
-/// started (authd keeps one histogram).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AuthdLog {
-    pub records: u64,
-    pub syncs: u64,
-    pub sync_p50_us: u64,
-    pub sync_p99_us: u64,
-    pub sync_max_us: u64,
-}
-
-impl AuthdLog {
-    /// The run between the readings `before` and `after`.
-    pub fn between(before: &LogCounters, after: &LogCounters) -> AuthdLog {
+    /// The phase from the earlier reading `before` to this one.
+    pub fn since(&self, before: &AuthdLog) -> AuthdLog {
         AuthdLog {
-            records: after.records.saturating_sub(before.records),
-            syncs: after.syncs.saturating_sub(before.syncs),
-            sync_p50_us: after.sync_p50_us,
-            sync_p99_us: after.sync_p99_us,
-            sync_max_us: after.sync_max_us,
+            records: self.records.saturating_sub(before.records),
+            syncs: self.syncs.saturating_sub(before.syncs),
+            ..*self
         }
     }
 
@@ -123,8 +110,8 @@ mod tests {
 
     #[test]
     fn the_log_counters_are_picked_by_id_and_the_run_is_the_difference() {
-        let before = LogCounters::from_counters([(counter::LOG_RECORDS, 100), (counter::LOG_SYNCS, 10)]);
-        let after = LogCounters::from_counters([
+        let before = AuthdLog::from_counters([(counter::LOG_RECORDS, 100), (counter::LOG_SYNCS, 10)]);
+        let after = AuthdLog::from_counters([
             (counter::REPLIES, 999),
             (counter::LOG_RECORDS, 1_100),
             (counter::LOG_SYNCS, 60),
@@ -133,7 +120,7 @@ mod tests {
             (counter::LOG_SYNC_MAX_US, 4_000),
             (counter::REASON_BASE + 51, 7),
         ]);
-        let run = AuthdLog::between(&before, &after);
+        let run = after.since(&before);
         assert_eq!(
             run,
             AuthdLog {
@@ -154,8 +141,8 @@ mod tests {
 
     #[test]
     fn a_run_without_fdatasync_says_so() {
-        let after = LogCounters::from_counters([(counter::LOG_RECORDS, 5)]);
-        let run = AuthdLog::between(&LogCounters::default(), &after);
+        let after = AuthdLog::from_counters([(counter::LOG_RECORDS, 5)]);
+        let run = after.since(&AuthdLog::default());
         assert!(run.summary().contains("no fdatasync"), "{}", run.summary());
     }
 }

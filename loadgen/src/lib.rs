@@ -79,7 +79,7 @@ use wire::client::Client;
 use wire::logon::Secret;
 use wire::Role;
 
-use crate::authd_log::{AuthdLog, LogCounters};
+use crate::authd_log::AuthdLog;
 use crate::books::{BooksCheck, Snapshot};
 use crate::clock::{now_ns, other_process_cpu_ns, process_cpu_ns};
 use crate::connection::{Connection, TerminalLogon, SEQUENCE_SPAN};
@@ -535,10 +535,10 @@ fn run_against(
 /// authd's log counters, over a connection of their own (a log-on per reading: one held open
 /// through the run would meet authd's idle timeout), or `None`, said on stderr, if they cannot
 /// be read: the run's figures stand without them.
-fn read_log_counters(operator: &Operator) -> Option<LogCounters> {
+fn read_log_counters(operator: &Operator) -> Option<AuthdLog> {
     operator
         .connect()
-        .and_then(|mut client| LogCounters::read(&mut client))
+        .and_then(|mut client| AuthdLog::read(&mut client))
         .map_err(|error| eprintln!("loadgen: cannot read authd's log counters (STATS): {error:#}"))
         .ok()
 }
@@ -656,7 +656,7 @@ fn watch(
             _ => None,
         },
         authd_log: match (log_start, log_end) {
-            (Some(start), Some(end)) => Some(AuthdLog::between(&start, &end)),
+            (Some(start), Some(end)) => Some(end.since(&start)),
             _ => None,
         },
     }

@@ -4,14 +4,12 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use wire::counter;
 use wire::messages::reply::{Counter, StatsReply};
 use wire::types::List;
 
 use crate::reason::Reason;
 use crate::store::Store;
-
-/// Counter ids in a STATS reply: protocol constants, kept in `wire`.
-pub use wire::counter;
 
 /// The server's counters.
 #[derive(Debug, Default)]

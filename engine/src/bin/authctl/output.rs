@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use engine::server::stats::counter;
+use wire::counter;
 use wire::logon::secret_to_hex;
 use wire::messages::reply::{AccountInfoReply, Counter};
 use wire::reason::reason_info;

@@ -590,6 +590,13 @@ struct Watched {
     authd_log: Option<AuthdLog>,
 }
 
+/// What is read at the start and at the end of the measured phase.
+struct Reading {
+    loadgen_cpu_ns: u64,
+    authd_cpu_ns: Option<u64>,
+    authd_log: Option<AuthdLog>,
+}
+
 /// Collects per-second figures (printing progress lines) until every thread has finished, and
 /// reads the CPU clocks (and, with the operator key, authd's log counters) at the start and end
 /// of the measured phase.
@@ -604,19 +611,20 @@ fn watch(
     let mut seconds: Vec<(usize, Interval)> = Vec::new();
     let mut printed = 0u64;
     let mut timeline_out = Vec::new();
-    let mut cpu_start: Option<(u64, Option<u64>)> = None;
-    let mut cpu_end: Option<(u64, Option<u64>)> = None;
-    let (mut log_start, mut log_end) = (None, None);
-    let cpu_now = || (process_cpu_ns(), authd_pid.and_then(other_process_cpu_ns));
+    let mut start: Option<Reading> = None;
+    let mut end: Option<Reading> = None;
+    let read_now = || Reading {
+        loadgen_cpu_ns: process_cpu_ns(),
+        authd_cpu_ns: authd_pid.and_then(other_process_cpu_ns),
+        authd_log: operator.and_then(read_log_counters),
+    };
     loop {
         let now = now_ns();
-        if cpu_start.is_none() && now >= timeline.measure_from_ns {
-            cpu_start = Some(cpu_now());
-            log_start = operator.and_then(read_log_counters);
+        if start.is_none() && now >= timeline.measure_from_ns {
+            start = Some(read_now());
         }
-        if cpu_end.is_none() && now >= timeline.stop_ns {
-            cpu_end = Some(cpu_now());
-            log_end = operator.and_then(read_log_counters);
+        if end.is_none() && now >= timeline.stop_ns {
+            end = Some(read_now());
         }
         let mut disconnected = false;
         match receiver.recv_timeout(Duration::from_millis(5)) {
@@ -647,15 +655,17 @@ fn watch(
             break;
         }
     }
-    let (start, end) = (cpu_start.unwrap_or_else(cpu_now), cpu_end.unwrap_or_else(cpu_now));
+    // The threads may all finish (and the loop end) before it saw the stop time: read now.
+    let start = start.unwrap_or_else(read_now);
+    let end = end.unwrap_or_else(read_now);
     Watched {
         timeline: timeline_out,
-        loadgen_cpu_ns: end.0.saturating_sub(start.0),
-        authd_cpu_ns: match (start.1, end.1) {
+        loadgen_cpu_ns: end.loadgen_cpu_ns.saturating_sub(start.loadgen_cpu_ns),
+        authd_cpu_ns: match (start.authd_cpu_ns, end.authd_cpu_ns) {
             (Some(start), Some(end)) => Some(end.saturating_sub(start)),
             _ => None,
         },
-        authd_log: match (log_start, log_end) {
+        authd_log: match (start.authd_log, end.authd_log) {
             (Some(start), Some(end)) => Some(end.since(&start)),
             _ => None,
         },

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use engine::wal::{
     read_log, Committed, DirLock, Durable, FaultInjection, FsyncMode, LockHolder, Lsn, ReadOptions, Wal,
-    WalConfig, WalError, RECORD_BYTES_MAX, RECORD_PAYLOAD_BYTES_MAX,
+    WalConfig, WalError, HELD_PAST_US, RECORD_BYTES_MAX, RECORD_PAYLOAD_BYTES_MAX,
 };
 
 /// Segments of 1 MiB: every open zero-fills one segment and prepares the next.
@@ -228,6 +228,40 @@ fn failed_fsync_does_not_publish_the_batch() {
     assert!(error.to_string().contains("fdatasync of"), "{error}");
     assert!(error.to_string().contains("check the disk"), "{error}");
     assert_eq!(wal.durable_lsn(), 1);
+}
+
+#[test]
+fn slow_syncs_show_in_the_time_they_held_arriving_records_past_each_threshold() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let faults = Arc::new(FaultInjection::default());
+    let mut config = small_config(dir.path());
+    config.faults = Some(Arc::clone(&faults));
+    let wal = open(config);
+    let before = wal.stats();
+    faults.sync_delay_us.store(3_000, Ordering::Relaxed);
+    for index in 0..4u8 {
+        let lsn = wal.append(1, &[index]).expect("append");
+        wal.wait_durable(lsn).expect("durable");
+    }
+    let after = wal.stats();
+    let syncs = after.syncs - before.syncs;
+    assert!(syncs >= 4, "one sync per durable wait: {syncs}");
+    let held: Vec<u64> = (0..HELD_PAST_US.len())
+        .map(|index| after.held_us_past[index] - before.held_us_past[index])
+        .collect();
+    assert_eq!(HELD_PAST_US[..3], [1_000, 2_000, 5_000]);
+    // Each pair of slow syncs: arriving at any point of the first, a record waits at least
+    // 3 ms (past 1 and 2 ms for the whole first sync), and past 5 ms for its first 1 ms.
+    let pairs = syncs - 1;
+    assert!(held[0] >= pairs * 3_000, "{held:?} over {syncs} syncs");
+    assert!(held[1] >= pairs * 3_000, "{held:?} over {syncs} syncs");
+    assert!(held[2] >= pairs * 1_000, "{held:?} over {syncs} syncs");
+    assert!(held.windows(2).all(|pair| pair[0] >= pair[1]), "{held:?}");
+    assert!(
+        held[0] <= after.sync_us,
+        "never more than the time spent syncing: {held:?}"
+    );
+    wal.close().expect("close");
 }
 
 #[test]

@@ -7,6 +7,13 @@
 //! always` every reply waits for one: the same offer command measured a p99 of 3.0 ms while
 //! authd's fdatasync p99 was 0.35 ms, and 27 ms while it was 2.4 ms. Printed beside the
 //! latencies, it tells whether a tail came from the disk or from authd.
+//!
+//! For an open-loop run it also gives the disk floor ([`AuthdLog::disk_floor`]): a request
+//! that arrives during an fdatasync waits at least for the rest of it and the whole next one,
+//! and authd counts the time in which that wait exceeds each threshold (PROTOCOL.md, STATS,
+//! counters 14 to 18). Over the phase, it is the least share of evenly arriving requests that
+//! waited longer than the threshold whatever authd did. When that share is over 1%, no p99 at
+//! or below the threshold was possible on that disk in that run.
 
 use serde_json::{json, Value};
 use wire::counter;
@@ -28,6 +35,94 @@ pub struct AuthdLog {
     pub sync_p50_us: u64,
     pub sync_p99_us: u64,
     pub sync_max_us: u64,
+    /// Microseconds inside fdatasync.
+    pub sync_us: u64,
+    /// Microseconds in which fdatasyncs alone would have held an arriving request past each
+    /// threshold of [`counter::LOG_HELD_PAST`].
+    pub held_us_past: [u64; counter::LOG_HELD_PAST.len()],
+}
+
+/// The least share of requests that the disk alone kept waiting past each threshold, beside
+/// the share loadgen measured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DiskFloor {
+    /// (threshold in microseconds, share from 0 to 1), shortest threshold first.
+    pub share_past: [(u64, f64); counter::LOG_HELD_PAST.len()],
+    /// The share of the measured requests past each threshold, when known.
+    pub measured_past: Option<[f64; counter::LOG_HELD_PAST.len()]>,
+}
+
+/// Percentiles the floor is stated for, as (name, quantile).
+const FLOOR_PERCENTILES: [(&str, f64); 3] = [("p99", 0.99), ("p99.9", 0.999), ("p99.99", 0.9999)];
+
+impl DiskFloor {
+    /// The largest threshold that the quantile `quantile` of the latency cannot be below: one
+    /// past which more than `1 - quantile` of the requests were held.
+    pub fn at_least_us(&self, quantile: f64) -> Option<u64> {
+        self.share_past
+            .iter()
+            .rev()
+            .find(|(_, share)| *share > 1.0 - quantile)
+            .map(|(threshold_us, _)| *threshold_us)
+    }
+
+    /// The two summary lines.
+    pub fn summary(&self) -> String {
+        let bounds: Vec<String> = FLOOR_PERCENTILES
+            .iter()
+            .filter_map(|(name, quantile)| {
+                self.at_least_us(*quantile)
+                    .map(|threshold_us| format!("{name} >= {} ms", threshold_us / 1_000))
+            })
+            .collect();
+        let bounds = if bounds.is_empty() {
+            "no bound on p99.99 or below".to_string()
+        } else {
+            bounds.join(", ")
+        };
+        let percents = |shares: &mut dyn Iterator<Item = f64>| {
+            shares
+                .map(|share| format!("{:.3}%", share * 100.0))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let thresholds: Vec<String> = self
+            .share_past
+            .iter()
+            .map(|(threshold_us, _)| (threshold_us / 1_000).to_string())
+            .collect();
+        let mut text = format!(
+            "disk floor (what fdatasyncs alone forced, whatever authd did): {bounds}\n  \
+             requests past {} ms: at least {} from the disk",
+            thresholds.join(", "),
+            percents(&mut self.share_past.iter().map(|(_, share)| *share))
+        );
+        if let Some(measured) = &self.measured_past {
+            text.push_str(&format!("; measured {}", percents(&mut measured.iter().copied())));
+        }
+        text
+    }
+
+    /// The `disk_floor` object of the JSON report.
+    pub fn to_json(&self) -> Value {
+        let shares: serde_json::Map<String, Value> = self
+            .share_past
+            .iter()
+            .map(|(threshold_us, share)| (threshold_us.to_string(), json!(share)))
+            .collect();
+        let bounds: serde_json::Map<String, Value> = FLOOR_PERCENTILES
+            .iter()
+            .map(|(name, quantile)| (name.replace('.', ""), json!(self.at_least_us(*quantile))))
+            .collect();
+        let measured = self.measured_past.map(|measured| {
+            self.share_past
+                .iter()
+                .zip(measured)
+                .map(|((threshold_us, _), share)| (threshold_us.to_string(), json!(share)))
+                .collect::<serde_json::Map<String, Value>>()
+        });
+        json!({"share_past_us": shares, "measured_share_past_us": measured, "at_least_us": bounds})
+    }
 }
 
 impl AuthdLog {
@@ -41,7 +136,12 @@ impl AuthdLog {
                 counter::LOG_SYNC_P50_US => log.sync_p50_us = value,
                 counter::LOG_SYNC_P99_US => log.sync_p99_us = value,
                 counter::LOG_SYNC_MAX_US => log.sync_max_us = value,
-                _ => {}
+                counter::LOG_SYNC_US => log.sync_us = value,
+                _ => {
+                    if let Some(index) = counter::LOG_HELD_PAST.iter().position(|(past, _)| *past == id) {
+                        log.held_us_past[index] = value;
+                    }
+                }
             }
         }
         log
@@ -66,8 +166,29 @@ impl AuthdLog {
         AuthdLog {
             records: self.records.saturating_sub(before.records),
             syncs: self.syncs.saturating_sub(before.syncs),
+            sync_us: self.sync_us.saturating_sub(before.sync_us),
+            held_us_past: std::array::from_fn(|index| {
+                self.held_us_past[index].saturating_sub(before.held_us_past[index])
+            }),
             ..*self
         }
+    }
+
+    /// The disk floor of a phase (this is [`AuthdLog::since`] its start) that lasted `span_s`
+    /// seconds, for requests arriving evenly over it (an open loop) whose replies waited for
+    /// the log; `None` without fdatasyncs or without a span.
+    pub fn disk_floor(&self, span_s: f64) -> Option<DiskFloor> {
+        if self.syncs == 0 || span_s <= 0.0 {
+            return None;
+        }
+        let span_us = span_s * 1_000_000.0;
+        Some(DiskFloor {
+            share_past: std::array::from_fn(|index| {
+                let share = self.held_us_past[index] as f64 / span_us;
+                (counter::LOG_HELD_PAST[index].1, share.min(1.0))
+            }),
+            measured_past: None,
+        })
     }
 
     /// The summary line.
@@ -100,6 +221,12 @@ impl AuthdLog {
                 "p99": self.sync_p99_us,
                 "max": self.sync_max_us,
             },
+            "sync_time_us": self.sync_us,
+            "held_time_past_us": counter::LOG_HELD_PAST
+                .iter()
+                .zip(self.held_us_past)
+                .map(|((_, threshold_us), value)| (threshold_us.to_string(), json!(value)))
+                .collect::<serde_json::Map<String, Value>>(),
         })
     }
 }
@@ -128,7 +255,8 @@ mod tests {
                 syncs: 50,
                 sync_p50_us: 120,
                 sync_p99_us: 350,
-                sync_max_us: 4_000
+                sync_max_us: 4_000,
+                ..AuthdLog::default()
             }
         );
         assert_eq!(
@@ -144,5 +272,62 @@ mod tests {
         let after = AuthdLog::from_counters([(counter::LOG_RECORDS, 5)]);
         let run = after.since(&AuthdLog::default());
         assert!(run.summary().contains("no fdatasync"), "{}", run.summary());
+    }
+
+    #[test]
+    fn the_disk_floor_is_the_time_past_each_threshold_over_the_phase() {
+        let before = AuthdLog::from_counters([
+            (counter::LOG_SYNCS, 10),
+            (counter::LOG_SYNC_US, 1_000),
+            (counter::LOG_HELD_PAST_1MS_US, 500),
+            (counter::LOG_HELD_PAST_20MS_US, 100),
+        ]);
+        let after = AuthdLog::from_counters([
+            (counter::LOG_SYNCS, 1_010),
+            (counter::LOG_SYNC_US, 2_001_000),
+            (counter::LOG_HELD_PAST_1MS_US, 200_500),
+            (counter::LOG_HELD_PAST_2MS_US, 150_000),
+            (counter::LOG_HELD_PAST_5MS_US, 9_000),
+            (counter::LOG_HELD_PAST_10MS_US, 2_000),
+            (counter::LOG_HELD_PAST_20MS_US, 100),
+        ]);
+        let run = after.since(&before);
+        assert_eq!(run.sync_us, 2_000_000);
+        assert_eq!(run.held_us_past, [200_000, 150_000, 9_000, 2_000, 0]);
+        // Over 10 s: 2% past 1 ms, 1.5% past 2 ms, 0.09% past 5 ms, 0.02% past 10 ms.
+        let floor = run.disk_floor(10.0).expect("syncs in the phase");
+        let shares: Vec<f64> = floor.share_past.iter().map(|(_, share)| *share).collect();
+        assert_eq!(shares, [0.02, 0.015, 0.0009, 0.0002, 0.0]);
+        assert_eq!(floor.at_least_us(0.99), Some(2_000));
+        assert_eq!(floor.at_least_us(0.999), Some(2_000));
+        assert_eq!(floor.at_least_us(0.9999), Some(10_000));
+        assert_eq!(floor.at_least_us(0.5), None);
+        let text = floor.summary();
+        assert!(
+            text.contains("p99 >= 2 ms, p99.9 >= 2 ms, p99.99 >= 10 ms"),
+            "{text}"
+        );
+        assert!(
+            text.contains("requests past 1, 2, 5, 10, 20 ms: at least 2.000%, 1.500%, 0.090%, 0.020%, 0.000% from the disk"),
+            "{text}"
+        );
+        assert!(!text.contains("measured"), "{text}");
+        let json = floor.to_json();
+        assert_eq!(json["share_past_us"]["2000"], 0.015);
+        assert_eq!(json["at_least_us"]["p9999"], 10_000);
+        assert_eq!(run.to_json()["held_time_past_us"]["5000"], 9_000);
+    }
+
+    #[test]
+    fn a_fast_disk_sets_no_floor_and_no_fdatasync_no_floor_at_all() {
+        let run = AuthdLog::from_counters([(counter::LOG_SYNCS, 100), (counter::LOG_SYNC_US, 20_000)]);
+        let floor = run.disk_floor(1.0).expect("syncs");
+        assert_eq!(floor.at_least_us(0.9999), None);
+        assert!(
+            floor.summary().contains("no bound on p99.99 or below"),
+            "{}",
+            floor.summary()
+        );
+        assert_eq!(AuthdLog::default().disk_floor(1.0), None);
     }
 }

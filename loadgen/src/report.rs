@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
-use crate::authd_log::AuthdLog;
+use crate::authd_log::{AuthdLog, DiskFloor};
 use crate::books::BooksCheck;
 use crate::recorder::{Errors, OfferCounts};
 
@@ -118,6 +118,22 @@ impl Report {
         }
     }
 
+    /// The disk floor of an open-loop run (requests arrive evenly only there) with fdatasyncs.
+    pub fn disk_floor(&self) -> Option<DiskFloor> {
+        if self.mode != "open" {
+            return None;
+        }
+        let mut floor = self.authd_log.as_ref()?.disk_floor(self.measured_s)?;
+        if !self.latency.is_empty() {
+            floor.measured_past = Some(
+                floor
+                    .share_past
+                    .map(|(threshold_us, _)| 1.0 - self.latency.quantile_below(threshold_us * 1_000)),
+            );
+        }
+        Some(floor)
+    }
+
     /// Declined replies (code != 0).
     pub fn declines(&self) -> u64 {
         self.codes
@@ -196,6 +212,7 @@ impl Report {
             },
             "backlog_max": self.backlog_max,
             "authd_log": self.authd_log.as_ref().map(AuthdLog::to_json),
+            "disk_floor": self.disk_floor().as_ref().map(DiskFloor::to_json),
             "offer_outcome_us": self.offer_json(),
             "think_time_us": self.offer_outcome.as_ref().map(|_| self.think_time_us),
             "offers": self.offer_outcome.as_ref().map(|_| json!({
@@ -300,6 +317,19 @@ impl Report {
         let _ = writeln!(text, "{cpu}");
         if let Some(log) = &self.authd_log {
             let _ = writeln!(text, "{}", log.summary());
+        }
+        if let Some(floor) = self.disk_floor() {
+            let _ = writeln!(text, "{}", floor.summary());
+            // An OFFER arrives evenly and waits for the log, and its outcome comes after the
+            // think time and the ACCEPT's own wait: at least the floor plus the think time.
+            if let (Some(_), Some(floor_us)) = (&self.offer_outcome, floor.at_least_us(0.99)) {
+                let _ = writeln!(
+                    text,
+                    "disk floor of offer to outcome: p99 >= {} us (think time {} us + {floor_us} us)",
+                    self.think_time_us + floor_us,
+                    self.think_time_us
+                );
+            }
         }
         match &self.books {
             Some(books) if books.ok => {
@@ -450,6 +480,38 @@ mod tests {
         }
         assert_eq!(value["think_time_us"], json!(1_000));
         assert!(report.summary().contains("offer to outcome"));
+    }
+
+    #[test]
+    fn the_disk_floor_is_reported_for_an_open_loop_only() {
+        let mut report = report();
+        report.authd_log = Some(AuthdLog::from_counters([
+            (wire::counter::LOG_SYNCS, 100),
+            (wire::counter::LOG_HELD_PAST_1MS_US, 60_000),
+            (wire::counter::LOG_HELD_PAST_2MS_US, 40_000),
+        ]));
+        assert_eq!(report.to_json()["disk_floor"], Value::Null);
+        assert!(!report.summary().contains("disk floor"));
+        report.mode = "open";
+        // 40 ms past 2 ms over the 2 s run: 2% of evenly arriving requests. Measured: the
+        // latencies are 1..=1000 us, none past 1 ms.
+        let json = report.to_json();
+        assert_eq!(json["disk_floor"]["share_past_us"]["2000"], json!(0.02));
+        assert_eq!(json["disk_floor"]["measured_share_past_us"]["1000"], json!(0.0));
+        let text = report.summary();
+        assert!(text.contains("; measured 0.000%, 0.000%"), "{text}");
+        assert!(
+            text.contains("disk floor (what fdatasyncs alone forced"),
+            "{text}"
+        );
+        assert!(text.contains("p99 >= 2 ms"), "{text}");
+        assert!(!text.contains("offer to outcome"), "{text}");
+        report.offer_outcome = Some(crate::recorder::latency_histogram());
+        let text = report.summary();
+        assert!(
+            text.contains("disk floor of offer to outcome: p99 >= 3000 us (think time 1000 us + 2000 us)"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -129,6 +129,26 @@ fn open_loop_run_reports_json_and_the_books_agree() {
         "{text}"
     );
     assert!(stdout.contains("fdatasync p50"), "{stdout}");
+    assert!(log["sync_time_us"].as_u64().unwrap_or(0) > 0, "{text}");
+    // An open loop with fsync always has a disk floor: a share of the requests for each
+    // threshold, never larger for a longer one.
+    let shares: Vec<f64> = ["1000", "2000", "5000", "10000", "20000"]
+        .iter()
+        .map(|key| {
+            report["disk_floor"]["share_past_us"][key]
+                .as_f64()
+                .unwrap_or(-1.0)
+        })
+        .collect();
+    assert!(
+        shares.iter().all(|share| (0.0..=1.0).contains(share)),
+        "{shares:?}"
+    );
+    assert!(shares.windows(2).all(|pair| pair[0] >= pair[1]), "{shares:?}");
+    assert!(
+        stdout.contains("disk floor (what fdatasyncs alone forced"),
+        "{stdout}"
+    );
 
     let hgrm = std::fs::read_to_string(&hgrm_path).expect("hgrm written");
     assert!(hgrm.contains("#[Max"), "{hgrm}");
@@ -226,6 +246,11 @@ fn closed_loop_on_a_hot_merchant_keeps_the_pipeline_full_and_the_books_agree() {
         "{text}"
     );
     assert_eq!(report["authd_log"]["syncs"].as_u64(), Some(0), "{text}");
+    assert_eq!(
+        report["disk_floor"],
+        serde_json::Value::Null,
+        "closed loop, no fdatasync"
+    );
     assert_eq!(report["errors"].as_u64(), Some(0), "{text}");
     assert_eq!(report["books"]["ok"].as_bool(), Some(true), "{text}");
 }

@@ -25,5 +25,32 @@ pub const LOG_SYNC_P99_US: u16 = 10;
 pub const LOG_SYNC_MAX_US: u16 = 11;
 /// Frames refused as malformed.
 pub const FRAMES_MALFORMED: u16 = 12;
+/// Microseconds spent in log syncs.
+pub const LOG_SYNC_US: u16 = 13;
+/// Microseconds in which an arriving request would have waited more than 1 ms for log syncs
+/// alone.
+///
+/// With `--fsync always` a request that arrives during a sync waits at least for the rest of it
+/// and then the whole next sync (its record goes into a later batch). For each sync this counts
+/// the part of it in which that rest plus the next sync exceed 1 ms. Over a span of time, it is
+/// the least share of requests arriving evenly in that span that waited more than 1 ms,
+/// whatever the server did.
+pub const LOG_HELD_PAST_1MS_US: u16 = 14;
+/// The same as [`LOG_HELD_PAST_1MS_US`] for 2 ms.
+pub const LOG_HELD_PAST_2MS_US: u16 = 15;
+/// The same as [`LOG_HELD_PAST_1MS_US`] for 5 ms.
+pub const LOG_HELD_PAST_5MS_US: u16 = 16;
+/// The same as [`LOG_HELD_PAST_1MS_US`] for 10 ms.
+pub const LOG_HELD_PAST_10MS_US: u16 = 17;
+/// The same as [`LOG_HELD_PAST_1MS_US`] for 20 ms.
+pub const LOG_HELD_PAST_20MS_US: u16 = 18;
+/// The held-time counters with their thresholds in microseconds, shortest first.
+pub const LOG_HELD_PAST: [(u16, u64); 5] = [
+    (LOG_HELD_PAST_1MS_US, 1_000),
+    (LOG_HELD_PAST_2MS_US, 2_000),
+    (LOG_HELD_PAST_5MS_US, 5_000),
+    (LOG_HELD_PAST_10MS_US, 10_000),
+    (LOG_HELD_PAST_20MS_US, 20_000),
+];
 /// Replies with reason r are counted under `REASON_BASE + r` (only non-zero ones are sent).
 pub const REASON_BASE: u16 = 100;

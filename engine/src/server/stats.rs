@@ -69,7 +69,14 @@ impl Stats {
             (counter::LOG_SYNC_P99_US, wal.sync_us_p99),
             (counter::LOG_SYNC_MAX_US, wal.sync_us_max),
             (counter::FRAMES_MALFORMED, load(&self.frames_malformed)),
+            (counter::LOG_SYNC_US, wal.sync_us),
         ];
+        counters.extend(
+            counter::LOG_HELD_PAST
+                .iter()
+                .zip(wal.held_us_past)
+                .map(|((id, _threshold_us), value)| (*id, value)),
+        );
         for (reason, counter) in self.by_reason.iter().enumerate() {
             let value = load(counter);
             if value > 0 {
@@ -86,5 +93,18 @@ impl Stats {
             reason: 0,
             counters: List::new(counters).unwrap_or_else(|| unreachable!("truncated to the maximum")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wire::counter;
+
+    use crate::wal::HELD_PAST_US;
+
+    #[test]
+    fn the_sync_time_past_counters_name_the_logs_thresholds() {
+        let thresholds = counter::LOG_HELD_PAST.map(|(_id, threshold_us)| threshold_us);
+        assert_eq!(thresholds, HELD_PAST_US);
     }
 }

@@ -65,6 +65,9 @@ pub struct WalStats {
     pub syncs: u64,
     /// Microseconds spent in those fdatasync calls.
     pub sync_us: u64,
+    /// For each of [`HELD_PAST_US`]: microseconds in which an arriving record would have
+    /// waited longer than it for syncs alone (see [`HELD_PAST_US`]).
+    pub held_us_past: [u64; HELD_PAST_US.len()],
     /// Median fdatasync latency, microseconds (from a histogram of every sync).
     pub sync_us_p50: u64,
     /// 99th percentile fdatasync latency, microseconds.
@@ -80,12 +83,25 @@ pub struct WalStats {
     pub commits_in_place: u64,
 }
 
+/// Thresholds of [`WalStats::held_us_past`], microseconds.
+///
+/// Syncs run one at a time. A record appended during a sync is in none of its batch, so it is
+/// durable no sooner than the end of the next sync: it waits at least for the rest of the
+/// current sync plus the whole next one. When a sync ends, the part of the one before it in
+/// which that wait exceeds a threshold is added to the threshold's count. Over a span, the
+/// count is the least share of requests arriving evenly in it that the disk alone kept waiting
+/// longer than the threshold.
+pub const HELD_PAST_US: [u64; 5] = [1_000, 2_000, 5_000, 10_000, 20_000];
+
 #[derive(Default)]
 pub(super) struct Counters {
     pub(super) records_written: AtomicU64,
     pub(super) batches_written: AtomicU64,
     syncs: AtomicU64,
     sync_us: AtomicU64,
+    /// The latest sync's duration (0 before the first); written by the committer only.
+    previous_sync_us: AtomicU64,
+    held_us_past: [AtomicU64; HELD_PAST_US.len()],
     /// Every sync's latency in microseconds (1 us to 60 s, 2 significant digits).
     sync_latency: parking_lot::Mutex<Option<hdrhistogram::Histogram<u64>>>,
     pub(super) bytes_written: AtomicU64,
@@ -98,6 +114,17 @@ impl Counters {
     pub(super) fn count_sync(&self, sync_us: u64) {
         count(&self.syncs, 1);
         count(&self.sync_us, sync_us);
+        let previous_us = self.previous_sync_us.swap(sync_us, Ordering::Relaxed);
+        for (held, threshold_us) in self.held_us_past.iter().zip(HELD_PAST_US) {
+            // Arriving `r` before the previous sync ended, a record waits at least
+            // r + sync_us: past the threshold for r > threshold - sync_us.
+            let held_us = (previous_us + sync_us)
+                .saturating_sub(threshold_us)
+                .min(previous_us);
+            if held_us > 0 {
+                count(held, held_us);
+            }
+        }
         let mut latency = self.sync_latency.lock();
         let histogram = latency.get_or_insert_with(|| {
             hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid histogram bounds")
@@ -425,6 +452,7 @@ impl Wal {
             batches_written: load(&counters.batches_written),
             syncs: load(&counters.syncs),
             sync_us: load(&counters.sync_us),
+            held_us_past: counters.held_us_past.each_ref().map(load),
             sync_us_p50: latency.map_or(0, |histogram| histogram.value_at_quantile(0.5)),
             sync_us_p99: latency.map_or(0, |histogram| histogram.value_at_quantile(0.99)),
             sync_us_max: latency.map_or(0, |histogram| histogram.max()),
@@ -556,4 +584,25 @@ fn run_writer(shared: &Shared) {
     let mut committer = shared.committer.lock();
     while committer.commit(shared).is_some() {}
     committer.close(shared);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_time_counts_the_part_of_each_sync_whose_rest_plus_the_next_sync_is_past_the_threshold() {
+        let counters = Counters::default();
+        for sync_us in [500, 1_000, 1_500, 25_000] {
+            counters.count_sync(sync_us);
+        }
+        let held = counters
+            .held_us_past
+            .each_ref()
+            .map(|value| value.load(Ordering::Relaxed));
+        // Pairs (500, 1,000), (1,000, 1,500), (1,500, 25,000); the last sync waits for its next.
+        // 1 ms: 500 + 1,000 + 1,500. 2 ms: 0 + 500 + 1,500. 5 ms on: the 1,500 before 25,000.
+        assert_eq!(held, [3_000, 2_000, 1_500, 1_500, 1_500]);
+        assert_eq!(counters.sync_us.load(Ordering::Relaxed), 28_000);
+    }
 }

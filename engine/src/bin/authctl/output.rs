@@ -96,6 +96,12 @@ pub fn counter_name(id: u16) -> String {
         counter::LOG_SYNC_P99_US => "log sync p99 us",
         counter::LOG_SYNC_MAX_US => "log sync max us",
         counter::FRAMES_MALFORMED => "frames malformed",
+        counter::LOG_SYNC_US => "log sync time us",
+        counter::LOG_HELD_PAST_1MS_US => "log held time past 1 ms us",
+        counter::LOG_HELD_PAST_2MS_US => "log held time past 2 ms us",
+        counter::LOG_HELD_PAST_5MS_US => "log held time past 5 ms us",
+        counter::LOG_HELD_PAST_10MS_US => "log held time past 10 ms us",
+        counter::LOG_HELD_PAST_20MS_US => "log held time past 20 ms us",
         _ => return reason_counter_name(id),
     };
     name.to_string()
@@ -133,6 +139,10 @@ mod tests {
     #[test]
     fn counters_have_names_and_reasons_their_table_name() {
         assert_eq!(counter_name(counter::LOG_SYNCS), "log syncs");
+        assert_eq!(
+            counter_name(counter::LOG_HELD_PAST_10MS_US),
+            "log held time past 10 ms us"
+        );
         assert_eq!(
             counter_name(counter::REASON_BASE + 14),
             "replies InsufficientFunds (ISO 51)"

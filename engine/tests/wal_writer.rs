@@ -257,10 +257,9 @@ fn slow_syncs_show_in_the_time_they_held_arriving_records_past_each_threshold() 
     assert!(held[1] >= pairs * 3_000, "{held:?} over {syncs} syncs");
     assert!(held[2] >= pairs * 1_000, "{held:?} over {syncs} syncs");
     assert!(held.windows(2).all(|pair| pair[0] >= pair[1]), "{held:?}");
-    assert!(
-        held[0] <= after.sync_us,
-        "never more than the time spent syncing: {held:?}"
-    );
+    // Never more than the syncs of the window plus the one before it.
+    let synced_us = after.sync_us - before.sync_us + before.sync_us_max;
+    assert!(held[0] <= synced_us, "{held:?} against {synced_us} us of syncs");
     wal.close().expect("close");
 }
 

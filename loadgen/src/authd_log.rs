@@ -11,9 +11,11 @@
 //! For an open-loop run it also gives the disk floor ([`AuthdLog::disk_floor`]): a request
 //! that arrives during an fdatasync waits at least for the rest of it and the whole next one,
 //! and authd counts the time in which that wait exceeds each threshold (PROTOCOL.md, STATS,
-//! counters 14 to 18). Over the phase, it is the least share of evenly arriving requests that
-//! waited longer than the threshold whatever authd did. When that share is over 1%, no p99 at
-//! or below the threshold was possible on that disk in that run.
+//! counters 14 to 18, says what a sync's time includes). Over the phase, it is the least share
+//! of evenly arriving requests that waited longer than the threshold for fdatasyncs alone.
+//! When that share is over 1%, no p99 at or below the threshold was possible in that run
+//! without faster syncs. It holds for requests sent when due that write a record (purchases
+//! and offers; a capture is sent at a reply, an echo writes nothing).
 
 use serde_json::{json, Value};
 use wire::counter;
@@ -40,6 +42,11 @@ pub struct AuthdLog {
     /// Microseconds in which fdatasyncs alone would have held an arriving request past each
     /// threshold of [`counter::LOG_HELD_PAST`].
     pub held_us_past: [u64; counter::LOG_HELD_PAST.len()],
+    /// Whether every reply waits for its fdatasync; `None` from an authd that does not say
+    /// (one older than the held-time counters).
+    pub fsync_always: Option<bool>,
+    /// When it was read (loadgen's monotonic clock), nanoseconds; for a phase, its length.
+    pub read_at_ns: u64,
 }
 
 /// The least share of requests that the disk alone kept waiting past each threshold, beside
@@ -52,17 +59,17 @@ pub struct DiskFloor {
     pub measured_past: Option<[f64; counter::LOG_HELD_PAST.len()]>,
 }
 
-/// Percentiles the floor is stated for, as (name, quantile).
-const FLOOR_PERCENTILES: [(&str, f64); 3] = [("p99", 0.99), ("p99.9", 0.999), ("p99.99", 0.9999)];
+/// Percentiles the floor is stated for, as (name, share of requests above it).
+pub const FLOOR_PERCENTILES: [(&str, f64); 3] = [("p99", 0.01), ("p99.9", 0.001), ("p99.99", 0.0001)];
 
 impl DiskFloor {
-    /// The largest threshold that the quantile `quantile` of the latency cannot be below: one
-    /// past which more than `1 - quantile` of the requests were held.
-    pub fn at_least_us(&self, quantile: f64) -> Option<u64> {
+    /// The longest threshold that the percentile with `tail` of the requests above it cannot
+    /// be below (more than `tail` were held past it), in microseconds.
+    pub fn percentile_at_least_us(&self, tail: f64) -> Option<u64> {
         self.share_past
             .iter()
             .rev()
-            .find(|(_, share)| *share > 1.0 - quantile)
+            .find(|(_, share)| *share > tail)
             .map(|(threshold_us, _)| *threshold_us)
     }
 
@@ -70,8 +77,8 @@ impl DiskFloor {
     pub fn summary(&self) -> String {
         let bounds: Vec<String> = FLOOR_PERCENTILES
             .iter()
-            .filter_map(|(name, quantile)| {
-                self.at_least_us(*quantile)
+            .filter_map(|(name, tail)| {
+                self.percentile_at_least_us(*tail)
                     .map(|threshold_us| format!("{name} >= {} ms", threshold_us / 1_000))
             })
             .collect();
@@ -92,8 +99,8 @@ impl DiskFloor {
             .map(|(threshold_us, _)| (threshold_us / 1_000).to_string())
             .collect();
         let mut text = format!(
-            "disk floor (what fdatasyncs alone forced, whatever authd did): {bounds}\n  \
-             requests past {} ms: at least {} from the disk",
+            "disk floor (what authd's fdatasyncs alone forced): {bounds}\n  \
+             requests past {} ms: at least {} held by fdatasyncs",
             thresholds.join(", "),
             percents(&mut self.share_past.iter().map(|(_, share)| *share))
         );
@@ -112,7 +119,7 @@ impl DiskFloor {
             .collect();
         let bounds: serde_json::Map<String, Value> = FLOOR_PERCENTILES
             .iter()
-            .map(|(name, quantile)| (name.replace('.', ""), json!(self.at_least_us(*quantile))))
+            .map(|(name, tail)| (name.replace('.', ""), json!(self.percentile_at_least_us(*tail))))
             .collect();
         let measured = self.measured_past.map(|measured| {
             self.share_past
@@ -137,6 +144,7 @@ impl AuthdLog {
                 counter::LOG_SYNC_P99_US => log.sync_p99_us = value,
                 counter::LOG_SYNC_MAX_US => log.sync_max_us = value,
                 counter::LOG_SYNC_US => log.sync_us = value,
+                counter::LOG_FSYNC_ALWAYS => log.fsync_always = Some(value == 1),
                 _ => {
                     if let Some(index) = counter::LOG_HELD_PAST.iter().position(|(past, _)| *past == id) {
                         log.held_us_past[index] = value;
@@ -150,13 +158,16 @@ impl AuthdLog {
     /// Asks authd (over an operator connection).
     pub fn read(client: &mut Client) -> anyhow::Result<AuthdLog> {
         match client.call(&Request::Stats(Stats {}))? {
-            Reply::Stats(reply) if reply.code == 0 => Ok(AuthdLog::from_counters(
-                reply
-                    .counters
-                    .as_slice()
-                    .iter()
-                    .map(|entry| (entry.counter, entry.value)),
-            )),
+            Reply::Stats(reply) if reply.code == 0 => Ok(AuthdLog {
+                read_at_ns: crate::clock::now_ns(),
+                ..AuthdLog::from_counters(
+                    reply
+                        .counters
+                        .as_slice()
+                        .iter()
+                        .map(|entry| (entry.counter, entry.value)),
+                )
+            }),
             other => anyhow::bail!("STATS: unexpected reply {other:?}"),
         }
     }
@@ -170,18 +181,20 @@ impl AuthdLog {
             held_us_past: std::array::from_fn(|index| {
                 self.held_us_past[index].saturating_sub(before.held_us_past[index])
             }),
+            read_at_ns: self.read_at_ns.saturating_sub(before.read_at_ns),
             ..*self
         }
     }
 
-    /// The disk floor of a phase (this is [`AuthdLog::since`] its start) that lasted `span_s`
-    /// seconds, for requests arriving evenly over it (an open loop) whose replies waited for
-    /// the log; `None` without fdatasyncs or without a span.
-    pub fn disk_floor(&self, span_s: f64) -> Option<DiskFloor> {
-        if self.syncs == 0 || span_s <= 0.0 {
+    /// The disk floor of a phase (this is [`AuthdLog::since`] its start, and `read_at_ns` its
+    /// length), for requests arriving evenly over it (an open loop) whose replies waited for
+    /// their records; `None` unless authd said every reply waits for its fdatasync, or
+    /// without fdatasyncs or a span.
+    pub fn disk_floor(&self) -> Option<DiskFloor> {
+        if self.fsync_always != Some(true) || self.syncs == 0 || self.read_at_ns == 0 {
             return None;
         }
-        let span_us = span_s * 1_000_000.0;
+        let span_us = self.read_at_ns as f64 / 1_000.0;
         Some(DiskFloor {
             share_past: std::array::from_fn(|index| {
                 let share = self.held_us_past[index] as f64 / span_us;
@@ -274,41 +287,58 @@ mod tests {
         assert!(run.summary().contains("no fdatasync"), "{}", run.summary());
     }
 
+    /// A reading of an authd with fsync always, taken `at_s` seconds into loadgen's clock.
+    fn reading(at_s: u64, counters: &[(u16, u64)]) -> AuthdLog {
+        AuthdLog {
+            read_at_ns: at_s * 1_000_000_000,
+            ..AuthdLog::from_counters(counters.iter().copied().chain([(counter::LOG_FSYNC_ALWAYS, 1)]))
+        }
+    }
+
     #[test]
     fn the_disk_floor_is_the_time_past_each_threshold_over_the_phase() {
-        let before = AuthdLog::from_counters([
-            (counter::LOG_SYNCS, 10),
-            (counter::LOG_SYNC_US, 1_000),
-            (counter::LOG_HELD_PAST_1MS_US, 500),
-            (counter::LOG_HELD_PAST_20MS_US, 100),
-        ]);
-        let after = AuthdLog::from_counters([
-            (counter::LOG_SYNCS, 1_010),
-            (counter::LOG_SYNC_US, 2_001_000),
-            (counter::LOG_HELD_PAST_1MS_US, 200_500),
-            (counter::LOG_HELD_PAST_2MS_US, 150_000),
-            (counter::LOG_HELD_PAST_5MS_US, 9_000),
-            (counter::LOG_HELD_PAST_10MS_US, 2_000),
-            (counter::LOG_HELD_PAST_20MS_US, 100),
-        ]);
+        let before = reading(
+            5,
+            &[
+                (counter::LOG_SYNCS, 10),
+                (counter::LOG_SYNC_US, 1_000),
+                (counter::LOG_HELD_PAST_1MS_US, 500),
+                (counter::LOG_HELD_PAST_20MS_US, 100),
+            ],
+        );
+        let after = reading(
+            15,
+            &[
+                (counter::LOG_SYNCS, 1_010),
+                (counter::LOG_SYNC_US, 2_001_000),
+                (counter::LOG_HELD_PAST_1MS_US, 200_500),
+                (counter::LOG_HELD_PAST_2MS_US, 150_000),
+                (counter::LOG_HELD_PAST_5MS_US, 9_000),
+                (counter::LOG_HELD_PAST_10MS_US, 2_000),
+                (counter::LOG_HELD_PAST_20MS_US, 100),
+            ],
+        );
         let run = after.since(&before);
         assert_eq!(run.sync_us, 2_000_000);
         assert_eq!(run.held_us_past, [200_000, 150_000, 9_000, 2_000, 0]);
-        // Over 10 s: 2% past 1 ms, 1.5% past 2 ms, 0.09% past 5 ms, 0.02% past 10 ms.
-        let floor = run.disk_floor(10.0).expect("syncs in the phase");
+        // Over the 10 s between the readings: 2% past 1 ms, 1.5% past 2 ms, 0.09% past 5 ms,
+        // 0.02% past 10 ms.
+        let floor = run.disk_floor().expect("syncs in the phase");
         let shares: Vec<f64> = floor.share_past.iter().map(|(_, share)| *share).collect();
         assert_eq!(shares, [0.02, 0.015, 0.0009, 0.0002, 0.0]);
-        assert_eq!(floor.at_least_us(0.99), Some(2_000));
-        assert_eq!(floor.at_least_us(0.999), Some(2_000));
-        assert_eq!(floor.at_least_us(0.9999), Some(10_000));
-        assert_eq!(floor.at_least_us(0.5), None);
+        assert_eq!(floor.percentile_at_least_us(0.01), Some(2_000));
+        assert_eq!(floor.percentile_at_least_us(0.001), Some(2_000));
+        assert_eq!(floor.percentile_at_least_us(0.0001), Some(10_000));
+        assert_eq!(floor.percentile_at_least_us(0.5), None);
         let text = floor.summary();
         assert!(
             text.contains("p99 >= 2 ms, p99.9 >= 2 ms, p99.99 >= 10 ms"),
             "{text}"
         );
         assert!(
-            text.contains("requests past 1, 2, 5, 10, 20 ms: at least 2.000%, 1.500%, 0.090%, 0.020%, 0.000% from the disk"),
+            text.contains(
+                "requests past 1, 2, 5, 10, 20 ms: at least 2.000%, 1.500%, 0.090%, 0.020%, 0.000% held by fdatasyncs"
+            ),
             "{text}"
         );
         assert!(!text.contains("measured"), "{text}");
@@ -319,15 +349,49 @@ mod tests {
     }
 
     #[test]
-    fn a_fast_disk_sets_no_floor_and_no_fdatasync_no_floor_at_all() {
-        let run = AuthdLog::from_counters([(counter::LOG_SYNCS, 100), (counter::LOG_SYNC_US, 20_000)]);
-        let floor = run.disk_floor(1.0).expect("syncs");
-        assert_eq!(floor.at_least_us(0.9999), None);
+    fn exactly_the_tail_share_held_is_no_bound() {
+        // Exactly 1% held past 5 ms, and exactly 0.01% past 20 ms: neither forces its
+        // percentile past the threshold (more than the tail must be held).
+        let floor = DiskFloor {
+            share_past: [
+                (1_000, 0.02),
+                (2_000, 0.01),
+                (5_000, 0.01),
+                (10_000, 0.0001),
+                (20_000, 0.0001),
+            ],
+            measured_past: None,
+        };
+        assert_eq!(floor.percentile_at_least_us(0.01), Some(1_000));
+        assert_eq!(floor.percentile_at_least_us(0.0001), Some(5_000));
+    }
+
+    #[test]
+    fn no_floor_without_fsync_always_without_syncs_or_from_an_older_authd() {
+        let fast =
+            reading(1, &[(counter::LOG_SYNCS, 100), (counter::LOG_SYNC_US, 20_000)]).since(&reading(0, &[]));
+        let floor = fast.disk_floor().expect("syncs");
+        assert_eq!(floor.percentile_at_least_us(0.0001), None);
         assert!(
             floor.summary().contains("no bound on p99.99 or below"),
             "{}",
             floor.summary()
         );
-        assert_eq!(AuthdLog::default().disk_floor(1.0), None);
+        let never = AuthdLog {
+            fsync_always: Some(false),
+            ..fast
+        };
+        assert_eq!(never.disk_floor(), None, "fsync never: replies wait for no sync");
+        let older = AuthdLog {
+            fsync_always: None,
+            ..fast
+        };
+        assert_eq!(
+            older.disk_floor(),
+            None,
+            "an authd without the held-time counters"
+        );
+        let no_syncs = AuthdLog { syncs: 0, ..fast };
+        assert_eq!(no_syncs.disk_floor(), None);
     }
 }

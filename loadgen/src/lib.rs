@@ -529,6 +529,7 @@ fn run_against(
         offers: offer_counts,
         think_time_us: config.think_time_us,
         authd_log: watched.authd_log,
+        floor_holds: config.mix.first_requests_all_logged(),
     })
 }
 

@@ -151,6 +151,15 @@ impl Mix {
         self.cumulative.iter().any(|(seen, _)| *seen == kind)
     }
 
+    /// True if every flow the mix draws is one measured request that writes a record
+    /// (PURCHASE, or OFFER: its accept and outcome are measured apart), so every measured
+    /// request is sent when due and waits for the log: the disk floor holds for them.
+    pub fn first_requests_all_logged(&self) -> bool {
+        self.cumulative
+            .iter()
+            .all(|(kind, _)| matches!(kind, FlowKind::Purchase | FlowKind::Offer))
+    }
+
     /// Each kind's share, in percent, for the report.
     pub fn shares(&self) -> Vec<(FlowKind, f64)> {
         let total = f64::from(self.cumulative.last().map_or(1, |(_, total)| *total));
@@ -355,6 +364,24 @@ mod tests {
         assert_eq!(counts[FlowKind::Echo as usize], 0);
         let shares = mix.shares();
         assert_eq!(shares[0], (FlowKind::Purchase, 80.0));
+    }
+
+    #[test]
+    fn the_floor_holds_for_purchases_and_offers_only() {
+        let holds = |text: &str| Mix::parse(text).map(|mix| mix.first_requests_all_logged());
+        assert_eq!(holds("purchase=1"), Ok(true));
+        assert_eq!(holds("purchase=50,offer=50"), Ok(true));
+        assert_eq!(
+            holds("purchase=80,authorize_capture=20"),
+            Ok(false),
+            "a capture is sent at a reply"
+        );
+        assert_eq!(
+            holds("purchase=90,echo=10"),
+            Ok(false),
+            "an echo writes no record"
+        );
+        assert_eq!(holds("balance_check=1"), Ok(false));
     }
 
     #[test]

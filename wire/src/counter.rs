@@ -33,8 +33,9 @@ pub const LOG_SYNC_US: u16 = 13;
 /// With `--fsync always` a request that arrives during a sync waits at least for the rest of it
 /// and then the whole next sync (its record goes into a later batch). For each sync this counts
 /// the part of it in which that rest plus the next sync exceed 1 ms. Over a span of time, it is
-/// the least share of requests arriving evenly in that span that waited more than 1 ms,
-/// whatever the server did.
+/// the least share of requests arriving evenly in that span, each writing a record, that waited
+/// more than 1 ms for syncs alone (PROTOCOL.md, STATS, says what a sync's time includes). 0 with
+/// `--fsync never`.
 pub const LOG_HELD_PAST_1MS_US: u16 = 14;
 /// The same as [`LOG_HELD_PAST_1MS_US`] for 2 ms.
 pub const LOG_HELD_PAST_2MS_US: u16 = 15;
@@ -44,6 +45,8 @@ pub const LOG_HELD_PAST_5MS_US: u16 = 16;
 pub const LOG_HELD_PAST_10MS_US: u16 = 17;
 /// The same as [`LOG_HELD_PAST_1MS_US`] for 20 ms.
 pub const LOG_HELD_PAST_20MS_US: u16 = 18;
+/// 1 if every reply waits for its record's fdatasync (`--fsync always`), 0 if not.
+pub const LOG_FSYNC_ALWAYS: u16 = 19;
 /// The held-time counters with their thresholds in microseconds, shortest first.
 pub const LOG_HELD_PAST: [(u16, u64); 5] = [
     (LOG_HELD_PAST_1MS_US, 1_000),

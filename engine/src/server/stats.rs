@@ -10,6 +10,7 @@ use wire::types::List;
 
 use crate::reason::Reason;
 use crate::store::Store;
+use crate::wal::FsyncMode;
 
 /// The server's counters.
 #[derive(Debug, Default)]
@@ -70,6 +71,10 @@ impl Stats {
             (counter::LOG_SYNC_MAX_US, wal.sync_us_max),
             (counter::FRAMES_MALFORMED, load(&self.frames_malformed)),
             (counter::LOG_SYNC_US, wal.sync_us),
+            (
+                counter::LOG_FSYNC_ALWAYS,
+                u64::from(wal.fsync_mode == FsyncMode::Always),
+            ),
         ];
         counters.extend(
             counter::LOG_HELD_PAST
@@ -100,7 +105,44 @@ impl Stats {
 mod tests {
     use wire::counter;
 
-    use crate::wal::HELD_PAST_US;
+    use super::Stats;
+    use crate::books::BooksConfig;
+    use crate::reason::Reason;
+    use crate::store::{Store, StoreConfig};
+    use crate::wal::{ReadOptions, WalConfig, HELD_PAST_US};
+
+    #[test]
+    fn a_stats_reply_carries_every_reason_and_says_replies_wait_for_fdatasync() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut wal = WalConfig::new(dir.path());
+        wal.segment_bytes = 1 << 20;
+        let config = StoreConfig {
+            books: BooksConfig::default(),
+            wal,
+            read: ReadOptions::default(),
+        };
+        let (store, _) = Store::open(config).expect("open the store");
+        let stats = Stats::default();
+        for reason in Reason::ALL {
+            stats.count_reply(reason as u8);
+        }
+        let reply = stats.reply(&store);
+        let value = |id: u16| {
+            reply
+                .counters
+                .as_slice()
+                .iter()
+                .find(|entry| entry.counter == id)
+                .map(|entry| entry.value)
+        };
+        for reason in Reason::ALL {
+            assert_eq!(value(counter::REASON_BASE + reason as u16), Some(1), "{reason:?}");
+        }
+        assert_eq!(value(counter::LOG_FSYNC_ALWAYS), Some(1));
+        for (id, _) in counter::LOG_HELD_PAST {
+            assert!(value(id).is_some(), "held-time counter {id}");
+        }
+    }
 
     #[test]
     fn the_sync_time_past_counters_name_the_logs_thresholds() {

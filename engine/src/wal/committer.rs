@@ -177,7 +177,10 @@ impl Committer {
             self.segment.sync_data()
         };
         result.map_err(|error| self.failed(shared, "fdatasync of", error))?;
-        shared.counters.count_sync(started.elapsed().as_micros() as u64);
+        let replies_wait = self.mode == FsyncMode::Always;
+        shared
+            .counters
+            .count_sync(started.elapsed().as_micros() as u64, replies_wait);
         Ok(())
     }
 

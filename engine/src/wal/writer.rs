@@ -39,7 +39,7 @@ use super::committer::Committer;
 use super::record::{self, RECORD_PAYLOAD_BYTES_MAX};
 use super::recovery::{self, ReadOptions, RecoveryReport};
 use super::segment::{self, SegmentFile};
-use super::{DirLock, Lsn, WalConfig, WalError};
+use super::{DirLock, FsyncMode, Lsn, WalConfig, WalError};
 
 /// What a notifier is told after a published batch, or when the log fails.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +63,8 @@ pub struct WalStats {
     pub batches_written: u64,
     /// fdatasync calls (one per batch in `Always`, plus one before each segment roll).
     pub syncs: u64,
+    /// The log's mode: with `Always` every reply waits for a sync.
+    pub fsync_mode: FsyncMode,
     /// Microseconds spent in those fdatasync calls.
     pub sync_us: u64,
     /// For each of [`HELD_PAST_US`]: microseconds in which an arriving record would have
@@ -111,9 +113,24 @@ pub(super) struct Counters {
 }
 
 impl Counters {
-    pub(super) fn count_sync(&self, sync_us: u64) {
+    /// Counts one sync of `sync_us`; with `replies_wait` (fsync always) also the time it and
+    /// the one before held arriving records (in other modes records do not wait for syncs).
+    pub(super) fn count_sync(&self, sync_us: u64, replies_wait: bool) {
         count(&self.syncs, 1);
         count(&self.sync_us, sync_us);
+        self.count_held(sync_us, replies_wait);
+        let mut latency = self.sync_latency.lock();
+        let histogram = latency.get_or_insert_with(|| {
+            hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid histogram bounds")
+        });
+        histogram.saturating_record(sync_us);
+    }
+
+    /// Called by the committer only (syncs run one at a time), so the swap is not contended.
+    fn count_held(&self, sync_us: u64, replies_wait: bool) {
+        if !replies_wait {
+            return;
+        }
         let previous_us = self.previous_sync_us.swap(sync_us, Ordering::Relaxed);
         for (held, threshold_us) in self.held_us_past.iter().zip(HELD_PAST_US) {
             // Arriving `r` before the previous sync ended, a record waits at least
@@ -125,11 +142,6 @@ impl Counters {
                 count(held, held_us);
             }
         }
-        let mut latency = self.sync_latency.lock();
-        let histogram = latency.get_or_insert_with(|| {
-            hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid histogram bounds")
-        });
-        histogram.saturating_record(sync_us);
     }
 }
 
@@ -228,6 +240,7 @@ pub struct Wal {
     shared: Arc<Shared>,
     writer: Mutex<Option<JoinHandle<()>>>,
     dir: PathBuf,
+    fsync_mode: FsyncMode,
     _lock: DirLock,
 }
 
@@ -294,6 +307,7 @@ impl Wal {
         Ok(Wal {
             shared,
             writer: Mutex::new(Some(handle)),
+            fsync_mode: config.fsync_mode,
             dir: config.dir,
             _lock: lock,
         })
@@ -451,6 +465,7 @@ impl Wal {
             records_written: load(&counters.records_written),
             batches_written: load(&counters.batches_written),
             syncs: load(&counters.syncs),
+            fsync_mode: self.fsync_mode,
             sync_us: load(&counters.sync_us),
             held_us_past: counters.held_us_past.each_ref().map(load),
             sync_us_p50: latency.map_or(0, |histogram| histogram.value_at_quantile(0.5)),
@@ -594,7 +609,7 @@ mod tests {
     fn held_time_counts_the_part_of_each_sync_whose_rest_plus_the_next_sync_is_past_the_threshold() {
         let counters = Counters::default();
         for sync_us in [500, 1_000, 1_500, 25_000] {
-            counters.count_sync(sync_us);
+            counters.count_sync(sync_us, true);
         }
         let held = counters
             .held_us_past
@@ -604,5 +619,19 @@ mod tests {
         // 1 ms: 500 + 1,000 + 1,500. 2 ms: 0 + 500 + 1,500. 5 ms on: the 1,500 before 25,000.
         assert_eq!(held, [3_000, 2_000, 1_500, 1_500, 1_500]);
         assert_eq!(counters.sync_us.load(Ordering::Relaxed), 28_000);
+    }
+
+    #[test]
+    fn syncs_that_no_reply_waits_for_hold_nothing() {
+        let counters = Counters::default();
+        for sync_us in [30_000, 30_000] {
+            counters.count_sync(sync_us, false);
+        }
+        let held = counters
+            .held_us_past
+            .each_ref()
+            .map(|value| value.load(Ordering::Relaxed));
+        assert_eq!(held, [0; HELD_PAST_US.len()]);
+        assert_eq!(counters.syncs.load(Ordering::Relaxed), 2);
     }
 }

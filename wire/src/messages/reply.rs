@@ -15,7 +15,7 @@ pub const OFFERS_PER_REPLY_MAX: usize = 8;
 /// Most disputes one list reply carries.
 pub const DISPUTES_PER_REPLY_MAX: usize = 16;
 /// Most counters one stats reply carries.
-pub const COUNTERS_PER_REPLY_MAX: usize = 32;
+pub const COUNTERS_PER_REPLY_MAX: usize = 64;
 
 wire_struct! {
     /// Only the outcome.
@@ -272,7 +272,7 @@ wire_struct! {
         code: u8,
         /// authd reason.
         reason: u8,
-        /// Up to 32 counters of 10 bytes each (Counter).
+        /// Up to 64 counters of 10 bytes each (Counter).
         counters: List<Counter, COUNTERS_PER_REPLY_MAX>,
     }
 }

@@ -97,12 +97,13 @@ pub fn counter_name(id: u16) -> String {
         counter::LOG_SYNC_MAX_US => "log sync max us",
         counter::FRAMES_MALFORMED => "frames malformed",
         counter::LOG_SYNC_US => "log sync time us",
-        counter::LOG_HELD_PAST_1MS_US => "log held time past 1 ms us",
-        counter::LOG_HELD_PAST_2MS_US => "log held time past 2 ms us",
-        counter::LOG_HELD_PAST_5MS_US => "log held time past 5 ms us",
-        counter::LOG_HELD_PAST_10MS_US => "log held time past 10 ms us",
-        counter::LOG_HELD_PAST_20MS_US => "log held time past 20 ms us",
-        _ => return reason_counter_name(id),
+        counter::LOG_FSYNC_ALWAYS => "log fsync always",
+        _ => {
+            if let Some((_, threshold_us)) = counter::LOG_HELD_PAST.iter().find(|(held, _)| *held == id) {
+                return format!("log held past {} ms us", threshold_us / 1_000);
+            }
+            return reason_counter_name(id);
+        }
     };
     name.to_string()
 }
@@ -141,7 +142,7 @@ mod tests {
         assert_eq!(counter_name(counter::LOG_SYNCS), "log syncs");
         assert_eq!(
             counter_name(counter::LOG_HELD_PAST_10MS_US),
-            "log held time past 10 ms us"
+            "log held past 10 ms us"
         );
         assert_eq!(
             counter_name(counter::REASON_BASE + 14),

@@ -29,7 +29,9 @@
 //!   ([`spawn`]).
 //! * Results: a progress line per second, a summary, `--json`, `--hgrm`, `--plot` ([`report`],
 //!   [`plot`]); with the operator key, the summary also gives authd's fdatasyncs while
-//!   measuring, from its STATS counters, so a tail can be told from a slow disk ([`authd_log`]).
+//!   measuring, from its STATS counters, so a tail can be told from a slow disk, and for an
+//!   open loop of purchases and offers the disk floor: the least share of requests that
+//!   fdatasyncs alone held past 1 to 20 ms ([`authd_log`]).
 //!
 //! # Layout
 //!

@@ -145,7 +145,7 @@ mod tests {
     }
 
     #[test]
-    fn the_sync_time_past_counters_name_the_logs_thresholds() {
+    fn the_held_time_counters_name_the_logs_thresholds() {
         let thresholds = counter::LOG_HELD_PAST.map(|(_id, threshold_us)| threshold_us);
         assert_eq!(thresholds, HELD_PAST_US);
     }

@@ -91,8 +91,8 @@ pub struct WalStats {
 /// durable no sooner than the end of the next sync: it waits at least for the rest of the
 /// current sync plus the whole next one. When a sync ends, the part of the one before it in
 /// which that wait exceeds a threshold is added to the threshold's count. Over a span, the
-/// count is the least share of requests arriving evenly in it that the disk alone kept waiting
-/// longer than the threshold.
+/// count is the least share of requests arriving evenly in it that syncs alone kept waiting
+/// longer than the threshold. Counted only with [`FsyncMode::Always`], where replies wait.
 pub const HELD_PAST_US: [u64; 5] = [1_000, 2_000, 5_000, 10_000, 20_000];
 
 #[derive(Default)]

@@ -4,10 +4,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use engine::wal::{
     read_log, Committed, DirLock, Durable, FaultInjection, FsyncMode, LockHolder, Lsn, ReadOptions, Wal,
-    WalConfig, WalError, HELD_PAST_US, RECORD_BYTES_MAX, RECORD_PAYLOAD_BYTES_MAX,
+    WalConfig, WalError, COMMIT_DELAY_US_MAX, HELD_PAST_US, RECORD_BYTES_MAX, RECORD_PAYLOAD_BYTES_MAX,
 };
 
 /// Segments of 1 MiB: every open zero-fills one segment and prepares the next.
@@ -297,6 +298,109 @@ fn config_out_of_range_is_refused() {
             ..
         })
     ));
+}
+
+#[test]
+fn commit_delay_out_of_range_is_refused() {
+    for (delay_us, min_records, setting) in [
+        (COMMIT_DELAY_US_MAX + 1, 1, "commit_delay_us"),
+        (100, 0, "commit_delay_min_records"),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = small_config(dir.path());
+        config.commit_delay_us = delay_us;
+        config.commit_delay_min_records = min_records;
+        let lock = DirLock::acquire(dir.path()).expect("lock");
+        let result = Wal::open(config, lock, 0, &ReadOptions::default(), |_, _, _| {
+            Ok::<(), WalError>(())
+        });
+        assert!(
+            matches!(result, Err(WalError::Config { setting: refused, .. }) if refused == setting),
+            "{setting}"
+        );
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = small_config(dir.path());
+    config.commit_delay_us = COMMIT_DELAY_US_MAX;
+    open(config).close().expect("the largest delay is allowed");
+}
+
+/// Appends from four threads for 400 ms, a record each every ~100 us, to a log whose every
+/// sync takes at least 0.5 ms more (so records keep arriving while one runs, as under load),
+/// and returns how many batches the log wrote meanwhile.
+fn batches_under_steady_load(dir: &Path, delay_us: u64, min_records: u64) -> u64 {
+    let faults = Arc::new(FaultInjection::default());
+    faults.sync_delay_us.store(500, Ordering::Relaxed);
+    let mut config = small_config(dir);
+    config.faults = Some(faults);
+    config.commit_delay_us = delay_us;
+    config.commit_delay_min_records = min_records;
+    let wal = open(config);
+    let before = wal.stats().batches_written;
+    let run = Duration::from_millis(400);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for thread in 0..4u64 {
+            let wal = &wal;
+            scope.spawn(move || {
+                let mut last = 0;
+                while started.elapsed() < run {
+                    last = wal.append(thread, &[thread as u8; 32]).expect("append");
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+                wal.wait_durable(last).expect("durable");
+            });
+        }
+    });
+    let batches = wal.stats().batches_written - before;
+    wal.close().expect("close");
+    batches
+}
+
+#[test]
+fn a_commit_after_a_large_batch_waits_for_more_records() {
+    let batches = |delay_us: u64, min_records: u64| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        batches_under_steady_load(dir.path(), delay_us, min_records)
+    };
+    // Each cycle is a 10 ms pause and a sync of 0.5 ms or more: about 38 in 400 ms.
+    let delayed = batches(10_000, 8);
+    assert!(delayed <= 50, "{delayed} batches in 400 ms with a 10 ms delay");
+    // Without the pause, a batch per sync: up to 800.
+    let undelayed = batches(0, 8);
+    assert!(
+        undelayed > 2 * delayed,
+        "{undelayed} batches without the delay against {delayed} with it"
+    );
+    // Batches of a few dozen records, never 100,000: none is followed by a pause.
+    let too_small = batches(10_000, 100_000);
+    assert!(
+        too_small > 2 * delayed,
+        "{too_small} batches smaller than the minimum against {delayed} delayed"
+    );
+}
+
+#[test]
+fn a_lone_appender_is_never_delayed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = small_config(dir.path());
+    config.fsync_mode = FsyncMode::Never;
+    config.commit_delay_us = COMMIT_DELAY_US_MAX;
+    config.commit_delay_min_records = 1;
+    let wal = open(config);
+    let started = Instant::now();
+    for index in 0..20u8 {
+        let lsn = wal.append(1, &[index]).expect("append");
+        wal.wait_durable(lsn).expect("durable");
+    }
+    // The writer went idle between the records: no pause. Had each commit after a batch
+    // waited the 10 ms, this took 190 ms.
+    assert!(
+        started.elapsed() < Duration::from_millis(150),
+        "{:?} for twenty records one at a time",
+        started.elapsed()
+    );
+    wal.close().expect("close");
 }
 
 #[test]

@@ -89,6 +89,14 @@ struct Flags {
     /// Size of each log segment file, bytes.
     #[arg(long, default_value_t = engine::wal::SEGMENT_BYTES_DEFAULT)]
     segment_bytes: u64,
+    /// Microseconds the log's writer waits before a commit that follows a batch of at least
+    /// --commit-delay-min-records records: fewer, larger fdatasyncs under heavy load (0: never
+    /// waits; at most 10000).
+    #[arg(long, default_value_t = engine::wal::COMMIT_DELAY_US_DEFAULT)]
+    commit_delay_us: u64,
+    /// The batch size, in records, from which the next commit waits --commit-delay-us.
+    #[arg(long, default_value_t = engine::wal::COMMIT_DELAY_MIN_RECORDS_DEFAULT)]
+    commit_delay_min_records: u64,
     /// Cut the log at a corrupt record instead of refusing to start (what is cut is reported).
     #[arg(long)]
     truncate_corrupt_log: bool,
@@ -115,6 +123,8 @@ fn store_config(flags: &Flags) -> StoreConfig {
     };
     let mut wal = WalConfig::new(&flags.data_dir);
     wal.segment_bytes = flags.segment_bytes;
+    wal.commit_delay_us = flags.commit_delay_us;
+    wal.commit_delay_min_records = flags.commit_delay_min_records;
     wal.fsync_mode = match flags.fsync {
         Fsync::Always => FsyncMode::Always,
         Fsync::Never => FsyncMode::Never,

@@ -300,9 +300,10 @@ impl Wal {
         });
         count(&shared.counters.segments_created, 1);
         let writer = Arc::clone(&shared);
+        let delay = CommitDelay::new(&config);
         let handle = std::thread::Builder::new()
             .name("wal-writer".into())
-            .spawn(move || run_writer(&writer))
+            .spawn(move || run_writer(&writer, delay))
             .map_err(|error| WalError::io("start writer thread for", &config.dir, error))?;
         Ok(Wal {
             shared,
@@ -569,8 +570,31 @@ impl Drop for Batch<'_> {
 
 /// The writer thread: commits what is pending whenever asked, and, as long as it found
 /// something, again right away (group commit); at close, commits the rest and syncs.
-fn run_writer(shared: &Shared) {
+/// The writer thread's pause before a commit that follows a large batch
+/// ([`WalConfig::commit_delay_us`]).
+#[derive(Clone, Copy, Debug)]
+struct CommitDelay {
+    pause: std::time::Duration,
+    min_records: u64,
+}
+
+impl CommitDelay {
+    fn new(config: &WalConfig) -> CommitDelay {
+        CommitDelay {
+            pause: std::time::Duration::from_micros(config.commit_delay_us),
+            min_records: config.commit_delay_min_records,
+        }
+    }
+
+    fn applies_after(&self, last_batch_records: u64) -> bool {
+        !self.pause.is_zero() && last_batch_records >= self.min_records
+    }
+}
+
+fn run_writer(shared: &Shared, delay: CommitDelay) {
     let mut wrote = false;
+    // Records in the writer's last batch (0 after an idle wait).
+    let mut last_batch_records = 0;
     loop {
         {
             let mut pending = shared.pending.lock();
@@ -583,6 +607,7 @@ fn run_writer(shared: &Shared) {
                     break;
                 }
                 wrote = false;
+                last_batch_records = 0;
                 shared.work.wait(&mut pending);
             }
             pending.writer_wanted = false;
@@ -591,7 +616,15 @@ fn run_writer(shared: &Shared) {
             }
             pending.committing = true;
         }
-        wrote = shared.committer.lock().commit(shared).is_some();
+        if delay.applies_after(last_batch_records) {
+            // Commits in place wait for this one (`committing`), so everything appended
+            // meanwhile goes into this batch.
+            std::thread::sleep(delay.pause);
+        }
+        let durable_before = shared.durable_lsn.load(Ordering::Acquire);
+        let committed = shared.committer.lock().commit(shared);
+        wrote = committed.is_some();
+        last_batch_records = committed.map_or(0, |lsn| lsn.saturating_sub(durable_before));
         shared.pending.lock().committing = false;
     }
     // Closing: nothing can be appended any more, and no commit is under way; commit the

@@ -325,10 +325,10 @@ fn commit_delay_out_of_range_is_refused() {
     open(config).close().expect("the largest delay is allowed");
 }
 
-/// Appends from four threads for 400 ms, a record each every ~100 us, to a log whose every
+/// Appends from four threads for 300 ms, a record each every ~100 us, to a log whose every
 /// sync takes at least 0.5 ms more (so records keep arriving while one runs, as under load),
-/// and returns how many batches the log wrote meanwhile.
-fn batches_under_steady_load(dir: &Path, delay_us: u64, min_records: u64) -> u64 {
+/// and returns the log's counters over the run.
+fn stats_under_steady_load(dir: &Path, delay_us: u64, min_records: u64) -> (u64, u64) {
     let faults = Arc::new(FaultInjection::default());
     faults.sync_delay_us.store(500, Ordering::Relaxed);
     let mut config = small_config(dir);
@@ -336,8 +336,7 @@ fn batches_under_steady_load(dir: &Path, delay_us: u64, min_records: u64) -> u64
     config.commit_delay_us = delay_us;
     config.commit_delay_min_records = min_records;
     let wal = open(config);
-    let before = wal.stats().batches_written;
-    let run = Duration::from_millis(400);
+    let run = Duration::from_millis(300);
     let started = Instant::now();
     std::thread::scope(|scope| {
         for thread in 0..4u64 {
@@ -352,54 +351,69 @@ fn batches_under_steady_load(dir: &Path, delay_us: u64, min_records: u64) -> u64
             });
         }
     });
-    let batches = wal.stats().batches_written - before;
+    let stats = wal.stats();
     wal.close().expect("close");
-    batches
+    (
+        stats.commit_delays,
+        stats.records_written / stats.batches_written.max(1),
+    )
 }
 
 #[test]
 fn a_commit_after_a_large_batch_waits_for_more_records() {
-    let batches = |delay_us: u64, min_records: u64| {
+    let stats = |delay_us: u64, min_records: u64| {
         let dir = tempfile::tempdir().expect("tempdir");
-        batches_under_steady_load(dir.path(), delay_us, min_records)
+        stats_under_steady_load(dir.path(), delay_us, min_records)
     };
-    // Each cycle is a 10 ms pause and a sync of 0.5 ms or more: about 38 in 400 ms.
-    let delayed = batches(10_000, 8);
-    assert!(delayed <= 50, "{delayed} batches in 400 ms with a 10 ms delay");
-    // Without the pause, a batch per sync: up to 800.
-    let undelayed = batches(0, 8);
+    // Each sync takes 0.5 ms or more, so a batch holds a dozen records or more: past the
+    // minimum of 8, the next commit pauses.
+    let (pauses, _) = stats(2_000, 8);
+    assert!(pauses > 0, "no pause after batches of 8 records or more");
+    // No pause without a delay, or below the minimum (these batches never reach 100,000).
+    assert_eq!(stats(0, 8).0, 0);
+    assert_eq!(stats(2_000, 100_000).0, 0);
+}
+
+#[test]
+fn the_pause_makes_batches_larger() {
+    // Records per batch with a 10 ms pause against without: records gather for the pause
+    // plus a sync (0.5 ms or more) instead of a sync alone.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, without) = stats_under_steady_load(dir.path(), 0, 8);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, with) = stats_under_steady_load(dir.path(), COMMIT_DELAY_US_MAX, 8);
     assert!(
-        undelayed > 2 * delayed,
-        "{undelayed} batches without the delay against {delayed} with it"
-    );
-    // Batches of a few dozen records, never 100,000: none is followed by a pause.
-    let too_small = batches(10_000, 100_000);
-    assert!(
-        too_small > 2 * delayed,
-        "{too_small} batches smaller than the minimum against {delayed} delayed"
+        with > without,
+        "{with} records per batch with the pause, {without} without"
     );
 }
 
 #[test]
-fn a_lone_appender_is_never_delayed() {
+fn batches_below_the_minimum_are_never_delayed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = small_config(dir.path());
+    config.commit_delay_us = COMMIT_DELAY_US_MAX;
+    config.commit_delay_min_records = 2;
+    let wal = open(config);
+    for index in 0..20u8 {
+        let lsn = wal.append(1, &[index]).expect("append");
+        wal.wait_durable(lsn).expect("durable");
+    }
+    assert_eq!(wal.stats().commit_delays, 0, "one-record batches paused");
+    wal.close().expect("close");
+}
+
+#[test]
+fn fsync_never_never_pauses() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = small_config(dir.path());
     config.fsync_mode = FsyncMode::Never;
     config.commit_delay_us = COMMIT_DELAY_US_MAX;
     config.commit_delay_min_records = 1;
     let wal = open(config);
-    let started = Instant::now();
-    for index in 0..20u8 {
-        let lsn = wal.append(1, &[index]).expect("append");
-        wal.wait_durable(lsn).expect("durable");
-    }
-    // The writer went idle between the records: no pause. Had each commit after a batch
-    // waited the 10 ms, this took 190 ms.
-    assert!(
-        started.elapsed() < Duration::from_millis(150),
-        "{:?} for twenty records one at a time",
-        started.elapsed()
-    );
+    let appended = append_concurrently(&wal, 4, 200, 50);
+    assert_eq!(appended.len(), 800);
+    assert_eq!(wal.stats().commit_delays, 0, "no fdatasync to save, no pause");
     wal.close().expect("close");
 }
 

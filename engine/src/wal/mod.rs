@@ -92,7 +92,8 @@ pub type Lsn = u64;
 /// There is no "batch" mode (sync at most every N us): measured against `Always` with 4
 /// appenders x 64 records in flight, a 500 us interval gathered 245 instead of 137 records per
 /// sync but reached 290-305k instead of 700-805k records/s, and adds up to the interval to every
-/// reply. `Always` already puts everything that arrives during one sync into the next.
+/// reply. `Always` already puts everything that arrives during one sync into the next. Under
+/// heavy load only, the writer pauses briefly before a commit ([`WalConfig::commit_delay_us`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum FsyncMode {
     /// fdatasync after every write, then publish. The default.
@@ -129,8 +130,9 @@ pub struct WalConfig {
     /// Microseconds the writer thread waits before a commit that follows a batch of at least
     /// [`WalConfig::commit_delay_min_records`] records, so that the next batch is larger and
     /// the log makes fewer fdatasyncs under heavy load (each costs ~43 us of CPU here). 0 never
-    /// waits; at most [`COMMIT_DELAY_US_MAX`]. Lighter load never waits: its batches are small,
-    /// and a batch committed in place by an event loop waits for nothing.
+    /// waits; at most [`COMMIT_DELAY_US_MAX`]. No pause with [`FsyncMode::Never`], after a
+    /// smaller batch, or after the writer went idle; a batch committed in place by an event
+    /// loop waits for nothing.
     pub commit_delay_us: u64,
     /// The batch size, in records, from which the next commit waits `commit_delay_us`; >= 1.
     pub commit_delay_min_records: u64,

@@ -18,6 +18,14 @@ fn small_config(dir: &Path) -> WalConfig {
     config
 }
 
+/// `small_config` with fault injection, and the handle that injects.
+fn faulty_config(dir: &Path) -> (WalConfig, Arc<FaultInjection>) {
+    let faults = Arc::new(FaultInjection::default());
+    let mut config = small_config(dir);
+    config.faults = Some(Arc::clone(&faults));
+    (config, faults)
+}
+
 fn open(config: WalConfig) -> Wal {
     let lock = DirLock::acquire(&config.dir).expect("lock");
     let (wal, _) = Wal::open(config, lock, 0, &ReadOptions::default(), |_, _, _| {
@@ -171,9 +179,7 @@ fn oversized_payload_and_append_after_close_are_refused() {
 #[test]
 fn failed_write_stops_the_log_for_good() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let faults = Arc::new(FaultInjection::default());
-    let mut config = small_config(dir.path());
-    config.faults = Some(Arc::clone(&faults));
+    let (config, faults) = faulty_config(dir.path());
     let wal = open(config);
     let notified = Arc::new(AtomicU64::new(0));
     let counted = Arc::clone(&notified);
@@ -217,9 +223,7 @@ fn failed_write_stops_the_log_for_good() {
 #[test]
 fn failed_fsync_does_not_publish_the_batch() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let faults = Arc::new(FaultInjection::default());
-    let mut config = small_config(dir.path());
-    config.faults = Some(Arc::clone(&faults));
+    let (config, faults) = faulty_config(dir.path());
     let wal = open(config);
     let lsn = wal.append(1, b"durable").expect("append");
     wal.wait_durable(lsn).expect("durable");
@@ -234,9 +238,7 @@ fn failed_fsync_does_not_publish_the_batch() {
 #[test]
 fn slow_syncs_show_in_the_time_they_held_arriving_records_past_each_threshold() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let faults = Arc::new(FaultInjection::default());
-    let mut config = small_config(dir.path());
-    config.faults = Some(Arc::clone(&faults));
+    let (config, faults) = faulty_config(dir.path());
     let wal = open(config);
     let before = wal.stats();
     faults.sync_delay_us.store(3_000, Ordering::Relaxed);
@@ -329,10 +331,8 @@ fn commit_delay_out_of_range_is_refused() {
 /// sync takes at least 0.5 ms more (so records keep arriving while one runs, as under load),
 /// and returns the log's counters over the run.
 fn stats_under_steady_load(dir: &Path, delay_us: u64, min_records: u64) -> (u64, u64) {
-    let faults = Arc::new(FaultInjection::default());
+    let (mut config, faults) = faulty_config(dir);
     faults.sync_delay_us.store(500, Ordering::Relaxed);
-    let mut config = small_config(dir);
-    config.faults = Some(faults);
     config.commit_delay_us = delay_us;
     config.commit_delay_min_records = min_records;
     let wal = open(config);
@@ -459,9 +459,7 @@ fn a_batch_committed_in_place_is_synced_and_published_when_commit_returns() {
 #[test]
 fn a_batch_whose_sync_fails_publishes_nothing_and_tells_the_notifiers() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let faults = Arc::new(FaultInjection::default());
-    let mut config = small_config(dir.path());
-    config.faults = Some(Arc::clone(&faults));
+    let (config, faults) = faulty_config(dir.path());
     let wal = open(config);
     let told = Arc::new(parking_lot::Mutex::new(Vec::new()));
     let heard = Arc::clone(&told);

@@ -87,12 +87,6 @@ impl DiskFloor {
         } else {
             bounds.join(", ")
         };
-        let percents = |shares: &mut dyn Iterator<Item = f64>| {
-            shares
-                .map(|share| format!("{:.3}%", share * 100.0))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         let thresholds: Vec<String> = self
             .share_past
             .iter()
@@ -102,34 +96,44 @@ impl DiskFloor {
             "disk floor (what authd's fdatasyncs alone forced): {bounds}\n  \
              requests past {} ms: at least {} held by fdatasyncs",
             thresholds.join(", "),
-            percents(&mut self.share_past.iter().map(|(_, share)| *share))
+            percents(self.share_past.iter().map(|(_, share)| *share))
         );
         if let Some(measured) = &self.measured_past {
-            text.push_str(&format!("; measured {}", percents(&mut measured.iter().copied())));
+            text.push_str(&format!("; measured {}", percents(measured.iter().copied())));
         }
         text
     }
 
     /// The `disk_floor` object of the JSON report.
     pub fn to_json(&self) -> Value {
-        let shares: serde_json::Map<String, Value> = self
-            .share_past
-            .iter()
-            .map(|(threshold_us, share)| (threshold_us.to_string(), json!(share)))
-            .collect();
+        let shares = by_threshold(self.share_past.iter().map(|(_, share)| json!(share)));
         let bounds: serde_json::Map<String, Value> = FLOOR_PERCENTILES
             .iter()
             .map(|(name, tail)| (name.replace('.', ""), json!(self.percentile_at_least_us(*tail))))
             .collect();
-        let measured = self.measured_past.map(|measured| {
-            self.share_past
-                .iter()
-                .zip(measured)
-                .map(|((threshold_us, _), share)| (threshold_us.to_string(), json!(share)))
-                .collect::<serde_json::Map<String, Value>>()
-        });
+        let measured = self
+            .measured_past
+            .map(|measured| by_threshold(measured.iter().map(|share| json!(share))));
         json!({"share_past_us": shares, "measured_share_past_us": measured, "at_least_us": bounds})
     }
+}
+
+/// Shares as percentages, comma-separated.
+fn percents(shares: impl Iterator<Item = f64>) -> String {
+    shares
+        .map(|share| format!("{:.3}%", share * 100.0))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A JSON object of one value per held-time threshold, keyed by the threshold in
+/// microseconds ("1000", "2000", ...), shortest first.
+fn by_threshold(values: impl Iterator<Item = Value>) -> serde_json::Map<String, Value> {
+    counter::LOG_HELD_PAST
+        .iter()
+        .map(|(_, threshold_us)| threshold_us.to_string())
+        .zip(values)
+        .collect()
 }
 
 impl AuthdLog {
@@ -235,11 +239,7 @@ impl AuthdLog {
                 "max": self.sync_max_us,
             },
             "sync_time_us": self.sync_us,
-            "held_time_past_us": counter::LOG_HELD_PAST
-                .iter()
-                .zip(self.held_us_past)
-                .map(|((_, threshold_us), value)| (threshold_us.to_string(), json!(value)))
-                .collect::<serde_json::Map<String, Value>>(),
+            "held_time_past_us": by_threshold(self.held_us_past.iter().map(|value| json!(value))),
         })
     }
 }

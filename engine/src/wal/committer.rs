@@ -35,6 +35,9 @@ pub(super) struct Committer {
     next_segment: Option<JoinHandle<std::io::Result<PreparedSegment>>>,
     /// Set by the final sync at close: nothing is written after it.
     closed: bool,
+    /// The latest sync's duration, microseconds (0 before the first): the held time of a sync
+    /// is counted when the next one ends.
+    previous_sync_us: u64,
 }
 
 impl Committer {
@@ -51,6 +54,7 @@ impl Committer {
             next_lsn_to_write: next_lsn,
             next_segment: None,
             closed: false,
+            previous_sync_us: 0,
         };
         committer.prepare_next_segment();
         committer
@@ -177,10 +181,11 @@ impl Committer {
             self.segment.sync_data()
         };
         result.map_err(|error| self.failed(shared, "fdatasync of", error))?;
-        let replies_wait = self.mode == FsyncMode::Always;
-        shared
-            .counters
-            .count_sync(started.elapsed().as_micros() as u64, replies_wait);
+        let sync_us = started.elapsed().as_micros() as u64;
+        let previous_us = std::mem::replace(&mut self.previous_sync_us, sync_us);
+        // Only with Always do replies wait for syncs, and so only then do syncs hold them.
+        let held_after = (self.mode == FsyncMode::Always).then_some(previous_us);
+        shared.counters.count_sync(sync_us, held_after);
         Ok(())
     }
 

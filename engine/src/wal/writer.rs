@@ -103,8 +103,6 @@ pub(super) struct Counters {
     pub(super) batches_written: AtomicU64,
     syncs: AtomicU64,
     sync_us: AtomicU64,
-    /// The latest sync's duration (0 before the first); written by the committer only.
-    previous_sync_us: AtomicU64,
     held_us_past: [AtomicU64; HELD_PAST_US.len()],
     /// Every sync's latency in microseconds (1 us to 60 s, 2 significant digits).
     sync_latency: parking_lot::Mutex<Option<hdrhistogram::Histogram<u64>>>,
@@ -116,12 +114,15 @@ pub(super) struct Counters {
 }
 
 impl Counters {
-    /// Counts one sync of `sync_us`; with `replies_wait` (fsync always) also the time it and
-    /// the one before held arriving records (in other modes records do not wait for syncs).
-    pub(super) fn count_sync(&self, sync_us: u64, replies_wait: bool) {
+    /// Counts one sync of `sync_us`. With `previous_us`, the sync before it (0 before the
+    /// first), also the time the two held arriving records; `None` where records do not wait
+    /// for syncs (fsync never).
+    pub(super) fn count_sync(&self, sync_us: u64, previous_us: Option<u64>) {
         count(&self.syncs, 1);
         count(&self.sync_us, sync_us);
-        self.count_held(sync_us, replies_wait);
+        if let Some(previous_us) = previous_us {
+            self.count_held(previous_us, sync_us);
+        }
         let mut latency = self.sync_latency.lock();
         let histogram = latency.get_or_insert_with(|| {
             hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid histogram bounds")
@@ -129,12 +130,7 @@ impl Counters {
         histogram.saturating_record(sync_us);
     }
 
-    /// Called by the committer only (syncs run one at a time), so the swap is not contended.
-    fn count_held(&self, sync_us: u64, replies_wait: bool) {
-        if !replies_wait {
-            return;
-        }
-        let previous_us = self.previous_sync_us.swap(sync_us, Ordering::Relaxed);
+    fn count_held(&self, previous_us: u64, sync_us: u64) {
         for (held, threshold_us) in self.held_us_past.iter().zip(HELD_PAST_US) {
             // Arriving `r` before the previous sync ended, a record waits at least
             // r + sync_us: past the threshold for r > threshold - sync_us.
@@ -654,8 +650,10 @@ mod tests {
     #[test]
     fn held_time_counts_the_part_of_each_sync_whose_rest_plus_the_next_sync_is_past_the_threshold() {
         let counters = Counters::default();
+        let mut previous_us = 0;
         for sync_us in [500, 1_000, 1_500, 25_000] {
-            counters.count_sync(sync_us, true);
+            counters.count_sync(sync_us, Some(previous_us));
+            previous_us = sync_us;
         }
         let held = counters
             .held_us_past
@@ -671,7 +669,7 @@ mod tests {
     fn syncs_that_no_reply_waits_for_hold_nothing() {
         let counters = Counters::default();
         for sync_us in [30_000, 30_000] {
-            counters.count_sync(sync_us, false);
+            counters.count_sync(sync_us, None);
         }
         let held = counters
             .held_us_past

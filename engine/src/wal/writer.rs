@@ -101,11 +101,9 @@ pub const HELD_PAST_US: [u64; 5] = [1_000, 2_000, 5_000, 10_000, 20_000];
 pub(super) struct Counters {
     pub(super) records_written: AtomicU64,
     pub(super) batches_written: AtomicU64,
-    syncs: AtomicU64,
-    sync_us: AtomicU64,
-    held_us_past: [AtomicU64; HELD_PAST_US.len()],
-    /// Every sync's latency in microseconds (1 us to 60 s, 2 significant digits).
-    sync_latency: parking_lot::Mutex<Option<hdrhistogram::Histogram<u64>>>,
+    /// Under one lock, so that a reading never lands halfway through a sync's counting (a
+    /// longer threshold showing more held time than a shorter one).
+    sync_tally: parking_lot::Mutex<SyncTally>,
     pub(super) bytes_written: AtomicU64,
     pub(super) segments_created: AtomicU64,
     append_waits: AtomicU64,
@@ -118,29 +116,38 @@ impl Counters {
     /// first), also the time the two held arriving records; `None` where records do not wait
     /// for syncs (fsync never).
     pub(super) fn count_sync(&self, sync_us: u64, previous_us: Option<u64>) {
-        count(&self.syncs, 1);
-        count(&self.sync_us, sync_us);
-        if let Some(previous_us) = previous_us {
-            self.count_held(previous_us, sync_us);
-        }
-        let mut latency = self.sync_latency.lock();
-        let histogram = latency.get_or_insert_with(|| {
-            hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid histogram bounds")
-        });
-        histogram.saturating_record(sync_us);
+        self.sync_tally.lock().count(sync_us, previous_us);
     }
+}
 
-    fn count_held(&self, previous_us: u64, sync_us: u64) {
-        for (held, threshold_us) in self.held_us_past.iter().zip(HELD_PAST_US) {
-            // Arriving `r` before the previous sync ended, a record waits at least
-            // r + sync_us: past the threshold for r > threshold - sync_us.
-            let held_us = (previous_us + sync_us)
-                .saturating_sub(threshold_us)
-                .min(previous_us);
-            if held_us > 0 {
-                count(held, held_us);
+/// What the syncs so far add up to.
+#[derive(Default)]
+struct SyncTally {
+    syncs: u64,
+    sync_us: u64,
+    held_us_past: [u64; HELD_PAST_US.len()],
+    /// Every sync's latency in microseconds (1 us to 60 s, 2 significant digits).
+    latency: Option<hdrhistogram::Histogram<u64>>,
+}
+
+impl SyncTally {
+    fn count(&mut self, sync_us: u64, previous_us: Option<u64>) {
+        self.syncs += 1;
+        self.sync_us += sync_us;
+        if let Some(previous_us) = previous_us {
+            for (held, threshold_us) in self.held_us_past.iter_mut().zip(HELD_PAST_US) {
+                // Arriving `r` before the previous sync ended, a record waits at least
+                // r + sync_us: past the threshold for r > threshold - sync_us.
+                *held += (previous_us + sync_us)
+                    .saturating_sub(threshold_us)
+                    .min(previous_us);
             }
         }
+        self.latency
+            .get_or_insert_with(|| {
+                hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid histogram bounds")
+            })
+            .saturating_record(sync_us);
     }
 }
 
@@ -459,15 +466,15 @@ impl Wal {
     pub fn stats(&self) -> WalStats {
         let counters = &self.shared.counters;
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        let latency_guard = counters.sync_latency.lock();
-        let latency = latency_guard.as_ref();
+        let tally = counters.sync_tally.lock();
+        let latency = tally.latency.as_ref();
         WalStats {
             records_written: load(&counters.records_written),
             batches_written: load(&counters.batches_written),
-            syncs: load(&counters.syncs),
+            syncs: tally.syncs,
             fsync_mode: self.fsync_mode,
-            sync_us: load(&counters.sync_us),
-            held_us_past: counters.held_us_past.each_ref().map(load),
+            sync_us: tally.sync_us,
+            held_us_past: tally.held_us_past,
             sync_us_p50: latency.map_or(0, |histogram| histogram.value_at_quantile(0.5)),
             sync_us_p99: latency.map_or(0, |histogram| histogram.value_at_quantile(0.99)),
             sync_us_max: latency.map_or(0, |histogram| histogram.max()),
@@ -655,14 +662,35 @@ mod tests {
             counters.count_sync(sync_us, Some(previous_us));
             previous_us = sync_us;
         }
-        let held = counters
-            .held_us_past
-            .each_ref()
-            .map(|value| value.load(Ordering::Relaxed));
+        let held = counters.sync_tally.lock().held_us_past;
         // Pairs (500, 1,000), (1,000, 1,500), (1,500, 25,000); the last sync waits for its next.
         // 1 ms: 500 + 1,000 + 1,500. 2 ms: 0 + 500 + 1,500. 5 ms on: the 1,500 before 25,000.
         assert_eq!(held, [3_000, 2_000, 1_500, 1_500, 1_500]);
-        assert_eq!(counters.sync_us.load(Ordering::Relaxed), 28_000);
+        assert_eq!(counters.sync_tally.lock().sync_us, 28_000);
+    }
+
+    #[test]
+    fn a_reading_never_lands_halfway_through_a_sync() {
+        const SYNC_US: u64 = 25_000;
+        const SYNCS: u64 = 20_000;
+        let counters = Counters::default();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for _ in 0..SYNCS {
+                    counters.count_sync(SYNC_US, Some(SYNC_US));
+                }
+            });
+            // Two 25 ms syncs in a row hold 25 ms past every threshold (50 ms minus any of
+            // them is over 25 ms), so every reading must be a whole number of such syncs.
+            loop {
+                let tally = counters.sync_tally.lock();
+                assert_eq!(tally.sync_us, tally.syncs * SYNC_US);
+                assert_eq!(tally.held_us_past, [tally.syncs * SYNC_US; HELD_PAST_US.len()]);
+                if tally.syncs == SYNCS {
+                    break;
+                }
+            }
+        });
     }
 
     #[test]
@@ -671,11 +699,8 @@ mod tests {
         for sync_us in [30_000, 30_000] {
             counters.count_sync(sync_us, None);
         }
-        let held = counters
-            .held_us_past
-            .each_ref()
-            .map(|value| value.load(Ordering::Relaxed));
-        assert_eq!(held, [0; HELD_PAST_US.len()]);
-        assert_eq!(counters.syncs.load(Ordering::Relaxed), 2);
+        let tally = counters.sync_tally.lock();
+        assert_eq!(tally.held_us_past, [0; HELD_PAST_US.len()]);
+        assert_eq!(tally.syncs, 2);
     }
 }

@@ -56,6 +56,7 @@ pub mod authd_log;
 pub mod books;
 pub mod clock;
 pub mod connection;
+pub mod cpu_wait;
 pub mod flow;
 pub mod plot;
 pub mod provision;
@@ -68,6 +69,7 @@ pub mod template;
 pub mod worker;
 pub mod workload;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver};
@@ -85,6 +87,7 @@ use crate::authd_log::AuthdLog;
 use crate::books::{BooksCheck, Snapshot};
 use crate::clock::{now_ns, other_process_cpu_ns, process_cpu_ns};
 use crate::connection::{Connection, TerminalLogon, SEQUENCE_SPAN};
+use crate::cpu_wait::{CpuWait, Waits};
 use crate::flow::BooksTally;
 use crate::provision::{Credentials, Device, ProvisionPlan};
 use crate::recorder::{latency_histogram, Errors, Interval, OfferCounts};
@@ -532,6 +535,17 @@ fn run_against(
         think_time_us: config.think_time_us,
         authd_log: watched.authd_log,
         floor_holds: config.mix.first_requests_all_logged(),
+        cpu_wait: outcomes
+            .iter()
+            .enumerate()
+            .map(|(index, outcome)| outcome.cpu_wait_ns.map(|ns| (format!("loadgen-{index}"), ns)))
+            .collect::<Option<BTreeMap<_, _>>>()
+            .map(|loadgen| CpuWait {
+                loadgen: cpu_wait::per_second(loadgen, timeline.stop_ns - timeline.measure_from_ns),
+                authd: watched
+                    .authd_cpu_wait
+                    .map(|(authd, span_ns)| cpu_wait::per_second(authd, span_ns)),
+            }),
     })
 }
 
@@ -591,13 +605,17 @@ struct Watched {
     loadgen_cpu_ns: u64,
     authd_cpu_ns: Option<u64>,
     authd_log: Option<AuthdLog>,
+    /// A spawned authd's threads: name -> nanoseconds waited for a CPU, and over what span.
+    authd_cpu_wait: Option<(BTreeMap<String, u64>, u64)>,
 }
 
 /// What is read at the start and at the end of the measured phase.
 struct Reading {
+    at_ns: u64,
     loadgen_cpu_ns: u64,
     authd_cpu_ns: Option<u64>,
     authd_log: Option<AuthdLog>,
+    authd_waits: Option<Waits>,
 }
 
 /// Collects per-second figures (printing progress lines) until every thread has finished, and
@@ -617,9 +635,11 @@ fn watch(
     let mut start: Option<Reading> = None;
     let mut end: Option<Reading> = None;
     let read_now = || Reading {
+        at_ns: now_ns(),
         loadgen_cpu_ns: process_cpu_ns(),
         authd_cpu_ns: authd_pid.and_then(other_process_cpu_ns),
         authd_log: operator.and_then(read_log_counters),
+        authd_waits: authd_pid.and_then(Waits::read),
     };
     loop {
         let now = now_ns();
@@ -670,6 +690,10 @@ fn watch(
         },
         authd_log: match (start.authd_log, end.authd_log) {
             (Some(start), Some(end)) => Some(end.since(&start)),
+            _ => None,
+        },
+        authd_cpu_wait: match (&start.authd_waits, &end.authd_waits) {
+            (Some(before), Some(after)) => Some((after.since(before), end.at_ns.saturating_sub(start.at_ns))),
             _ => None,
         },
     }

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use crate::authd_log::{AuthdLog, DiskFloor};
 use crate::books::BooksCheck;
+use crate::cpu_wait::CpuWait;
 use crate::recorder::{Errors, OfferCounts};
 
 /// One second of the run, all threads together.
@@ -93,6 +94,8 @@ pub struct Report {
     /// Every measured request is the first of its flow and writes a record (the mix has only
     /// purchases and offers), so the disk floor holds for it.
     pub floor_holds: bool,
+    /// How long loadgen's and a spawned authd's threads waited for a CPU while measuring.
+    pub cpu_wait: Option<CpuWait>,
 }
 
 /// Percentiles of the offer-to-outcome latency, as (JSON key, quantile).
@@ -215,6 +218,7 @@ impl Report {
                 "loadgen_us_per_request": self.loadgen_cpu_ns_per_request / 1_000.0,
                 "authd_us_per_request": self.authd_cpu_ns_per_request.map(|ns| ns / 1_000.0),
             },
+            "cpu_wait_ms_per_s": self.cpu_wait.as_ref().map(CpuWait::to_json),
             "backlog_max": self.backlog_max,
             "authd_log": self.authd_log.as_ref().map(AuthdLog::to_json),
             "disk_floor": self.disk_floor().as_ref().map(DiskFloor::to_json),
@@ -320,6 +324,9 @@ impl Report {
             let _ = write!(cpu, ", authd {:.2} us", authd / 1_000.0);
         }
         let _ = writeln!(text, "{cpu}");
+        if let Some(wait) = &self.cpu_wait {
+            let _ = writeln!(text, "{}", wait.summary());
+        }
         if let Some(log) = &self.authd_log {
             let _ = writeln!(text, "{}", log.summary());
         }
@@ -447,6 +454,7 @@ mod tests {
             think_time_us: 1_000,
             authd_log: None,
             floor_holds: true,
+            cpu_wait: None,
         }
     }
 

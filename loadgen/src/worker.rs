@@ -30,6 +30,7 @@ use crate::clock::{now_ns, timespec};
 use crate::connection::{
     Completed, Connection, Pushed, ERROR_BUSY, OFFER_ACCEPTED, PUSH_OFFER_OUTCOME, PUSH_OFFER_PRESENTED,
 };
+use crate::cpu_wait;
 use crate::flow::{self, BooksTally, FlowState};
 use crate::recorder::{Interval, Recorder};
 use crate::schedule::{latency_ns, Schedule, NS_PER_S};
@@ -115,6 +116,9 @@ pub struct Outcome {
     pub flows_started: u64,
     /// Most flows due and not yet sent at once (open loop).
     pub backlog_max: u64,
+    /// Nanoseconds this thread was ready to run but waited for a CPU while measuring; `None`
+    /// if the kernel does not say.
+    pub cpu_wait_ns: Option<u64>,
 }
 
 /// An offer flow between its OFFER reply and its OFFER_OUTCOME push.
@@ -200,6 +204,9 @@ pub fn run(plan: Plan, mut connections: Vec<Connection>, gateway: Option<Connect
     let mut events = Events::with_capacity(EVENTS_MAX);
     let mut spin = Spin::new(worker.plan.spin_ns_max);
     let timeline = worker.plan.timeline;
+    // This thread's run-queue wait when measuring starts and when it stops (read once each).
+    let mut cpu_wait_from: Option<Option<u64>> = None;
+    let mut cpu_wait_to: Option<Option<u64>> = None;
     let mut schedule = match worker.plan.mode {
         Mode::Open { rate_per_s } => Some(Schedule::new(timeline.start_ns, rate_per_s)),
         Mode::Closed { .. } => None,
@@ -229,8 +236,12 @@ pub fn run(plan: Plan, mut connections: Vec<Connection>, gateway: Option<Connect
     }
     loop {
         let now = now_ns();
+        if cpu_wait_from.is_none() && now >= timeline.measure_from_ns {
+            cpu_wait_from = Some(cpu_wait::this_thread_ns());
+        }
         if !worker.stopping && now >= timeline.stop_ns {
             worker.stopping = true;
+            cpu_wait_to = Some(cpu_wait::this_thread_ns());
         }
         if now >= next_second_ns {
             let _ = worker
@@ -347,11 +358,17 @@ pub fn run(plan: Plan, mut connections: Vec<Connection>, gateway: Option<Connect
         recorder.errors.bad_reply +=
             connection.anomalies.unknown_request_id + connection.anomalies.malformed_reply;
     }
+    // A thread that ended before the stop time (every connection lost) reads it now.
+    let cpu_wait_to = cpu_wait_to.unwrap_or_else(cpu_wait::this_thread_ns);
     Ok(Outcome {
         recorder,
         books: worker.books,
         flows_started: worker.flows_started,
         backlog_max,
+        cpu_wait_ns: match (cpu_wait_from.flatten(), cpu_wait_to) {
+            (Some(from), Some(to)) => Some(to.saturating_sub(from)),
+            _ => None,
+        },
     })
 }
 

@@ -116,6 +116,24 @@ fn open_loop_run_reports_json_and_the_books_agree() {
     assert_eq!(report["books"]["ok"].as_bool(), Some(true), "{text}");
     assert_eq!(report["books"]["exact_per_merchant"].as_bool(), Some(true));
     assert!(report["cpu"]["loadgen_us_per_request"].as_f64().unwrap_or(0.0) > 0.0);
+    // How long each thread waited for a CPU, in milliseconds per second measured: at most
+    // all of it, for the one load thread and for the spawned authd's writer and one loop.
+    let waits = &report["cpu_wait_ms_per_s"];
+    for (process, thread) in [
+        ("loadgen", "loadgen-0"),
+        ("authd", "wal-writer"),
+        ("authd", "authd-loop-0"),
+    ] {
+        let ms_per_s = waits[process][thread].as_f64().unwrap_or(-1.0);
+        assert!(
+            (0.0..=1_000.0).contains(&ms_per_s),
+            "{process}.{thread} = {ms_per_s}: {text}"
+        );
+    }
+    assert!(
+        stdout.contains("waiting for a CPU while ready to run (ms per second): authd "),
+        "{stdout}"
+    );
     // authd's own account of its log: with fsync always, every record was synced.
     let log = &report["authd_log"];
     let (records, syncs) = (

@@ -1,7 +1,9 @@
 //! How long threads were ready to run but waited for a CPU: the kernel's run-queue wait
 //! (the second field of `/proc/PID/task/TID/schedstat`), for loadgen's threads and a spawned
 //! authd's. Where the two share a machine's cores, this is the part of a tail that is neither
-//! the disk nor either program's own work: every reply waits while the log's writer does.
+//! the disk nor either program's own work: a reply waits while whichever thread commits its
+//! record (the log's writer, or an event loop committing in place) does, and a request while
+//! the load thread that sends it does.
 
 use std::collections::BTreeMap;
 
@@ -42,11 +44,17 @@ impl Waits {
     }
 
     /// The wait since `before`, nanoseconds, by thread name (threads of one name summed), for
-    /// the threads in both readings: one that started or ended between them is left out.
+    /// the threads in both readings: one that started or ended between them is left out, and
+    /// so is an id that changed its name (a new thread).
     pub fn since(&self, before: &Waits) -> BTreeMap<String, u64> {
         let mut by_name = BTreeMap::new();
         for (tid, (name, wait_ns)) in &self.threads {
-            if let Some((_, before_ns)) = before.threads.get(tid) {
+            // The same id under another name is a new thread that reused it.
+            let before = before
+                .threads
+                .get(tid)
+                .filter(|(before_name, _)| before_name == name);
+            if let Some((_, before_ns)) = before {
                 *by_name.entry(name.clone()).or_insert(0) += wait_ns.saturating_sub(*before_ns);
             }
         }
@@ -78,16 +86,18 @@ pub struct CpuWait {
 /// line (the JSON has them all).
 const SUMMARY_MS_PER_S_MIN: f64 = 1.0;
 
-/// Nanoseconds waited over `span_ns` as milliseconds per second.
-pub fn per_second(waits: BTreeMap<String, u64>, span_ns: u64) -> BTreeMap<String, f64> {
-    let span_s = span_ns.max(1) as f64 / 1e9;
-    waits
-        .into_iter()
-        .map(|(name, wait_ns)| (name, wait_ns as f64 / 1e6 / span_s))
-        .collect()
+/// `wait_ns` waited over `span_ns` as milliseconds per second.
+pub fn ms_per_s(wait_ns: u64, span_ns: u64) -> f64 {
+    wait_ns as f64 / 1e6 / (span_ns.max(1) as f64 / 1e9)
 }
 
 impl CpuWait {
+    /// The waits of loadgen's load threads and of a spawned authd's threads, milliseconds per
+    /// second; `None` if neither could be read.
+    pub fn new(loadgen: BTreeMap<String, f64>, authd: Option<BTreeMap<String, f64>>) -> Option<CpuWait> {
+        (!loadgen.is_empty() || authd.is_some()).then_some(CpuWait { loadgen, authd })
+    }
+
     /// One line: milliseconds per second each process's threads waited, in all and by thread.
     pub fn summary(&self) -> String {
         let mut parts = Vec::new();
@@ -107,6 +117,7 @@ impl CpuWait {
     }
 }
 
+/// "total (thread ms, ...)" naming the threads that waited at least `SUMMARY_MS_PER_S_MIN`.
 fn describe(threads: &BTreeMap<String, f64>) -> String {
     let total: f64 = threads.values().sum();
     let named: Vec<String> = threads
@@ -155,30 +166,36 @@ mod tests {
             (2, "loop", 200),
             (3, "writer", 50),
             (4, "gone", 7),
+            (6, "old", 5),
         ]);
         let after = waits(&[
             (1, "loop", 1_100),
             (2, "loop", 2_200),
             (3, "writer", 550),
             (5, "new", 9),
+            (6, "reused", 8),
         ]);
         let since = after.since(&before);
         assert_eq!(since.get("loop"), Some(&3_000));
         assert_eq!(since.get("writer"), Some(&500));
         assert_eq!(since.get("gone"), None);
         assert_eq!(since.get("new"), None);
+        assert_eq!(since.get("reused"), None);
     }
 
     #[test]
     fn the_summary_names_threads_that_waited_a_millisecond_a_second() {
         let waits = |threads: &[(&str, u64)]| {
-            let threads = threads.iter().map(|(name, ns)| (name.to_string(), *ns)).collect();
-            per_second(threads, 2_000_000_000)
+            threads
+                .iter()
+                .map(|(name, wait_ns)| (name.to_string(), ms_per_s(*wait_ns, 2_000_000_000)))
+                .collect::<BTreeMap<_, _>>()
         };
-        let wait = CpuWait {
-            loadgen: waits(&[("loadgen-0", 100_000_000), ("loadgen-1", 1_000)]),
-            authd: Some(waits(&[("wal-writer", 40_000_000), ("authd-loop-0", 60_000_000)])),
-        };
+        let wait = CpuWait::new(
+            waits(&[("loadgen-0", 100_000_000), ("loadgen-1", 1_000)]),
+            Some(waits(&[("wal-writer", 40_000_000), ("authd-loop-0", 60_000_000)])),
+        )
+        .expect("both read");
         assert_eq!(
             wait.summary(),
             "waiting for a CPU while ready to run (ms per second): \
@@ -190,12 +207,13 @@ mod tests {
         let without_authd = CpuWait { authd: None, ..wait };
         assert_eq!(without_authd.to_json()["authd"], Value::Null);
         assert!(!without_authd.summary().contains("authd"));
+        assert_eq!(CpuWait::new(BTreeMap::new(), None), None);
     }
 
     #[test]
-    fn this_thread_waits_no_less_over_time() {
-        let before = this_thread_ns().expect("schedstat");
+    fn this_thread_can_be_read() {
+        let before = this_thread_ns().expect("schedstat of this thread");
         std::thread::yield_now();
-        assert!(this_thread_ns().expect("schedstat") >= before);
+        assert!(this_thread_ns().expect("schedstat of this thread") >= before);
     }
 }

@@ -87,7 +87,7 @@ use crate::authd_log::AuthdLog;
 use crate::books::{BooksCheck, Snapshot};
 use crate::clock::{now_ns, other_process_cpu_ns, process_cpu_ns};
 use crate::connection::{Connection, TerminalLogon, SEQUENCE_SPAN};
-use crate::cpu_wait::{CpuWait, Waits};
+use crate::cpu_wait::{ms_per_s, CpuWait, Waits};
 use crate::flow::BooksTally;
 use crate::provision::{Credentials, Device, ProvisionPlan};
 use crate::recorder::{latency_histogram, Errors, Interval, OfferCounts};
@@ -535,17 +535,22 @@ fn run_against(
         think_time_us: config.think_time_us,
         authd_log: watched.authd_log,
         floor_holds: config.mix.first_requests_all_logged(),
-        cpu_wait: outcomes
-            .iter()
-            .enumerate()
-            .map(|(index, outcome)| outcome.cpu_wait_ns.map(|ns| (format!("loadgen-{index}"), ns)))
-            .collect::<Option<BTreeMap<_, _>>>()
-            .map(|loadgen| CpuWait {
-                loadgen: cpu_wait::per_second(loadgen, timeline.stop_ns - timeline.measure_from_ns),
-                authd: watched
-                    .authd_cpu_wait
-                    .map(|(authd, span_ns)| cpu_wait::per_second(authd, span_ns)),
+        cpu_wait: CpuWait::new(
+            outcomes
+                .iter()
+                .enumerate()
+                .filter_map(|(index, outcome)| {
+                    let wait = outcome.cpu_wait?;
+                    Some((format!("loadgen-{index}"), ms_per_s(wait.wait_ns, wait.span_ns)))
+                })
+                .collect(),
+            watched.authd_cpu_wait.map(|(authd, span_ns)| {
+                authd
+                    .into_iter()
+                    .map(|(name, wait_ns)| (name, ms_per_s(wait_ns, span_ns)))
+                    .collect()
             }),
+        ),
     })
 }
 
@@ -612,10 +617,10 @@ struct Watched {
 /// What is read at the start and at the end of the measured phase.
 struct Reading {
     at_ns: u64,
+    authd_waits: Option<Waits>,
     loadgen_cpu_ns: u64,
     authd_cpu_ns: Option<u64>,
     authd_log: Option<AuthdLog>,
-    authd_waits: Option<Waits>,
 }
 
 /// Collects per-second figures (printing progress lines) until every thread has finished, and
@@ -634,12 +639,14 @@ fn watch(
     let mut timeline_out = Vec::new();
     let mut start: Option<Reading> = None;
     let mut end: Option<Reading> = None;
+    // authd's waits first, beside the time they are divided by: the STATS round trip after
+    // them may take a while under load.
     let read_now = || Reading {
         at_ns: now_ns(),
+        authd_waits: authd_pid.and_then(Waits::read),
         loadgen_cpu_ns: process_cpu_ns(),
         authd_cpu_ns: authd_pid.and_then(other_process_cpu_ns),
         authd_log: operator.and_then(read_log_counters),
-        authd_waits: authd_pid.and_then(Waits::read),
     };
     loop {
         let now = now_ns();

@@ -116,9 +116,21 @@ pub struct Outcome {
     pub flows_started: u64,
     /// Most flows due and not yet sent at once (open loop).
     pub backlog_max: u64,
-    /// Nanoseconds this thread was ready to run but waited for a CPU while measuring; `None`
-    /// if the kernel does not say.
-    pub cpu_wait_ns: Option<u64>,
+    /// How long this thread was ready to run but waited for a CPU while measuring, and the
+    /// time between its two readings, nanoseconds; `None` if the kernel does not say.
+    pub cpu_wait: Option<SpanWait>,
+}
+
+/// A thread's run-queue wait between two readings, and the time between them, nanoseconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SpanWait {
+    pub wait_ns: u64,
+    pub span_ns: u64,
+}
+
+/// A thread's run-queue wait so far and when it was read; `None` if the kernel does not say.
+fn read_cpu_wait() -> Option<(u64, u64)> {
+    cpu_wait::this_thread_ns().map(|wait_ns| (now_ns(), wait_ns))
 }
 
 /// An offer flow between its OFFER reply and its OFFER_OUTCOME push.
@@ -204,9 +216,10 @@ pub fn run(plan: Plan, mut connections: Vec<Connection>, gateway: Option<Connect
     let mut events = Events::with_capacity(EVENTS_MAX);
     let mut spin = Spin::new(worker.plan.spin_ns_max);
     let timeline = worker.plan.timeline;
-    // This thread's run-queue wait when measuring starts and when it stops (read once each).
-    let mut cpu_wait_from: Option<Option<u64>> = None;
-    let mut cpu_wait_to: Option<Option<u64>> = None;
+    // This thread's run-queue wait when measuring starts and when it stops (read once each),
+    // with the time of each reading.
+    let mut cpu_wait_from: Option<Option<(u64, u64)>> = None;
+    let mut cpu_wait_to: Option<(u64, u64)> = None;
     let mut schedule = match worker.plan.mode {
         Mode::Open { rate_per_s } => Some(Schedule::new(timeline.start_ns, rate_per_s)),
         Mode::Closed { .. } => None,
@@ -237,11 +250,11 @@ pub fn run(plan: Plan, mut connections: Vec<Connection>, gateway: Option<Connect
     loop {
         let now = now_ns();
         if cpu_wait_from.is_none() && now >= timeline.measure_from_ns {
-            cpu_wait_from = Some(cpu_wait::this_thread_ns());
+            cpu_wait_from = Some(read_cpu_wait());
         }
         if !worker.stopping && now >= timeline.stop_ns {
             worker.stopping = true;
-            cpu_wait_to = Some(cpu_wait::this_thread_ns());
+            cpu_wait_to = read_cpu_wait();
         }
         if now >= next_second_ns {
             let _ = worker
@@ -358,15 +371,16 @@ pub fn run(plan: Plan, mut connections: Vec<Connection>, gateway: Option<Connect
         recorder.errors.bad_reply +=
             connection.anomalies.unknown_request_id + connection.anomalies.malformed_reply;
     }
-    // A thread that ended before the stop time (every connection lost) reads it now.
-    let cpu_wait_to = cpu_wait_to.unwrap_or_else(cpu_wait::this_thread_ns);
     Ok(Outcome {
         recorder,
         books: worker.books,
         flows_started: worker.flows_started,
         backlog_max,
-        cpu_wait_ns: match (cpu_wait_from.flatten(), cpu_wait_to) {
-            (Some(from), Some(to)) => Some(to.saturating_sub(from)),
+        cpu_wait: match (cpu_wait_from.flatten(), cpu_wait_to) {
+            (Some((from_ns, waited_from)), Some((to_ns, waited_to))) => Some(SpanWait {
+                wait_ns: waited_to.saturating_sub(waited_from),
+                span_ns: to_ns.saturating_sub(from_ns),
+            }),
             _ => None,
         },
     })

@@ -117,7 +117,7 @@ fn open_loop_run_reports_json_and_the_books_agree() {
     assert_eq!(report["books"]["exact_per_merchant"].as_bool(), Some(true));
     assert!(report["cpu"]["loadgen_us_per_request"].as_f64().unwrap_or(0.0) > 0.0);
     // How long each thread waited for a CPU, in milliseconds per second measured: at most
-    // all of it, for the one load thread and for the spawned authd's writer and one loop.
+    // all of it, for the first load thread and for the spawned authd's writer and its loop.
     let waits = &report["cpu_wait_ms_per_s"];
     for (process, thread) in [
         ("loadgen", "loadgen-0"),

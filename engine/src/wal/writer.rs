@@ -103,7 +103,7 @@ pub(super) struct Counters {
     pub(super) batches_written: AtomicU64,
     /// Under one lock, so that a reading never lands halfway through a sync's counting (a
     /// longer threshold showing more held time than a shorter one).
-    sync_tally: parking_lot::Mutex<SyncTally>,
+    sync_tally: Mutex<SyncTally>,
     pub(super) bytes_written: AtomicU64,
     pub(super) segments_created: AtomicU64,
     append_waits: AtomicU64,
@@ -118,6 +118,31 @@ impl Counters {
     pub(super) fn count_sync(&self, sync_us: u64, previous_us: Option<u64>) {
         self.sync_tally.lock().count(sync_us, previous_us);
     }
+
+    /// Syncs, their total time and the held time past each threshold, read together.
+    fn sync_reading(&self) -> SyncReading {
+        let tally = self.sync_tally.lock();
+        let latency = tally.latency.as_ref();
+        SyncReading {
+            syncs: tally.syncs,
+            sync_us: tally.sync_us,
+            held_us_past: tally.held_us_past,
+            sync_us_p50: latency.map_or(0, |histogram| histogram.value_at_quantile(0.5)),
+            sync_us_p99: latency.map_or(0, |histogram| histogram.value_at_quantile(0.99)),
+            sync_us_max: latency.map_or(0, |histogram| histogram.max()),
+        }
+    }
+}
+
+/// One reading of the [`SyncTally`].
+struct SyncReading {
+    syncs: u64,
+    sync_us: u64,
+    held_us_past: [u64; HELD_PAST_US.len()],
+    /// The sync latency's percentiles, microseconds (0 before the first sync).
+    sync_us_p50: u64,
+    sync_us_p99: u64,
+    sync_us_max: u64,
 }
 
 /// What the syncs so far add up to.
@@ -466,18 +491,17 @@ impl Wal {
     pub fn stats(&self) -> WalStats {
         let counters = &self.shared.counters;
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        let tally = counters.sync_tally.lock();
-        let latency = tally.latency.as_ref();
+        let syncs = counters.sync_reading();
         WalStats {
             records_written: load(&counters.records_written),
             batches_written: load(&counters.batches_written),
-            syncs: tally.syncs,
+            syncs: syncs.syncs,
             fsync_mode: self.fsync_mode,
-            sync_us: tally.sync_us,
-            held_us_past: tally.held_us_past,
-            sync_us_p50: latency.map_or(0, |histogram| histogram.value_at_quantile(0.5)),
-            sync_us_p99: latency.map_or(0, |histogram| histogram.value_at_quantile(0.99)),
-            sync_us_max: latency.map_or(0, |histogram| histogram.max()),
+            sync_us: syncs.sync_us,
+            held_us_past: syncs.held_us_past,
+            sync_us_p50: syncs.sync_us_p50,
+            sync_us_p99: syncs.sync_us_p99,
+            sync_us_max: syncs.sync_us_max,
             bytes_written: load(&counters.bytes_written),
             segments_created: load(&counters.segments_created),
             append_waits: load(&counters.append_waits),
@@ -662,17 +686,17 @@ mod tests {
             counters.count_sync(sync_us, Some(previous_us));
             previous_us = sync_us;
         }
-        let held = counters.sync_tally.lock().held_us_past;
+        let held = counters.sync_reading().held_us_past;
         // Pairs (500, 1,000), (1,000, 1,500), (1,500, 25,000); the last sync waits for its next.
         // 1 ms: 500 + 1,000 + 1,500. 2 ms: 0 + 500 + 1,500. 5 ms on: the 1,500 before 25,000.
         assert_eq!(held, [3_000, 2_000, 1_500, 1_500, 1_500]);
-        assert_eq!(counters.sync_tally.lock().sync_us, 28_000);
+        assert_eq!(counters.sync_reading().sync_us, 28_000);
     }
 
     #[test]
     fn a_reading_never_lands_halfway_through_a_sync() {
         const SYNC_US: u64 = 25_000;
-        const SYNCS: u64 = 20_000;
+        const SYNCS: u64 = 2_000;
         let counters = Counters::default();
         std::thread::scope(|scope| {
             scope.spawn(|| {
@@ -683,12 +707,16 @@ mod tests {
             // Two 25 ms syncs in a row hold 25 ms past every threshold (50 ms minus any of
             // them is over 25 ms), so every reading must be a whole number of such syncs.
             loop {
-                let tally = counters.sync_tally.lock();
-                assert_eq!(tally.sync_us, tally.syncs * SYNC_US);
-                assert_eq!(tally.held_us_past, [tally.syncs * SYNC_US; HELD_PAST_US.len()]);
-                if tally.syncs == SYNCS {
+                let reading = counters.sync_reading();
+                assert_eq!(reading.sync_us, reading.syncs * SYNC_US);
+                assert_eq!(
+                    reading.held_us_past,
+                    [reading.syncs * SYNC_US; HELD_PAST_US.len()]
+                );
+                if reading.syncs == SYNCS {
                     break;
                 }
+                std::thread::yield_now();
             }
         });
     }
@@ -699,8 +727,8 @@ mod tests {
         for sync_us in [30_000, 30_000] {
             counters.count_sync(sync_us, None);
         }
-        let tally = counters.sync_tally.lock();
-        assert_eq!(tally.held_us_past, [0; HELD_PAST_US.len()]);
-        assert_eq!(tally.syncs, 2);
+        let reading = counters.sync_reading();
+        assert_eq!(reading.held_us_past, [0; HELD_PAST_US.len()]);
+        assert_eq!(reading.syncs, 2);
     }
 }

@@ -119,30 +119,28 @@ impl Counters {
         self.sync_tally.lock().count(sync_us, previous_us);
     }
 
-    /// Syncs, their total time and the held time past each threshold, read together.
-    fn sync_reading(&self) -> SyncReading {
+    /// Every counter, those of the syncs read together under their lock.
+    fn stats(&self, fsync_mode: FsyncMode) -> WalStats {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let tally = self.sync_tally.lock();
         let latency = tally.latency.as_ref();
-        SyncReading {
+        WalStats {
+            records_written: load(&self.records_written),
+            batches_written: load(&self.batches_written),
             syncs: tally.syncs,
+            fsync_mode,
             sync_us: tally.sync_us,
             held_us_past: tally.held_us_past,
             sync_us_p50: latency.map_or(0, |histogram| histogram.value_at_quantile(0.5)),
             sync_us_p99: latency.map_or(0, |histogram| histogram.value_at_quantile(0.99)),
             sync_us_max: latency.map_or(0, |histogram| histogram.max()),
+            bytes_written: load(&self.bytes_written),
+            segments_created: load(&self.segments_created),
+            append_waits: load(&self.append_waits),
+            commits_in_place: load(&self.commits_in_place),
+            commit_delays: load(&self.commit_delays),
         }
     }
-}
-
-/// One reading of the [`SyncTally`].
-struct SyncReading {
-    syncs: u64,
-    sync_us: u64,
-    held_us_past: [u64; HELD_PAST_US.len()],
-    /// The sync latency's percentiles, microseconds (0 before the first sync).
-    sync_us_p50: u64,
-    sync_us_p99: u64,
-    sync_us_max: u64,
 }
 
 /// What the syncs so far add up to.
@@ -489,25 +487,7 @@ impl Wal {
 
     /// The writer's counters.
     pub fn stats(&self) -> WalStats {
-        let counters = &self.shared.counters;
-        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        let syncs = counters.sync_reading();
-        WalStats {
-            records_written: load(&counters.records_written),
-            batches_written: load(&counters.batches_written),
-            syncs: syncs.syncs,
-            fsync_mode: self.fsync_mode,
-            sync_us: syncs.sync_us,
-            held_us_past: syncs.held_us_past,
-            sync_us_p50: syncs.sync_us_p50,
-            sync_us_p99: syncs.sync_us_p99,
-            sync_us_max: syncs.sync_us_max,
-            bytes_written: load(&counters.bytes_written),
-            segments_created: load(&counters.segments_created),
-            append_waits: load(&counters.append_waits),
-            commits_in_place: load(&counters.commits_in_place),
-            commit_delays: load(&counters.commit_delays),
-        }
+        self.shared.counters.stats(self.fsync_mode)
     }
 
     /// Removes the segments whose records all have lsn <= `lsn` (covered by a snapshot).
@@ -686,11 +666,11 @@ mod tests {
             counters.count_sync(sync_us, Some(previous_us));
             previous_us = sync_us;
         }
-        let held = counters.sync_reading().held_us_past;
+        let held = counters.stats(FsyncMode::Always).held_us_past;
         // Pairs (500, 1,000), (1,000, 1,500), (1,500, 25,000); the last sync waits for its next.
         // 1 ms: 500 + 1,000 + 1,500. 2 ms: 0 + 500 + 1,500. 5 ms on: the 1,500 before 25,000.
         assert_eq!(held, [3_000, 2_000, 1_500, 1_500, 1_500]);
-        assert_eq!(counters.sync_reading().sync_us, 28_000);
+        assert_eq!(counters.stats(FsyncMode::Always).sync_us, 28_000);
     }
 
     #[test]
@@ -707,7 +687,7 @@ mod tests {
             // Two 25 ms syncs in a row hold 25 ms past every threshold (50 ms minus any of
             // them is over 25 ms), so every reading must be a whole number of such syncs.
             loop {
-                let reading = counters.sync_reading();
+                let reading = counters.stats(FsyncMode::Always);
                 assert_eq!(reading.sync_us, reading.syncs * SYNC_US);
                 assert_eq!(
                     reading.held_us_past,
@@ -727,7 +707,7 @@ mod tests {
         for sync_us in [30_000, 30_000] {
             counters.count_sync(sync_us, None);
         }
-        let reading = counters.sync_reading();
+        let reading = counters.stats(FsyncMode::Always);
         assert_eq!(reading.held_us_past, [0; HELD_PAST_US.len()]);
         assert_eq!(reading.syncs, 2);
     }

@@ -53,8 +53,8 @@ pub struct AuthdLog {
 /// the share loadgen measured.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DiskFloor {
-    /// (threshold in microseconds, share from 0 to 1), shortest threshold first.
-    pub share_past: [(u64, f64); counter::LOG_HELD_PAST.len()],
+    /// For each threshold of [`counter::LOG_HELD_PAST`] (shortest first), a share from 0 to 1.
+    pub share_past: [f64; counter::LOG_HELD_PAST.len()],
     /// The share of the measured requests past each threshold, when known.
     pub measured_past: Option<[f64; counter::LOG_HELD_PAST.len()]>,
 }
@@ -66,11 +66,11 @@ impl DiskFloor {
     /// The longest threshold that the percentile with `tail` of the requests above it cannot
     /// be below (more than `tail` were held past it), in microseconds.
     pub fn percentile_at_least_us(&self, tail: f64) -> Option<u64> {
-        self.share_past
-            .iter()
+        thresholds_us()
+            .zip(self.share_past)
             .rev()
             .find(|(_, share)| *share > tail)
-            .map(|(threshold_us, _)| *threshold_us)
+            .map(|(threshold_us, _)| threshold_us)
     }
 
     /// The two summary lines.
@@ -87,16 +87,14 @@ impl DiskFloor {
         } else {
             bounds.join(", ")
         };
-        let thresholds: Vec<String> = self
-            .share_past
-            .iter()
-            .map(|(threshold_us, _)| (threshold_us / 1_000).to_string())
+        let thresholds: Vec<String> = thresholds_us()
+            .map(|threshold_us| (threshold_us / 1_000).to_string())
             .collect();
         let mut text = format!(
             "disk floor (what authd's fdatasyncs alone forced): {bounds}\n  \
              requests past {} ms: at least {} held by fdatasyncs",
             thresholds.join(", "),
-            percents(self.share_past.iter().map(|(_, share)| *share))
+            percents(self.share_past.iter().copied())
         );
         if let Some(measured) = &self.measured_past {
             text.push_str(&format!("; measured {}", percents(measured.iter().copied())));
@@ -106,7 +104,7 @@ impl DiskFloor {
 
     /// The `disk_floor` object of the JSON report.
     pub fn to_json(&self) -> Value {
-        let shares = by_threshold(self.share_past.iter().map(|(_, share)| json!(share)));
+        let shares = by_threshold(self.share_past.iter().map(|share| json!(share)));
         let bounds: serde_json::Map<String, Value> = FLOOR_PERCENTILES
             .iter()
             .map(|(name, tail)| (name.replace('.', ""), json!(self.percentile_at_least_us(*tail))))
@@ -126,12 +124,18 @@ fn percents(shares: impl Iterator<Item = f64>) -> String {
         .join(", ")
 }
 
+/// The held-time thresholds, microseconds, shortest first.
+fn thresholds_us() -> impl DoubleEndedIterator<Item = u64> + ExactSizeIterator {
+    counter::LOG_HELD_PAST
+        .into_iter()
+        .map(|(_, threshold_us)| threshold_us)
+}
+
 /// A JSON object of one value per held-time threshold, keyed by the threshold in
 /// microseconds ("1000", "2000", ...), shortest first.
 fn by_threshold(values: impl Iterator<Item = Value>) -> serde_json::Map<String, Value> {
-    counter::LOG_HELD_PAST
-        .iter()
-        .map(|(_, threshold_us)| threshold_us.to_string())
+    thresholds_us()
+        .map(|threshold_us| threshold_us.to_string())
         .zip(values)
         .collect()
 }
@@ -200,10 +204,9 @@ impl AuthdLog {
         }
         let span_us = self.read_at_ns as f64 / 1_000.0;
         Some(DiskFloor {
-            share_past: std::array::from_fn(|index| {
-                let share = self.held_us_past[index] as f64 / span_us;
-                (counter::LOG_HELD_PAST[index].1, share.min(1.0))
-            }),
+            share_past: self
+                .held_us_past
+                .map(|held_us| (held_us as f64 / span_us).min(1.0)),
             measured_past: None,
         })
     }
@@ -324,7 +327,7 @@ mod tests {
         // Over the 10 s between the readings: 2% past 1 ms, 1.5% past 2 ms, 0.09% past 5 ms,
         // 0.02% past 10 ms.
         let floor = run.disk_floor().expect("syncs in the phase");
-        let shares: Vec<f64> = floor.share_past.iter().map(|(_, share)| *share).collect();
+        let shares = floor.share_past;
         assert_eq!(shares, [0.02, 0.015, 0.0009, 0.0002, 0.0]);
         assert_eq!(floor.percentile_at_least_us(0.01), Some(2_000));
         assert_eq!(floor.percentile_at_least_us(0.001), Some(2_000));
@@ -353,13 +356,8 @@ mod tests {
         // Exactly 1% held past 5 ms, and exactly 0.01% past 20 ms: neither forces its
         // percentile past the threshold (more than the tail must be held).
         let floor = DiskFloor {
-            share_past: [
-                (1_000, 0.02),
-                (2_000, 0.01),
-                (5_000, 0.01),
-                (10_000, 0.0001),
-                (20_000, 0.0001),
-            ],
+            // Past 1, 2, 5, 10 and 20 ms.
+            share_past: [0.02, 0.01, 0.01, 0.0001, 0.0001],
             measured_past: None,
         };
         assert_eq!(floor.percentile_at_least_us(0.01), Some(1_000));

@@ -134,9 +134,8 @@ impl Report {
         let mut floor = self.authd_log.as_ref()?.disk_floor()?;
         if !self.latency.is_empty() {
             floor.measured_past = Some(
-                floor
-                    .share_past
-                    .map(|(threshold_us, _)| 1.0 - self.latency.quantile_below(threshold_us * 1_000)),
+                wire::counter::LOG_HELD_PAST
+                    .map(|(_, threshold_us)| 1.0 - self.latency.quantile_below(threshold_us * 1_000)),
             );
         }
         Some(floor)

@@ -9,9 +9,13 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-/// Each thread's run-queue wait so far: thread id -> (thread name, nanoseconds).
+use crate::clock::now_ns;
+
+/// Each thread's run-queue wait so far: thread id -> (thread name, nanoseconds), and when
+/// it was read (loadgen's monotonic clock).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Waits {
+    at_ns: u64,
     threads: BTreeMap<u32, (String, u64)>,
 }
 
@@ -19,6 +23,7 @@ impl Waits {
     /// Reads every thread of process `pid`; `None` if none can be read (the process is gone,
     /// or the kernel keeps no schedstat).
     pub fn read(pid: u32) -> Option<Waits> {
+        let at_ns = now_ns();
         let mut threads = BTreeMap::new();
         for entry in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
             let Some(tid) = entry
@@ -40,7 +45,16 @@ impl Waits {
                 threads.insert(tid, (name.trim_end().to_string(), wait_ns));
             }
         }
-        (!threads.is_empty()).then_some(Waits { threads })
+        (!threads.is_empty()).then_some(Waits { at_ns, threads })
+    }
+
+    /// [`Waits::since`] in milliseconds per second between the two readings.
+    pub fn ms_per_s_since(&self, before: &Waits) -> BTreeMap<String, f64> {
+        let span_ns = self.at_ns.saturating_sub(before.at_ns);
+        self.since(before)
+            .into_iter()
+            .map(|(name, wait_ns)| (name, ms_per_s(wait_ns, span_ns)))
+            .collect()
     }
 
     /// The wait since `before`, nanoseconds, by thread name (threads of one name summed), for
@@ -68,6 +82,31 @@ pub fn this_thread_ns() -> Option<u64> {
     run_queue_wait_ns(&std::fs::read_to_string("/proc/thread-self/schedstat").ok()?)
 }
 
+/// The calling thread's run-queue wait so far and when it was read, nanoseconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ThreadWait {
+    at_ns: u64,
+    wait_ns: u64,
+}
+
+impl ThreadWait {
+    /// Reads the calling thread's; `None` if the kernel keeps no schedstat.
+    pub fn read() -> Option<ThreadWait> {
+        this_thread_ns().map(|wait_ns| ThreadWait {
+            at_ns: now_ns(),
+            wait_ns,
+        })
+    }
+
+    /// Milliseconds per second waited between `before` and this reading.
+    pub fn ms_per_s_since(&self, before: &ThreadWait) -> f64 {
+        ms_per_s(
+            self.wait_ns.saturating_sub(before.wait_ns),
+            self.at_ns.saturating_sub(before.at_ns),
+        )
+    }
+}
+
 /// `schedstat` is "time on a CPU, time waiting on a run queue, time slices", nanoseconds.
 fn run_queue_wait_ns(schedstat: &str) -> Option<u64> {
     schedstat.split_whitespace().nth(1)?.parse().ok()
@@ -87,7 +126,7 @@ pub struct CpuWait {
 const SUMMARY_MS_PER_S_MIN: f64 = 1.0;
 
 /// `wait_ns` waited over `span_ns` as milliseconds per second.
-pub fn ms_per_s(wait_ns: u64, span_ns: u64) -> f64 {
+fn ms_per_s(wait_ns: u64, span_ns: u64) -> f64 {
     wait_ns as f64 / 1e6 / (span_ns.max(1) as f64 / 1e9)
 }
 
@@ -138,6 +177,7 @@ mod tests {
 
     fn waits(threads: &[(u32, &str, u64)]) -> Waits {
         Waits {
+            at_ns: 0,
             threads: threads
                 .iter()
                 .map(|(tid, name, wait_ns)| (*tid, (name.to_string(), *wait_ns)))

@@ -87,7 +87,7 @@ use crate::authd_log::AuthdLog;
 use crate::books::{BooksCheck, Snapshot};
 use crate::clock::{now_ns, other_process_cpu_ns, process_cpu_ns};
 use crate::connection::{Connection, TerminalLogon, SEQUENCE_SPAN};
-use crate::cpu_wait::{ms_per_s, CpuWait, Waits};
+use crate::cpu_wait::{CpuWait, Waits};
 use crate::flow::BooksTally;
 use crate::provision::{Credentials, Device, ProvisionPlan};
 use crate::recorder::{latency_histogram, Errors, Interval, OfferCounts};
@@ -539,17 +539,9 @@ fn run_against(
             outcomes
                 .iter()
                 .enumerate()
-                .filter_map(|(index, outcome)| {
-                    let wait = outcome.cpu_wait?;
-                    Some((format!("loadgen-{index}"), ms_per_s(wait.wait_ns, wait.span_ns)))
-                })
+                .filter_map(|(index, outcome)| Some((format!("loadgen-{index}"), outcome.cpu_wait_ms_per_s?)))
                 .collect(),
-            watched.authd_cpu_wait.map(|(authd, span_ns)| {
-                authd
-                    .into_iter()
-                    .map(|(name, wait_ns)| (name, ms_per_s(wait_ns, span_ns)))
-                    .collect()
-            }),
+            watched.authd_cpu_wait,
         ),
     })
 }
@@ -610,13 +602,12 @@ struct Watched {
     loadgen_cpu_ns: u64,
     authd_cpu_ns: Option<u64>,
     authd_log: Option<AuthdLog>,
-    /// A spawned authd's threads: name -> nanoseconds waited for a CPU, and over what span.
-    authd_cpu_wait: Option<(BTreeMap<String, u64>, u64)>,
+    /// A spawned authd's threads: name -> milliseconds per second waited for a CPU.
+    authd_cpu_wait: Option<BTreeMap<String, f64>>,
 }
 
 /// What is read at the start and at the end of the measured phase.
 struct Reading {
-    at_ns: u64,
     authd_waits: Option<Waits>,
     loadgen_cpu_ns: u64,
     authd_cpu_ns: Option<u64>,
@@ -639,10 +630,7 @@ fn watch(
     let mut timeline_out = Vec::new();
     let mut start: Option<Reading> = None;
     let mut end: Option<Reading> = None;
-    // authd's waits first, beside the time they are divided by: the STATS round trip after
-    // them may take a while under load.
     let read_now = || Reading {
-        at_ns: now_ns(),
         authd_waits: authd_pid.and_then(Waits::read),
         loadgen_cpu_ns: process_cpu_ns(),
         authd_cpu_ns: authd_pid.and_then(other_process_cpu_ns),
@@ -700,7 +688,7 @@ fn watch(
             _ => None,
         },
         authd_cpu_wait: match (&start.authd_waits, &end.authd_waits) {
-            (Some(before), Some(after)) => Some((after.since(before), end.at_ns.saturating_sub(start.at_ns))),
+            (Some(before), Some(after)) => Some(after.ms_per_s_since(before)),
             _ => None,
         },
     }

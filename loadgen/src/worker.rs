@@ -30,7 +30,7 @@ use crate::clock::{now_ns, timespec};
 use crate::connection::{
     Completed, Connection, Pushed, ERROR_BUSY, OFFER_ACCEPTED, PUSH_OFFER_OUTCOME, PUSH_OFFER_PRESENTED,
 };
-use crate::cpu_wait;
+use crate::cpu_wait::ThreadWait;
 use crate::flow::{self, BooksTally, FlowState};
 use crate::recorder::{Interval, Recorder};
 use crate::schedule::{latency_ns, Schedule, NS_PER_S};
@@ -116,21 +116,9 @@ pub struct Outcome {
     pub flows_started: u64,
     /// Most flows due and not yet sent at once (open loop).
     pub backlog_max: u64,
-    /// How long this thread was ready to run but waited for a CPU while measuring, and the
-    /// time between its two readings, nanoseconds; `None` if the kernel does not say.
-    pub cpu_wait: Option<SpanWait>,
-}
-
-/// A thread's run-queue wait between two readings, and the time between them, nanoseconds.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct SpanWait {
-    pub wait_ns: u64,
-    pub span_ns: u64,
-}
-
-/// A thread's run-queue wait so far and when it was read; `None` if the kernel does not say.
-fn read_cpu_wait() -> Option<(u64, u64)> {
-    cpu_wait::this_thread_ns().map(|wait_ns| (now_ns(), wait_ns))
+    /// How long this thread was ready to run but waited for a CPU while measuring,
+    /// milliseconds per second; `None` if the kernel does not say.
+    pub cpu_wait_ms_per_s: Option<f64>,
 }
 
 /// An offer flow between its OFFER reply and its OFFER_OUTCOME push.
@@ -216,10 +204,9 @@ pub fn run(plan: Plan, mut connections: Vec<Connection>, gateway: Option<Connect
     let mut events = Events::with_capacity(EVENTS_MAX);
     let mut spin = Spin::new(worker.plan.spin_ns_max);
     let timeline = worker.plan.timeline;
-    // This thread's run-queue wait when measuring starts and when it stops (read once each),
-    // with the time of each reading.
-    let mut cpu_wait_from: Option<Option<(u64, u64)>> = None;
-    let mut cpu_wait_to: Option<(u64, u64)> = None;
+    // This thread's run-queue wait when measuring starts and when it stops (read once each).
+    let mut cpu_wait_from: Option<Option<ThreadWait>> = None;
+    let mut cpu_wait_to: Option<ThreadWait> = None;
     let mut schedule = match worker.plan.mode {
         Mode::Open { rate_per_s } => Some(Schedule::new(timeline.start_ns, rate_per_s)),
         Mode::Closed { .. } => None,
@@ -250,11 +237,11 @@ pub fn run(plan: Plan, mut connections: Vec<Connection>, gateway: Option<Connect
     loop {
         let now = now_ns();
         if cpu_wait_from.is_none() && now >= timeline.measure_from_ns {
-            cpu_wait_from = Some(read_cpu_wait());
+            cpu_wait_from = Some(ThreadWait::read());
         }
         if !worker.stopping && now >= timeline.stop_ns {
             worker.stopping = true;
-            cpu_wait_to = read_cpu_wait();
+            cpu_wait_to = ThreadWait::read();
         }
         if now >= next_second_ns {
             let _ = worker
@@ -376,11 +363,8 @@ pub fn run(plan: Plan, mut connections: Vec<Connection>, gateway: Option<Connect
         books: worker.books,
         flows_started: worker.flows_started,
         backlog_max,
-        cpu_wait: match (cpu_wait_from.flatten(), cpu_wait_to) {
-            (Some((from_ns, waited_from)), Some((to_ns, waited_to))) => Some(SpanWait {
-                wait_ns: waited_to.saturating_sub(waited_from),
-                span_ns: to_ns.saturating_sub(from_ns),
-            }),
+        cpu_wait_ms_per_s: match (cpu_wait_from.flatten(), cpu_wait_to) {
+            (Some(from), Some(to)) => Some(to.ms_per_s_since(&from)),
             _ => None,
         },
     })

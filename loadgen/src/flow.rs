@@ -5,6 +5,7 @@
 //! exactly as authd books it (payer balance and held, merchant settlement net of its fee, the
 //! issuer's fee account), so that the books check can compare.
 
+use crate::books::PayerSample;
 use crate::connection::Completed;
 use crate::template::{Fields, RequestKind};
 use crate::workload::FlowKind;
@@ -20,6 +21,8 @@ pub struct FlowState {
     pub purchase_approved: bool,
     /// Payer index.
     pub payer: u32,
+    /// The payer's account number, for the flow's next requests.
+    pub account: u64,
     /// The flow's amount, minor units.
     pub amount: u64,
     /// What the flow's hold holds now, minor units.
@@ -58,6 +61,7 @@ pub fn start(kind: FlowKind, payer: u32, account: u64, amount: u64, offer_tag: u
         step: 0,
         purchase_approved: false,
         payer,
+        account,
         amount,
         held: 0,
     };
@@ -85,13 +89,15 @@ pub fn start(kind: FlowKind, payer: u32, account: u64, amount: u64, offer_tag: u
     }
 }
 
-/// Money loadgen saw approved, by payer and merchant index.
-#[derive(Clone, Debug, Default)]
+/// Money loadgen saw approved: by merchant index, and for the payers the books check reads.
+#[derive(Clone, Debug)]
 pub struct BooksTally {
-    /// Change of each payer's balance.
-    pub payer_balance: Vec<i64>,
-    /// Change of each payer's held amount.
-    pub payer_held: Vec<i64>,
+    /// The payers tallied.
+    sample: PayerSample,
+    /// Change of each sampled payer's balance, by place in the sample.
+    pub(crate) payer_balance: Vec<i64>,
+    /// Change of each sampled payer's held amount, by place in the sample.
+    pub(crate) payer_held: Vec<i64>,
     /// Change of each merchant's settlement balance, if its fee is `fee_bps`.
     pub merchant_net: Vec<i64>,
     /// Amounts paid to each merchant before fees.
@@ -106,11 +112,12 @@ pub struct BooksTally {
 }
 
 impl BooksTally {
-    /// An empty tally for `payers` payers and `merchants` merchants with fee `fee_bps`.
-    pub fn new(payers: usize, merchants: usize, fee_bps: u16) -> BooksTally {
+    /// An empty tally of the payers in `sample` and of `merchants` merchants with fee `fee_bps`.
+    pub fn new(sample: PayerSample, merchants: usize, fee_bps: u16) -> BooksTally {
         BooksTally {
-            payer_balance: vec![0; payers],
-            payer_held: vec![0; payers],
+            sample,
+            payer_balance: vec![0; sample.len()],
+            payer_held: vec![0; sample.len()],
             merchant_net: vec![0; merchants],
             merchant_gross: vec![0; merchants],
             fee: 0,
@@ -131,6 +138,23 @@ impl BooksTally {
         self.follow_ups_dropped += other.follow_ups_dropped;
     }
 
+    /// How much loadgen saw `payer`'s balance and held amount move (zero for a payer not in
+    /// the sample).
+    pub fn payer_moved(&self, payer: usize) -> (i64, i64) {
+        match self.sample.place(payer) {
+            Some(place) => (self.payer_balance[place], self.payer_held[place]),
+            None => (0, 0),
+        }
+    }
+
+    /// `payer`'s balance moved by `amount`.
+    #[inline]
+    fn move_balance(&mut self, payer: u32, amount: i64) {
+        if let Some(place) = self.sample.place(payer as usize) {
+            self.payer_balance[place] += amount;
+        }
+    }
+
     fn fee_on(&self, amount: u64) -> u64 {
         (u128::from(amount) * u128::from(self.fee_bps) / 10_000) as u64
     }
@@ -138,14 +162,16 @@ impl BooksTally {
     /// The payer paid `amount` to the merchant (purchase or capture).
     fn pay(&mut self, payer: u32, merchant: u32, amount: u64) {
         let fee = self.fee_on(amount);
-        self.payer_balance[payer as usize] -= amount as i64;
+        self.move_balance(payer, -(amount as i64));
         self.merchant_net[merchant as usize] += (amount - fee) as i64;
         self.merchant_gross[merchant as usize] += amount as i64;
         self.fee += fee as i64;
     }
 
     fn hold(&mut self, payer: u32, amount: i64) {
-        self.payer_held[payer as usize] += amount;
+        if let Some(place) = self.sample.place(payer as usize) {
+            self.payer_held[place] += amount;
+        }
     }
 }
 
@@ -156,8 +182,8 @@ fn add_all(into: &mut [i64], from: &[i64]) {
 }
 
 /// Books the reply `done` (on a connection of merchant `merchant`) and returns the flow's next
-/// request, if any. `account` is the payer's account number.
-pub fn advance(done: &Completed, merchant: u32, account: u64, books: &mut BooksTally) -> Option<Step> {
+/// request, if any.
+pub fn advance(done: &Completed, merchant: u32, books: &mut BooksTally) -> Option<Step> {
     let approved = done.error.is_none() && done.code == 0;
     let mut state = done.state;
     let payer = state.payer;
@@ -166,7 +192,7 @@ pub fn advance(done: &Completed, merchant: u32, account: u64, books: &mut BooksT
         Some(Step {
             kind,
             fields: Fields {
-                account,
+                account: state.account,
                 amount,
                 hold,
             },
@@ -227,7 +253,7 @@ pub fn advance(done: &Completed, merchant: u32, account: u64, books: &mut BooksT
         (FlowKind::Refund, _) => {
             if approved {
                 // The merchant bears a refund in full; the fee it paid is not returned.
-                books.payer_balance[payer as usize] += done.amount as i64;
+                books.move_balance(payer, done.amount as i64);
                 books.merchant_net[merchant as usize] -= done.amount as i64;
                 books.merchant_gross[merchant as usize] -= done.amount as i64;
             }
@@ -245,7 +271,7 @@ pub fn advance(done: &Completed, merchant: u32, account: u64, books: &mut BooksT
             if approved && state.purchase_approved {
                 // A reversed purchase is undone exactly: payer, merchant and fee.
                 let fee = books.fee_on(state.amount);
-                books.payer_balance[payer as usize] += state.amount as i64;
+                books.move_balance(payer, state.amount as i64);
                 books.merchant_net[merchant as usize] -= (state.amount - fee) as i64;
                 books.merchant_gross[merchant as usize] -= state.amount as i64;
                 books.fee -= fee as i64;
@@ -318,15 +344,19 @@ mod tests {
 
     #[test]
     fn authorize_capture_books_a_payment_and_leaves_nothing_held() {
-        let mut books = BooksTally::new(1, 1, 100);
+        let mut books = BooksTally::new(PayerSample::new(1, 1), 1, 100);
         let first = start(FlowKind::AuthorizeCapture, 0, 1_000_000, 1_000, 0);
         assert_eq!(first.kind, RequestKind::Authorize);
-        let capture = advance(&reply(&first, 0, 77, 1_000, 5), 0, 1_000_000, &mut books).expect("capture");
+        let capture = advance(&reply(&first, 0, 77, 1_000, 5), 0, &mut books).expect("capture");
         assert_eq!(capture.kind, RequestKind::Capture);
         assert_eq!(capture.fields.hold, 77);
+        assert_eq!(
+            capture.fields.account, 1_000_000,
+            "a follow-up goes to the flow's payer"
+        );
         assert_eq!(capture.fields.amount, 1_000);
         assert_eq!(books.payer_held[0], 1_000);
-        assert!(advance(&reply(&capture, 0, 77, 1_000, 6), 0, 1_000_000, &mut books).is_none());
+        assert!(advance(&reply(&capture, 0, 77, 1_000, 6), 0, &mut books).is_none());
         assert_eq!(books.payer_held[0], 0);
         assert_eq!(books.payer_balance[0], -1_000);
         assert_eq!(books.merchant_net[0], 990);
@@ -334,21 +364,38 @@ mod tests {
     }
 
     #[test]
+    fn a_payer_outside_the_sample_moves_only_the_merchant_and_fee_figures() {
+        // Payers 0..5, then every 7th from 5: payer 6 is out, payer 12 in (place 6).
+        let sample = PayerSample::new(40, 10);
+        assert_eq!((sample.place(6), sample.place(12)), (None, Some(6)));
+        let mut books = BooksTally::new(sample, 1, 100);
+        for payer in [6, 12] {
+            let purchase = start(FlowKind::Purchase, payer, 1_000_000, 1_000, 0);
+            assert!(advance(&reply(&purchase, 0, 0, 1_000, 5), 0, &mut books).is_none());
+        }
+        assert_eq!(
+            (books.payer_moved(6), books.payer_moved(12)),
+            ((0, 0), (-1_000, 0))
+        );
+        assert_eq!((books.merchant_net[0], books.fee), (1_980, 20));
+    }
+
+    #[test]
     fn a_declined_first_step_ends_the_flow_and_books_nothing() {
-        let mut books = BooksTally::new(1, 1, 0);
+        let mut books = BooksTally::new(PayerSample::new(1, 1), 1, 0);
         let first = start(FlowKind::Refund, 0, 1_000_000, 500, 0);
-        assert!(advance(&reply(&first, 51, 0, 0, 5), 0, 1_000_000, &mut books).is_none());
+        assert!(advance(&reply(&first, 51, 0, 0, 5), 0, &mut books).is_none());
         assert_eq!(books.payer_balance[0], 0);
     }
 
     #[test]
     fn reversal_of_an_approved_purchase_undoes_it_exactly() {
-        let mut books = BooksTally::new(1, 1, 30);
+        let mut books = BooksTally::new(PayerSample::new(1, 1), 1, 30);
         let first = start(FlowKind::Reversal, 0, 1_000_000, 1_000, 0);
-        let reversal = advance(&reply(&first, 0, 9, 1_000, 41), 0, 1_000_000, &mut books).expect("reversal");
+        let reversal = advance(&reply(&first, 0, 9, 1_000, 41), 0, &mut books).expect("reversal");
         assert_eq!(reversal.kind, RequestKind::Reversal);
         assert_eq!(reversal.fields.amount, 41, "names the purchase's request id");
-        assert!(advance(&reply(&reversal, 0, 0, 0, 42), 0, 1_000_000, &mut books).is_none());
+        assert!(advance(&reply(&reversal, 0, 0, 0, 42), 0, &mut books).is_none());
         assert_eq!(
             (books.payer_balance[0], books.merchant_net[0], books.fee),
             (0, 0, 0)
@@ -357,11 +404,11 @@ mod tests {
 
     #[test]
     fn an_accepted_offer_is_a_capture_of_the_whole_amount() {
-        let mut books = BooksTally::new(1, 1, 100);
+        let mut books = BooksTally::new(PayerSample::new(1, 1), 1, 100);
         let first = start(FlowKind::Offer, 0, 1_000_000, 1_000, 7);
         assert_eq!((first.kind, first.fields.hold), (RequestKind::Offer, 7));
         let done = reply(&first, 0, 501, 0, 1);
-        assert!(advance(&done, 0, 1_000_000, &mut books).is_none());
+        assert!(advance(&done, 0, &mut books).is_none());
         assert!(awaits_outcome(&done));
         assert_eq!(books.payer_held[0], 1_000);
         outcome(&first.state, 0, true, 1_000, &mut books);
@@ -373,19 +420,19 @@ mod tests {
 
     #[test]
     fn increment_then_capture_captures_all_that_is_held() {
-        let mut books = BooksTally::new(1, 1, 0);
+        let mut books = BooksTally::new(PayerSample::new(1, 1), 1, 0);
         let first = start(FlowKind::AuthorizeIncrementCapture, 0, 1_000_000, 1_000, 0);
-        let increment = advance(&reply(&first, 0, 3, 1_000, 1), 0, 1_000_000, &mut books).expect("inc");
+        let increment = advance(&reply(&first, 0, 3, 1_000, 1), 0, &mut books).expect("inc");
         assert_eq!(
             (increment.kind, increment.fields.amount),
             (RequestKind::Increment, 100)
         );
-        let capture = advance(&reply(&increment, 0, 3, 100, 2), 0, 1_000_000, &mut books).expect("cap");
+        let capture = advance(&reply(&increment, 0, 3, 100, 2), 0, &mut books).expect("cap");
         assert_eq!(
             (capture.kind, capture.fields.amount),
             (RequestKind::Capture, 1_100)
         );
-        assert!(advance(&reply(&capture, 0, 3, 1_100, 3), 0, 1_000_000, &mut books).is_none());
+        assert!(advance(&reply(&capture, 0, 3, 1_100, 3), 0, &mut books).is_none());
         assert_eq!((books.payer_balance[0], books.payer_held[0]), (-1_100, 0));
     }
 }

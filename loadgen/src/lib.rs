@@ -378,7 +378,7 @@ fn run_against(
     authd_pid: Option<u32>,
 ) -> anyhow::Result<Report> {
     let (credentials, fee_bps) = credentials(config, operator)?;
-    let sample = books::payer_sample(credentials.payers.len(), config.books_sample);
+    let sample = books::PayerSample::new(credentials.payers.len(), config.books_sample);
     let mut books_client = match (operator, config.books_sample) {
         (Some(operator), 1..) => Some(operator.connect()?),
         _ => {
@@ -433,6 +433,7 @@ fn run_against(
             mix: config.mix.clone(),
             sampler: config.distribution.sampler(accounts.len() as u64),
             accounts: Arc::clone(&accounts),
+            books_sample: sample,
             merchants: credentials.merchants.len(),
             fee_bps: fee_bps.unwrap_or(0),
             amount_minor: config.amount_minor,
@@ -466,7 +467,7 @@ fn run_against(
             .context("a load thread failed")?;
         outcomes.push(outcome);
     }
-    let mut tally = BooksTally::new(accounts.len(), credentials.merchants.len(), fee_bps.unwrap_or(0));
+    let mut tally = BooksTally::new(sample, credentials.merchants.len(), fee_bps.unwrap_or(0));
     let mut latency = latency_histogram();
     let mut service = latency_histogram();
     let mut offer_outcome = latency_histogram();
@@ -560,7 +561,7 @@ fn read_log_counters(operator: &Operator) -> Option<AuthdLog> {
 fn check_books(
     client: &mut Client,
     credentials: &Credentials,
-    sample: &[usize],
+    sample: &books::PayerSample,
     before: &Snapshot,
     tally: &BooksTally,
     fee_bps: Option<u16>,

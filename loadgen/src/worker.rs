@@ -26,6 +26,7 @@ use rustix::time::{
     timerfd_create, timerfd_settime, Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags,
 };
 
+use crate::books::PayerSample;
 use crate::clock::{now_ns, timespec};
 use crate::connection::{
     Completed, Connection, Pushed, ERROR_BUSY, OFFER_ACCEPTED, PUSH_OFFER_OUTCOME, PUSH_OFFER_PRESENTED,
@@ -36,7 +37,7 @@ use crate::recorder::{Interval, Recorder};
 use crate::schedule::{latency_ns, Schedule, NS_PER_S};
 use crate::spin::Spin;
 use crate::template::{Fields, RequestKind, Templates};
-use crate::workload::{Mix, PayerSampler, Rng};
+use crate::workload::{Mix, PayerDraws, PayerSampler, Rng};
 
 /// Events taken per poll.
 const EVENTS_MAX: usize = 1024;
@@ -82,6 +83,8 @@ pub struct Plan {
     pub sampler: PayerSampler,
     /// Payer account numbers by payer index.
     pub accounts: Arc<[u64]>,
+    /// The payers the books check reads (the tally keeps only theirs).
+    pub books_sample: PayerSample,
     /// Merchants (for the tally).
     pub merchants: usize,
     /// Fee assumed for the tally.
@@ -145,6 +148,8 @@ struct Worker {
     recorder: Recorder,
     books: BooksTally,
     rng: Rng,
+    /// The next flows' payers.
+    payers: PayerDraws,
     dirty: Vec<usize>,
     is_dirty: Vec<bool>,
     stopping: bool,
@@ -181,8 +186,9 @@ pub fn run(plan: Plan, mut connections: Vec<Connection>, gateway: Option<Connect
         .max()
         .unwrap_or(1);
     let mut worker = Worker {
-        books: BooksTally::new(plan.accounts.len(), plan.merchants, plan.fee_bps),
+        books: BooksTally::new(plan.books_sample, plan.merchants, plan.fee_bps),
         rng: Rng::new(plan.seed),
+        payers: PayerDraws::default(),
         plan,
         templates: Templates::new(),
         connections,
@@ -375,11 +381,12 @@ impl Worker {
     #[inline]
     fn start_flow(&mut self, index: usize, intended_ns: u64, now: u64) -> bool {
         let kind = self.plan.mix.pick(self.rng.next_u64());
-        let payer = self.plan.sampler.sample(&mut self.rng);
-        let account = self.plan.accounts[payer as usize];
+        let (payer, account) = self
+            .payers
+            .take(&self.plan.sampler, &self.plan.accounts, &mut self.rng);
         let (low, high) = self.plan.amount_minor;
         let amount = self.rng.between(low, high);
-        let step = flow::start(kind, payer as u32, account, amount, self.plan.offer_tag);
+        let step = flow::start(kind, payer, account, amount, self.plan.offer_tag);
         let connection = &mut self.connections[index];
         let queued = connection.queue(
             &self.templates,
@@ -462,14 +469,8 @@ impl Worker {
             done.code,
             measured,
         );
-        let connection = &self.connections[index];
-        let account = self
-            .plan
-            .accounts
-            .get(done.state.payer as usize)
-            .copied()
-            .unwrap_or(0);
-        match flow::advance(done, connection.merchant, account, &mut self.books) {
+        let merchant = self.connections[index].merchant;
+        match flow::advance(done, merchant, &mut self.books) {
             Some(step) => {
                 let queued = self.connections[index].queue(
                     &self.templates,

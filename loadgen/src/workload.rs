@@ -270,6 +270,49 @@ impl PayerSampler {
     }
 }
 
+/// Payers drawn at a time by [`PayerDraws`].
+pub const PAYERS_DRAWN_AHEAD: usize = 16;
+
+/// Payers drawn ahead of their flows, each with its account number. The accounts are looked
+/// up together, in a loop of independent reads, so that their cache misses overlap: with
+/// 100,000 payers the table of account numbers misses on almost every draw, and taken one per
+/// flow those misses were a seventh of loadgen's CPU at 500,000 flows per second.
+#[derive(Clone, Debug)]
+pub struct PayerDraws {
+    /// (payer index, account number), used from `next` on.
+    drawn: [(u32, u64); PAYERS_DRAWN_AHEAD],
+    next: usize,
+}
+
+impl Default for PayerDraws {
+    fn default() -> PayerDraws {
+        PayerDraws {
+            drawn: [(0, 0); PAYERS_DRAWN_AHEAD],
+            next: PAYERS_DRAWN_AHEAD,
+        }
+    }
+}
+
+impl PayerDraws {
+    /// The next payer's index and account number; `accounts` has one per index `sampler`
+    /// draws.
+    #[inline]
+    pub fn take(&mut self, sampler: &PayerSampler, accounts: &[u64], rng: &mut Rng) -> (u32, u64) {
+        if self.next == PAYERS_DRAWN_AHEAD {
+            for slot in &mut self.drawn {
+                slot.0 = sampler.sample(rng) as u32;
+            }
+            for slot in &mut self.drawn {
+                slot.1 = accounts[slot.0 as usize];
+            }
+            self.next = 0;
+        }
+        let drawn = self.drawn[self.next];
+        self.next += 1;
+        drawn
+    }
+}
+
 /// Zipf over ranks 1..=n by rejection-inversion (Hörmann and Derflinger, 1996): constant time
 /// and memory per sample whatever n, no table. The same algorithm as Apache Commons' and
 /// `rand_distr`'s Zipf samplers.
@@ -456,5 +499,21 @@ mod tests {
             seen[sampler.sample(&mut rng) as usize] = true;
         }
         assert!(seen.iter().all(|seen| *seen));
+    }
+
+    #[test]
+    fn drawn_payers_come_in_the_samplers_order_with_their_own_accounts() {
+        let sampler = Distribution::Zipf(1.1).sampler(1_000);
+        let accounts: Vec<u64> = (0..1_000).map(|index| 5_000_000 + index * 3).collect();
+        let (mut direct, mut ahead) = (Rng::new(9), Rng::new(9));
+        let mut draws = PayerDraws::default();
+        // Three refills and a part.
+        for _ in 0..PAYERS_DRAWN_AHEAD * 3 + 5 {
+            let payer = sampler.sample(&mut direct);
+            assert_eq!(
+                draws.take(&sampler, &accounts, &mut ahead),
+                (payer as u32, accounts[payer as usize])
+            );
+        }
     }
 }

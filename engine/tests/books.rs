@@ -1021,6 +1021,26 @@ fn shard_counts_must_be_powers_of_two() {
         ..BooksConfig::default()
     })
     .is_ok());
+    assert!(Books::new(BooksConfig {
+        shards: engine::limits::SHARDS_MAX,
+        ..BooksConfig::default()
+    })
+    .is_ok());
+}
+
+#[test]
+fn a_shard_must_keep_at_least_one_hold() {
+    let holds = |holds_per_shard_max| {
+        Books::new(BooksConfig {
+            holds_per_shard_max,
+            ..BooksConfig::default()
+        })
+    };
+    match holds(0) {
+        Err(error) => assert!(error.to_string().contains("--holds-per-shard-max"), "{error}"),
+        Ok(_) => panic!("books that can keep no hold would decline every payment"),
+    }
+    assert!(holds(1).is_ok());
 }
 
 #[test]

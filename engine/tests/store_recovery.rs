@@ -221,6 +221,8 @@ fn a_snapshot_of_other_books_is_refused_with_the_flag_to_use() {
     store.snapshot().expect("snapshot");
     store.close().expect("close");
     drop(store);
+    // As in a dir written before the BOOKS file existed: the snapshot's own check refuses.
+    std::fs::remove_file(dir.path().join("BOOKS")).expect("remove BOOKS");
     let mut other = config(dir.path());
     other.books.shards = 8;
     match Store::open(other) {
@@ -229,6 +231,78 @@ fn a_snapshot_of_other_books_is_refused_with_the_flag_to_use() {
         }
         Err(error) => panic!("unexpected error: {error}"),
         Ok(_) => panic!("books with another shard count must not open"),
+    }
+}
+
+#[test]
+fn a_log_of_other_books_is_refused_before_any_snapshot_with_the_flag_to_use() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (store, _) = Store::open(config(dir.path())).expect("open");
+    let payers = set_up(&store, 2);
+    store.close().expect("close");
+    drop(store);
+    let refusal = |other: StoreConfig, flag: &str| match Store::open(other) {
+        Err(error @ StoreError::BooksDiffer { .. }) => {
+            let message = error.to_string();
+            assert!(
+                message.contains(flag) && message.contains("--data-dir"),
+                "{message}"
+            );
+        }
+        Err(error) => panic!("unexpected error: {error}"),
+        Ok(_) => panic!("a log of other books must not be replayed ({flag})"),
+    };
+    let mut shards = config(dir.path());
+    shards.books.shards = 8;
+    refusal(shards, "--shards 4");
+    let mut currency = config(dir.path());
+    currency.books.currency = Currency(840);
+    refusal(currency, "--currency 978");
+    // Refused, nothing lost: the right flags open the same books.
+    let (store, recovered) = Store::open(config(dir.path())).expect("reopen");
+    assert!(recovered.records_applied > 0);
+    for payer in payers {
+        assert!(store.books().account_info(payer).is_some(), "payer {payer:?}");
+    }
+}
+
+#[test]
+fn a_configuration_that_cannot_build_books_is_not_recorded_as_the_dirs_shape() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut invalid = config(dir.path());
+    invalid.books.shards = 3;
+    assert!(matches!(Store::open(invalid), Err(StoreError::Config(_))));
+    assert!(!dir.path().join("BOOKS").exists());
+    let (_store, _) = Store::open(config(dir.path())).expect("the dir opens with valid flags");
+}
+
+#[test]
+fn a_damaged_books_file_is_refused_naming_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (store, _) = Store::open(config(dir.path())).expect("open");
+    store.close().expect("close");
+    drop(store);
+    let books_file = dir.path().join("BOOKS");
+    let written = std::fs::read_to_string(&books_file).expect("a new data dir gets a BOOKS file");
+    assert_eq!(written, "shards 4\ncurrency 978\n");
+    for damaged in [
+        "",
+        "shards 4\n",
+        "shards four\ncurrency 978\n",
+        "shards 4\ncurrency 978\ncolour blue\n",
+    ] {
+        std::fs::write(&books_file, damaged).expect("write");
+        match Store::open(config(dir.path())) {
+            Err(error @ StoreError::BooksFile { .. }) => {
+                let message = error.to_string();
+                assert!(
+                    message.contains("BOOKS") && message.contains("--shards"),
+                    "{message}"
+                );
+            }
+            Err(error) => panic!("unexpected error: {error}"),
+            Ok(_) => panic!("a damaged BOOKS file must not open: {damaged:?}"),
+        }
     }
 }
 

@@ -41,11 +41,11 @@ struct Flags {
     /// Shards of the books (a power of two); fixed for a data directory.
     #[arg(long, default_value_t = engine::limits::SHARDS_DEFAULT)]
     shards: u32,
-    /// Event loop threads (default: one per core).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// ISO 4217 numeric currency of the books; fixed for a data directory.
-    #[arg(long, default_value_t = 978)]
+    /// Event loop threads, 1 to 256 (default: one per core).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: Option<u16>,
+    /// ISO 4217 numeric currency of the books (1..=999); fixed for a data directory.
+    #[arg(long, default_value_t = 978, value_parser = clap::value_parser!(u16).range(1..=999))]
     currency: u16,
     /// Connections open at once; more are answered "busy" and closed.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
@@ -59,8 +59,8 @@ struct Flags {
     /// Unwritten reply bytes per connection before authd stops reading it.
     #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(65_536..=1_073_741_824))]
     write_bytes_max: u64,
-    /// Milliseconds a new connection has to log on.
-    #[arg(long, default_value_t = 10_000)]
+    /// Milliseconds a new connection has to log on (1..=3600000).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     logon_timeout_ms: u64,
     /// Longest busy-poll, microseconds, of an event loop before it sleeps: adapts to how soon
     /// clients answer, and spares a wake-up of a halted vCPU (tens of microseconds) per round
@@ -68,8 +68,8 @@ struct Flags {
     #[arg(long, default_value_t = engine::server::SPIN_US_MAX_DEFAULT,
           value_parser = clap::value_parser!(u64).range(0..=engine::server::SPIN_US_MAX_MAX))]
     spin_us: u64,
-    /// Seconds a logged-on connection may stay silent with nothing in flight.
-    #[arg(long, default_value_t = 600)]
+    /// Seconds a logged-on connection may stay silent with nothing in flight (1..=604800).
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     idle_timeout_s: u64,
     /// Failed log-ons per peer address per --logon-failure-window-s before it is refused.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
@@ -83,8 +83,9 @@ struct Flags {
     /// Idempotency window: remembered requests per shard.
     #[arg(long, default_value_t = engine::limits::IDEMPOTENCY_WINDOW_DEFAULT)]
     idempotency_window: u32,
-    /// Holds kept per shard (live and refundable).
-    #[arg(long, default_value_t = engine::limits::HOLDS_PER_SHARD_DEFAULT)]
+    /// Holds kept per shard (live and refundable), at least 1.
+    #[arg(long, default_value_t = engine::limits::HOLDS_PER_SHARD_DEFAULT,
+          value_parser = clap::value_parser!(u32).range(1..))]
     holds_per_shard_max: u32,
     /// Size of each log segment file, bytes.
     #[arg(long, default_value_t = engine::wal::SEGMENT_BYTES_DEFAULT)]
@@ -141,7 +142,7 @@ fn store_config(flags: &Flags) -> StoreConfig {
 fn server_config(flags: &Flags) -> ServerConfig {
     let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
     let mut config = ServerConfig::new(flags.listen);
-    config.threads = flags.threads.unwrap_or(cores).max(1);
+    config.threads = flags.threads.map_or(cores, usize::from).max(1);
     config.connections_max = flags.connections_max as usize;
     config.in_flight_max = flags.in_flight_max.max(1);
     config.frame_bytes_max = flags.frame_bytes_max;

@@ -56,6 +56,22 @@ pub struct BooksConfig {
     pub hold_retention_us: u64,
 }
 
+impl BooksConfig {
+    /// Refuses a configuration books cannot be built with, naming the flag to fix.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.shards.is_power_of_two() || self.shards > SHARDS_MAX {
+            return Err(ConfigError::Shards(self.shards));
+        }
+        if !(1..=IDEMPOTENCY_WINDOW_MAX).contains(&self.idempotency_window) {
+            return Err(ConfigError::Window(self.idempotency_window));
+        }
+        if self.holds_per_shard_max == 0 {
+            return Err(ConfigError::Holds);
+        }
+        Ok(())
+    }
+}
+
 impl Default for BooksConfig {
     fn default() -> BooksConfig {
         BooksConfig {
@@ -190,6 +206,9 @@ pub enum ConfigError {
          pass --idempotency-window {IDEMPOTENCY_WINDOW_DEFAULT} for example"
     )]
     Window(u32),
+    /// A shard must be able to keep at least one hold.
+    #[error("a shard must keep at least one hold, not 0; pass --holds-per-shard-max {HOLDS_PER_SHARD_DEFAULT} for example")]
+    Holds,
     /// The stored books have another shard count (ids encode their shard).
     #[error("the data was written with --shards {stored}, not {configured}; start with --shards {stored}")]
     ShardsDiffer {
@@ -203,12 +222,7 @@ pub enum ConfigError {
 impl Books {
     /// Empty books.
     pub fn new(config: BooksConfig) -> Result<Books, ConfigError> {
-        if !config.shards.is_power_of_two() || config.shards > SHARDS_MAX {
-            return Err(ConfigError::Shards(config.shards));
-        }
-        if !(1..=IDEMPOTENCY_WINDOW_MAX).contains(&config.idempotency_window) {
-            return Err(ConfigError::Window(config.idempotency_window));
-        }
+        config.validate()?;
         let shard_bits = config.shards.trailing_zeros();
         let shards = (0..config.shards)
             .map(|index| {

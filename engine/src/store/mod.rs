@@ -1,6 +1,7 @@
 //! The books with their write-ahead log: what the server runs.
 //!
-//! Opening a data dir: take its lock, load the newest valid snapshot (or start empty), replay
+//! Opening a data dir: take its lock, check the books' shape against its `BOOKS` file
+//! ([`books_file`]), load the newest valid snapshot (or start empty), replay
 //! the log after it (each record into the part of the books it belongs to, only if that part's
 //! snapshot does not already cover it), then keep appending where the log ends. Executing: the
 //! books log each command through the [`Wal`] inside the shard lock, and the caller releases
@@ -9,6 +10,7 @@
 //! previous snapshot are then removed (one older generation is kept, so a damaged newest
 //! snapshot can still be recovered from the one before it).
 
+pub mod books_file;
 pub mod replay;
 pub mod snapshot;
 
@@ -50,6 +52,24 @@ pub enum StoreError {
         /// What is wrong.
         error: LoadError,
     },
+    /// The data dir's books were created with another shard count or currency.
+    #[error("data dir {dir} holds books created with {stored}; this authd is configured with {configured}: start with {stored}, or pass another --data-dir for new books")]
+    BooksDiffer {
+        /// The data dir.
+        dir: PathBuf,
+        /// What its `BOOKS` file says, as the flag.
+        stored: String,
+        /// What the configuration says, as the flag.
+        configured: String,
+    },
+    /// The data dir's `BOOKS` file cannot be read.
+    #[error("{path}: {what}; the file records the --shards and --currency the data dir's books were created with, as two lines `shards N` and `currency C`: restore it")]
+    BooksFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
     /// A record passed its checksum but is not a command this version knows.
     #[error("log record {lsn} is not a valid command ({what}); the log was written by another version or is damaged: restore a backup, or start with --truncate-corrupt-log to cut the log before it")]
     Record {
@@ -87,6 +107,9 @@ impl Store {
         std::fs::create_dir_all(&config.wal.dir)
             .map_err(|error| WalError::io("create data dir", &config.wal.dir, error))?;
         let lock = DirLock::acquire(&config.wal.dir)?;
+        // A configuration that cannot build books must not be recorded as the dir's shape.
+        config.books.validate()?;
+        books_file::check_or_write(&config.wal.dir, &config.books)?;
         let scan = wal::read_newest_snapshot(&config.wal.dir)?;
         let (books, coverage, snapshot) = match &scan.newest {
             Some(found) => {

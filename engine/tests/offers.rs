@@ -162,6 +162,53 @@ fn an_accepted_offer_is_captured_with_the_fee_and_reported_as_events() {
 }
 
 #[test]
+fn a_terminal_cannot_capture_increment_or_void_an_offer_only_cancel_it() {
+    let cafe = Cafe::new();
+    // Above no PIN threshold here, but an offer's capture needs the payer's accept in any case.
+    let offer = cafe.offer(500);
+    let capture = TerminalOp::Capture {
+        hold: offer,
+        amount: 500,
+        last: true,
+        extras: Extras::default(),
+    };
+    for op in [
+        capture,
+        TerminalOp::Increment {
+            hold: offer,
+            amount: 100,
+        },
+        TerminalOp::Void { hold: offer },
+    ] {
+        assert_eq!(cafe.terminal(op, NOON_US).reason, Reason::NotPermitted, "{op:?}");
+    }
+    assert_eq!(cafe.state(offer), OfferState::Offered);
+    assert_eq!(
+        cafe.balance(),
+        (10_000, 500),
+        "the hold is as the offer placed it"
+    );
+    assert_eq!(
+        cafe.answer(offer, true, Some(PIN), NOON_US).reason,
+        Reason::Approved
+    );
+    assert_eq!(cafe.balance(), (9_500, 0), "the payer paid what the offer showed");
+    assert_eq!(
+        cafe.terminal(capture, NOON_US).reason,
+        Reason::NotPermitted,
+        "nor once accepted"
+    );
+    // A refund of an accepted offer is the merchant's to give.
+    let refund = TerminalOp::Refund {
+        hold: offer,
+        amount: 200,
+    };
+    assert_eq!(cafe.terminal(refund, NOON_US).reason, Reason::Approved);
+    assert_eq!(cafe.balance(), (9_700, 0));
+    cafe.check();
+}
+
+#[test]
 fn the_first_final_state_wins_and_late_answers_change_nothing() {
     let cafe = Cafe::new();
     let offer = cafe.offer(500);

@@ -359,6 +359,12 @@ impl Shard {
     ) -> Result<u64, Reason> {
         let sequence = self.owned_hold(merchant, hold)?;
         let entry = self.holds.get(sequence).ok_or(Reason::HoldUnknown)?;
+        if entry.offer != 0 {
+            // An offer's hold is the payer's to answer (with the PIN when it is due) and the
+            // merchant's only to cancel: a capture, increment or void would take or change it
+            // without the payer's consent.
+            return Err(Reason::NotPermitted);
+        }
         match entry.state {
             HoldState::Active if now_us >= entry.expires_us => {
                 self.release_hold(sequence, HoldState::Expired, now_us);

@@ -657,3 +657,42 @@ fn limits_outside_their_range_are_refused_at_start_with_the_range() {
         assert!(stderr.contains("is not in"), "{flag} {value}: {stderr}");
     }
 }
+
+#[test]
+fn authd_raises_its_open_files_limit_and_warns_when_the_hard_one_is_too_low() {
+    // --shards 3 makes authd stop right after the check, before it opens anything.
+    let run = |limits: &str| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let script = format!(
+            "{limits}; exec \"$0\" --listen 127.0.0.1:0 --data-dir \"$1\" --connections-max 1000 --shards 3"
+        );
+        let output = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .arg(authd_tests::authd_binary())
+            .arg(dir.path())
+            .output()
+            .expect("run authd under sh");
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let stderr = run("ulimit -n 256");
+    assert!(
+        stderr.contains("open_files_limit") && stderr.contains("--connections-max 1000 needs about 1064"),
+        "{stderr}"
+    );
+    let hard = std::process::Command::new("sh")
+        .args(["-c", "ulimit -Hn"])
+        .output()
+        .expect("ulimit -Hn");
+    let hard: u64 = String::from_utf8_lossy(&hard.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(u64::MAX);
+    if hard >= 1064 {
+        let stderr = run("ulimit -Sn 256");
+        assert!(
+            !stderr.contains("open_files_limit"),
+            "the soft limit was not raised: {stderr}"
+        );
+    }
+}

@@ -162,11 +162,11 @@ pub fn secret_from_hex(text: &str) -> Result<Secret, SecretTextError> {
     Ok(secret)
 }
 
-/// 16 random bytes from the operating system (for nonces).
+/// 16 random bytes from the operating system (for nonces), by the `getrandom` system call:
+/// it needs no file descriptor, so a process out of them still gets its nonces.
 pub fn random_nonce() -> std::io::Result<Nonce> {
-    use std::io::Read;
     let mut nonce = [0u8; NONCE_BYTES];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut nonce)?;
+    getrandom::fill(&mut nonce)?;
     Ok(nonce)
 }
 

@@ -156,14 +156,49 @@ fn server_config(flags: &Flags) -> ServerConfig {
     config
 }
 
+/// File descriptors authd needs beside its connections: the log, snapshots, epoll and
+/// wakers, the listener, a spare for the segment being prepared.
+const FDS_BESIDE_CONNECTIONS: u64 = 64;
+
+/// Raises the soft limit on open files to the hard one (the soft default, often 1024, is
+/// below the default --connections-max), and warns if connections could still run out of
+/// file descriptors: accepts then fail (logged) until some close.
+fn raise_open_files_limit(connections_max: u64) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if let (Some(current), Some(maximum)) = (limit.current, limit.maximum) {
+        if current < maximum {
+            let raised = Rlimit {
+                current: Some(maximum),
+                maximum: Some(maximum),
+            };
+            // Refused only by a policy stricter than the hard limit: the warning below says so.
+            let _ = setrlimit(Resource::Nofile, raised);
+        }
+    }
+    let current = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+    let needed = connections_max.saturating_add(FDS_BESIDE_CONNECTIONS);
+    if current < needed {
+        let warning = format!(
+            "--connections-max {connections_max} needs about {needed} open files but the limit is {current}; \
+             raise it (ulimit -n, LimitNOFILE=) or lower --connections-max"
+        );
+        log(Level::Warn, "open_files_limit", &[("msg", &warning)]);
+    }
+}
+
 fn run(flags: Flags) -> anyhow::Result<()> {
+    raise_open_files_limit(flags.connections_max);
     let (store, recovered) = Store::open(store_config(&flags))?;
     report_recovery(&flags, &recovered);
     if matches!(flags.fsync, Fsync::Never) {
         let warning = "replies leave before their decisions are on disk; a crash of the machine loses acknowledged decisions; benchmarks only";
         log(Level::Warn, "fsync_never", &[("msg", &warning)]);
     }
-    let operator_secret = operator_key::load_or_create(&flags.data_dir, random_secret())?;
+    let fresh = random_secret().map_err(|error| {
+        anyhow::anyhow!("cannot draw a random operator key: {error}; check that the kernel's getrandom works")
+    })?;
+    let operator_secret = operator_key::load_or_create(&flags.data_dir, fresh)?;
     let server = Server::start(Arc::new(store), server_config(&flags), operator_secret).map_err(|error| {
         anyhow::anyhow!(
             "cannot listen on {}: {error}; pass --listen with a free address",

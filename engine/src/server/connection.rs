@@ -265,7 +265,7 @@ impl Connection {
         match (frame.message, &self.session) {
             (Message::Request(request), Session::LoggedOn(principal)) => {
                 let principal = *principal;
-                let secret = || super::random_secret();
+                let secret = super::random_secret;
                 let context = Context {
                     store: &shared.store,
                     stats: &shared.stats,

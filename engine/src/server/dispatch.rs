@@ -42,7 +42,7 @@ pub struct Context<'a> {
     /// The time the request is stamped with.
     pub now_us: u64,
     /// Where new secrets come from.
-    pub secret: &'a dyn Fn() -> [u8; 32],
+    pub secret: &'a dyn Fn() -> std::io::Result<[u8; 32]>,
 }
 
 /// Execute `request` for `principal`; returns the reply and the log position it waits for.
@@ -373,7 +373,8 @@ fn operator_request(context: &Context<'_>, request: &Request) -> Dispatched {
             (Reply::RegisterMerchant(reply), lsn)
         }
         Request::RegisterTerminal(body) => {
-            let secret = (context.secret)();
+            // Without a secret nothing is registered: a malfunction, not a panic.
+            let secret = (context.secret)().map_err(|_| Reason::SystemMalfunction)?;
             let command = Command::RegisterTerminal {
                 merchant: MerchantId(body.merchant_id.0),
                 secret,
@@ -389,7 +390,8 @@ fn operator_request(context: &Context<'_>, request: &Request) -> Dispatched {
             (Reply::RegisterTerminal(reply), lsn)
         }
         Request::RegisterDevice(body) => {
-            let secret = (context.secret)();
+            // Without a secret nothing is registered: a malfunction, not a panic.
+            let secret = (context.secret)().map_err(|_| Reason::SystemMalfunction)?;
             let command = Command::RegisterDevice {
                 account: AccountId(body.account.0),
                 secret,
@@ -470,5 +472,61 @@ fn wire_kind(kind: AccountKind) -> w::AccountKind {
         AccountKind::MerchantSettlement => w::AccountKind::Merchant,
         AccountKind::IssuerFunding => w::AccountKind::IssuerFunding,
         AccountKind::IssuerFee => w::AccountKind::IssuerFee,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wire::messages::operator::{RegisterMerchant, RegisterTerminal};
+    use wire::types::ShortText;
+
+    use super::*;
+    use crate::books::BooksConfig;
+    use crate::store::StoreConfig;
+    use crate::wal::{ReadOptions, WalConfig};
+
+    #[test]
+    fn no_random_source_declines_a_registration_and_registers_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut wal = WalConfig::new(dir.path());
+        wal.segment_bytes = 1 << 20;
+        let config = StoreConfig {
+            books: BooksConfig::default(),
+            wal,
+            read: ReadOptions::default(),
+        };
+        let (store, _) = Store::open(config).expect("open the store");
+        let stats = Stats::default();
+        let out_of_descriptors = || Err(std::io::Error::from_raw_os_error(24));
+        let random = || Ok([7; 32]);
+        let context = |secret| Context {
+            store: &store,
+            stats: &stats,
+            now_us: 1,
+            secret,
+        };
+        let merchant = Request::RegisterMerchant(RegisterMerchant {
+            fee_bps: 100,
+            fee_bps_with_product: 50,
+            origin: ShortText::new("cafe").expect("short"),
+        });
+        let (reply, _) = dispatch(&context(&random), Principal::Operator, 1, &merchant);
+        assert_eq!(reply.outcome(), (0, 0), "{reply:?}");
+        let terminal = Request::RegisterTerminal(RegisterTerminal {
+            merchant_id: w::MerchantId(1),
+        });
+        let (reply, _) = dispatch(&context(&out_of_descriptors), Principal::Operator, 2, &terminal);
+        let malfunction = (
+            Reason::SystemMalfunction.iso_code(),
+            Reason::SystemMalfunction as u8,
+        );
+        assert_eq!(reply.outcome(), malfunction, "{reply:?}");
+        let (reply, _) = dispatch(&context(&random), Principal::Operator, 3, &terminal);
+        match reply {
+            Reply::RegisterTerminal(registered) => {
+                assert_eq!((registered.terminal_id.0, registered.secret), (1, [7; 32]))
+            }
+            other => panic!("unexpected reply {other:?}"),
+        }
     }
 }

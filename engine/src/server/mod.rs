@@ -182,16 +182,12 @@ pub fn now_us() -> u64 {
         .map_or(0, |elapsed| elapsed.as_micros() as u64)
 }
 
-/// 32 random bytes for a new terminal or device secret.
-pub fn random_secret() -> [u8; 32] {
+/// 32 random bytes for a new terminal or device secret, by the `getrandom` system call (no
+/// file descriptor: a server out of them still registers terminals, or declines cleanly).
+pub fn random_secret() -> std::io::Result<[u8; 32]> {
     let mut secret = [0u8; 32];
-    for half in secret.chunks_mut(16) {
-        // /dev/urandom does not fail on Linux once open; if it cannot be opened the server
-        // could not have started (log-on nonces need it), so this is an invariant.
-        let nonce = wire::logon::random_nonce().expect("the OS random source is readable");
-        half.copy_from_slice(&nonce);
-    }
-    secret
+    getrandom::fill(&mut secret)?;
+    Ok(secret)
 }
 
 /// A running server.

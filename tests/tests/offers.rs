@@ -34,9 +34,13 @@ fn pin(digits: &str) -> PinBlock {
 
 impl World {
     fn start_in(dir: Option<&std::path::Path>) -> World {
+        World::start_with(dir, &[])
+    }
+
+    fn start_with(dir: Option<&std::path::Path>, flags: &[&str]) -> World {
         let authd = match dir {
-            Some(dir) => Authd::start_in(dir, &[]),
-            None => Authd::start(&[]),
+            Some(dir) => Authd::start_in(dir, flags),
+            None => Authd::start(flags),
         };
         let mut operator = authd.operator();
         let register = RegisterMerchant {
@@ -471,4 +475,59 @@ fn offers_wait_for_their_deadline_and_never_hang() {
         "paging: nothing after the last id"
     );
     assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn a_device_that_stops_reading_its_pushes_is_closed_and_lists_its_offers_on_return() {
+    let mut world = World::start_with(None, &["--write-bytes-max", "65536", "--fsync", "never"]);
+    let mobile = 33_611_000_077;
+    let account = payer(&mut world.operator, mobile, 1_000_000);
+    let (device_id, secret) = device(&mut world.operator, account);
+    // Logged on, then never read: its pushes fill the kernel's buffers, then authd's.
+    let mut phone = world.authd.client(Role::PayerDevice, device_id, secret);
+    let mut till = world.till();
+    let mut offers = 0;
+    while !world.authd.stderr().contains("event=push_overflow") {
+        assert!(
+            offers < 200_000,
+            "{offers} offers and the silent device is still served"
+        );
+        for _ in 0..500 {
+            offer(&mut till, mobile, 1, 600);
+        }
+        offers += 500;
+    }
+    // The till is unaffected, and the device's connection was closed: reading it now gives
+    // the pushes that made it out, then the end of the stream (not a timeout).
+    offer(&mut till, mobile, 1, 600);
+    phone
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut presented = 0;
+    let end = loop {
+        match phone.recv() {
+            Ok(Incoming::Push(Push::OfferPresented(_))) => presented += 1,
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(error) => break error,
+        }
+    };
+    assert!(matches!(end, wire::client::ClientError::Closed), "{end}");
+    assert!(
+        presented > 0 && presented < offers,
+        "{presented} of {offers} presented"
+    );
+    // Back on line, the device lists what it missed.
+    let mut phone = world.authd.client(Role::PayerDevice, device_id, secret);
+    let Reply::ListOffers(pending) = phone
+        .call(&Request::ListOffers(ListOffers {
+            after_offer_id: OfferId(0),
+        }))
+        .expect("list")
+    else {
+        panic!("reply type")
+    };
+    assert!(
+        !pending.offers.as_slice().is_empty() && pending.more,
+        "{pending:?}"
+    );
 }

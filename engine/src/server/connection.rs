@@ -137,6 +137,11 @@ impl Connection {
         !self.waiting.is_empty()
     }
 
+    /// Bytes queued for the socket and not yet taken by it.
+    pub fn unwritten_bytes(&self) -> usize {
+        self.write.len()
+    }
+
     /// True if nothing is queued to write or release.
     pub fn is_idle(&self) -> bool {
         self.waiting.is_empty() && self.write.is_empty()

@@ -344,20 +344,45 @@ impl EventLoop {
         self.mark_busy(key);
     }
 
-    /// Route the books' offer changes, then queue the pushes addressed to this loop.
+    /// Route the books' offer changes, then queue the pushes addressed to this loop. A
+    /// connection that has stopped reading (unwritten bytes at [`push_bytes_max`]) is closed
+    /// instead: pushes have no backpressure, and its client can ask for what it missed
+    /// (LIST_OFFERS, OFFER_STATUS) once it reconnects.
     fn take_pushes(&mut self) {
         self.shared
             .pushes
             .route(self.shared.store.books(), Some(self.index));
+        let push_bytes_max = push_bytes_max(self.shared.config.write_bytes_max);
+        let mut stopped_reading = Vec::new();
         for delivery in self.shared.pushes.take(self.index) {
             let key = delivery.target.key;
             match self.connections.get_mut(key) {
                 Some(connection) if connection.id == delivery.target.connection => {
+                    if connection.unwritten_bytes() >= push_bytes_max {
+                        if !stopped_reading.contains(&key) {
+                            stopped_reading.push(key);
+                        }
+                        continue;
+                    }
                     connection.queue_push(delivery.lsn, delivery.push);
                     self.mark_busy(key);
                 }
                 _ => {}
             }
+        }
+        for key in stopped_reading {
+            if let Some(connection) = self.connections.get(key) {
+                super::lifecycle::log(
+                    super::lifecycle::Level::Warn,
+                    "push_overflow",
+                    &[
+                        ("peer", &connection.peer),
+                        ("unwritten_bytes", &connection.unwritten_bytes()),
+                        ("msg", &"the client stopped reading its pushes; connection closed"),
+                    ],
+                );
+            }
+            self.close(key);
         }
     }
 
@@ -450,6 +475,13 @@ impl EventLoop {
                 .store(open as u64, Ordering::Relaxed);
         }
     }
+}
+
+/// Unwritten bytes at which a connection gets no more pushes and is closed: twice
+/// `--write-bytes-max`, at which reading it stops, so that replies alone (a batch released
+/// after reading stopped) do not reach it.
+pub fn push_bytes_max(write_bytes_max: usize) -> usize {
+    write_bytes_max.saturating_mul(2)
 }
 
 fn connection_needs_attention(connection: Option<&Connection>) -> bool {

@@ -345,6 +345,39 @@ fn overlapping_segments_are_refused() {
 }
 
 #[test]
+fn a_segment_named_for_lsn_0_is_refused_naming_it() {
+    for existing_records in [0, 20] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        if existing_records > 0 {
+            append_records(
+                dir.path(),
+                config(dir.path()),
+                ReadOptions::default(),
+                existing_records,
+            );
+        }
+        let stray = dir.path().join(segment::segment_file_name(0));
+        fs::write(&stray, b"").expect("write");
+        for options in [
+            ReadOptions::default(),
+            ReadOptions {
+                truncate_corrupt: true,
+            },
+        ] {
+            match replay(dir.path(), 0, options) {
+                Err(error @ WalError::StraySegment { .. }) => {
+                    assert!(
+                        error.to_string().contains("wal-00000000000000000000.log"),
+                        "{error}"
+                    )
+                }
+                other => panic!("{existing_records} records: unexpected {other:?}"),
+            }
+        }
+    }
+}
+
+#[test]
 fn many_records_roll_across_segments_and_read_back_in_order() {
     let dir = tempfile::tempdir().expect("tempdir");
     append_records(dir.path(), config(dir.path()), ReadOptions::default(), 5_000);

@@ -87,6 +87,9 @@ pub enum WalError {
         first_lsn: Lsn,
         last_lsn: Lsn,
     },
+    /// A file named like a segment that authd never writes (first lsn 0).
+    #[error("{file} is named like a log segment starting at lsn 0, which authd never writes; move it out of the data dir")]
+    StraySegment { file: PathBuf },
     /// A payload over [`super::RECORD_PAYLOAD_BYTES_MAX`]: a caller's bug.
     #[error("payload of {bytes} bytes exceeds the record limit of {max} bytes")]
     PayloadTooLarge { bytes: usize, max: usize },

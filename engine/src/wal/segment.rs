@@ -75,6 +75,10 @@ pub fn list_segments(dir: &Path) -> Result<Vec<SegmentName>, WalError> {
         let entry = entry.map_err(|error| WalError::io("list", dir, error))?;
         let name = entry.file_name();
         if let Some(first_lsn) = name.to_str().and_then(parse_segment_file_name) {
+            if first_lsn == 0 {
+                // Lsns start at 1: recovery would count down from 0.
+                return Err(WalError::StraySegment { file: entry.path() });
+            }
             segments.push(SegmentName {
                 first_lsn,
                 path: entry.path(),

@@ -398,3 +398,54 @@ fn parallel_replay_equals_the_live_books_and_a_sequential_replay() {
     assert_eq!(sequential.digest(), live, "sequential replay");
     assert_eq!(reopen_digest(dir.path()), live, "parallel replay");
 }
+
+#[test]
+fn a_snapshot_whose_books_do_not_add_up_is_refused_though_its_checksums_pass() {
+    let books_config = BooksConfig {
+        shards: 1,
+        ..BooksConfig::default()
+    };
+    let books = engine::Books::new(books_config).expect("config");
+    let run = |command| books.execute(&command, NOON_US, &engine::NoJournal).outcome;
+    run(Command::RegisterMerchant {
+        fee_bps: 100,
+        fee_bps_with_details: 50,
+        origin: engine::Reference::default(),
+    });
+    let payer = AccountId(
+        run(Command::OpenAccount {
+            shard: 0,
+            currency: EUR,
+            mobile: None,
+            limits: Limits::NONE,
+        })
+        .id,
+    );
+    run(Command::Load {
+        account: payer,
+        amount: 1_000,
+    });
+    let (_, sections) = engine::store::snapshot::take(&books, || 10);
+    let load = |sections: &[Vec<u8>]| {
+        let slices: Vec<&[u8]> = sections.iter().map(Vec::as_slice).collect();
+        engine::store::snapshot::load(books_config, &slices).map(|_| ())
+    };
+    assert!(load(&sections).is_ok(), "the untouched snapshot loads");
+    // Shard 0: index, shard bits and payer count (u32 each), then the first payer's balance
+    // and held (u64 each). Held 1 with no hold behind it passes decoding (held <= balance).
+    let mut unbacked = sections.clone();
+    unbacked[2][20..28].copy_from_slice(&1u64.to_le_bytes());
+    match load(&unbacked) {
+        Err(error @ engine::store::snapshot::LoadError::Inconsistent(_)) => {
+            assert!(error.to_string().contains("held 1"), "{error}")
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // Registry: merchant count (u32), then the first merchant's status (u8) and fee (u16).
+    let mut fee = sections.clone();
+    fee[1][5..7].copy_from_slice(&10_001u16.to_le_bytes());
+    match load(&fee) {
+        Err(error) => assert!(error.to_string().contains("merchant fee"), "{error}"),
+        Ok(()) => panic!("a fee above the amount must not load"),
+    }
+}

@@ -128,7 +128,7 @@ impl Books {
             ledgers: 0,
         };
         for shard in shards.iter() {
-            let (payers, ledgers) = shard.check()?;
+            let (payers, ledgers) = shard.check(self.registry.merchant_count())?;
             totals.payers += payers;
             totals.ledgers += ledgers;
         }

@@ -256,7 +256,7 @@ impl Shard {
     /// Check the shard's own invariants: each payer's `held` is the sum of its active holds,
     /// nobody's `held` exceeds the balance, finished holds hold nothing, refunds stay within
     /// captures. Returns the sum of payer balances and of stripes, for the global check.
-    pub fn check(&self) -> Result<(i128, i128), String> {
+    pub fn check(&self, merchants: u32) -> Result<(i128, i128), String> {
         let mut held_by_slot = vec![0u64; self.payers.len()];
         for (sequence, hold) in self.holds.iter() {
             let slot = hold.payer_slot as usize;
@@ -266,8 +266,16 @@ impl Shard {
                     self.index
                 ));
             };
+            if hold.merchant == 0 || hold.merchant > merchants {
+                return Err(format!(
+                    "shard {} hold {sequence}: unknown merchant {}",
+                    self.index, hold.merchant
+                ));
+            }
             match hold.state {
-                HoldState::Active => *held += hold.held,
+                // Saturating: books read from a file may hold anything, and a sum past u64
+                // cannot equal a payer's held amount either.
+                HoldState::Active => *held = held.saturating_add(hold.held),
                 _ if hold.held != 0 => {
                     return Err(format!(
                         "shard {} hold {sequence}: finished but holds {}",
@@ -285,7 +293,7 @@ impl Shard {
         }
         for (slot, amount) in self.open_dispute_amounts() {
             if let Some(held) = held_by_slot.get_mut(slot as usize) {
-                *held += amount;
+                *held = held.saturating_add(amount);
             }
         }
         for (slot, payer) in self.payers.iter().enumerate() {

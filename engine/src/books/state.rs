@@ -464,6 +464,10 @@ pub fn decode_registry(bytes: &[u8]) -> Result<Registry, StateError> {
             bps: reader.u16()?,
             bps_with_details: reader.u16()?,
         };
+        if fees.bps > crate::limits::FEE_BPS_MAX || fees.bps_with_details > crate::limits::FEE_BPS_MAX {
+            // A fee above the amount would underflow every capture's settlement.
+            return Err(reader.error("merchant fee above 10000 basis points"));
+        }
         let origin = reader.reference()?;
         registry.add_merchant(status, fees, origin);
     }

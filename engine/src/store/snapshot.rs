@@ -72,6 +72,11 @@ pub enum LoadError {
         /// What is wrong in it.
         error: StateError,
     },
+    /// The sections decode, but the books in them break an invariant.
+    #[error(
+        "the books in it are inconsistent ({0}); restore an earlier snapshot or a backup of the data dir"
+    )]
+    Inconsistent(String),
     /// The snapshot is of books configured differently.
     #[error(
         "the snapshot has {stored}; this authd is configured with {configured}: start with the stored value"
@@ -132,6 +137,9 @@ pub fn load(config: BooksConfig, sections: &[&[u8]]) -> Result<(Books, Coverage)
         stored: error.to_string(),
         configured: String::new(),
     })?;
+    // Checksums catch damage, not books that were never consistent (a file from a faulty
+    // build, or edited): what the books assert at every payment is checked once here.
+    books.check_invariants().map_err(LoadError::Inconsistent)?;
     Ok((
         books,
         Coverage {

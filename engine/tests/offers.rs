@@ -209,6 +209,103 @@ fn a_terminal_cannot_capture_increment_or_void_an_offer_only_cancel_it() {
 }
 
 #[test]
+fn pending_offers_page_in_id_order_across_shards() {
+    let cafe = Cafe::new();
+    let mut payers = vec![cafe.payer];
+    for shard in [0, 2, 3, 1] {
+        let open = Command::OpenAccount {
+            shard,
+            currency: EUR,
+            mobile: None,
+            limits: Limits::NONE,
+        };
+        let payer = AccountId(cafe.run(open, NOON_US).id);
+        cafe.run(
+            Command::Load {
+                account: payer,
+                amount: 10_000,
+            },
+            NOON_US,
+        );
+        payers.push(payer);
+    }
+    let mut offered = Vec::new();
+    for round in 0..7u64 {
+        for (index, payer) in payers.iter().enumerate() {
+            let op = TerminalOp::Offer {
+                payer: *payer,
+                amount: 10 + round,
+                currency: EUR,
+                lifetime_us: 0,
+                reference: Reference::new("page").expect("short"),
+            };
+            let outcome = cafe.terminal(op, NOON_US);
+            assert_eq!(outcome.reason, Reason::Approved);
+            offered.push(HoldId(outcome.id));
+            if (round + index as u64).is_multiple_of(3) {
+                // Answered ones are no longer pending.
+                assert_eq!(
+                    cafe.run(
+                        Command::OfferAnswer {
+                            offer: HoldId(outcome.id),
+                            payer: Some(*payer),
+                            accept: false,
+                            pin: None
+                        },
+                        NOON_US
+                    )
+                    .reason,
+                    Reason::Approved
+                );
+            }
+        }
+    }
+    let pending: Vec<HoldId> = {
+        let mut ids: Vec<HoldId> = offered
+            .iter()
+            .copied()
+            .filter(|offer| cafe.state(*offer) == OfferState::Offered)
+            .collect();
+        ids.sort_unstable_by_key(|offer| offer.0);
+        ids
+    };
+    let listed = |payer: Option<AccountId>, after: u64, count_max: usize| -> Vec<HoldId> {
+        cafe.books
+            .pending_offers(payer, HoldId(after), NOON_US, count_max)
+            .iter()
+            .map(|view| view.offer)
+            .collect()
+    };
+    for after in std::iter::once(0).chain(offered.iter().map(|offer| offer.0)) {
+        for count_max in [1, 3, 100] {
+            let expected: Vec<HoldId> = pending
+                .iter()
+                .copied()
+                .filter(|offer| offer.0 > after)
+                .take(count_max)
+                .collect();
+            assert_eq!(
+                listed(None, after, count_max),
+                expected,
+                "gateway after {after}, {count_max}"
+            );
+        }
+    }
+    // One payer's page holds only theirs.
+    let theirs: Vec<HoldId> = pending
+        .iter()
+        .copied()
+        .filter(|offer| {
+            cafe.books
+                .offer(*offer)
+                .is_some_and(|view| view.payer == payers[2])
+        })
+        .collect();
+    assert_eq!(listed(Some(payers[2]), 0, 100), theirs);
+    assert_eq!(listed(Some(payers[2]), 0, 2), theirs[..2].to_vec());
+}
+
+#[test]
 fn the_first_final_state_wins_and_late_answers_change_nothing() {
     let cafe = Cafe::new();
     let offer = cafe.offer(500);

@@ -231,26 +231,40 @@ impl Shard {
         }
     }
 
-    /// Pending offers of this shard (of `payer`, or of everyone), after `after` (a hold id).
+    /// Pending offers of this shard (of `payer`, or of everyone) with ids above `after`, the
+    /// first `count_max` in id order. A shard's ids grow with its sequences, so the scan
+    /// starts at the first sequence whose id is above `after` and stops at `count_max`.
     pub fn pending_offers(
         &self,
         payer: Option<AccountId>,
         after: HoldId,
         now_us: u64,
+        count_max: usize,
         out: &mut Vec<OfferView>,
     ) {
         let slot = payer.and_then(|payer| self.slot_of(payer));
         if payer.is_some() && slot.is_none() {
             return;
         }
-        for (sequence, hold) in self.holds.iter() {
+        // id(s) = s << shard_bits | index > after, for every s from here on.
+        let index = u64::from(self.index);
+        let from = match after.0.checked_sub(index) {
+            Some(beyond) => (beyond >> self.shard_bits).saturating_add(1),
+            None => 0,
+        };
+        let mut found = 0;
+        for (sequence, hold) in self.holds.iter_from(from) {
+            if found == count_max {
+                return;
+            }
             let wanted = hold.offer != 0
                 && hold.state == HoldState::Active
                 && hold.expires_us > now_us
                 && slot.is_none_or(|slot| slot == hold.payer_slot);
-            if wanted && self.hold_id(sequence) > after {
+            if wanted {
                 if let Some(view) = self.offer_view(sequence) {
                     out.push(view);
+                    found += 1;
                 }
             }
         }

@@ -34,10 +34,11 @@ impl Books {
             Some(account) => self.shard_of_account(account).into_iter().collect(),
             None => (0..self.config.shards).collect(),
         };
+        // At most `count_max` from each shard: the first `count_max` of all are among them.
         for index in shards {
             self.shards[index as usize]
                 .lock()
-                .pending_offers(payer, after, now_us, &mut offers);
+                .pending_offers(payer, after, now_us, count_max, &mut offers);
         }
         offers.sort_unstable_by_key(|view| view.offer);
         offers.truncate(count_max);
@@ -47,8 +48,11 @@ impl Books {
     /// Disputes with ids above `after`, in id order, at most `count_max`.
     pub fn disputes(&self, after: DisputeId, count_max: usize) -> Vec<DisputeView> {
         let mut disputes: Vec<DisputeView> = Vec::new();
+        // A shard lists its disputes in id order: at most `count_max` from each.
         for shard in self.shards.iter() {
-            disputes.extend(shard.lock().dispute_views().filter(|view| view.dispute > after));
+            let shard = shard.lock();
+            let views = shard.dispute_views().filter(|view| view.dispute > after);
+            disputes.extend(views.take(count_max));
         }
         disputes.sort_unstable_by_key(|view| view.dispute);
         disputes.truncate(count_max);

@@ -306,6 +306,53 @@ fn pending_offers_page_in_id_order_across_shards() {
 }
 
 #[test]
+fn a_dispute_against_a_partly_captured_open_hold_resolves_either_way() {
+    for for_payer in [true, false] {
+        let cafe = Cafe::new();
+        let authorize = TerminalOp::Authorize {
+            payer: cafe.payer,
+            amount: 1_000,
+            currency: EUR,
+            pin: Some(PIN),
+            lifetime_us: 0,
+        };
+        let hold = HoldId(cafe.terminal(authorize, NOON_US).id);
+        let part = TerminalOp::Capture {
+            hold,
+            amount: 400,
+            last: false,
+            extras: Extras::default(),
+        };
+        assert_eq!(cafe.terminal(part, NOON_US).reason, Reason::Approved);
+        assert_eq!(cafe.balance(), (9_600, 600), "the rest is still held");
+        let open = Command::DisputeOpen {
+            hold,
+            amount: 300,
+            cause: 1,
+        };
+        let dispute = cafe.run(open, NOON_US);
+        assert_eq!(dispute.reason, Reason::Approved);
+        assert_eq!(cafe.balance(), (9_900, 900), "credited, held until resolved");
+        cafe.check();
+        let rest = TerminalOp::Capture {
+            hold,
+            amount: 600,
+            last: true,
+            extras: Extras::default(),
+        };
+        assert_eq!(cafe.terminal(rest, NOON_US).reason, Reason::Approved);
+        let resolve = Command::DisputeResolve {
+            dispute: DisputeId(dispute.id),
+            for_payer,
+        };
+        assert_eq!(cafe.run(resolve, NOON_US).reason, Reason::Approved);
+        let expected = if for_payer { 9_300 } else { 9_000 };
+        assert_eq!(cafe.balance(), (expected, 0), "for the payer: {for_payer}");
+        cafe.check();
+    }
+}
+
+#[test]
 fn the_first_final_state_wins_and_late_answers_change_nothing() {
     let cafe = Cafe::new();
     let offer = cafe.offer(500);

@@ -8,7 +8,6 @@
 //! - One open dispute per capture; a dispute (like a refund) never exceeds what was captured
 //!   and not yet refunded or disputed. The payer's `held` counts open disputes besides holds.
 
-use crate::books::hold::HoldState;
 use crate::books::payment::{check_amount, merchant_stripe};
 use crate::books::shard::Shard;
 use crate::command::Outcome;
@@ -153,7 +152,8 @@ impl Shard {
         let Some(entry) = self.holds.get_mut(sequence) else {
             return Err(Reason::HoldUnknown);
         };
-        debug_assert_ne!(entry.state, HoldState::Active, "captured amounts only");
+        // The hold may still be active after a partial capture: only its captured part is
+        // disputed, and the payer's `held` counts the open dispute beside what the hold keeps.
         entry.refunded += amount;
         let (slot, merchant) = (entry.payer_slot as usize, entry.merchant);
         let payer = &mut self.payers[slot];

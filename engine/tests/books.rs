@@ -699,6 +699,49 @@ fn amounts_must_be_positive_and_bounded() {
 }
 
 #[test]
+fn a_balance_stops_at_its_ceiling_for_loads_and_for_refunds() {
+    let mut shop = Shop::new();
+    let ceiling = engine::books::shard::BALANCE_MINOR_MAX;
+    let load = |shop: &Shop, amount| {
+        shop.set(Command::Load {
+            account: shop.payer,
+            amount,
+        })
+        .reason
+    };
+    // 10,000 loaded at the start; fill up to exactly the ceiling.
+    let mut balance = shop.balance().0;
+    while balance < ceiling {
+        let amount = (ceiling - balance).min(AMOUNT_MINOR_MAX);
+        assert_eq!(load(&shop, amount), Reason::Approved);
+        balance += amount;
+    }
+    assert_eq!(shop.balance(), (ceiling, 0));
+    assert_eq!(load(&shop, 1), Reason::AmountInvalid, "one past the ceiling");
+    let paid = shop.purchase(500);
+    assert_eq!(paid.reason, Reason::Approved);
+    assert_eq!(load(&shop, 500), Reason::Approved, "back at the ceiling");
+    let refund = |amount| TerminalOp::Refund {
+        hold: HoldId(paid.id),
+        amount,
+    };
+    assert_eq!(
+        shop.send(refund(500)).reason,
+        Reason::AmountInvalid,
+        "past the ceiling"
+    );
+    assert_eq!(shop.balance(), (ceiling, 0), "nothing moved");
+    assert_eq!(shop.purchase(200).reason, Reason::Approved);
+    assert_eq!(
+        shop.send(refund(200)).reason,
+        Reason::Approved,
+        "up to the ceiling"
+    );
+    assert_eq!(shop.balance(), (ceiling, 0));
+    shop.assert_invariants();
+}
+
+#[test]
 fn insufficient_funds_counts_what_is_held() {
     let mut shop = Shop::new();
     shop.authorize(9_000);

@@ -127,6 +127,8 @@ impl Shard {
     ) -> Result<Outcome, Reason> {
         let sequence = self.owned_hold(merchant, hold)?;
         self.disputable(sequence, amount)?;
+        let slot = self.holds.get(sequence).ok_or(Reason::HoldUnknown)?.payer_slot as usize;
+        self.credit_room(slot, amount)?;
         let Some(entry) = self.holds.get_mut(sequence) else {
             return Err(Reason::HoldUnknown);
         };
@@ -149,6 +151,8 @@ impl Shard {
             return Err(Reason::InvalidRequest);
         }
         self.disputable(sequence, amount)?;
+        let slot = self.holds.get(sequence).ok_or(Reason::HoldUnknown)?.payer_slot as usize;
+        self.credit_room(slot, amount)?;
         let Some(entry) = self.holds.get_mut(sequence) else {
             return Err(Reason::HoldUnknown);
         };

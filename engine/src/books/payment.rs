@@ -485,14 +485,16 @@ impl Shard {
     ) -> Result<Outcome, Reason> {
         check_amount(amount)?;
         let sequence = self.owned_hold(merchant, hold)?;
+        let found = self.holds.get(sequence).ok_or(Reason::HoldUnknown)?;
+        if amount > found.captured - found.refunded {
+            return Err(Reason::AmountAboveOriginal);
+        }
+        let slot = found.payer_slot as usize;
+        self.credit_room(slot, amount)?;
         let Some(entry) = self.holds.get_mut(sequence) else {
             return Err(Reason::HoldUnknown);
         };
-        if amount > entry.captured - entry.refunded {
-            return Err(Reason::AmountAboveOriginal);
-        }
         entry.refunded += amount;
-        let slot = entry.payer_slot as usize;
         // The merchant bears the refund in full; the fee it paid is not returned.
         self.payers[slot].balance += amount;
         self.post(merchant_stripe(merchant.0), -i128::from(amount));

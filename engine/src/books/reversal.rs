@@ -99,10 +99,12 @@ impl Shard {
 
     fn undo_purchase(&mut self, hold: HoldId, original: &Entry, now_us: u64) -> Result<u64, Reason> {
         let sequence = self.sequence_of(hold).ok_or(Reason::HoldUnknown)?;
-        let entry = self.holds.get_mut(sequence).ok_or(Reason::HoldUnknown)?;
-        if entry.state != HoldState::Captured || entry.refunded != 0 {
+        let found = self.holds.get(sequence).ok_or(Reason::HoldUnknown)?;
+        if found.state != HoldState::Captured || found.refunded != 0 {
             return Err(Reason::HoldNotActive);
         }
+        self.credit_room(found.payer_slot as usize, found.captured)?;
+        let entry = self.holds.get_mut(sequence).ok_or(Reason::HoldUnknown)?;
         let (amount, fee) = (entry.captured, entry.fee);
         entry.state = HoldState::Voided;
         entry.refunded = entry.captured;

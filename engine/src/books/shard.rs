@@ -165,6 +165,20 @@ impl Shard {
         Outcome::approved(account.0, amount)
     }
 
+    /// Declines a credit that would take the payer in `slot` past [`BALANCE_MINOR_MAX`], the
+    /// ceiling a load respects: refunds and disputes give back what was paid, but loads in
+    /// between could otherwise carry a balance past it, and in the end past u64.
+    pub(crate) fn credit_room(&self, slot: usize, amount: u64) -> Result<(), Reason> {
+        match self
+            .payers
+            .get(slot)
+            .and_then(|payer| payer.balance.checked_add(amount))
+        {
+            Some(balance) if balance <= BALANCE_MINOR_MAX => Ok(()),
+            _ => Err(Reason::AmountInvalid),
+        }
+    }
+
     /// Replace a payer's limits.
     pub fn set_limits(&mut self, account: AccountId, limits: Limits) -> Outcome {
         let Some(slot) = self.slot_of(account) else {

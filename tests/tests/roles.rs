@@ -205,7 +205,7 @@ fn a_wrong_secret_cannot_log_on_and_the_connection_is_closed() {
 
 #[test]
 fn after_too_many_failed_logons_even_the_right_secret_is_refused() {
-    // The 10 s window is not configurable (no flag), so this test does not wait for it to pass.
+    // The default 10 s window (--logon-failure-window-s) outlasts the test: no waiting for it.
     let authd = Authd::start(&["--logon-failures-max", "3"]);
     let mut operator = authd.operator();
     let shop = shop(&mut operator, 0, 0);

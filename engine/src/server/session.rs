@@ -40,19 +40,42 @@ pub enum Step {
     Refuse(Logon),
 }
 
-/// Failed log-ons per peer address in a window; past the limit, log-ons from it are refused
-/// until the window ends. The map is bounded: when full, it is cleared (which only forgives).
+/// Failed log-ons per peer in a window; past the limit, log-ons from it are refused until the
+/// window ends. A peer is an IPv4 address or an IPv6 /64 (one host is given a whole /64, so
+/// counting addresses would let it try again from each). The map is bounded, and filling it
+/// never forgives a refused peer: when full, peers whose window has ended go first, then
+/// those not refused; if only refused peers are left, a new peer's failure goes uncounted.
 pub struct LogonLimiter {
     failures_max: u32,
     window: Duration,
-    peers: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    peers: Mutex<HashMap<Peer, (u32, Instant)>>,
 }
 
 /// Peers remembered at most by the limiter.
-const LIMITER_PEERS_MAX: usize = 10_000;
+pub const LIMITER_PEERS_MAX: usize = 10_000;
+
+/// What the limiter counts failures by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Peer {
+    V4(u32),
+    /// The first 64 bits of the address.
+    V6(u64),
+}
+
+impl Peer {
+    fn of(address: IpAddr) -> Peer {
+        match address {
+            IpAddr::V4(address) => Peer::V4(address.to_bits()),
+            IpAddr::V6(address) => match address.to_ipv4_mapped() {
+                Some(mapped) => Peer::V4(mapped.to_bits()),
+                None => Peer::V6((address.to_bits() >> 64) as u64),
+            },
+        }
+    }
+}
 
 impl LogonLimiter {
-    /// At most `failures_max` failures per `window` per address.
+    /// At most `failures_max` failures per `window` per peer.
     pub fn new(failures_max: u32, window: Duration) -> LogonLimiter {
         LogonLimiter {
             failures_max,
@@ -61,28 +84,36 @@ impl LogonLimiter {
         }
     }
 
+    fn refuses(&self, (failures, since): (u32, Instant), now: Instant) -> bool {
+        failures >= self.failures_max && now.duration_since(since) < self.window
+    }
+
     /// True if `peer` may try to log on now.
     pub fn allows(&self, peer: IpAddr, now: Instant) -> bool {
         let peers = self.peers.lock();
-        match peers.get(&peer) {
-            Some((failures, since)) => {
-                now.duration_since(*since) >= self.window || *failures < self.failures_max
-            }
-            None => true,
-        }
+        peers
+            .get(&Peer::of(peer))
+            .is_none_or(|entry| !self.refuses(*entry, now))
     }
 
     /// Count a failure of `peer`.
     pub fn failed(&self, peer: IpAddr, now: Instant) {
+        let peer = Peer::of(peer);
         let mut peers = self.peers.lock();
-        if peers.len() >= LIMITER_PEERS_MAX {
-            peers.clear();
+        if peers.len() >= LIMITER_PEERS_MAX && !peers.contains_key(&peer) {
+            peers.retain(|_, (_, since)| now.duration_since(*since) < self.window);
+            if peers.len() >= LIMITER_PEERS_MAX {
+                peers.retain(|_, entry| self.refuses(*entry, now));
+            }
+            if peers.len() >= LIMITER_PEERS_MAX {
+                return;
+            }
         }
         let entry = peers.entry(peer).or_insert((0, now));
         if now.duration_since(entry.1) >= self.window {
             *entry = (0, now);
         }
-        entry.0 += 1;
+        entry.0 = entry.0.saturating_add(1);
     }
 }
 
@@ -202,5 +233,47 @@ mod tests {
             "other peers are not affected"
         );
         assert!(limiter.allows(peer, start + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn an_ipv6_64_counts_as_one_peer_and_a_mapped_ipv4_as_its_address() {
+        let limiter = LogonLimiter::new(2, Duration::from_secs(10));
+        let now = Instant::now();
+        let host = |last: u16| IpAddr::from([0x2001, 0xdb8, 1, 2, 0, 0, 0, last]);
+        limiter.failed(host(1), now);
+        limiter.failed(host(2), now);
+        assert!(!limiter.allows(host(3), now), "another address of the same /64");
+        assert!(limiter.allows(IpAddr::from([0x2001, 0xdb8, 1, 3, 0, 0, 0, 1]), now));
+        let v4: IpAddr = [10, 0, 0, 7].into();
+        let mapped = IpAddr::from(std::net::Ipv4Addr::new(10, 0, 0, 7).to_ipv6_mapped());
+        limiter.failed(v4, now);
+        limiter.failed(mapped, now);
+        assert!(!limiter.allows(v4, now));
+    }
+
+    #[test]
+    fn a_full_limiter_never_forgives_a_refused_peer_early() {
+        let limiter = LogonLimiter::new(2, Duration::from_secs(10));
+        let start = Instant::now();
+        let refused: IpAddr = [192, 0, 2, 1].into();
+        limiter.failed(refused, start);
+        limiter.failed(refused, start);
+        // Fill the map with peers that failed once each, then more than it holds.
+        let peer = |index: u32| IpAddr::from(std::net::Ipv4Addr::from_bits(0x0a00_0000 + index));
+        for index in 0..(LIMITER_PEERS_MAX as u32 + 10) {
+            limiter.failed(peer(index), start + Duration::from_secs(1));
+        }
+        assert!(!limiter.allows(refused, start + Duration::from_secs(1)));
+        assert!(limiter.peers.lock().len() <= LIMITER_PEERS_MAX);
+        // Only refused peers left: a new one's failures go uncounted, the old stay refused.
+        for index in 0..(LIMITER_PEERS_MAX as u32) {
+            let peer = peer(100_000 + index);
+            limiter.failed(peer, start + Duration::from_secs(2));
+            limiter.failed(peer, start + Duration::from_secs(2));
+        }
+        assert!(!limiter.allows(refused, start + Duration::from_secs(2)));
+        assert!(limiter.peers.lock().len() <= LIMITER_PEERS_MAX);
+        // The window ends for the first refused peer: it may try again.
+        assert!(limiter.allows(refused, start + Duration::from_secs(10)));
     }
 }

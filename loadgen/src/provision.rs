@@ -184,7 +184,7 @@ pub fn parse_secret(text: &str) -> Result<Secret, String> {
 
 /// Reads the operator secret from a key file (64 hex digits).
 pub fn read_operator_key(path: &Path) -> anyhow::Result<Secret> {
-    let text = std::fs::read_to_string(path).with_context(|| {
+    let text = wire::logon::read_secret_file(path).with_context(|| {
         format!(
             "cannot read the operator key {}; pass --key FILE or --data-dir of the authd",
             path.display()

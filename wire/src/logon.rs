@@ -162,6 +162,26 @@ pub fn secret_from_hex(text: &str) -> Result<Secret, SecretTextError> {
     Ok(secret)
 }
 
+/// Longest key file read: 64 hex digits and a line end, with room for whitespace around them.
+pub const SECRET_FILE_BYTES_MAX: u64 = 1_024;
+
+/// The text of a key file, for [`secret_from_hex`]. Reads at most [`SECRET_FILE_BYTES_MAX`]
+/// bytes: a longer file (or `/dev/zero` passed by mistake) is refused, not read into memory.
+pub fn read_secret_file(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(SECRET_FILE_BYTES_MAX + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > SECRET_FILE_BYTES_MAX {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("longer than {SECRET_FILE_BYTES_MAX} bytes: not a key file"),
+        ));
+    }
+    Ok(text)
+}
+
 /// 16 random bytes from the operating system (for nonces), by the `getrandom` system call:
 /// it needs no file descriptor, so a process out of them still gets its nonces.
 pub fn random_nonce() -> std::io::Result<Nonce> {
@@ -173,6 +193,23 @@ pub fn random_nonce() -> std::io::Result<Nonce> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_file_is_read_up_to_its_limit_and_no_further() {
+        let dir = std::env::temp_dir().join(format!("wire-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("key");
+        let key = "ab".repeat(32) + "\n";
+        std::fs::write(&path, &key).expect("write");
+        assert_eq!(read_secret_file(&path).expect("read"), key);
+        std::fs::write(&path, " ".repeat(SECRET_FILE_BYTES_MAX as usize)).expect("write");
+        assert!(read_secret_file(&path).is_ok(), "exactly the limit is read");
+        std::fs::write(&path, " ".repeat(SECRET_FILE_BYTES_MAX as usize + 1)).expect("write");
+        let error = read_secret_file(&path).expect_err("one byte more is refused");
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
+        assert!(read_secret_file(std::path::Path::new("/dev/zero")).is_err());
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
 
     #[test]
     fn mac_matches_a_known_vector() {

@@ -32,7 +32,7 @@ pub enum KeyError {
 
 /// Read the key at `path`.
 pub fn read(path: &Path) -> Result<[u8; 32], KeyError> {
-    let text = fs::read_to_string(path).map_err(|source| KeyError::Io {
+    let text = wire::logon::read_secret_file(path).map_err(|source| KeyError::Io {
         path: path.to_path_buf(),
         source,
     })?;

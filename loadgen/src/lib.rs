@@ -101,6 +101,20 @@ use crate::workload::{Distribution, FlowKind, Mix};
 pub const THREADS_MAX: usize = 64;
 /// Most connections.
 pub const CONNECTIONS_MAX: u32 = 10_000;
+/// Longest --duration, seconds (a day).
+pub const DURATION_S_MAX: f64 = 86_400.0;
+/// Longest --warmup, seconds.
+pub const WARMUP_S_MAX: f64 = 3_600.0;
+/// Highest --rate, flows per second.
+pub const RATE_MAX: f64 = 100_000_000.0;
+/// Longest --pacing-us.
+pub const PACING_US_MAX: u64 = 1_000_000;
+/// Longest --think-time-us (a minute; offers loadgen sends expire after two).
+pub const THINK_TIME_US_MAX: u64 = 60_000_000;
+/// Most self-provisioned payers (the credentials file's row limit).
+pub const PAYERS_MAX: u32 = 10_000_000;
+/// Most self-provisioned merchants.
+pub const MERCHANTS_MAX: u32 = 100_000;
 /// Seconds flows in progress get to finish after the run before they count as unanswered.
 pub const DRAIN_S: u64 = 10;
 
@@ -253,19 +267,33 @@ fn check_config(config: &Config) -> anyhow::Result<()> {
     if config.pipeline == 0 {
         bail!("--pipeline must be at least 1");
     }
-    if config.rate.is_some_and(|rate| rate.is_nan() || rate <= 0.0) {
-        bail!("--rate must be positive");
+    if config.rate.is_some_and(|rate| !(rate > 0.0 && rate <= RATE_MAX)) {
+        bail!("--rate must be above 0 and at most {RATE_MAX}");
     }
-    if config.duration_s.is_nan()
-        || config.duration_s <= 0.0
-        || config.warmup_s.is_nan()
-        || config.warmup_s < 0.0
-    {
-        bail!("--duration must be positive and --warmup not negative");
+    if !(config.duration_s > 0.0 && config.duration_s <= DURATION_S_MAX) {
+        bail!("--duration must be above 0 and at most {DURATION_S_MAX} seconds");
+    }
+    if !(config.warmup_s >= 0.0 && config.warmup_s <= WARMUP_S_MAX) {
+        bail!("--warmup must be 0 to {WARMUP_S_MAX} seconds");
     }
     let (low, high) = config.amount_minor;
     if low == 0 || low > high {
         bail!("amounts: need 0 < --amount-min <= --amount-max");
+    }
+    if config.pacing_us > PACING_US_MAX {
+        bail!("--pacing-us must be at most {PACING_US_MAX}");
+    }
+    if config.think_time_us > THINK_TIME_US_MAX {
+        bail!("--think-time-us must be at most {THINK_TIME_US_MAX}");
+    }
+    if config.payers == 0 || config.payers > PAYERS_MAX {
+        bail!("--payers must be 1..={PAYERS_MAX}");
+    }
+    if config.merchants == 0 || config.merchants > MERCHANTS_MAX {
+        bail!("--merchants must be 1..={MERCHANTS_MAX}");
+    }
+    if config.fee_bps.is_some_and(|fee| fee > 10_000) {
+        bail!("--fee-bps must be at most 10000 (100%)");
     }
     Ok(())
 }
@@ -720,5 +748,131 @@ fn to_second(interval: &Interval, timeline: &Timeline) -> Second {
         p50_us: interval.latency.value_at_quantile(0.5) as f64 / 1_000.0,
         p99_us: interval.latency.value_at_quantile(0.99) as f64 / 1_000.0,
         warmup: end_ns <= timeline.measure_from_ns,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> Config {
+        Config {
+            target: Target::Connect(SocketAddr::from(([127, 0, 0, 1], 7700))),
+            credentials: None,
+            key: None,
+            data_dir: None,
+            operator_id: 1,
+            threads: 1,
+            connections: 16,
+            pipeline: 1,
+            rate: None,
+            in_flight_max: 1_024,
+            mix: Mix::parse("purchase=100").expect("mix"),
+            mix_text: "purchase=100".into(),
+            distribution: Distribution::Uniform,
+            distribution_text: "uniform".into(),
+            hot_merchant: false,
+            payers: 10_000,
+            merchants: 8,
+            payer_balance: 1_000,
+            fee_bps: Some(25),
+            amount_minor: (100, 9_999),
+            duration_s: 10.0,
+            warmup_s: 1.0,
+            books_sample: 1_000,
+            progress: false,
+            seed: 1,
+            spin: false,
+            spin_us: 100,
+            pacing_us: 50,
+            think_time_us: 1_000,
+        }
+    }
+
+    #[test]
+    fn every_bound_of_the_flags_is_accepted_and_one_past_it_refused() {
+        type Change = fn(&mut Config);
+        let edges: [(&str, Change, Change); 12] = [
+            (
+                "--threads",
+                |c| (c.threads, c.connections) = (THREADS_MAX, 100),
+                |c| c.threads = THREADS_MAX + 1,
+            ),
+            ("--threads", |c| c.threads = 1, |c| c.threads = 0),
+            (
+                "--connections",
+                |c| (c.threads, c.connections) = (1, CONNECTIONS_MAX),
+                |c| c.connections = CONNECTIONS_MAX + 1,
+            ),
+            (
+                "--connections",
+                |c| (c.threads, c.connections) = (4, 4),
+                |c| (c.threads, c.connections) = (4, 3),
+            ),
+            (
+                "--rate",
+                |c| c.rate = Some(RATE_MAX),
+                |c| c.rate = Some(RATE_MAX * 2.0),
+            ),
+            (
+                "--duration",
+                |c| c.duration_s = DURATION_S_MAX,
+                |c| c.duration_s = DURATION_S_MAX + 1.0,
+            ),
+            (
+                "--warmup",
+                |c| c.warmup_s = WARMUP_S_MAX,
+                |c| c.warmup_s = WARMUP_S_MAX + 1.0,
+            ),
+            (
+                "--pacing-us",
+                |c| c.pacing_us = PACING_US_MAX,
+                |c| c.pacing_us = PACING_US_MAX + 1,
+            ),
+            (
+                "--think-time-us",
+                |c| c.think_time_us = THINK_TIME_US_MAX,
+                |c| c.think_time_us = THINK_TIME_US_MAX + 1,
+            ),
+            (
+                "--payers",
+                |c| c.payers = PAYERS_MAX,
+                |c| c.payers = PAYERS_MAX + 1,
+            ),
+            (
+                "--merchants",
+                |c| c.merchants = MERCHANTS_MAX,
+                |c| c.merchants = MERCHANTS_MAX + 1,
+            ),
+            (
+                "--fee-bps",
+                |c| c.fee_bps = Some(10_000),
+                |c| c.fee_bps = Some(10_001),
+            ),
+        ];
+        assert!(check_config(&valid()).is_ok());
+        for (flag, at_edge, past_it) in edges {
+            let mut config = valid();
+            at_edge(&mut config);
+            assert!(check_config(&config).is_ok(), "{flag} at its edge");
+            past_it(&mut config);
+            let error = check_config(&config).expect_err(flag).to_string();
+            assert!(error.contains(flag), "{flag}: {error}");
+        }
+        for (flag, broken) in [
+            ("--rate", (|c| c.rate = Some(0.0)) as Change),
+            ("--rate", |c| c.rate = Some(f64::NAN)),
+            ("--duration", |c| c.duration_s = 0.0),
+            ("--warmup", |c| c.warmup_s = -1.0),
+            ("--amount-min", |c| c.amount_minor = (0, 10)),
+            ("--amount-min", |c| c.amount_minor = (11, 10)),
+            ("--pipeline", |c| c.pipeline = 0),
+            ("--payers", |c| c.payers = 0),
+        ] {
+            let mut config = valid();
+            broken(&mut config);
+            let error = check_config(&config).expect_err(flag).to_string();
+            assert!(error.contains(flag), "{flag}: {error}");
+        }
     }
 }

@@ -50,7 +50,8 @@ struct Flags {
     /// Closed loop: flows in progress per connection.
     #[arg(long, default_value_t = 1)]
     pipeline: u32,
-    /// Open loop: new flows per second in all (latency counted from each one's due time).
+    /// Open loop: new flows per second in all (latency counted from each one's due time; at
+    /// most 100,000,000).
     #[arg(long)]
     rate: Option<f64>,
     /// Open loop: most requests in flight per connection (the server's limit also applies).
@@ -66,17 +67,18 @@ struct Flags {
     /// Every terminal belongs to one merchant (self-provisioned only).
     #[arg(long)]
     hot_merchant: bool,
-    /// Payers to open (self-provisioned).
+    /// Payers to open (self-provisioned; 1 to 10,000,000).
     #[arg(long, default_value_t = 10_000)]
     payers: u32,
-    /// Merchants to register (self-provisioned).
+    /// Merchants to register (self-provisioned; 1 to 100,000).
     #[arg(long, default_value_t = 8)]
     merchants: u32,
     /// Funds loaded on each payer, minor units (self-provisioned).
     #[arg(long, default_value_t = 1_000_000_000_000)]
     payer_balance: u64,
     /// Merchant fee in basis points: set when self-provisioning (default 25); with
-    /// --credentials, the fee authctl used, for an exact per-merchant books check.
+    /// --credentials, the fee authctl used, for an exact per-merchant books check (at most
+    /// 10000).
     #[arg(long)]
     fee_bps: Option<u16>,
     /// Smallest amount, minor units.
@@ -85,10 +87,10 @@ struct Flags {
     /// Largest amount, minor units.
     #[arg(long, default_value_t = 9_999)]
     amount_max: u64,
-    /// Seconds measured.
+    /// Seconds measured (at most 86400).
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
-    /// Seconds of load before measuring.
+    /// Seconds of load before measuring (at most 3600).
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
     /// Payers the books check reads before and after (0: no books check).
@@ -125,11 +127,11 @@ struct Flags {
     spin_us: u64,
     /// Open loop at rates above one flow per PACING_US per thread: send due flows in batches
     /// once the oldest has waited this long (its latency includes the wait), so that a write
-    /// carries several requests; 0 sends each the moment it is due.
+    /// carries several requests; 0 sends each the moment it is due; at most 1000000.
     #[arg(long, default_value_t = 50)]
     pacing_us: u64,
     /// Offer flows: microseconds the simulated payer device thinks between the offer's
-    /// presentation and its accept.
+    /// presentation and its accept (at most 60000000).
     #[arg(long, default_value_t = 1_000)]
     think_time_us: u64,
 }

@@ -48,7 +48,8 @@ pub const SPIN_US_MAX_DEFAULT: u64 = 100;
 /// Largest `--spin-us`.
 pub const SPIN_US_MAX_MAX: u64 = 10_000;
 
-/// Limits and knobs of the server; every one has a flag in `authd --help`.
+/// Limits and knobs of the server; each has a flag in `authd --help` except `shutdown_timeout`
+/// (10 s) and `poll_timeout` (50 ms), which tests set.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     /// Address to listen on.

@@ -374,6 +374,33 @@ fn provision_into_taken_mobile_numbers_names_the_reason() {
     assert!(run.stderr.contains("InvalidRequest (ISO 12)"), "{}", run.stderr);
 }
 
+#[test]
+fn provision_refuses_sizes_past_its_bounds_before_registering_anything() {
+    let authd = Authd::start(&[]);
+    let out = authd.dir.join("terminals.csv").to_string_lossy().into_owned();
+    let base = ["provision", "--balance", "1", "--out", &out];
+    for (extra, expected) in [
+        (vec!["--payers", "10000001"], "is not in"),
+        (vec!["--payers", "1", "--merchants", "900001"], "is not in"),
+        (vec!["--payers", "1", "--merchants", "0"], "is not in"),
+        (vec!["--payers", "1", "--terminals", "10001"], "is not in"),
+        (vec!["--payers", "1", "--fee-bps", "10001"], "is not in"),
+        (vec!["--payers", "1", "--currency", "1000"], "is not in"),
+        (
+            vec!["--payers", "1", "--merchants", "101", "--terminals", "10000"],
+            "1010000 terminals, above 1000000",
+        ),
+    ] {
+        let args: Vec<&str> = base.iter().copied().chain(extra.iter().copied()).collect();
+        let run = authctl(&authd, &args);
+        assert_ne!(run.status, Some(0), "{extra:?}");
+        assert!(run.stderr.contains(expected), "{extra:?}: {}", run.stderr);
+    }
+    // Nothing was registered: the first merchant the operator registers is merchant 1.
+    let mut operator = authd.operator();
+    assert_eq!(authd_tests::shop(&mut operator, 0, 0).merchant, 1);
+}
+
 /// A purchase of `amount_minor` by `payer` at `till`; its transaction (hold) id.
 fn purchase(till: &mut Client, payer: u64, amount_minor: u64) -> u64 {
     let request = Request::Purchase(Purchase {

@@ -45,17 +45,20 @@ pub const IN_FLIGHT_DEFAULT: usize = 1_000;
 /// authd's event loops.
 pub const CONNECTIONS_DEFAULT: u8 = 4;
 
+/// Most terminals one provision registers (each is a line of the CSV, with its secret).
+const TERMINALS_IN_ALL_MAX: u64 = 1_000_000;
+
 /// Flags of `provision`.
 #[derive(Args, Debug)]
 pub struct ProvisionFlags {
-    /// Payer accounts to open.
-    #[arg(long)]
+    /// Payer accounts to open (at most 10,000,000, the rows loadgen reads).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
     payers: u32,
-    /// Merchants to register.
-    #[arg(long, default_value_t = 1)]
+    /// Merchants to register (1 to 900,000).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=900_000))]
     merchants: u32,
-    /// Terminals per merchant.
-    #[arg(long, default_value_t = 1)]
+    /// Terminals per merchant (1 to 10,000; at most 1,000,000 in all).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     terminals: u32,
     /// Balance to load on each payer, major units.
     #[arg(long, value_name = "AMOUNT")]
@@ -63,14 +66,14 @@ pub struct ProvisionFlags {
     /// Payer i gets mobile number MOBILE_BASE + i (0: no mobile numbers).
     #[arg(long, default_value_t = 33_600_000_000)]
     mobile_base: u64,
-    /// ISO 4217 numeric currency of the payers.
-    #[arg(long, default_value_t = 978)]
+    /// ISO 4217 numeric currency of the payers (1 to 999).
+    #[arg(long, default_value_t = 978, value_parser = clap::value_parser!(u16).range(1..=999))]
     currency: u16,
-    /// Merchants' fee, basis points.
-    #[arg(long, default_value_t = 100)]
+    /// Merchants' fee, basis points (at most 10000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(0..=10_000))]
     fee_bps: u16,
-    /// Merchants' fee with product details, basis points.
-    #[arg(long, default_value_t = 50)]
+    /// Merchants' fee with product details, basis points (at most 10000).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(0..=10_000))]
     fee_bps_with_product: u16,
     /// Most requests in flight at once on each connection.
     #[arg(long, default_value_t = IN_FLIGHT_DEFAULT)]
@@ -141,6 +144,14 @@ pub fn run(
 ) -> anyhow::Result<String> {
     let balance_minor = flags.balance.minor(exponent)?;
     check_mobile_range(flags)?;
+    let terminals = u64::from(flags.merchants) * u64::from(flags.terminals);
+    if terminals > TERMINALS_IN_ALL_MAX {
+        anyhow::bail!(
+            "--merchants {} x --terminals {} is {terminals} terminals, above {TERMINALS_IN_ALL_MAX}; provision in several runs",
+            flags.merchants,
+            flags.terminals
+        );
+    }
     let mut more: Vec<Operator> = (1..flags.connections)
         .map(|_| connect())
         .collect::<anyhow::Result<_>>()?;

@@ -1043,6 +1043,67 @@ fn merchant_fees_are_validated() {
 }
 
 #[test]
+fn a_fee_of_the_whole_amount_is_accepted() {
+    let shop = Shop::new();
+    let whole = Command::RegisterMerchant {
+        fee_bps: engine::limits::FEE_BPS_MAX,
+        fee_bps_with_details: engine::limits::FEE_BPS_MAX,
+        origin: engine::Reference::default(),
+    };
+    assert_eq!(shop.set(whole).reason, Reason::Approved);
+}
+
+#[test]
+fn loyalty_points_per_capture_stop_at_their_maximum() {
+    let mut shop = Shop::new();
+    let points = |loyalty_points| TerminalOp::Purchase {
+        payer: shop.payer,
+        amount: 10,
+        currency: EUR,
+        pin: None,
+        extras: Extras {
+            product_details: false,
+            loyalty_points,
+        },
+    };
+    let (at_max, past_max) = (
+        points(engine::limits::LOYALTY_POINTS_MAX),
+        points(engine::limits::LOYALTY_POINTS_MAX + 1),
+    );
+    assert_eq!(shop.send(past_max).reason, Reason::InvalidRequest);
+    assert_eq!(shop.balance(), (10_000, 0), "nothing taken");
+    assert_eq!(shop.send(at_max).reason, Reason::Approved);
+    assert_eq!(shop.balance(), (9_990, 0));
+}
+
+#[test]
+fn a_capture_is_refundable_until_its_retention_ends_and_not_after() {
+    let config = BooksConfig {
+        shards: 1,
+        hold_retention_us: DAY_US,
+        ..BooksConfig::default()
+    };
+    let mut shop = Shop::with_config(config);
+    let paid = HoldId(shop.purchase(300).id);
+    let refund = TerminalOp::Refund {
+        hold: paid,
+        amount: 100,
+    };
+    // Finished holds are forgotten when time advances (the ticker, every second) past
+    // finished + retention; until then their refunds are taken.
+    shop.books.advance_time(NOON_US + DAY_US - 1, &NoJournal);
+    assert_eq!(shop.send(refund).reason, Reason::Approved, "a microsecond before");
+    shop.books.advance_time(NOON_US + DAY_US, &NoJournal);
+    assert_eq!(
+        shop.send(refund).reason,
+        Reason::HoldUnknown,
+        "at the end of retention"
+    );
+    assert_eq!(shop.balance(), (9_800, 0));
+    shop.assert_invariants();
+}
+
+#[test]
 fn shard_counts_must_be_powers_of_two() {
     assert!(Books::new(BooksConfig {
         shards: 3,

@@ -511,6 +511,21 @@ fn offers_are_checked_like_authorizations_without_the_pin() {
         reference: Reference::default(),
     };
     assert_eq!(cafe.terminal(too_long, NOON_US).reason, Reason::InvalidRequest);
+    let longest = TerminalOp::Offer {
+        payer: cafe.payer,
+        amount: 1,
+        currency: EUR,
+        lifetime_us: engine::limits::OFFER_LIFETIME_MAX_US,
+        reference: Reference::default(),
+    };
+    let offer = cafe.terminal(longest, NOON_US);
+    assert_eq!(offer.reason, Reason::Approved, "the longest lifetime is allowed");
+    let expires_us = NOON_US + engine::limits::OFFER_LIFETIME_MAX_US;
+    // (The test's earlier offers, with the default lifetime, expire long before.)
+    cafe.books.advance_time(expires_us - 1, &NoJournal);
+    assert_eq!(cafe.state(HoldId(offer.id)), OfferState::Offered);
+    assert_eq!(cafe.books.advance_time(expires_us, &NoJournal), 1);
+    assert_eq!(cafe.state(HoldId(offer.id)), OfferState::Expired);
 }
 
 #[test]

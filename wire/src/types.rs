@@ -365,4 +365,29 @@ mod tests {
         let result = List::<u8, 16>::get(&mut Reader::new(&bytes), "entries");
         assert_eq!(result, Err(FieldError::invalid("entries", 200u8)));
     }
+
+    #[test]
+    fn a_list_of_exactly_max_entries_is_read_and_one_more_is_not() {
+        let mut bytes = vec![16u8];
+        bytes.extend(1..=17u8);
+        let full = List::<u8, 16>::get(&mut Reader::new(&bytes), "entries").expect("16 of 16");
+        assert_eq!(full.as_slice(), &(1..=16).collect::<Vec<u8>>()[..]);
+        bytes[0] = 17;
+        let result = List::<u8, 16>::get(&mut Reader::new(&bytes), "entries");
+        assert_eq!(result, Err(FieldError::invalid("entries", 17u8)));
+        assert!(List::<u8, 16>::new(vec![0; 16]).is_some() && List::<u8, 16>::new(vec![0; 17]).is_none());
+    }
+
+    #[test]
+    fn a_short_text_of_exactly_32_bytes_round_trips() {
+        let text = ShortText::new(&"é".repeat(16)).expect("32 bytes of UTF-8 fit");
+        let mut out = BytesMut::new();
+        text.put(&mut out);
+        let read = ShortText::get(&mut Reader::new(&out), "t").expect("read back");
+        assert_eq!(read.as_str(), "é".repeat(16));
+        assert!(
+            ShortText::new(&("a".to_string() + &"é".repeat(16))).is_none(),
+            "33 bytes"
+        );
+    }
 }

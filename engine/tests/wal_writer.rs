@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use engine::wal::{
     read_log, Committed, DirLock, Durable, FaultInjection, FsyncMode, LockHolder, Lsn, ReadOptions, Wal,
-    WalConfig, WalError, COMMIT_DELAY_US_MAX, HELD_PAST_US, RECORD_BYTES_MAX, RECORD_PAYLOAD_BYTES_MAX,
+    WalConfig, WalError, COMMIT_DELAY_US_MAX, HELD_PAST_US, PENDING_BYTES_MAX_MAX, RECORD_BYTES_MAX,
+    RECORD_PAYLOAD_BYTES_MAX, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
 };
 
 /// Segments of 1 MiB: every open zero-fills one segment and prepares the next.
@@ -300,6 +301,84 @@ fn config_out_of_range_is_refused() {
             ..
         })
     ));
+}
+
+#[test]
+fn every_log_setting_is_accepted_at_its_bounds_and_refused_one_past() {
+    type Change = fn(&mut WalConfig);
+    let edges: [(&str, Change, Change); 5] = [
+        (
+            "segment_bytes",
+            |c| c.segment_bytes = SEGMENT_BYTES_MIN,
+            |c| c.segment_bytes = SEGMENT_BYTES_MIN - 1,
+        ),
+        (
+            "segment_bytes",
+            |c| c.segment_bytes = SEGMENT_BYTES_MAX,
+            |c| c.segment_bytes = SEGMENT_BYTES_MAX + 1,
+        ),
+        (
+            "pending_bytes_max",
+            |c| c.pending_bytes_max = RECORD_BYTES_MAX,
+            |c| c.pending_bytes_max = RECORD_BYTES_MAX - 1,
+        ),
+        (
+            "pending_bytes_max",
+            |c| c.pending_bytes_max = PENDING_BYTES_MAX_MAX,
+            |c| c.pending_bytes_max = PENDING_BYTES_MAX_MAX + 1,
+        ),
+        (
+            "commit_delay_us",
+            |c| c.commit_delay_us = COMMIT_DELAY_US_MAX,
+            |c| c.commit_delay_us = COMMIT_DELAY_US_MAX + 1,
+        ),
+    ];
+    for (setting, at_edge, past_it) in edges {
+        let mut config = WalConfig::new("/nonexistent");
+        at_edge(&mut config);
+        assert!(config.validate().is_ok(), "{setting} at its edge");
+        past_it(&mut config);
+        match config.validate() {
+            Err(WalError::Config { setting: refused, .. }) => assert_eq!(refused, setting),
+            other => panic!("{setting} past its edge: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn records_fill_a_smallest_segment_exactly_and_roll_across_many() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = small_config(dir.path());
+    config.segment_bytes = SEGMENT_BYTES_MIN;
+    let payload = vec![0xA5; RECORD_PAYLOAD_BYTES_MAX];
+    {
+        let lock = DirLock::acquire(dir.path()).expect("lock");
+        let (wal, _) = Wal::open(config.clone(), lock, 0, &ReadOptions::default(), |_, _, _| {
+            Ok::<(), WalError>(())
+        })
+        .expect("open");
+        let mut last = 0;
+        for _ in 0..5 {
+            last = wal.append(1, &payload).expect("append");
+        }
+        wal.wait_durable(last).expect("durable");
+        wal.close().expect("close");
+    }
+    // One largest record fills a smallest segment: five records, five segments.
+    assert_eq!(
+        engine::wal::segment::list_segments(dir.path())
+            .expect("list")
+            .len(),
+        5
+    );
+    let lock = DirLock::acquire(dir.path()).expect("lock");
+    let mut read = Vec::new();
+    Wal::open(config, lock, 0, &ReadOptions::default(), |lsn, _, bytes| {
+        read.push((lsn, bytes == payload.as_slice()));
+        Ok::<(), WalError>(())
+    })
+    .expect("reopen");
+    assert_eq!(read, (1..=5).map(|lsn| (lsn, true)).collect::<Vec<_>>());
 }
 
 #[test]

@@ -644,6 +644,10 @@ fn limits_outside_their_range_are_refused_at_start_with_the_range() {
         ("--logon-failure-window-s", "0"),
         ("--logon-failure-window-s", "86401"),
         ("--holds-per-shard-max", "0"),
+        ("--segment-bytes", "4151"),
+        ("--segment-bytes", "1073741825"),
+        ("--commit-delay-us", "10001"),
+        ("--commit-delay-min-records", "0"),
     ] {
         let dir = tempfile::tempdir().expect("temp dir");
         let output = std::process::Command::new(authd_tests::authd_binary())

@@ -87,16 +87,20 @@ struct Flags {
     #[arg(long, default_value_t = engine::limits::HOLDS_PER_SHARD_DEFAULT,
           value_parser = clap::value_parser!(u32).range(1..))]
     holds_per_shard_max: u32,
-    /// Size of each log segment file, bytes.
-    #[arg(long, default_value_t = engine::wal::SEGMENT_BYTES_DEFAULT)]
+    /// Size of each log segment file, bytes (4152 to 1073741824).
+    #[arg(long, default_value_t = engine::wal::SEGMENT_BYTES_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(engine::wal::SEGMENT_BYTES_MIN..=engine::wal::SEGMENT_BYTES_MAX))]
     segment_bytes: u64,
     /// Microseconds the log's writer waits before a commit that follows a batch of at least
     /// --commit-delay-min-records records: fewer, larger fdatasyncs under heavy load (0: never
     /// waits; at most 10000).
-    #[arg(long, default_value_t = engine::wal::COMMIT_DELAY_US_DEFAULT)]
+    #[arg(long, default_value_t = engine::wal::COMMIT_DELAY_US_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(0..=engine::wal::COMMIT_DELAY_US_MAX))]
     commit_delay_us: u64,
-    /// The batch size, in records, from which the next commit waits --commit-delay-us.
-    #[arg(long, default_value_t = engine::wal::COMMIT_DELAY_MIN_RECORDS_DEFAULT)]
+    /// The batch size, in records, from which the next commit waits --commit-delay-us (at
+    /// least 1).
+    #[arg(long, default_value_t = engine::wal::COMMIT_DELAY_MIN_RECORDS_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(1..))]
     commit_delay_min_records: u64,
     /// Cut the log at a corrupt record instead of refusing to start (what is cut is reported).
     #[arg(long)]

@@ -584,6 +584,31 @@ fn a_logged_on_connection_silent_past_the_idle_timeout_is_closed() {
     served(&mut operator, round);
 }
 
+#[test]
+fn a_silent_connection_stays_open_until_its_idle_timeout() {
+    let authd = Authd::start(&["--idle-timeout-s", "2"]);
+    let mut operator = authd.operator();
+    let shop = shop(&mut operator, 0, 0);
+    let mut silent = Raw::connect(authd.addr);
+    silent.logon(Role::Terminal, shop.terminal, shop.secret);
+    let logged_on = Instant::now();
+    std::thread::sleep(Duration::from_millis(1_400));
+    silent.stream.set_nonblocking(true).expect("nonblocking");
+    let peeked = silent.stream.peek(&mut [0u8; 1]);
+    assert!(
+        matches!(&peeked, Err(error) if error.kind() == std::io::ErrorKind::WouldBlock),
+        "closed before its idle timeout: {peeked:?}"
+    );
+    silent.stream.set_nonblocking(false).expect("blocking");
+    assert!(silent.read_until_closed().is_empty());
+    let waited = logged_on.elapsed();
+    assert!(
+        // Counted from its last frame, the PROOF, a round trip before `logged_on`.
+        waited >= Duration::from_millis(1_900) && waited < Duration::from_secs(4),
+        "closed after {waited:?}"
+    );
+}
+
 /// The frame limit a terminal is told at log-on, and what a frame one byte above it gets.
 fn announced_and_enforced(authd: &Authd, terminal: u32, secret: [u8; 32]) -> (u32, ErrorReply) {
     let client = authd.client(Role::Terminal, terminal, secret);

@@ -178,24 +178,30 @@ pub fn compare(before: &Snapshot, after: &Snapshot, tally: &BooksTally, fee_know
         before.payers.iter().zip(&after.payers)
     {
         let (expected_balance, expected_held) = tally.payer_moved(*index);
-        if balance_after - balance_before != expected_balance {
+        let (balance_moved, held_moved) = (
+            balance_after.wrapping_sub(*balance_before),
+            held_after.wrapping_sub(*held_before),
+        );
+        if balance_moved != expected_balance {
             mismatch(format!(
                 "payer #{index}: balance moved {} but loadgen saw {expected_balance} approved",
-                balance_after - balance_before
+                balance_moved
             ));
         }
-        if held_after - held_before != expected_held {
+        if held_moved != expected_held {
             mismatch(format!(
                 "payer #{index}: held moved {} but loadgen expects {expected_held}",
-                held_after - held_before
+                held_moved
             ));
         }
     }
-    let mut moved_total = after.fee - before.fee;
+    // Wrapping: these are the server's figures, and a wrong one must be reported, not panic.
+    let fee_moved = after.fee.wrapping_sub(before.fee);
+    let mut moved_total = fee_moved;
     for (index, (balance_before, balance_after)) in before.merchants.iter().zip(&after.merchants).enumerate()
     {
-        let moved = balance_after - balance_before;
-        moved_total += moved;
+        let moved = balance_after.wrapping_sub(*balance_before);
+        moved_total = moved_total.wrapping_add(moved);
         let gross = tally.merchant_gross.get(index).copied().unwrap_or(0);
         let net = tally.merchant_net.get(index).copied().unwrap_or(0);
         if fee_known && moved != net {
@@ -209,14 +215,16 @@ pub fn compare(before: &Snapshot, after: &Snapshot, tally: &BooksTally, fee_know
             ));
         }
     }
-    if fee_known && after.fee - before.fee != tally.fee {
+    if fee_known && fee_moved != tally.fee {
         mismatch(format!(
             "fee account moved {}, loadgen expects {}",
-            after.fee - before.fee,
-            tally.fee
+            fee_moved, tally.fee
         ));
     }
-    let gross_total: i64 = tally.merchant_gross.iter().sum();
+    let gross_total = tally
+        .merchant_gross
+        .iter()
+        .fold(0i64, |sum, gross| sum.wrapping_add(*gross));
     if moved_total != gross_total {
         mismatch(format!(
             "merchants and fee account moved {moved_total} in all, loadgen saw {gross_total} paid"

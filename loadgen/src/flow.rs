@@ -90,6 +90,8 @@ pub fn start(kind: FlowKind, payer: u32, account: u64, amount: u64, offer_tag: u
 }
 
 /// Money loadgen saw approved: by merchant index, and for the payers the books check reads.
+/// Sums wrap (arithmetic modulo 2^64): the check compares differences, which stay exact, and
+/// a misbehaving server's amounts must make it report a mismatch, not panic.
 #[derive(Clone, Debug)]
 pub struct BooksTally {
     /// The payers tallied.
@@ -133,7 +135,7 @@ impl BooksTally {
         add_all(&mut self.payer_held, &other.payer_held);
         add_all(&mut self.merchant_net, &other.merchant_net);
         add_all(&mut self.merchant_gross, &other.merchant_gross);
-        self.fee += other.fee;
+        self.fee = self.fee.wrapping_add(other.fee);
         self.unknown_outcomes += other.unknown_outcomes;
         self.follow_ups_dropped += other.follow_ups_dropped;
     }
@@ -151,7 +153,7 @@ impl BooksTally {
     #[inline]
     fn move_balance(&mut self, payer: u32, amount: i64) {
         if let Some(place) = self.sample.place(payer as usize) {
-            self.payer_balance[place] += amount;
+            self.payer_balance[place] = self.payer_balance[place].wrapping_add(amount);
         }
     }
 
@@ -162,22 +164,24 @@ impl BooksTally {
     /// The payer paid `amount` to the merchant (purchase or capture).
     fn pay(&mut self, payer: u32, merchant: u32, amount: u64) {
         let fee = self.fee_on(amount);
-        self.move_balance(payer, -(amount as i64));
-        self.merchant_net[merchant as usize] += (amount - fee) as i64;
-        self.merchant_gross[merchant as usize] += amount as i64;
-        self.fee += fee as i64;
+        self.move_balance(payer, (amount as i64).wrapping_neg());
+        let net = &mut self.merchant_net[merchant as usize];
+        *net = net.wrapping_add(amount.wrapping_sub(fee) as i64);
+        let gross = &mut self.merchant_gross[merchant as usize];
+        *gross = gross.wrapping_add(amount as i64);
+        self.fee = self.fee.wrapping_add(fee as i64);
     }
 
     fn hold(&mut self, payer: u32, amount: i64) {
         if let Some(place) = self.sample.place(payer as usize) {
-            self.payer_held[place] += amount;
+            self.payer_held[place] = self.payer_held[place].wrapping_add(amount);
         }
     }
 }
 
 fn add_all(into: &mut [i64], from: &[i64]) {
     for (total, part) in into.iter_mut().zip(from) {
-        *total += part;
+        *total = total.wrapping_add(*part);
     }
 }
 
@@ -225,21 +229,21 @@ pub fn advance(done: &Completed, merchant: u32, books: &mut BooksTally) -> Optio
         (FlowKind::AuthorizeIncrementCapture, 1) => {
             if approved {
                 books.hold(payer, done.amount as i64);
-                state.held += done.amount;
+                state.held = state.held.wrapping_add(done.amount);
             }
             // The reply names the hold; capture all that is held.
             next(RequestKind::Capture, done.id, state.held, state)
         }
         (FlowKind::AuthorizeCapture, 1) | (FlowKind::AuthorizeIncrementCapture, 2) => {
             if approved {
-                books.hold(payer, -(state.held as i64));
+                books.hold(payer, (state.held as i64).wrapping_neg());
                 books.pay(payer, merchant, state.held);
             }
             None
         }
         (FlowKind::AuthorizeVoid, 1) => {
             if approved {
-                books.hold(payer, -(state.held as i64));
+                books.hold(payer, (state.held as i64).wrapping_neg());
             }
             None
         }
@@ -254,8 +258,10 @@ pub fn advance(done: &Completed, merchant: u32, books: &mut BooksTally) -> Optio
             if approved {
                 // The merchant bears a refund in full; the fee it paid is not returned.
                 books.move_balance(payer, done.amount as i64);
-                books.merchant_net[merchant as usize] -= done.amount as i64;
-                books.merchant_gross[merchant as usize] -= done.amount as i64;
+                let net = &mut books.merchant_net[merchant as usize];
+                *net = net.wrapping_sub(done.amount as i64);
+                let gross = &mut books.merchant_gross[merchant as usize];
+                *gross = gross.wrapping_sub(done.amount as i64);
             }
             None
         }
@@ -272,9 +278,11 @@ pub fn advance(done: &Completed, merchant: u32, books: &mut BooksTally) -> Optio
                 // A reversed purchase is undone exactly: payer, merchant and fee.
                 let fee = books.fee_on(state.amount);
                 books.move_balance(payer, state.amount as i64);
-                books.merchant_net[merchant as usize] -= (state.amount - fee) as i64;
-                books.merchant_gross[merchant as usize] -= state.amount as i64;
-                books.fee -= fee as i64;
+                let net = &mut books.merchant_net[merchant as usize];
+                *net = net.wrapping_sub(state.amount.wrapping_sub(fee) as i64);
+                let gross = &mut books.merchant_gross[merchant as usize];
+                *gross = gross.wrapping_sub(state.amount as i64);
+                books.fee = books.fee.wrapping_sub(fee as i64);
             }
             None
         }
@@ -288,7 +296,7 @@ pub fn advance(done: &Completed, merchant: u32, books: &mut BooksTally) -> Optio
         }
         (FlowKind::OfferCancel, _) => {
             if approved {
-                books.hold(payer, -(state.held as i64));
+                books.hold(payer, (state.held as i64).wrapping_neg());
             }
             None
         }
@@ -316,7 +324,7 @@ pub fn awaits_outcome(done: &Completed) -> bool {
 /// the hold goes; accepted, authd captured the whole `amount` with the merchant's fee (no
 /// product details).
 pub fn outcome(state: &FlowState, merchant: u32, accepted: bool, amount: u64, books: &mut BooksTally) {
-    books.hold(state.payer, -(state.amount as i64));
+    books.hold(state.payer, (state.amount as i64).wrapping_neg());
     if accepted {
         books.pay(state.payer, merchant, amount);
     }
@@ -434,5 +442,19 @@ mod tests {
         );
         assert!(advance(&reply(&capture, 0, 3, 1_100, 3), 0, &mut books).is_none());
         assert_eq!((books.payer_balance[0], books.payer_held[0]), (-1_100, 0));
+    }
+
+    #[test]
+    fn absurd_amounts_from_the_server_are_tallied_without_a_panic() {
+        // A misbehaving server: the books check must report it, so the tally must not panic.
+        let mut books = BooksTally::new(PayerSample::new(1, 1), 1, 0);
+        let first = start(FlowKind::AuthorizeIncrementCapture, 0, 1_000_000, 1_000, 0);
+        let increment = advance(&reply(&first, 0, 3, 1_000, 1), 0, &mut books).expect("inc");
+        let capture = advance(&reply(&increment, 0, 3, u64::MAX, 2), 0, &mut books).expect("cap");
+        assert!(advance(&reply(&capture, 0, 3, u64::MAX, 3), 0, &mut books).is_none());
+        let refund = start(FlowKind::Refund, 0, 1_000_000, 1_000, 0);
+        let second = advance(&reply(&refund, 0, 4, 1_000, 4), 0, &mut books).expect("refund");
+        assert!(advance(&reply(&second, 0, 4, u64::MAX, 5), 0, &mut books).is_none());
+        assert_ne!(books.payer_moved(0), (0, 0));
     }
 }

@@ -221,17 +221,28 @@ fn a_snapshot_of_other_books_is_refused_with_the_flag_to_use() {
     store.snapshot().expect("snapshot");
     store.close().expect("close");
     drop(store);
-    // As in a dir written before the BOOKS file existed: the snapshot's own check refuses.
-    std::fs::remove_file(dir.path().join("BOOKS")).expect("remove BOOKS");
-    let mut other = config(dir.path());
-    other.books.shards = 8;
-    match Store::open(other) {
-        Err(error @ StoreError::Snapshot { .. }) => {
-            assert!(error.to_string().contains("--shards 4"), "{error}")
+    let mut shards = config(dir.path());
+    shards.books.shards = 8;
+    let mut currency = config(dir.path());
+    currency.books.currency = Currency(840);
+    for (other, flag) in [(shards, "--shards 4"), (currency, "--currency 978")] {
+        // As in a dir written before the BOOKS file existed: the snapshot's own check refuses.
+        let _ = std::fs::remove_file(dir.path().join("BOOKS"));
+        match Store::open(other) {
+            Err(error @ StoreError::Snapshot { .. }) => {
+                assert!(error.to_string().contains(flag), "{error}")
+            }
+            Err(error) => panic!("unexpected error: {error}"),
+            Ok(_) => panic!("books of another shape must not open ({flag})"),
         }
-        Err(error) => panic!("unexpected error: {error}"),
-        Ok(_) => panic!("books with another shard count must not open"),
+        assert!(
+            !dir.path().join("BOOKS").exists(),
+            "a refused shape is not recorded"
+        );
     }
+    let (_store, _) = Store::open(config(dir.path())).expect("the right flags open the books");
+    let recorded = std::fs::read_to_string(dir.path().join("BOOKS")).expect("BOOKS");
+    assert_eq!(recorded, "shards 4\ncurrency 978\n");
 }
 
 #[test]

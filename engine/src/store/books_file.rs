@@ -8,9 +8,10 @@
 //! after `--snapshot-interval-s`; this file covers a dir from its first record.
 //!
 //! The file is two lines of text, `shards N` then `currency C`, so that an operator can read
-//! it. It is written to `BOOKS.tmp`, synced, renamed and the dir synced, so a crash leaves
-//! either no file or a whole one. A dir written by an authd before this file existed gets it
-//! at its next open, from the flags of that open (the snapshot, if any, still checks them).
+//! it. It is written once the dir's books have opened (so a snapshot of another shape refuses
+//! them before the file could record it), to `BOOKS.tmp`, synced, renamed and the dir synced:
+//! a crash leaves either no file or a whole one. A dir written by an authd before this file
+//! existed gets it at its next successful open.
 
 use std::fs;
 use std::io::{self, Write};
@@ -68,9 +69,11 @@ impl Shape {
     }
 }
 
-/// Checks that the books of `dir` have the shape `config` gives them; writes the file if the
-/// dir has none yet. Call it holding the dir's lock, before reading the log.
-pub fn check_or_write(dir: &Path, config: &BooksConfig) -> Result<(), StoreError> {
+/// Checks that the books of `dir` have the shape `config` gives them. Returns false if the dir
+/// has no `BOOKS` file yet: [`write`] it once the books have opened (a snapshot of another
+/// shape must refuse them first, or the file would record the wrong one). Call it holding the
+/// dir's lock, before reading the log.
+pub fn check(dir: &Path, config: &BooksConfig) -> Result<bool, StoreError> {
     let path = dir.join(BOOKS_FILE);
     let configured = Shape::of(config);
     let stored = match read(&path) {
@@ -78,7 +81,7 @@ pub fn check_or_write(dir: &Path, config: &BooksConfig) -> Result<(), StoreError
             path: path.clone(),
             what,
         })?,
-        Ok(None) => return write(dir, &path, configured),
+        Ok(None) => return Ok(false),
         Err(error) => {
             return Err(StoreError::BooksFile {
                 path,
@@ -103,7 +106,7 @@ pub fn check_or_write(dir: &Path, config: &BooksConfig) -> Result<(), StoreError
             format!("--currency {}", configured.currency),
         ));
     }
-    Ok(())
+    Ok(true)
 }
 
 /// The file's text, `None` if there is none.
@@ -124,13 +127,16 @@ fn read(path: &Path) -> io::Result<Option<String>> {
     Ok(Some(text))
 }
 
-fn write(dir: &Path, path: &Path, shape: Shape) -> Result<(), StoreError> {
+/// Records the shape of `config` as the books of `dir`, durably.
+pub fn write(dir: &Path, config: &BooksConfig) -> Result<(), StoreError> {
+    let path = dir.join(BOOKS_FILE);
+    let shape = Shape::of(config);
     let temporary = dir.join(format!("{BOOKS_FILE}.tmp"));
     let mut file = fs::File::create(&temporary).map_err(|error| WalError::io("create", &temporary, error))?;
     file.write_all(shape.encode().as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(|error| WalError::io("write", &temporary, error))?;
-    fs::rename(&temporary, path).map_err(|error| WalError::io("rename", &temporary, error))?;
+    fs::rename(&temporary, &path).map_err(|error| WalError::io("rename", &temporary, error))?;
     wal::segment::sync_dir(dir).map_err(|error| WalError::io("sync", dir, error))?;
     Ok(())
 }

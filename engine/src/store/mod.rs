@@ -109,7 +109,7 @@ impl Store {
         let lock = DirLock::acquire(&config.wal.dir)?;
         // A configuration that cannot build books must not be recorded as the dir's shape.
         config.books.validate()?;
-        books_file::check_or_write(&config.wal.dir, &config.books)?;
+        let shape_recorded = books_file::check(&config.wal.dir, &config.books)?;
         let scan = wal::read_newest_snapshot(&config.wal.dir)?;
         let (books, coverage, snapshot) = match &scan.newest {
             Some(found) => {
@@ -142,6 +142,9 @@ impl Store {
         })?;
         // Replay re-creates old offer changes; they were pushed (or not) before the restart.
         books.take_offer_events();
+        if !shape_recorded {
+            books_file::write(wal.dir(), &config.books)?;
+        }
         let store = Store {
             books,
             wal,

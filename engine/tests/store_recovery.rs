@@ -436,6 +436,31 @@ fn a_snapshot_whose_books_do_not_add_up_is_refused_though_its_checksums_pass() {
         account: payer,
         amount: 1_000,
     });
+    let terminal = TerminalId(
+        run(Command::RegisterTerminal {
+            merchant: MerchantId(1),
+            secret: [3; 32],
+        })
+        .id as u32,
+    );
+    let origin = Origin {
+        merchant: MerchantId(1),
+        key: RequestKey {
+            terminal,
+            request_id: 1,
+        },
+    };
+    let purchase = TerminalOp::Purchase {
+        payer,
+        amount: 100,
+        currency: EUR,
+        pin: None,
+        extras: Extras::default(),
+    };
+    assert_eq!(
+        run(Command::Terminal { origin, op: purchase }).reason,
+        Reason::Approved
+    );
     let (_, sections) = engine::store::snapshot::take(&books, || 10);
     let load = |sections: &[Vec<u8>]| {
         let slices: Vec<&[u8]> = sections.iter().map(Vec::as_slice).collect();
@@ -459,4 +484,80 @@ fn a_snapshot_whose_books_do_not_add_up_is_refused_though_its_checksums_pass() {
         Err(error) => assert!(error.to_string().contains("merchant fee"), "{error}"),
         Ok(()) => panic!("a fee above the amount must not load"),
     }
+    // The purchase's hold after the one payer (121 bytes), the first sequence (u64) and the
+    // hold count (u32): its payer slot (u32), then its merchant (u32). A merchant id no
+    // registry can hold would size its ledger stripe without end.
+    let hold_merchant = 12 + 121 + 8 + 4 + 4;
+    assert_eq!(sections[2][hold_merchant..hold_merchant + 4], 1u32.to_le_bytes());
+    let mut stray = sections.clone();
+    stray[2][hold_merchant..hold_merchant + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    match load(&stray) {
+        Err(error) => assert!(error.to_string().contains("merchant id out of range"), "{error}"),
+        Ok(()) => panic!("a hold of an impossible merchant must not load"),
+    }
+}
+
+#[test]
+fn a_snapshot_whose_shards_are_newer_than_its_registry_loads() {
+    // The registry is saved first, then each shard: a merchant registered in between can
+    // have holds in a shard whose registry does not know it yet (replay brings it in).
+    let books_config = BooksConfig {
+        shards: 1,
+        ..BooksConfig::default()
+    };
+    let books = engine::Books::new(books_config).expect("config");
+    let run = |command| books.execute(&command, NOON_US, &engine::NoJournal).outcome;
+    let register = || Command::RegisterMerchant {
+        fee_bps: 100,
+        fee_bps_with_details: 50,
+        origin: engine::Reference::default(),
+    };
+    run(register());
+    let payer = AccountId(
+        run(Command::OpenAccount {
+            shard: 0,
+            currency: EUR,
+            mobile: None,
+            limits: Limits::NONE,
+        })
+        .id,
+    );
+    run(Command::Load {
+        account: payer,
+        amount: 1_000,
+    });
+    let (_, older) = engine::store::snapshot::take(&books, || 10);
+    let merchant = MerchantId(run(register()).id as u32);
+    let terminal = engine::TerminalId(
+        run(Command::RegisterTerminal {
+            merchant,
+            secret: [3; 32],
+        })
+        .id as u32,
+    );
+    let origin = Origin {
+        merchant,
+        key: RequestKey {
+            terminal,
+            request_id: 1,
+        },
+    };
+    let purchase = engine::TerminalOp::Purchase {
+        payer,
+        amount: 100,
+        currency: EUR,
+        pin: None,
+        extras: Extras::default(),
+    };
+    assert_eq!(
+        run(Command::Terminal { origin, op: purchase }).reason,
+        Reason::Approved
+    );
+    let (_, newer) = engine::store::snapshot::take(&books, || 20);
+    // The older registry beside the newer shard.
+    let fuzzy = [newer[0].as_slice(), older[1].as_slice(), newer[2].as_slice()];
+    assert!(
+        engine::store::snapshot::load(books_config, &fuzzy).is_ok(),
+        "a snapshot taken while a merchant was registered must load"
+    );
 }

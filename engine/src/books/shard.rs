@@ -325,7 +325,11 @@ impl Shard {
             }
         }
         let payers: i128 = self.payers.iter().map(|payer| i128::from(payer.balance)).sum();
-        let stripes: i128 = self.stripes.iter().sum();
+        let stripes = self
+            .stripes
+            .iter()
+            .try_fold(0i128, |sum, stripe| sum.checked_add(*stripe))
+            .ok_or_else(|| format!("shard {}: the ledger stripes overflow 128 bits", self.index))?;
         Ok((payers, stripes))
     }
 }

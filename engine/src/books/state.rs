@@ -335,6 +335,9 @@ pub fn decode_shard(bytes: &[u8], window_entries: u32, holds_max: u32) -> Result
         if payer_slot as usize >= shard.payers.len() {
             return Err(reader.error("dispute of an unknown payer slot"));
         }
+        if merchant == 0 || merchant > crate::limits::MERCHANTS_MAX {
+            return Err(reader.error("dispute of a merchant id out of range"));
+        }
         shard.disputes.push(Dispute {
             hold_sequence,
             payer_slot,
@@ -402,6 +405,10 @@ fn decode_hold(reader: &mut Reader<'_>) -> Result<Hold, StateError> {
         return Err(reader.error("unknown offer flag"));
     }
     let loyalty_points = reader.u32()?;
+    if merchant == 0 || merchant > crate::limits::MERCHANTS_MAX {
+        // A merchant's ledger stripe is sized by its id: an absurd id would allocate without end.
+        return Err(reader.error("hold of a merchant id out of range"));
+    }
     let hold = Hold {
         payer_slot,
         merchant,

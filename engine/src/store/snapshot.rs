@@ -139,7 +139,7 @@ pub fn load(config: BooksConfig, sections: &[&[u8]]) -> Result<(Books, Coverage)
     })?;
     // Checksums catch damage, not books that were never consistent (a file from a faulty
     // build, or edited): what the books assert at every payment is checked once here.
-    books.check_invariants().map_err(LoadError::Inconsistent)?;
+    books.check_loaded().map_err(LoadError::Inconsistent)?;
     Ok((
         books,
         Coverage {

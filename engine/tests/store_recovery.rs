@@ -288,6 +288,31 @@ fn a_configuration_that_cannot_build_books_is_not_recorded_as_the_dirs_shape() {
 }
 
 #[test]
+fn a_log_with_nothing_to_vouch_for_its_shape_waits_for_the_operator() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (store, _) = Store::open(config(dir.path())).expect("open");
+    let payers = set_up(&store, 2);
+    store.close().expect("close");
+    drop(store);
+    // As an authd from before the BOOKS file left it: a log, no snapshot.
+    let books_file = dir.path().join("BOOKS");
+    std::fs::remove_file(&books_file).expect("remove BOOKS");
+    for _ in 0..2 {
+        match Store::open(config(dir.path())) {
+            Err(error @ StoreError::BooksUnknown { .. }) => {
+                assert!(error.to_string().contains("shards N"), "{error}")
+            }
+            Err(error) => panic!("unexpected error: {error}"),
+            Ok(_) => panic!("nothing vouches for the flags: the open must wait for the operator"),
+        }
+        assert!(!books_file.exists(), "nothing is recorded on its behalf");
+    }
+    std::fs::write(&books_file, "shards 4\ncurrency 978\n").expect("the operator writes it");
+    let (store, _) = Store::open(config(dir.path())).expect("then it opens");
+    assert!(store.books().account_info(payers[0]).is_some());
+}
+
+#[test]
 fn a_damaged_books_file_is_refused_naming_it() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (store, _) = Store::open(config(dir.path())).expect("open");

@@ -11,7 +11,8 @@
 //! it. It is written once the dir's books have opened (so a snapshot of another shape refuses
 //! them before the file could record it), to `BOOKS.tmp`, synced, renamed and the dir synced:
 //! a crash leaves either no file or a whole one. A dir written by an authd before this file
-//! existed gets it at its next successful open.
+//! existed gets it at its next successful open if a snapshot vouches for the shape; with a
+//! log and no snapshot nothing can, and the open is refused until the operator writes it.
 
 use std::fs;
 use std::io::{self, Write};

@@ -62,6 +62,12 @@ pub enum StoreError {
         /// What the configuration says, as the flag.
         configured: String,
     },
+    /// A log with neither a `BOOKS` file nor a snapshot to check the books' shape against.
+    #[error("data dir {dir} has a log but neither a BOOKS file nor a snapshot to check --shards and --currency against (an authd from before the BOOKS file wrote it); write {dir}/BOOKS with the two lines `shards N` and `currency C` the dir was created with, then start again")]
+    BooksUnknown {
+        /// The data dir.
+        dir: PathBuf,
+    },
     /// The data dir's `BOOKS` file cannot be read.
     #[error("{path}: {what}; the file records the --shards and --currency the data dir's books were created with, as two lines `shards N` and `currency C`: restore it")]
     BooksFile {
@@ -143,6 +149,13 @@ impl Store {
         // Replay re-creates old offer changes; they were pushed (or not) before the restart.
         books.take_offer_events();
         if !shape_recorded {
+            // Only a snapshot (which checked the shape) or an empty log vouches for the flags:
+            // a log replayed into books of another shape would have declined what was approved.
+            if snapshot.is_none() && log.last_lsn > 0 {
+                let dir = wal.dir().to_path_buf();
+                wal.close()?;
+                return Err(StoreError::BooksUnknown { dir });
+            }
             books_file::write(wal.dir(), &config.books)?;
         }
         let store = Store {

@@ -479,7 +479,16 @@ fn offers_wait_for_their_deadline_and_never_hang() {
 
 #[test]
 fn a_device_that_stops_reading_its_pushes_is_closed_and_lists_its_offers_on_return() {
-    let mut world = World::start_with(None, &["--write-bytes-max", "65536", "--fsync", "never"]);
+    // The limit: 64 KiB plus 1 KiB per request in flight, 80 KiB here.
+    let flags = [
+        "--write-bytes-max",
+        "65536",
+        "--in-flight-max",
+        "16",
+        "--fsync",
+        "never",
+    ];
+    let mut world = World::start_with(None, &flags);
     let mobile = 33_611_000_077;
     let account = payer(&mut world.operator, mobile, 1_000_000);
     let (device_id, secret) = device(&mut world.operator, account);

@@ -352,7 +352,8 @@ impl EventLoop {
         self.shared
             .pushes
             .route(self.shared.store.books(), Some(self.index));
-        let push_bytes_max = push_bytes_max(self.shared.config.write_bytes_max);
+        let config = &self.shared.config;
+        let push_bytes_max = push_bytes_max(config.write_bytes_max, config.in_flight_max);
         let mut stopped_reading = Vec::new();
         for delivery in self.shared.pushes.take(self.index) {
             let key = delivery.target.key;
@@ -477,13 +478,32 @@ impl EventLoop {
     }
 }
 
-/// Unwritten bytes at which a connection gets no more pushes and is closed: twice
-/// `--write-bytes-max`, at which reading it stops, so that replies alone (a batch released
-/// after reading stopped) do not reach it.
-pub fn push_bytes_max(write_bytes_max: usize) -> usize {
-    write_bytes_max.saturating_mul(2)
+/// Unwritten bytes at which a connection gets no more pushes and is closed: what replies
+/// alone can reach, so that a client that reads its replies is never closed for them.
+/// Reading stops at `--write-bytes-max` unwritten or `--in-flight-max` unanswered, and the
+/// unanswered replies (each frame within [`wire::frame::FRAME_BYTES_MAX_FLOOR`], which every
+/// message fits) may be released at once after that: 2 MiB with the defaults.
+pub fn push_bytes_max(write_bytes_max: usize, in_flight_max: u32) -> usize {
+    let replies = (in_flight_max as usize).saturating_mul(wire::frame::FRAME_BYTES_MAX_FLOOR as usize);
+    write_bytes_max.saturating_add(replies)
 }
 
 fn connection_needs_attention(connection: Option<&Connection>) -> bool {
     connection.is_some_and(|connection| connection.has_waiting() || connection.read_stalled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_bytes_max;
+
+    #[test]
+    fn pushes_stop_only_past_what_replies_alone_can_reach() {
+        // The defaults: 1 MiB unwritten, 1,024 requests in flight.
+        assert_eq!(push_bytes_max(1 << 20, 1_024), 2 << 20);
+        // The smallest write limit with the largest in-flight limit: a pipelining client
+        // with every reply released at once stays under it.
+        let replies = 1_000_000 * wire::frame::FRAME_BYTES_MAX_FLOOR as usize;
+        assert!(push_bytes_max(65_536, 1_000_000) >= 65_536 + replies);
+        assert_eq!(push_bytes_max(usize::MAX, u32::MAX), usize::MAX);
+    }
 }

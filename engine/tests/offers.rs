@@ -303,6 +303,79 @@ fn pending_offers_page_in_id_order_across_shards() {
         .collect();
     assert_eq!(listed(Some(payers[2]), 0, 100), theirs);
     assert_eq!(listed(Some(payers[2]), 0, 2), theirs[..2].to_vec());
+    // The index of pending offers is rebuilt when books are loaded from a snapshot.
+    let (_, sections) = engine::store::snapshot::take(&cafe.books, || 1);
+    let slices: Vec<&[u8]> = sections.iter().map(Vec::as_slice).collect();
+    let (loaded, _) = engine::store::snapshot::load(*cafe.books.config(), &slices).expect("load");
+    let reloaded: Vec<HoldId> = loaded
+        .pending_offers(None, HoldId(0), NOON_US, 100)
+        .iter()
+        .map(|view| view.offer)
+        .collect();
+    assert_eq!(reloaded, pending);
+}
+
+#[test]
+fn disputes_page_in_id_order_across_shards() {
+    let cafe = Cafe::new();
+    let mut payers = vec![cafe.payer];
+    for shard in [0, 2, 3, 1, 0] {
+        let open = Command::OpenAccount {
+            shard,
+            currency: EUR,
+            mobile: None,
+            limits: Limits::NONE,
+        };
+        let payer = AccountId(cafe.run(open, NOON_US).id);
+        cafe.run(
+            Command::Load {
+                account: payer,
+                amount: 10_000,
+            },
+            NOON_US,
+        );
+        payers.push(payer);
+    }
+    let mut disputes = Vec::new();
+    for round in 0..4u64 {
+        for payer in &payers {
+            let op = TerminalOp::Purchase {
+                payer: *payer,
+                amount: 100 + round,
+                currency: EUR,
+                pin: None,
+                extras: Extras::default(),
+            };
+            let paid = cafe.terminal(op, NOON_US);
+            assert_eq!(paid.reason, Reason::Approved, "{paid:?}");
+            let open = Command::DisputeOpen {
+                hold: HoldId(paid.id),
+                amount: 10,
+                cause: 1,
+            };
+            let opened = cafe.run(open, NOON_US);
+            assert_eq!(opened.reason, Reason::Approved);
+            disputes.push(opened.id);
+        }
+    }
+    disputes.sort_unstable();
+    for after in std::iter::once(0).chain(disputes.iter().copied()) {
+        for count_max in [1, 3, 100] {
+            let expected: Vec<u64> = disputes
+                .iter()
+                .copied()
+                .filter(|id| *id > after)
+                .take(count_max)
+                .collect();
+            let listed: Vec<u64> = cafe
+                .books
+                .disputes(DisputeId(after), count_max)
+                .iter()
+                .map(|view| view.dispute.0)
+                .collect();
+            assert_eq!(listed, expected, "after {after}, {count_max}");
+        }
+    }
 }
 
 #[test]

@@ -212,9 +212,23 @@ impl Shard {
 
     /// Every dispute of this shard.
     pub fn dispute_views(&self) -> impl Iterator<Item = DisputeView> + '_ {
-        self.disputes
+        self.dispute_views_after(DisputeId(0))
+    }
+
+    /// The disputes of this shard with ids above `after`, in id order: ids are
+    /// `(index + 1) << shard_bits | shard`, so the first index is found by arithmetic.
+    pub fn dispute_views_after(&self, after: DisputeId) -> impl Iterator<Item = DisputeView> + '_ {
+        let start = after
+            .0
+            .checked_sub(u64::from(self.index))
+            .map_or(0, |beyond| beyond >> self.shard_bits);
+        let start = usize::try_from(start)
+            .unwrap_or(usize::MAX)
+            .min(self.disputes.len());
+        self.disputes[start..]
             .iter()
             .enumerate()
+            .map(move |(offset, dispute)| (start + offset, dispute))
             .map(|(index, dispute)| DisputeView {
                 dispute: self.dispute_id(index),
                 hold: self.hold_id(dispute.hold_sequence),

@@ -227,13 +227,19 @@ impl Shard {
     /// Record a change of the offer at `sequence` for the server.
     pub(crate) fn offer_event(&mut self, sequence: u64) {
         if let Some(view) = self.offer_view(sequence) {
+            if view.state == OfferState::Offered {
+                self.pending_offers.insert(sequence);
+            } else {
+                self.pending_offers.remove(&sequence);
+            }
             self.events.push(OfferEvent { view });
         }
     }
 
     /// Pending offers of this shard (of `payer`, or of everyone) with ids above `after`, the
-    /// first `count_max` in id order. A shard's ids grow with its sequences, so the scan
-    /// starts at the first sequence whose id is above `after` and stops at `count_max`.
+    /// first `count_max` in id order. A shard's ids grow with its sequences, so the scan of
+    /// the pending offers (not of every hold) starts at the first sequence whose id is above
+    /// `after` and stops at `count_max`.
     pub fn pending_offers(
         &self,
         payer: Option<AccountId>,
@@ -253,10 +259,13 @@ impl Shard {
             None => 0,
         };
         let mut found = 0;
-        for (sequence, hold) in self.holds.iter_from(from) {
+        for &sequence in self.pending_offers.range(from..) {
             if found == count_max {
                 return;
             }
+            let Some(hold) = self.holds.get(sequence) else {
+                continue;
+            };
             let wanted = hold.offer != 0
                 && hold.state == HoldState::Active
                 && hold.expires_us > now_us

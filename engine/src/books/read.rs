@@ -48,10 +48,13 @@ impl Books {
     /// Disputes with ids above `after`, in id order, at most `count_max`.
     pub fn disputes(&self, after: DisputeId, count_max: usize) -> Vec<DisputeView> {
         let mut disputes: Vec<DisputeView> = Vec::new();
-        // A shard lists its disputes in id order: at most `count_max` from each.
+        // A shard lists its disputes in id order, from the first past `after`: at most
+        // `count_max` from each.
         for shard in self.shards.iter() {
             let shard = shard.lock();
-            let views = shard.dispute_views().filter(|view| view.dispute > after);
+            let views = shard
+                .dispute_views_after(after)
+                .filter(|view| view.dispute > after);
             disputes.extend(views.take(count_max));
         }
         disputes.sort_unstable_by_key(|view| view.dispute);

@@ -71,7 +71,7 @@ struct Flags {
     /// Seconds a logged-on connection may stay silent with nothing in flight (1..=604800).
     #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     idle_timeout_s: u64,
-    /// Failed log-ons per peer address per --logon-failure-window-s before it is refused.
+    /// Failed log-ons per peer (IPv4 address or IPv6 /64) per --logon-failure-window-s before it is refused.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     logon_failures_max: u32,
     /// The window of --logon-failures-max, seconds.

@@ -68,7 +68,8 @@ pub struct ServerConfig {
     pub logon_timeout: Duration,
     /// A logged-on connection with no frame and nothing in flight for this long is closed.
     pub idle_timeout: Duration,
-    /// Failed log-ons per peer address per `logon_failure_window` before refusing it.
+    /// Failed log-ons per peer (IPv4 address or IPv6 /64) per `logon_failure_window` before
+    /// refusing it.
     pub logon_failures_max: u32,
     /// The window of `logon_failures_max`.
     pub logon_failure_window: Duration,

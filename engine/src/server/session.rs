@@ -2,7 +2,7 @@
 //! CHALLENGE (chosen version, server nonce) -> PROOF (HMAC-SHA256 of both nonces under the
 //! secret) -> LOGON_OK, or LOGON_FAILED and close. No secret crosses the wire and a recorded
 //! PROOF is useless on another connection (its server nonce is fresh). Failed log-ons are
-//! rate limited per peer address.
+//! rate limited per peer (an IPv4 address or an IPv6 /64).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -44,11 +44,20 @@ pub enum Step {
 /// window ends. A peer is an IPv4 address or an IPv6 /64 (one host is given a whole /64, so
 /// counting addresses would let it try again from each). The map is bounded, and filling it
 /// never forgives a refused peer: when full, peers whose window has ended go first, then
-/// those not refused; if only refused peers are left, a new peer's failure goes uncounted.
+/// those not refused; if only refused peers are left, new peers' failures go uncounted until
+/// the earliest of their windows ends (without sweeping the table again before then).
 pub struct LogonLimiter {
     failures_max: u32,
     window: Duration,
-    peers: Mutex<HashMap<Peer, (u32, Instant)>>,
+    peers: Mutex<Peers>,
+}
+
+#[derive(Default)]
+struct Peers {
+    /// Failures in the current window, and when it began.
+    counts: HashMap<Peer, (u32, Instant)>,
+    /// Full of refused peers until then: new peers go uncounted.
+    saturated_until: Option<Instant>,
 }
 
 /// Peers remembered at most by the limiter.
@@ -80,7 +89,7 @@ impl LogonLimiter {
         LogonLimiter {
             failures_max,
             window,
-            peers: Mutex::new(HashMap::new()),
+            peers: Mutex::new(Peers::default()),
         }
     }
 
@@ -92,6 +101,7 @@ impl LogonLimiter {
     pub fn allows(&self, peer: IpAddr, now: Instant) -> bool {
         let peers = self.peers.lock();
         peers
+            .counts
             .get(&Peer::of(peer))
             .is_none_or(|entry| !self.refuses(*entry, now))
     }
@@ -99,17 +109,27 @@ impl LogonLimiter {
     /// Count a failure of `peer`.
     pub fn failed(&self, peer: IpAddr, now: Instant) {
         let peer = Peer::of(peer);
-        let mut peers = self.peers.lock();
-        if peers.len() >= LIMITER_PEERS_MAX && !peers.contains_key(&peer) {
-            peers.retain(|_, (_, since)| now.duration_since(*since) < self.window);
-            if peers.len() >= LIMITER_PEERS_MAX {
-                peers.retain(|_, entry| self.refuses(*entry, now));
-            }
-            if peers.len() >= LIMITER_PEERS_MAX {
+        let mut guard = self.peers.lock();
+        let peers = &mut *guard;
+        if peers.counts.len() >= LIMITER_PEERS_MAX && !peers.counts.contains_key(&peer) {
+            if peers.saturated_until.is_some_and(|until| now < until) {
                 return;
             }
+            let window = self.window;
+            peers
+                .counts
+                .retain(|_, (_, since)| now.duration_since(*since) < window);
+            if peers.counts.len() >= LIMITER_PEERS_MAX {
+                peers.counts.retain(|_, entry| self.refuses(*entry, now));
+            }
+            if peers.counts.len() >= LIMITER_PEERS_MAX {
+                let earliest = peers.counts.values().map(|(_, since)| *since).min();
+                peers.saturated_until = earliest.map(|since| since + window);
+                return;
+            }
+            peers.saturated_until = None;
         }
-        let entry = peers.entry(peer).or_insert((0, now));
+        let entry = peers.counts.entry(peer).or_insert((0, now));
         if now.duration_since(entry.1) >= self.window {
             *entry = (0, now);
         }
@@ -264,7 +284,7 @@ mod tests {
             limiter.failed(peer(index), start + Duration::from_secs(1));
         }
         assert!(!limiter.allows(refused, start + Duration::from_secs(1)));
-        assert!(limiter.peers.lock().len() <= LIMITER_PEERS_MAX);
+        assert!(limiter.peers.lock().counts.len() <= LIMITER_PEERS_MAX);
         // Only refused peers left: a new one's failures go uncounted, the old stay refused.
         for index in 0..(LIMITER_PEERS_MAX as u32) {
             let peer = peer(100_000 + index);
@@ -272,8 +292,21 @@ mod tests {
             limiter.failed(peer, start + Duration::from_secs(2));
         }
         assert!(!limiter.allows(refused, start + Duration::from_secs(2)));
-        assert!(limiter.peers.lock().len() <= LIMITER_PEERS_MAX);
-        // The window ends for the first refused peer: it may try again.
+        assert!(limiter.peers.lock().counts.len() <= LIMITER_PEERS_MAX);
+        let newcomer: IpAddr = [198, 51, 100, 7].into();
+        for _ in 0..3 {
+            limiter.failed(newcomer, start + Duration::from_secs(3));
+        }
+        assert!(
+            limiter.allows(newcomer, start + Duration::from_secs(3)),
+            "full of refused peers: a new one goes uncounted"
+        );
+        // The window ends for the first refused peer: it may try again, and the table
+        // counts new peers again.
         assert!(limiter.allows(refused, start + Duration::from_secs(10)));
+        for _ in 0..2 {
+            limiter.failed(newcomer, start + Duration::from_secs(10));
+        }
+        assert!(!limiter.allows(newcomer, start + Duration::from_secs(10)));
     }
 }

@@ -23,7 +23,8 @@ pub enum Reason {
     AccountClosed = 5,
     /// The command's currency differs from the account's.
     CurrencyMismatch = 6,
-    /// The amount is zero or above `AMOUNT_MINOR_MAX`.
+    /// The amount is zero or above `AMOUNT_MINOR_MAX`, or a credit would take a balance past
+    /// `BALANCE_MINOR_MAX`.
     AmountInvalid = 7,
     /// The amount is above the payer's per-payment limit.
     PaymentLimitExceeded = 8,

@@ -738,6 +738,18 @@ fn a_balance_stops_at_its_ceiling_for_loads_and_for_refunds() {
         "up to the ceiling"
     );
     assert_eq!(shop.balance(), (ceiling, 0));
+    // A reversal gives the purchase back: past the ceiling, it is declined too.
+    assert_eq!(
+        shop.send_as(900, purchase(shop.payer, 300)).reason,
+        Reason::Approved
+    );
+    assert_eq!(load(&shop, 300), Reason::Approved);
+    let reversal = TerminalOp::Reversal {
+        payer: shop.payer,
+        original_request_id: 900,
+    };
+    assert_eq!(shop.send(reversal).reason, Reason::AmountInvalid);
+    assert_eq!(shop.balance(), (ceiling, 0), "nothing moved");
     shop.assert_invariants();
 }
 

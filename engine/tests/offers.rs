@@ -198,6 +198,15 @@ fn a_terminal_cannot_capture_increment_or_void_an_offer_only_cancel_it() {
         Reason::NotPermitted,
         "nor once accepted"
     );
+    // Cancelling stays the merchant's way out of a pending offer.
+    let pending = cafe.offer(300);
+    assert_eq!(
+        cafe.terminal(TerminalOp::OfferCancel { offer: pending }, NOON_US)
+            .reason,
+        Reason::Approved
+    );
+    assert_eq!(cafe.state(pending), OfferState::Cancelled);
+    assert_eq!(cafe.balance(), (9_500, 0));
     // A refund of an accepted offer is the merchant's to give.
     let refund = TerminalOp::Refund {
         hold: offer,
@@ -423,6 +432,51 @@ fn a_dispute_against_a_partly_captured_open_hold_resolves_either_way() {
         assert_eq!(cafe.balance(), (expected, 0), "for the payer: {for_payer}");
         cafe.check();
     }
+}
+
+#[test]
+fn disputes_and_failed_provisioning_stop_at_the_balance_ceiling() {
+    let cafe = Cafe::new();
+    let ceiling = engine::books::shard::BALANCE_MINOR_MAX;
+    let load = |amount| {
+        cafe.run(
+            Command::Load {
+                account: cafe.payer,
+                amount,
+            },
+            NOON_US,
+        )
+        .reason
+    };
+    let mut balance = cafe.balance().0;
+    while balance < ceiling {
+        let amount = (ceiling - balance).min(engine::limits::AMOUNT_MINOR_MAX);
+        assert_eq!(load(amount), Reason::Approved);
+        balance += amount;
+    }
+    let purchase = TerminalOp::Purchase {
+        payer: cafe.payer,
+        amount: 500,
+        currency: EUR,
+        pin: Some(PIN),
+        extras: Extras::default(),
+    };
+    let paid = HoldId(cafe.terminal(purchase, NOON_US).id);
+    assert_eq!(load(500), Reason::Approved, "back at the ceiling");
+    let report = TerminalOp::ReportFailedProvisioning {
+        hold: paid,
+        amount: 500,
+        cause: 1,
+    };
+    assert_eq!(cafe.terminal(report, NOON_US).reason, Reason::AmountInvalid);
+    let open = Command::DisputeOpen {
+        hold: paid,
+        amount: 500,
+        cause: 1,
+    };
+    assert_eq!(cafe.run(open, NOON_US).reason, Reason::AmountInvalid);
+    assert_eq!(cafe.balance(), (ceiling, 0), "nothing moved");
+    cafe.check();
 }
 
 #[test]

@@ -32,7 +32,7 @@ reasons! {
     4 AccountFrozen 62 "The payer account is frozen.",
     5 AccountClosed 62 "The payer account is closed.",
     6 CurrencyMismatch 57 "The command's currency differs from the account's.",
-    7 AmountInvalid 13 "The amount is zero or above the engine's maximum.",
+    7 AmountInvalid 13 "The amount is zero or above the engine's maximum, or a credit (load, refund, reversal, dispute) would take the payer's balance past its ceiling (section 10).",
     8 PaymentLimitExceeded 61 "The amount is above the payer's per-payment limit.",
     9 DailyAmountExceeded 61 "The amount would take the payer above the per-day amount limit.",
     10 DailyCountExceeded 65 "One more payment would take the payer above the per-day count limit.",

@@ -51,6 +51,10 @@ pub fn read_key(path: &Path) -> anyhow::Result<[u8; 32]> {
             "no operator key at {}; pass --data-dir of the authd data dir or --key",
             path.display()
         ),
+        KeyError::Io { source, .. } if source.kind() == ErrorKind::InvalidData => anyhow!(
+            "{} is not an operator key ({source}); pass --key with authd's DATA_DIR/operator.key",
+            path.display()
+        ),
         KeyError::Io { source, .. } => anyhow!(
             "cannot read the operator key at {}: {source}; check its permissions, or pass --key",
             path.display()

@@ -70,6 +70,23 @@ impl Cafe {
         }
     }
 
+    /// Another payer, in `shard`, with 10,000 and no PIN.
+    fn open_payer(&self, shard: u32) -> AccountId {
+        let open = Command::OpenAccount {
+            shard,
+            currency: EUR,
+            mobile: None,
+            limits: Limits::NONE,
+        };
+        let payer = AccountId(self.run(open, NOON_US).id);
+        let load = Command::Load {
+            account: payer,
+            amount: 10_000,
+        };
+        assert_eq!(self.run(load, NOON_US).reason, Reason::Approved);
+        payer
+    }
+
     fn run(&self, command: Command, now_us: u64) -> Outcome {
         self.books.execute(&command, now_us, &NoJournal).outcome
     }
@@ -221,23 +238,7 @@ fn a_terminal_cannot_capture_increment_or_void_an_offer_only_cancel_it() {
 fn pending_offers_page_in_id_order_across_shards() {
     let cafe = Cafe::new();
     let mut payers = vec![cafe.payer];
-    for shard in [0, 2, 3, 1] {
-        let open = Command::OpenAccount {
-            shard,
-            currency: EUR,
-            mobile: None,
-            limits: Limits::NONE,
-        };
-        let payer = AccountId(cafe.run(open, NOON_US).id);
-        cafe.run(
-            Command::Load {
-                account: payer,
-                amount: 10_000,
-            },
-            NOON_US,
-        );
-        payers.push(payer);
-    }
+    payers.extend([0, 2, 3, 1].map(|shard| cafe.open_payer(shard)));
     let mut offered = Vec::new();
     for round in 0..7u64 {
         for (index, payer) in payers.iter().enumerate() {
@@ -328,23 +329,7 @@ fn pending_offers_page_in_id_order_across_shards() {
 fn disputes_page_in_id_order_across_shards() {
     let cafe = Cafe::new();
     let mut payers = vec![cafe.payer];
-    for shard in [0, 2, 3, 1, 0] {
-        let open = Command::OpenAccount {
-            shard,
-            currency: EUR,
-            mobile: None,
-            limits: Limits::NONE,
-        };
-        let payer = AccountId(cafe.run(open, NOON_US).id);
-        cafe.run(
-            Command::Load {
-                account: payer,
-                amount: 10_000,
-            },
-            NOON_US,
-        );
-        payers.push(payer);
-    }
+    payers.extend([0, 2, 3, 1, 0].map(|shard| cafe.open_payer(shard)));
     let mut disputes = Vec::new();
     for round in 0..4u64 {
         for payer in &payers {

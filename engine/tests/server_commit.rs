@@ -18,6 +18,16 @@ use wire::{Reply, Request};
 const OPERATOR_SECRET: [u8; 32] = [7; 32];
 
 fn start(dir: &std::path::Path, mode: FsyncMode, faults: &Arc<FaultInjection>) -> Server {
+    start_configured(dir, mode, faults, |_| {})
+}
+
+/// One loop, on a log with `faults`, configured further by `configure`.
+fn start_configured(
+    dir: &std::path::Path,
+    mode: FsyncMode,
+    faults: &Arc<FaultInjection>,
+    configure: impl FnOnce(&mut ServerConfig),
+) -> Server {
     let mut wal = WalConfig::new(dir);
     wal.segment_bytes = 1 << 20;
     wal.fsync_mode = mode;
@@ -30,6 +40,7 @@ fn start(dir: &std::path::Path, mode: FsyncMode, faults: &Arc<FaultInjection>) -
     let (store, _) = Store::open(config).expect("open the store");
     let mut server_config = ServerConfig::new("127.0.0.1:0".parse().expect("address"));
     server_config.threads = 1;
+    configure(&mut server_config);
     Server::start(Arc::new(store), server_config, OPERATOR_SECRET).expect("start the server")
 }
 
@@ -152,59 +163,54 @@ fn loops_sharing_the_log_are_woken_for_every_reply() {
     server.join().expect("clean stop");
 }
 
-/// `--in-flight-max` is exact: with a sync that takes a second, a client that pipelines one
-/// request more than the limit has exactly the limit executed until replies drain, then the
-/// rest; and LOGON_OK announces the same limit.
+/// `--in-flight-max` is exact: requests that wait in the socket while the loop syncs (here a
+/// first request's sync, made to take a second) are read together after it, and of one more
+/// than the limit exactly the limit is executed until replies drain; LOGON_OK announces it.
 #[test]
 fn a_connection_has_exactly_in_flight_max_requests_executed_at_once() {
     const IN_FLIGHT_MAX: u32 = 4;
     let dir = tempfile::tempdir().expect("tempdir");
     let faults = Arc::new(FaultInjection::default());
-    let mut wal = WalConfig::new(dir.path());
-    wal.segment_bytes = 1 << 20;
-    wal.faults = Some(Arc::clone(&faults));
-    let config = StoreConfig {
-        books: BooksConfig::default(),
-        wal,
-        read: ReadOptions::default(),
-    };
-    let (store, _) = Store::open(config).expect("open the store");
-    let mut server_config = ServerConfig::new("127.0.0.1:0".parse().expect("address"));
-    server_config.threads = 1;
-    server_config.in_flight_max = IN_FLIGHT_MAX;
-    let server = Server::start(Arc::new(store), server_config, OPERATOR_SECRET).expect("start");
+    let server = start_configured(dir.path(), FsyncMode::Always, &faults, |config| {
+        config.in_flight_max = IN_FLIGHT_MAX
+    });
     let mut operator =
         Client::connect(server.local_addr(), Role::Operator, 1, OPERATOR_SECRET).expect("log on");
     assert_eq!(operator.server_limits().requests_in_flight_max, IN_FLIGHT_MAX);
     let wal = server.shared().store.wal();
     let before = wal.last_lsn();
+    let wait_for = |lsn: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while wal.last_lsn() < lsn {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "lsn {lsn} never appended (at {})",
+                wal.last_lsn()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    };
     faults.sync_delay_us.store(1_000_000, Ordering::Relaxed);
+    // The first request: the one loop commits it in place and sleeps in its sync.
+    operator.send(&open_account()).expect("send");
+    wait_for(before + 1);
     for _ in 0..=IN_FLIGHT_MAX {
         operator.send(&open_account()).expect("send");
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(800);
-    while wal.last_lsn() < before + u64::from(IN_FLIGHT_MAX) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first requests were never executed"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    // The sync of those four takes a second: the fifth waits behind the limit meanwhile.
-    std::thread::sleep(std::time::Duration::from_millis(100));
-    assert_eq!(
-        wal.last_lsn(),
-        before + u64::from(IN_FLIGHT_MAX),
-        "exactly the limit executed"
-    );
+    // After that sync the loop reads the five together and executes four, then syncs those
+    // for a second: meanwhile the fifth waits behind the limit.
+    let four = before + 1 + u64::from(IN_FLIGHT_MAX);
+    wait_for(four);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(wal.last_lsn(), four, "exactly the limit executed");
     faults.sync_delay_us.store(0, Ordering::Relaxed);
-    for _ in 0..=IN_FLIGHT_MAX {
+    for _ in 0..IN_FLIGHT_MAX + 2 {
         match operator.recv().expect("reply") {
             wire::client::Incoming::Reply { reply, .. } => assert_eq!(code_of(&reply), 0),
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert_eq!(wal.last_lsn(), before + u64::from(IN_FLIGHT_MAX) + 1);
+    assert_eq!(wal.last_lsn(), four + 1);
     server.shutdown();
     server.join().expect("clean stop");
 }

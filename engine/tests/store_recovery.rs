@@ -112,6 +112,69 @@ fn reopen_digest(dir: &Path) -> [u8; 32] {
     digest
 }
 
+/// Books of one shard (no log) with merchant 1 and one payer holding 1,000: (books, payer).
+fn one_shard_books() -> (engine::Books, AccountId) {
+    let books = engine::Books::new(BooksConfig {
+        shards: 1,
+        ..BooksConfig::default()
+    })
+    .expect("config");
+    let run = |command| books.execute(&command, NOON_US, &engine::NoJournal).outcome;
+    run(register_merchant());
+    let payer = AccountId(
+        run(Command::OpenAccount {
+            shard: 0,
+            currency: EUR,
+            mobile: None,
+            limits: Limits::NONE,
+        })
+        .id,
+    );
+    run(Command::Load {
+        account: payer,
+        amount: 1_000,
+    });
+    (books, payer)
+}
+
+fn register_merchant() -> Command {
+    Command::RegisterMerchant {
+        fee_bps: 100,
+        fee_bps_with_details: 50,
+        origin: engine::Reference::default(),
+    }
+}
+
+/// A new terminal of `merchant` buys 100 from `payer`.
+fn purchase_at_a_new_terminal(books: &engine::Books, merchant: MerchantId, payer: AccountId) {
+    let run = |command| books.execute(&command, NOON_US, &engine::NoJournal).outcome;
+    let terminal = TerminalId(
+        run(Command::RegisterTerminal {
+            merchant,
+            secret: [3; 32],
+        })
+        .id as u32,
+    );
+    let origin = Origin {
+        merchant,
+        key: RequestKey {
+            terminal,
+            request_id: 1,
+        },
+    };
+    let purchase = TerminalOp::Purchase {
+        payer,
+        amount: 100,
+        currency: EUR,
+        pin: None,
+        extras: Extras::default(),
+    };
+    assert_eq!(
+        run(Command::Terminal { origin, op: purchase }).reason,
+        Reason::Approved
+    );
+}
+
 #[test]
 fn an_empty_dir_opens_empty_books() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -437,55 +500,9 @@ fn parallel_replay_equals_the_live_books_and_a_sequential_replay() {
 
 #[test]
 fn a_snapshot_whose_books_do_not_add_up_is_refused_though_its_checksums_pass() {
-    let books_config = BooksConfig {
-        shards: 1,
-        ..BooksConfig::default()
-    };
-    let books = engine::Books::new(books_config).expect("config");
-    let run = |command| books.execute(&command, NOON_US, &engine::NoJournal).outcome;
-    run(Command::RegisterMerchant {
-        fee_bps: 100,
-        fee_bps_with_details: 50,
-        origin: engine::Reference::default(),
-    });
-    let payer = AccountId(
-        run(Command::OpenAccount {
-            shard: 0,
-            currency: EUR,
-            mobile: None,
-            limits: Limits::NONE,
-        })
-        .id,
-    );
-    run(Command::Load {
-        account: payer,
-        amount: 1_000,
-    });
-    let terminal = TerminalId(
-        run(Command::RegisterTerminal {
-            merchant: MerchantId(1),
-            secret: [3; 32],
-        })
-        .id as u32,
-    );
-    let origin = Origin {
-        merchant: MerchantId(1),
-        key: RequestKey {
-            terminal,
-            request_id: 1,
-        },
-    };
-    let purchase = TerminalOp::Purchase {
-        payer,
-        amount: 100,
-        currency: EUR,
-        pin: None,
-        extras: Extras::default(),
-    };
-    assert_eq!(
-        run(Command::Terminal { origin, op: purchase }).reason,
-        Reason::Approved
-    );
+    let (books, payer) = one_shard_books();
+    let books_config = *books.config();
+    purchase_at_a_new_terminal(&books, MerchantId(1), payer);
     let (_, sections) = engine::store::snapshot::take(&books, || 10);
     let load = |sections: &[Vec<u8>]| {
         let slices: Vec<&[u8]> = sections.iter().map(Vec::as_slice).collect();
@@ -526,63 +543,20 @@ fn a_snapshot_whose_books_do_not_add_up_is_refused_though_its_checksums_pass() {
 fn a_snapshot_whose_shards_are_newer_than_its_registry_loads() {
     // The registry is saved first, then each shard: a merchant registered in between can
     // have holds in a shard whose registry does not know it yet (replay brings it in).
-    let books_config = BooksConfig {
-        shards: 1,
-        ..BooksConfig::default()
-    };
-    let books = engine::Books::new(books_config).expect("config");
-    let run = |command| books.execute(&command, NOON_US, &engine::NoJournal).outcome;
-    let register = || Command::RegisterMerchant {
-        fee_bps: 100,
-        fee_bps_with_details: 50,
-        origin: engine::Reference::default(),
-    };
-    run(register());
-    let payer = AccountId(
-        run(Command::OpenAccount {
-            shard: 0,
-            currency: EUR,
-            mobile: None,
-            limits: Limits::NONE,
-        })
-        .id,
-    );
-    run(Command::Load {
-        account: payer,
-        amount: 1_000,
-    });
+    let (books, payer) = one_shard_books();
     let (_, older) = engine::store::snapshot::take(&books, || 10);
-    let merchant = MerchantId(run(register()).id as u32);
-    let terminal = engine::TerminalId(
-        run(Command::RegisterTerminal {
-            merchant,
-            secret: [3; 32],
-        })
-        .id as u32,
+    let merchant = MerchantId(
+        books
+            .execute(&register_merchant(), NOON_US, &engine::NoJournal)
+            .outcome
+            .id as u32,
     );
-    let origin = Origin {
-        merchant,
-        key: RequestKey {
-            terminal,
-            request_id: 1,
-        },
-    };
-    let purchase = engine::TerminalOp::Purchase {
-        payer,
-        amount: 100,
-        currency: EUR,
-        pin: None,
-        extras: Extras::default(),
-    };
-    assert_eq!(
-        run(Command::Terminal { origin, op: purchase }).reason,
-        Reason::Approved
-    );
+    purchase_at_a_new_terminal(&books, merchant, payer);
     let (_, newer) = engine::store::snapshot::take(&books, || 20);
     // The older registry beside the newer shard.
     let fuzzy = [newer[0].as_slice(), older[1].as_slice(), newer[2].as_slice()];
     assert!(
-        engine::store::snapshot::load(books_config, &fuzzy).is_ok(),
+        engine::store::snapshot::load(*books.config(), &fuzzy).is_ok(),
         "a snapshot taken while a merchant was registered must load"
     );
 }

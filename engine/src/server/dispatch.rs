@@ -481,21 +481,11 @@ mod tests {
     use wire::types::ShortText;
 
     use super::*;
-    use crate::books::BooksConfig;
-    use crate::store::StoreConfig;
-    use crate::wal::{ReadOptions, WalConfig};
 
     #[test]
     fn no_random_source_declines_a_registration_and_registers_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut wal = WalConfig::new(dir.path());
-        wal.segment_bytes = 1 << 20;
-        let config = StoreConfig {
-            books: BooksConfig::default(),
-            wal,
-            read: ReadOptions::default(),
-        };
-        let (store, _) = Store::open(config).expect("open the store");
+        let store = crate::store::open_for_tests(dir.path());
         let stats = Stats::default();
         let out_of_descriptors = || Err(std::io::Error::from_raw_os_error(24));
         let random = || Ok([7; 32]);

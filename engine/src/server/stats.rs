@@ -106,22 +106,13 @@ mod tests {
     use wire::counter;
 
     use super::Stats;
-    use crate::books::BooksConfig;
     use crate::reason::Reason;
-    use crate::store::{Store, StoreConfig};
-    use crate::wal::{ReadOptions, WalConfig, HELD_PAST_US};
+    use crate::wal::HELD_PAST_US;
 
     #[test]
     fn a_stats_reply_carries_every_reason_and_says_replies_wait_for_fdatasync() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut wal = WalConfig::new(dir.path());
-        wal.segment_bytes = 1 << 20;
-        let config = StoreConfig {
-            books: BooksConfig::default(),
-            wal,
-            read: ReadOptions::default(),
-        };
-        let (store, _) = Store::open(config).expect("open the store");
+        let store = crate::store::open_for_tests(dir.path());
         let stats = Stats::default();
         for reason in Reason::ALL {
             stats.count_reply(reason as u8);

@@ -210,3 +210,16 @@ impl Store {
         self.wal.close()
     }
 }
+
+/// A store with default books in `dir`, for the server's unit tests (1 MiB log segments).
+#[cfg(test)]
+pub(crate) fn open_for_tests(dir: &std::path::Path) -> Store {
+    let mut wal = WalConfig::new(dir);
+    wal.segment_bytes = 1 << 20;
+    let config = StoreConfig {
+        books: BooksConfig::default(),
+        wal,
+        read: ReadOptions::default(),
+    };
+    Store::open(config).expect("open the store").0
+}

@@ -360,15 +360,30 @@ fn a_log_with_nothing_to_vouch_for_its_shape_waits_for_the_operator() {
     // As an authd from before the BOOKS file left it: a log, no snapshot.
     let books_file = dir.path().join("BOOKS");
     std::fs::remove_file(&books_file).expect("remove BOOKS");
-    for _ in 0..2 {
-        match Store::open(config(dir.path())) {
+    let files = || {
+        let mut files: Vec<(String, u64)> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|entry| {
+                let entry = entry.expect("entry");
+                let name = entry.file_name().to_string_lossy().into_owned();
+                (name, entry.metadata().expect("metadata").len())
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let untouched = files();
+    let mut fewer_shards = config(dir.path());
+    fewer_shards.books.shards = 1;
+    for attempt in [config(dir.path()), fewer_shards] {
+        match Store::open(attempt) {
             Err(error @ StoreError::BooksUnknown { .. }) => {
                 assert!(error.to_string().contains("shards N"), "{error}")
             }
             Err(error) => panic!("unexpected error: {error}"),
             Ok(_) => panic!("nothing vouches for the flags: the open must wait for the operator"),
         }
-        assert!(!books_file.exists(), "nothing is recorded on its behalf");
+        assert_eq!(files(), untouched, "nothing is replayed, written or recorded");
     }
     std::fs::write(&books_file, "shards 4\ncurrency 978\n").expect("the operator writes it");
     let (store, _) = Store::open(config(dir.path())).expect("then it opens");
@@ -559,4 +574,28 @@ fn a_snapshot_whose_shards_are_newer_than_its_registry_loads() {
         engine::store::snapshot::load(*books.config(), &fuzzy).is_ok(),
         "a snapshot taken while a merchant was registered must load"
     );
+}
+
+#[test]
+fn books_that_name_a_merchant_the_registry_never_registers_are_refused_after_replay() {
+    let (books, payer) = one_shard_books();
+    purchase_at_a_new_terminal(&books, MerchantId(1), payer);
+    let (coverage, mut sections) = engine::store::snapshot::take(&books, || 10);
+    // The hold's merchant (see the test above for the offset): 5, within what a registry can
+    // hold, so the snapshot itself loads; but replay registers no merchant 5.
+    let hold_merchant = 12 + 121 + 8 + 4 + 4;
+    sections[2][hold_merchant..hold_merchant + 4].copy_from_slice(&5u32.to_le_bytes());
+    let slices: Vec<&[u8]> = sections.iter().map(Vec::as_slice).collect();
+    assert!(engine::store::snapshot::load(*books.config(), &slices).is_ok());
+    let dir = tempfile::tempdir().expect("temp dir");
+    engine::wal::write_snapshot(dir.path(), coverage.registry_lsn, slices.iter().copied()).expect("write");
+    let mut one_shard = config(dir.path());
+    one_shard.books.shards = 1;
+    match Store::open(one_shard) {
+        Err(error @ StoreError::Inconsistent { .. }) => {
+            assert!(error.to_string().contains("unknown merchant 5"), "{error}")
+        }
+        Err(error) => panic!("unexpected error: {error}"),
+        Ok(_) => panic!("books naming an unregistered merchant must not open"),
+    }
 }

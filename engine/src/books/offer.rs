@@ -227,10 +227,13 @@ impl Shard {
     /// Record a change of the offer at `sequence` for the server.
     pub(crate) fn offer_event(&mut self, sequence: u64) {
         if let Some(view) = self.offer_view(sequence) {
+            let slot = self.holds.get(sequence).map_or(0, |hold| hold.payer_slot);
             if view.state == OfferState::Offered {
                 self.pending_offers.insert(sequence);
+                self.pending_offers_by_payer.insert((slot, sequence));
             } else {
                 self.pending_offers.remove(&sequence);
+                self.pending_offers_by_payer.remove(&(slot, sequence));
             }
             self.events.push(OfferEvent { view });
         }
@@ -238,8 +241,8 @@ impl Shard {
 
     /// Pending offers of this shard (of `payer`, or of everyone) with ids above `after`, the
     /// first `count_max` in id order. A shard's ids grow with its sequences, so the scan of
-    /// the pending offers (not of every hold) starts at the first sequence whose id is above
-    /// `after` and stops at `count_max`.
+    /// the pending offers (the payer's, or all; not every hold) starts at the first sequence
+    /// whose id is above `after` and stops at `count_max`.
     pub fn pending_offers(
         &self,
         payer: Option<AccountId>,
@@ -258,8 +261,16 @@ impl Shard {
             Some(beyond) => (beyond >> self.shard_bits).saturating_add(1),
             None => 0,
         };
+        let sequences: Box<dyn Iterator<Item = u64> + '_> = match slot {
+            Some(slot) => Box::new(
+                self.pending_offers_by_payer
+                    .range((slot, from)..=(slot, u64::MAX))
+                    .map(|&(_, sequence)| sequence),
+            ),
+            None => Box::new(self.pending_offers.range(from..).copied()),
+        };
         let mut found = 0;
-        for &sequence in self.pending_offers.range(from..) {
+        for sequence in sequences {
             if found == count_max {
                 return;
             }

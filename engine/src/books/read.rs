@@ -52,10 +52,7 @@ impl Books {
         // `count_max` from each.
         for shard in self.shards.iter() {
             let shard = shard.lock();
-            let views = shard
-                .dispute_views_after(after)
-                .filter(|view| view.dispute > after);
-            disputes.extend(views.take(count_max));
+            disputes.extend(shard.dispute_views_after(after).take(count_max));
         }
         disputes.sort_unstable_by_key(|view| view.dispute);
         disputes.truncate(count_max);

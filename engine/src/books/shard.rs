@@ -36,9 +36,11 @@ pub struct Shard {
     pub(crate) disputes: Vec<crate::books::dispute::Dispute>,
     /// Offer changes for the server to push; not part of the state.
     pub(crate) events: Vec<crate::books::offer::OfferEvent>,
-    /// Sequences of the offers still pending (their holds active), in order: lists read this,
-    /// not every hold. Derived from the holds (kept by `offer_event`, rebuilt at load).
+    /// Sequences of the offers still pending (their holds active), in order, and the same by
+    /// payer slot: lists read these, not every hold. Derived from the holds (kept by
+    /// `offer_event`, rebuilt at load).
     pub(crate) pending_offers: std::collections::BTreeSet<u64>,
+    pub(crate) pending_offers_by_payer: std::collections::BTreeSet<(u32, u64)>,
     pub(crate) holds_max: u32,
 }
 
@@ -84,6 +86,7 @@ impl Shard {
             disputes: Vec::new(),
             events: Vec::new(),
             pending_offers: std::collections::BTreeSet::new(),
+            pending_offers_by_payer: std::collections::BTreeSet::new(),
             holds_max,
         }
     }

@@ -307,12 +307,12 @@ pub fn decode_shard(bytes: &[u8], window_entries: u32, holds_max: u32) -> Result
         kept.push(hold);
     }
     shard.holds = HoldTable::restore(first_sequence, kept);
-    shard.pending_offers = shard
-        .holds
-        .iter()
-        .filter(|(_, hold)| hold.offer != 0 && hold.state == HoldState::Active)
-        .map(|(sequence, _)| sequence)
-        .collect();
+    for (sequence, hold) in shard.holds.iter() {
+        if hold.offer != 0 && hold.state == HoldState::Active {
+            shard.pending_offers.insert(sequence);
+            shard.pending_offers_by_payer.insert((hold.payer_slot, sequence));
+        }
+    }
     let stripes = reader.count(16)?;
     shard.stripes = (0..stripes).map(|_| reader.i128()).collect::<Result<_, _>>()?;
     let entries = reader.count(ENTRY_BYTES)?;

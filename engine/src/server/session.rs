@@ -44,8 +44,9 @@ pub enum Step {
 /// window ends. A peer is an IPv4 address or an IPv6 /64 (one host is given a whole /64, so
 /// counting addresses would let it try again from each). The map is bounded, and filling it
 /// never forgives a refused peer: when full, peers whose window has ended go first, then
-/// those not refused; if only refused peers are left, new peers' failures go uncounted until
-/// the earliest of their windows ends (without sweeping the table again before then).
+/// those not refused; if only refused peers are left, a new peer's failure goes uncounted.
+/// A full table is swept at most eight times per window (a sweep reads every entry, under
+/// the lock every log-on takes); between sweeps, new peers of a full table go uncounted.
 pub struct LogonLimiter {
     failures_max: u32,
     window: Duration,
@@ -56,8 +57,8 @@ pub struct LogonLimiter {
 struct Peers {
     /// Failures in the current window, and when it began.
     counts: HashMap<Peer, (u32, Instant)>,
-    /// Full of refused peers until then: new peers go uncounted.
-    saturated_until: Option<Instant>,
+    /// No sweep of a full table before then.
+    next_sweep: Option<Instant>,
 }
 
 /// Peers remembered at most by the limiter.
@@ -112,10 +113,11 @@ impl LogonLimiter {
         let mut guard = self.peers.lock();
         let peers = &mut *guard;
         if peers.counts.len() >= LIMITER_PEERS_MAX && !peers.counts.contains_key(&peer) {
-            if peers.saturated_until.is_some_and(|until| now < until) {
+            if peers.next_sweep.is_some_and(|next| now < next) {
                 return;
             }
             let window = self.window;
+            peers.next_sweep = now.checked_add(window / 8);
             peers
                 .counts
                 .retain(|_, (_, since)| now.duration_since(*since) < window);
@@ -123,11 +125,8 @@ impl LogonLimiter {
                 peers.counts.retain(|_, entry| self.refuses(*entry, now));
             }
             if peers.counts.len() >= LIMITER_PEERS_MAX {
-                let earliest = peers.counts.values().map(|(_, since)| *since).min();
-                peers.saturated_until = earliest.map(|since| since + window);
                 return;
             }
-            peers.saturated_until = None;
         }
         let entry = peers.counts.entry(peer).or_insert((0, now));
         if now.duration_since(entry.1) >= self.window {
@@ -275,38 +274,35 @@ mod tests {
     fn a_full_limiter_never_forgives_a_refused_peer_early() {
         let limiter = LogonLimiter::new(2, Duration::from_secs(10));
         let start = Instant::now();
+        let second = |seconds| start + Duration::from_secs(seconds);
         let refused: IpAddr = [192, 0, 2, 1].into();
         limiter.failed(refused, start);
         limiter.failed(refused, start);
-        // Fill the map with peers that failed once each, then more than it holds.
+        // Fill the table with other refused peers, a second later.
         let peer = |index: u32| IpAddr::from(std::net::Ipv4Addr::from_bits(0x0a00_0000 + index));
-        for index in 0..(LIMITER_PEERS_MAX as u32 + 10) {
-            limiter.failed(peer(index), start + Duration::from_secs(1));
+        for index in 1..LIMITER_PEERS_MAX as u32 {
+            limiter.failed(peer(index), second(1));
+            limiter.failed(peer(index), second(1));
         }
-        assert!(!limiter.allows(refused, start + Duration::from_secs(1)));
-        assert!(limiter.peers.lock().counts.len() <= LIMITER_PEERS_MAX);
-        // Only refused peers left: a new one's failures go uncounted, the old stay refused.
-        for index in 0..(LIMITER_PEERS_MAX as u32) {
-            let peer = peer(100_000 + index);
-            limiter.failed(peer, start + Duration::from_secs(2));
-            limiter.failed(peer, start + Duration::from_secs(2));
-        }
-        assert!(!limiter.allows(refused, start + Duration::from_secs(2)));
-        assert!(limiter.peers.lock().counts.len() <= LIMITER_PEERS_MAX);
+        assert_eq!(limiter.peers.lock().counts.len(), LIMITER_PEERS_MAX);
+        // Full of refused peers: a newcomer goes uncounted, and no one is forgiven.
         let newcomer: IpAddr = [198, 51, 100, 7].into();
         for _ in 0..3 {
-            limiter.failed(newcomer, start + Duration::from_secs(3));
+            limiter.failed(newcomer, second(2));
         }
+        assert!(limiter.allows(newcomer, second(2)));
+        assert!(!limiter.allows(refused, second(2)));
+        assert!(!limiter.allows(peer(7), second(2)));
+        assert!(limiter.peers.lock().counts.len() <= LIMITER_PEERS_MAX);
+        // The first refused peer's window ends: it may try again, and its place counts the
+        // newcomer (the next sweep is due: one was made at 2 s, an eighth of the window ago).
+        assert!(limiter.allows(refused, second(10)));
+        limiter.failed(newcomer, second(10));
+        limiter.failed(newcomer, second(10));
+        assert!(!limiter.allows(newcomer, second(10)));
         assert!(
-            limiter.allows(newcomer, start + Duration::from_secs(3)),
-            "full of refused peers: a new one goes uncounted"
+            !limiter.allows(peer(7), second(10)),
+            "the others' windows have not ended"
         );
-        // The window ends for the first refused peer: it may try again, and the table
-        // counts new peers again.
-        assert!(limiter.allows(refused, start + Duration::from_secs(10)));
-        for _ in 0..2 {
-            limiter.failed(newcomer, start + Duration::from_secs(10));
-        }
-        assert!(!limiter.allows(newcomer, start + Duration::from_secs(10)));
     }
 }

@@ -63,10 +63,18 @@ pub enum StoreError {
         configured: String,
     },
     /// A log with neither a `BOOKS` file nor a snapshot to check the books' shape against.
-    #[error("data dir {dir} has a log but neither a BOOKS file nor a snapshot to check --shards and --currency against (an authd from before the BOOKS file wrote it); write {dir}/BOOKS with the two lines `shards N` and `currency C` the dir was created with, then start again")]
+    #[error("data dir {dir} has a log but neither a BOOKS file nor a valid snapshot ({skipped_snapshots} damaged ones skipped) to check --shards and --currency against (an authd from before the BOOKS file wrote it); write {dir}/BOOKS with the two lines `shards N` and `currency C` the dir was created with, then start again")]
     BooksUnknown {
         /// The data dir.
         dir: PathBuf,
+        /// Snapshots that were found but could not be read.
+        skipped_snapshots: usize,
+    },
+    /// The recovered books break an invariant.
+    #[error("the books recovered from the data dir are inconsistent ({broken}); restore the data dir from a backup")]
+    Inconsistent {
+        /// What is broken.
+        broken: String,
     },
     /// The data dir's `BOOKS` file cannot be read.
     #[error("{path}: {what}; the file records the --shards and --currency the data dir's books were created with, as two lines `shards N` and `currency C`: restore it")]
@@ -137,25 +145,36 @@ impl Store {
         };
         let workers = std::thread::available_parallelism().map_or(1, |cores| cores.get());
         let (wal_config, read) = (config.wal, config.read);
+        // Only a BOOKS file or a snapshot (which checked the shape) vouches for the flags: a
+        // log replayed into books of another shape would decline what was approved. With
+        // neither, the first record stops the open before anything is replayed or written
+        // (an empty log is a new dir, and gets its BOOKS file below).
+        let vouched = shape_recorded || snapshot.is_some();
+        let dir = wal_config.dir.clone();
         let ((wal, log), records_applied) = replay::replay(&books, &coverage, workers, |visit| {
             Wal::open(
                 wal_config,
                 lock,
                 coverage.registry_lsn,
                 &read,
-                |lsn, timestamp_us, payload| visit(lsn, timestamp_us, payload),
+                |lsn, timestamp_us, payload| match vouched {
+                    true => visit(lsn, timestamp_us, payload),
+                    false => Err(StoreError::BooksUnknown {
+                        dir: dir.clone(),
+                        skipped_snapshots: scan.skipped.len(),
+                    }),
+                },
             )
         })?;
         // Replay re-creates old offer changes; they were pushed (or not) before the restart.
         books.take_offer_events();
+        // Every part now stands at the log's end, so the whole check holds, a hold's merchant
+        // against the registry included (a snapshot alone could only bound it).
+        if let Err(broken) = books.check_invariants() {
+            wal.close()?;
+            return Err(StoreError::Inconsistent { broken });
+        }
         if !shape_recorded {
-            // Only a snapshot (which checked the shape) or an empty log vouches for the flags:
-            // a log replayed into books of another shape would have declined what was approved.
-            if snapshot.is_none() && log.last_lsn > 0 {
-                let dir = wal.dir().to_path_buf();
-                wal.close()?;
-                return Err(StoreError::BooksUnknown { dir });
-            }
             books_file::write(wal.dir(), &config.books)?;
         }
         let store = Store {

@@ -110,6 +110,40 @@ fn after_sigterm_and_a_restart_balances_holds_and_log_ons_are_still_there() {
 }
 
 #[test]
+fn a_clean_stop_writes_a_snapshot_so_the_restart_replays_nothing() {
+    for (flags, snapshot_at_stop) in [(&[][..], true), (&["--snapshot-interval-s", "0"][..], false)] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let authd = Authd::start_in(dir.path(), flags);
+        let mut operator = authd.operator();
+        let shop = shop(&mut operator, FEE_BPS, 100);
+        let alice = payer(&mut operator, 0, 10_000);
+        let mut till = authd.client(Role::Terminal, shop.terminal, shop.secret);
+        assert_eq!(hold_of(&till.call(&purchase(alice, 250)).expect("purchase")).0, 0);
+        let accounts = [alice, shop.settlement, FEE, FUNDING];
+        let before = books_of(&mut operator, &accounts);
+        drop((till, operator));
+        assert_eq!(newest_snapshot(dir.path()), None, "no snapshot before the stop");
+        assert_eq!(authd.terminate().code(), Some(0));
+        assert_eq!(
+            newest_snapshot(dir.path()).is_some(),
+            snapshot_at_stop,
+            "{flags:?}"
+        );
+
+        let authd = Authd::start_in(dir.path(), flags);
+        let mut operator = authd.operator();
+        assert_eq!(books_of(&mut operator, &accounts), before, "{flags:?}");
+        let replayed_nothing = authd.stderr().contains("records_replayed=0");
+        assert_eq!(
+            replayed_nothing,
+            snapshot_at_stop,
+            "{flags:?}: {}",
+            authd.stderr()
+        );
+    }
+}
+
+#[test]
 fn after_sigterm_and_a_restart_retries_get_their_original_replies() {
     let dir = tempfile::tempdir().expect("temp dir");
     let authd = Authd::start_in(dir.path(), &[]);

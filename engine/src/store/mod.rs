@@ -224,6 +224,11 @@ impl Store {
         Ok(path)
     }
 
+    /// True if records were appended after what the newest snapshot covers.
+    pub fn has_records_after_snapshot(&self) -> bool {
+        self.wal.last_lsn() > *self.snapshot_lsn.lock()
+    }
+
     /// Final sync and stop the log writer.
     pub fn close(&self) -> Result<(), WalError> {
         self.wal.close()

@@ -17,7 +17,8 @@ struct Flags {
     /// Address of a running authd.
     #[arg(long, conflicts_with = "spawn", required_unless_present = "spawn")]
     connect: Option<SocketAddr>,
-    /// Start a release authd (next to loadgen) on a temporary data dir, run, stop it.
+    /// Start a release authd (next to loadgen) on a temporary data dir, snapshots off unless
+    /// --authd-arg sets --snapshot-interval-s; run, stop it.
     #[arg(long)]
     spawn: bool,
     /// The authd binary for --spawn (default: next to loadgen).

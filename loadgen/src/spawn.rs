@@ -52,9 +52,24 @@ pub struct Spawned {
     pub data_dir: tempfile::TempDir,
 }
 
+/// The snapshot flags a spawned authd gets: off, unless `extra` sets them (authd refuses a
+/// flag given twice).
+fn snapshot_flags(extra: &[String]) -> &'static [&'static str] {
+    let given = extra
+        .iter()
+        .any(|arg| arg == "--snapshot-interval-s" || arg.starts_with("--snapshot-interval-s="));
+    if given {
+        &[]
+    } else {
+        &["--snapshot-interval-s", "0"]
+    }
+}
+
 impl Spawned {
     /// Starts `binary` on a fresh temporary data dir listening on a free loopback port, with
-    /// `--fsync fsync` and `extra` flags; returns once it printed its ready line.
+    /// `--fsync fsync` and `extra` flags; returns once it printed its ready line. Snapshots
+    /// are off unless `extra` turns them on: the data dir is thrown away, and the snapshot
+    /// authd writes at a clean stop would take seconds after a run of millions of holds.
     pub fn start(binary: &Path, fsync: &str, extra: &[String]) -> anyhow::Result<Spawned> {
         let data_dir = tempfile::Builder::new()
             .prefix("loadgen-authd-")
@@ -63,6 +78,7 @@ impl Spawned {
         let mut child = Command::new(binary)
             .args(["--listen", "127.0.0.1:0", "--fsync", fsync, "--data-dir"])
             .arg(data_dir.path())
+            .args(snapshot_flags(extra))
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -149,5 +165,22 @@ impl Drop for Spawned {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod snapshot_flag_tests {
+    use super::snapshot_flags;
+
+    #[test]
+    fn snapshots_are_off_unless_the_extra_flags_set_them() {
+        let extra = |args: &[&str]| args.iter().map(|arg| arg.to_string()).collect::<Vec<_>>();
+        assert_eq!(snapshot_flags(&extra(&[])), ["--snapshot-interval-s", "0"]);
+        assert_eq!(
+            snapshot_flags(&extra(&["--threads=1"])),
+            ["--snapshot-interval-s", "0"]
+        );
+        assert!(snapshot_flags(&extra(&["--snapshot-interval-s=60"])).is_empty());
+        assert!(snapshot_flags(&extra(&["--snapshot-interval-s", "60"])).is_empty());
     }
 }

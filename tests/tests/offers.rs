@@ -126,6 +126,17 @@ fn accept(phone: &mut Client, offer: u64, digits: &str) -> (u8, u8) {
     (reply.code, reply.reason)
 }
 
+/// A device's LIST_OFFERS page after offer id `after`.
+fn list_offers(phone: &mut Client, after: u64) -> wire::messages::reply::OfferListReply {
+    let request = Request::ListOffers(ListOffers {
+        after_offer_id: OfferId(after),
+    });
+    let Reply::ListOffers(page) = phone.call(&request).expect("list") else {
+        panic!("reply type")
+    };
+    page
+}
+
 fn status(till: &mut Client, offer: u64) -> OfferState {
     let Reply::OfferStatus(reply) = till
         .call(&Request::OfferStatus(OfferStatus {
@@ -295,14 +306,7 @@ fn an_offer_survives_a_crash_and_a_reconnecting_terminal_learns_the_outcome() {
     let mut operator = authd.operator();
     let (device_id, secret) = device(&mut operator, account);
     let mut phone = authd.client(Role::PayerDevice, device_id, secret);
-    let Reply::ListOffers(pending) = phone
-        .call(&Request::ListOffers(ListOffers {
-            after_offer_id: OfferId(0),
-        }))
-        .expect("list")
-    else {
-        panic!("reply type")
-    };
+    let pending = list_offers(&mut phone, 0);
     assert_eq!(
         pending
             .offers
@@ -464,12 +468,7 @@ fn offers_wait_for_their_deadline_and_never_hang() {
     let (_account, mut phone) = world.payer_with_phone(33_611_000_010);
     let mut till = world.till();
     let offer_id = offer(&mut till, 33_611_000_010, 1, 120);
-    let request = Request::ListOffers(ListOffers {
-        after_offer_id: OfferId(offer_id),
-    });
-    let Reply::ListOffers(after) = phone.call(&request).expect("list") else {
-        panic!("reply")
-    };
+    let after = list_offers(&mut phone, offer_id);
     assert!(
         after.offers.as_slice().is_empty(),
         "paging: nothing after the last id"
@@ -527,14 +526,7 @@ fn a_device_that_stops_reading_its_pushes_is_closed_and_lists_its_offers_on_retu
     );
     // Back on line, the device lists what it missed.
     let mut phone = world.authd.client(Role::PayerDevice, device_id, secret);
-    let Reply::ListOffers(pending) = phone
-        .call(&Request::ListOffers(ListOffers {
-            after_offer_id: OfferId(0),
-        }))
-        .expect("list")
-    else {
-        panic!("reply type")
-    };
+    let pending = list_offers(&mut phone, 0);
     assert!(
         !pending.offers.as_slice().is_empty() && pending.more,
         "{pending:?}"

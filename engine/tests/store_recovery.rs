@@ -305,7 +305,7 @@ fn a_snapshot_of_other_books_is_refused_with_the_flag_to_use() {
     }
     let (_store, _) = Store::open(config(dir.path())).expect("the right flags open the books");
     let recorded = std::fs::read_to_string(dir.path().join("BOOKS")).expect("BOOKS");
-    assert_eq!(recorded, "shards 4\ncurrency 978\n");
+    assert_eq!(recorded, "shards 4\ncurrency 978\nrules 1\n");
 }
 
 #[test]
@@ -391,6 +391,51 @@ fn a_log_with_nothing_to_vouch_for_its_shape_waits_for_the_operator() {
 }
 
 #[test]
+fn a_log_tail_written_under_older_rules_is_not_replayed_under_these() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let books_file = dir.path().join("BOOKS");
+    let (store, _) = Store::open(config(dir.path())).expect("open");
+    let payers = set_up(&store, 2);
+    store.close().expect("close");
+    drop(store);
+    // As if an authd deciding by rules 0 had written this log.
+    std::fs::write(&books_file, "shards 4\ncurrency 978\nrules 0\n").expect("write");
+    match Store::open(config(dir.path())) {
+        Err(error @ StoreError::RulesOlder { .. }) => {
+            assert!(error.to_string().contains("until it stops cleanly"), "{error}")
+        }
+        Err(error) => panic!("unexpected error: {error}"),
+        Ok(_) => panic!("a tail written under older rules must not be replayed"),
+    }
+    // The old build stopped cleanly: a snapshot covers the whole log. (Written here by this
+    // build, under the shape the file names.)
+    std::fs::write(&books_file, "shards 4\ncurrency 978\nrules 1\n").expect("write");
+    let (store, _) = Store::open(config(dir.path())).expect("open");
+    store.snapshot().expect("snapshot");
+    store.close().expect("close");
+    drop(store);
+    std::fs::write(&books_file, "shards 4\ncurrency 978\nrules 0\n").expect("write");
+    let (store, recovered) = Store::open(config(dir.path())).expect("nothing to replay: it opens");
+    assert_eq!(recovered.records_applied, 0);
+    assert!(store.books().account_info(payers[0]).is_some());
+    drop(store);
+    let rewritten = std::fs::read_to_string(&books_file).expect("BOOKS");
+    assert_eq!(
+        rewritten, "shards 4\ncurrency 978\nrules 1\n",
+        "from now on, these rules"
+    );
+    // A newer build's dir is refused.
+    std::fs::write(&books_file, "shards 4\ncurrency 978\nrules 2\n").expect("write");
+    match Store::open(config(dir.path())) {
+        Err(error @ StoreError::RulesNewer { .. }) => {
+            assert!(error.to_string().contains("newer"), "{error}")
+        }
+        Err(error) => panic!("unexpected error: {error}"),
+        Ok(_) => panic!("a newer build's books must not open"),
+    }
+}
+
+#[test]
 fn a_damaged_books_file_is_refused_naming_it() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (store, _) = Store::open(config(dir.path())).expect("open");
@@ -398,7 +443,7 @@ fn a_damaged_books_file_is_refused_naming_it() {
     drop(store);
     let books_file = dir.path().join("BOOKS");
     let written = std::fs::read_to_string(&books_file).expect("a new data dir gets a BOOKS file");
-    assert_eq!(written, "shards 4\ncurrency 978\n");
+    assert_eq!(written, "shards 4\ncurrency 978\nrules 1\n");
     for damaged in [
         "",
         "shards 4\n",

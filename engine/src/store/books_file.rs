@@ -7,12 +7,18 @@
 //! what was acknowledged. A snapshot carries the same check, but the first snapshot only comes
 //! after `--snapshot-interval-s`; this file covers a dir from its first record.
 //!
-//! The file is two lines of text, `shards N` then `currency C`, so that an operator can read
+//! The file is lines of text, `shards N` then `currency C` (and `rules R`, below), so that an operator can read
 //! it. It is written once the dir's books have opened (so a snapshot of another shape refuses
 //! them before the file could record it), to `BOOKS.tmp`, synced, renamed and the dir synced:
 //! a crash leaves either no file or a whole one. A dir written by an authd before this file
 //! existed gets it at its next successful open if a snapshot vouches for the shape; with a
 //! log and no snapshot nothing can, and the open is refused until the operator writes it.
+//!
+//! A third line, `rules R`, names the rules the log was written under ([`RULES`]). Replay
+//! re-executes commands, so a log tail written under older rules must not be replayed under
+//! newer ones: the open is refused at the first such record, and the operator runs the older
+//! build until it stops cleanly (it snapshots everything at a clean stop), then this one. A
+//! file without the line was written under rules 1.
 
 use std::fs;
 use std::io::{self, Write};
@@ -24,14 +30,20 @@ use crate::wal::{self, WalError};
 
 /// The file's name in the data dir.
 pub const BOOKS_FILE: &str = "BOOKS";
-/// Longest file accepted: the two lines with room to spare.
+/// Longest file accepted: the three lines with room to spare.
 const BOOKS_FILE_BYTES_MAX: u64 = 256;
+
+/// The rules this build decides by: raise it with any change that can give a command another
+/// outcome on the same books (1: the rules of 2026-11-30, offers' holds answered only by
+/// their payer, credits stopped at the balance ceiling).
+pub const RULES: u32 = 1;
 
 /// What the file records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Shape {
     shards: u32,
     currency: u16,
+    rules: u32,
 }
 
 impl Shape {
@@ -39,14 +51,18 @@ impl Shape {
         Shape {
             shards: config.shards,
             currency: config.currency.0,
+            rules: RULES,
         }
     }
 
     fn encode(self) -> String {
-        format!("shards {}\ncurrency {}\n", self.shards, self.currency)
+        format!(
+            "shards {}\ncurrency {}\nrules {}\n",
+            self.shards, self.currency, self.rules
+        )
     }
 
-    /// Exactly the two lines [`Shape::encode`] writes.
+    /// The lines [`Shape::encode`] writes; without the `rules` line, rules 1.
     fn decode(text: &str) -> Result<Shape, String> {
         let mut lines = text.lines();
         let mut field = |name: &str| {
@@ -63,18 +79,41 @@ impl Shape {
         let currency = currency
             .parse()
             .map_err(|_| format!("currency {currency:?} is not a number"))?;
+        let rules = match lines.next() {
+            None => 1,
+            Some(line) => {
+                let rules = line
+                    .strip_prefix("rules ")
+                    .ok_or_else(|| format!("unexpected line {line:?}"))?;
+                rules
+                    .parse()
+                    .map_err(|_| format!("rules {rules:?} is not a number"))?
+            }
+        };
         if let Some(extra) = lines.next() {
             return Err(format!("unexpected line {extra:?}"));
         }
-        Ok(Shape { shards, currency })
+        Ok(Shape {
+            shards,
+            currency,
+            rules,
+        })
     }
 }
 
-/// Checks that the books of `dir` have the shape `config` gives them. Returns false if the dir
-/// has no `BOOKS` file yet: [`write`] it once the books have opened (a snapshot of another
-/// shape must refuse them first, or the file would record the wrong one). Call it holding the
-/// dir's lock, before reading the log.
-pub fn check(dir: &Path, config: &BooksConfig) -> Result<bool, StoreError> {
+/// What [`check`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    /// No `BOOKS` file yet: [`write`] it once the books have opened (a snapshot of another
+    /// shape must refuse them first, or the file would record the wrong one).
+    Nothing,
+    /// The shape agrees, and the log was written under these rules.
+    Rules(u32),
+}
+
+/// Checks that the books of `dir` have the shape `config` gives them, and that no newer build
+/// wrote it. Call it holding the dir's lock, before reading the log.
+pub fn check(dir: &Path, config: &BooksConfig) -> Result<Recorded, StoreError> {
     let path = dir.join(BOOKS_FILE);
     let configured = Shape::of(config);
     let stored = match read(&path) {
@@ -82,7 +121,7 @@ pub fn check(dir: &Path, config: &BooksConfig) -> Result<bool, StoreError> {
             path: path.clone(),
             what,
         })?,
-        Ok(None) => return Ok(false),
+        Ok(None) => return Ok(Recorded::Nothing),
         Err(error) => {
             return Err(StoreError::BooksFile {
                 path,
@@ -107,7 +146,14 @@ pub fn check(dir: &Path, config: &BooksConfig) -> Result<bool, StoreError> {
             format!("--currency {}", configured.currency),
         ));
     }
-    Ok(true)
+    if stored.rules > RULES {
+        return Err(StoreError::RulesNewer {
+            dir: dir.to_path_buf(),
+            stored: stored.rules,
+            current: RULES,
+        });
+    }
+    Ok(Recorded::Rules(stored.rules))
 }
 
 /// The file's text, `None` if there is none.
@@ -128,7 +174,7 @@ fn read(path: &Path) -> io::Result<Option<String>> {
     Ok(Some(text))
 }
 
-/// Records the shape of `config` as the books of `dir`, durably.
+/// Records the shape of `config`, under this build's rules, as the books of `dir`, durably.
 pub fn write(dir: &Path, config: &BooksConfig) -> Result<(), StoreError> {
     let path = dir.join(BOOKS_FILE);
     let shape = Shape::of(config);
@@ -152,10 +198,12 @@ mod tests {
             Shape {
                 shards: 64,
                 currency: 978,
+                rules: RULES,
             },
             Shape {
                 shards: 4096,
                 currency: u16::MAX,
+                rules: 7,
             },
         ] {
             assert_eq!(Shape::decode(&shape.encode()), Ok(shape));
@@ -172,8 +220,16 @@ mod tests {
             "shards 64\ncurrency 70000\n",
             "shards -1\ncurrency 978\n",
             "shards 64\ncurrency 978\n\n",
+            "shards 64\ncurrency 978\nrules one\n",
+            "shards 64\ncurrency 978\nrules 1\nrules 2\n",
         ] {
             assert!(Shape::decode(text).is_err(), "{text:?}");
         }
+    }
+
+    #[test]
+    fn a_file_without_rules_was_written_under_rules_1() {
+        let shape = Shape::decode("shards 64\ncurrency 978\n").expect("two lines");
+        assert_eq!(shape.rules, 1);
     }
 }

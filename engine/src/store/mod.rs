@@ -70,6 +70,26 @@ pub enum StoreError {
         /// Snapshots that were found but could not be read.
         skipped_snapshots: usize,
     },
+    /// The log has records past the newest snapshot written under older rules.
+    #[error("data dir {dir} has log records written under rules {stored}, and this authd decides by rules {current}: replayed, they could get other outcomes than they did; start the authd that wrote them until it stops cleanly (it then snapshots everything), then this one")]
+    RulesOlder {
+        /// The data dir.
+        dir: PathBuf,
+        /// The rules its `BOOKS` file names.
+        stored: u32,
+        /// This build's rules.
+        current: u32,
+    },
+    /// The `BOOKS` file names rules newer than this build's.
+    #[error("data dir {dir} was written by an authd with rules {stored}, newer than this one's ({current}); run that authd, or a newer one")]
+    RulesNewer {
+        /// The data dir.
+        dir: PathBuf,
+        /// The rules its `BOOKS` file names.
+        stored: u32,
+        /// This build's rules.
+        current: u32,
+    },
     /// The recovered books break an invariant.
     #[error("the books recovered from the data dir are inconsistent ({broken}); restore the data dir from a backup")]
     Inconsistent {
@@ -77,7 +97,7 @@ pub enum StoreError {
         broken: String,
     },
     /// The data dir's `BOOKS` file cannot be read.
-    #[error("{path}: {what}; the file records the --shards and --currency the data dir's books were created with, as two lines `shards N` and `currency C`: restore it")]
+    #[error("{path}: {what}; the file records the --shards and --currency the data dir's books were created with and the rules its log was written under, as lines `shards N`, `currency C` and `rules R`: restore it")]
     BooksFile {
         /// The file.
         path: PathBuf,
@@ -123,7 +143,7 @@ impl Store {
         let lock = DirLock::acquire(&config.wal.dir)?;
         // A configuration that cannot build books must not be recorded as the dir's shape.
         config.books.validate()?;
-        let shape_recorded = books_file::check(&config.wal.dir, &config.books)?;
+        let recorded = books_file::check(&config.wal.dir, &config.books)?;
         let scan = wal::read_newest_snapshot(&config.wal.dir)?;
         let (books, coverage, snapshot) = match &scan.newest {
             Some(found) => {
@@ -148,21 +168,32 @@ impl Store {
         // Only a BOOKS file or a snapshot (which checked the shape) vouches for the flags: a
         // log replayed into books of another shape would decline what was approved. With
         // neither, the first record stops the open before anything is replayed or written
-        // (an empty log is a new dir, and gets its BOOKS file below).
-        let vouched = shape_recorded || snapshot.is_some();
+        // (an empty log is a new dir, and gets its BOOKS file below). Likewise a record
+        // written under older rules: replayed under these, it could get another outcome.
         let dir = wal_config.dir.clone();
+        let skipped_snapshots = scan.skipped.len();
+        let unvouched = recorded == books_file::Recorded::Nothing && snapshot.is_none();
+        let refusal = || match recorded {
+            _ if unvouched => Some(StoreError::BooksUnknown {
+                dir: dir.clone(),
+                skipped_snapshots,
+            }),
+            books_file::Recorded::Rules(rules) if rules < books_file::RULES => Some(StoreError::RulesOlder {
+                dir: dir.clone(),
+                stored: rules,
+                current: books_file::RULES,
+            }),
+            _ => None,
+        };
         let ((wal, log), records_applied) = replay::replay(&books, &coverage, workers, |visit| {
             Wal::open(
                 wal_config,
                 lock,
                 coverage.registry_lsn,
                 &read,
-                |lsn, timestamp_us, payload| match vouched {
-                    true => visit(lsn, timestamp_us, payload),
-                    false => Err(StoreError::BooksUnknown {
-                        dir: dir.clone(),
-                        skipped_snapshots: scan.skipped.len(),
-                    }),
+                |lsn, timestamp_us, payload| match refusal() {
+                    None => visit(lsn, timestamp_us, payload),
+                    Some(refused) => Err(refused),
                 },
             )
         })?;
@@ -174,7 +205,9 @@ impl Store {
             wal.close()?;
             return Err(StoreError::Inconsistent { broken });
         }
-        if !shape_recorded {
+        if recorded != books_file::Recorded::Rules(books_file::RULES) {
+            // New, from an older authd, or written under older rules with nothing left to
+            // replay: from now on the log is written under these rules.
             books_file::write(wal.dir(), &config.books)?;
         }
         let store = Store {

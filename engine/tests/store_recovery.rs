@@ -175,6 +175,20 @@ fn purchase_at_a_new_terminal(books: &engine::Books, merchant: MerchantId, payer
     );
 }
 
+/// The files of `dir` with their sizes, by name.
+fn dir_listing(dir: &Path) -> Vec<(String, u64)> {
+    let mut files: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .expect("dir")
+        .map(|entry| {
+            let entry = entry.expect("entry");
+            let name = entry.file_name().to_string_lossy().into_owned();
+            (name, entry.metadata().expect("metadata").len())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
 #[test]
 fn an_empty_dir_opens_empty_books() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -360,18 +374,7 @@ fn a_log_with_nothing_to_vouch_for_its_shape_waits_for_the_operator() {
     // As an authd from before the BOOKS file left it: a log, no snapshot.
     let books_file = dir.path().join("BOOKS");
     std::fs::remove_file(&books_file).expect("remove BOOKS");
-    let files = || {
-        let mut files: Vec<(String, u64)> = std::fs::read_dir(dir.path())
-            .expect("dir")
-            .map(|entry| {
-                let entry = entry.expect("entry");
-                let name = entry.file_name().to_string_lossy().into_owned();
-                (name, entry.metadata().expect("metadata").len())
-            })
-            .collect();
-        files.sort();
-        files
-    };
+    let files = || dir_listing(dir.path());
     let untouched = files();
     let mut fewer_shards = config(dir.path());
     fewer_shards.books.shards = 1;
@@ -385,7 +388,7 @@ fn a_log_with_nothing_to_vouch_for_its_shape_waits_for_the_operator() {
         }
         assert_eq!(files(), untouched, "nothing is replayed, written or recorded");
     }
-    std::fs::write(&books_file, "shards 4\ncurrency 978\n").expect("the operator writes it");
+    std::fs::write(&books_file, "shards 4\ncurrency 978\nrules 1\n").expect("the operator writes it");
     let (store, _) = Store::open(config(dir.path())).expect("then it opens");
     assert!(store.books().account_info(payers[0]).is_some());
 }
@@ -398,15 +401,37 @@ fn a_log_tail_written_under_older_rules_is_not_replayed_under_these() {
     let payers = set_up(&store, 2);
     store.close().expect("close");
     drop(store);
-    // As if an authd deciding by rules 0 had written this log.
+    // As if an authd deciding by rules 0 had written this log; and as a dir with no BOOKS file
+    // but a snapshot, whose log goes on past it (rules unknown).
     std::fs::write(&books_file, "shards 4\ncurrency 978\nrules 0\n").expect("write");
-    match Store::open(config(dir.path())) {
-        Err(error @ StoreError::RulesOlder { .. }) => {
-            assert!(error.to_string().contains("until it stops cleanly"), "{error}")
+    let refused = |what: &str| {
+        let before = dir_listing(dir.path());
+        match Store::open(config(dir.path())) {
+            Err(error @ StoreError::RulesOlder { .. }) => {
+                assert!(
+                    error.to_string().contains("until it stops cleanly"),
+                    "{what}: {error}"
+                )
+            }
+            Err(error) => panic!("{what}: unexpected error: {error}"),
+            Ok(_) => panic!("{what}: a tail written under older rules must not be replayed"),
         }
-        Err(error) => panic!("unexpected error: {error}"),
-        Ok(_) => panic!("a tail written under older rules must not be replayed"),
+        assert_eq!(
+            dir_listing(dir.path()),
+            before,
+            "{what}: nothing is replayed or written"
+        );
+    };
+    refused("rules 0");
+    {
+        std::fs::write(&books_file, "shards 4\ncurrency 978\nrules 1\n").expect("write");
+        let (store, _) = Store::open(config(dir.path())).expect("open");
+        store.snapshot().expect("snapshot");
+        set_up(&store, 1);
+        store.close().expect("close");
     }
+    std::fs::remove_file(&books_file).expect("remove BOOKS");
+    refused("no BOOKS, a snapshot and a tail");
     // The old build stopped cleanly: a snapshot covers the whole log. (Written here by this
     // build, under the shape the file names.)
     std::fs::write(&books_file, "shards 4\ncurrency 978\nrules 1\n").expect("write");
@@ -424,6 +449,12 @@ fn a_log_tail_written_under_older_rules_is_not_replayed_under_these() {
         rewritten, "shards 4\ncurrency 978\nrules 1\n",
         "from now on, these rules"
     );
+    // What the older rules wrote before that snapshot is gone: no fallback can replay it.
+    let snapshots = dir_listing(dir.path())
+        .into_iter()
+        .filter(|(name, _)| name.ends_with(".snap"))
+        .count();
+    assert_eq!(snapshots, 1);
     // A newer build's dir is refused.
     std::fs::write(&books_file, "shards 4\ncurrency 978\nrules 2\n").expect("write");
     match Store::open(config(dir.path())) {

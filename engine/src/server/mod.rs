@@ -297,28 +297,44 @@ impl Server {
         }
     }
 
-    /// Wait for the loops and the ticker to finish, then sync the log a last time.
+    /// Wait for the loops and the ticker to finish, snapshot what is new (unless snapshots are
+    /// off), then sync the log a last time.
     pub fn join(mut self) -> Result<(), crate::wal::WalError> {
+        let mut panicked = false;
         for handle in self.loops.drain(..) {
-            let _ = handle.join();
+            panicked |= handle.join().is_err();
         }
         if let Some(ticker) = self.ticker.take() {
-            let _ = ticker.join();
+            panicked |= ticker.join().is_err();
         }
         let store = &self.shared.store;
         // Nothing is appended any more: a snapshot now covers the whole log, so the next start
-        // replays nothing (fast, and an upgrade after a clean stop replays nothing under rules
-        // the log was not written with). Not with snapshots off, nor on a failed log.
+        // replays nothing (fast, and what lets a build with other rules start: see the BOOKS
+        // file). Not with snapshots off, on a failed log, or after a thread panicked (its
+        // books may be half changed); and only once every record it covers is durable.
         let snapshots_on = !self.shared.config.snapshot_interval.is_zero();
-        if snapshots_on && !store.wal().has_failed() && store.has_records_after_snapshot() {
-            match store.snapshot() {
+        let wal = store.wal();
+        if snapshots_on && !panicked && !wal.has_failed() && store.has_records_after_snapshot() {
+            let written = wal
+                .wait_durable(wal.last_lsn())
+                .map_err(crate::store::StoreError::from);
+            match written.and_then(|()| store.snapshot()) {
                 Ok(path) => lifecycle::log(
                     lifecycle::Level::Info,
                     "snapshot_written",
                     &[("path", &path.display()), ("at", &"stop")],
                 ),
-                // The log stays whole and durable: the next start replays it.
-                Err(error) => lifecycle::log(lifecycle::Level::Warn, "snapshot_failed", &[("error", &error)]),
+                // The log stays whole and durable: the next start replays its tail, and a
+                // build with other rules will refuse to.
+                Err(error) => lifecycle::log(
+                    lifecycle::Level::Error,
+                    "snapshot_failed",
+                    &[
+                        ("error", &error),
+                        ("at", &"stop"),
+                        ("msg", &"the next start replays the log's tail; an authd with other rules will refuse it"),
+                    ],
+                ),
             }
         }
         store.close()

@@ -18,7 +18,8 @@
 //! re-executes commands, so a log tail written under older rules must not be replayed under
 //! newer ones: the open is refused at the first such record, and the operator runs the older
 //! build until it stops cleanly (it snapshots everything at a clean stop), then this one. A
-//! file without the line was written under rules 1.
+//! file without the line, or a dir without the file, is of unknown rules (0): it opens only
+//! if nothing is left to replay.
 
 use std::fs;
 use std::io::{self, Write};
@@ -62,7 +63,7 @@ impl Shape {
         )
     }
 
-    /// The lines [`Shape::encode`] writes; without the `rules` line, rules 1.
+    /// The lines [`Shape::encode`] writes; without the `rules` line, rules 0 (unknown).
     fn decode(text: &str) -> Result<Shape, String> {
         let mut lines = text.lines();
         let mut field = |name: &str| {
@@ -80,7 +81,7 @@ impl Shape {
             .parse()
             .map_err(|_| format!("currency {currency:?} is not a number"))?;
         let rules = match lines.next() {
-            None => 1,
+            None => 0,
             Some(line) => {
                 let rules = line
                     .strip_prefix("rules ")
@@ -228,8 +229,8 @@ mod tests {
     }
 
     #[test]
-    fn a_file_without_rules_was_written_under_rules_1() {
+    fn a_file_without_rules_is_of_unknown_rules() {
         let shape = Shape::decode("shards 64\ncurrency 978\n").expect("two lines");
-        assert_eq!(shape.rules, 1);
+        assert_eq!(shape.rules, 0);
     }
 }

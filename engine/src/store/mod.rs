@@ -63,15 +63,17 @@ pub enum StoreError {
         configured: String,
     },
     /// A log with neither a `BOOKS` file nor a snapshot to check the books' shape against.
-    #[error("data dir {dir} has a log but neither a BOOKS file nor a valid snapshot ({skipped_snapshots} damaged ones skipped) to check --shards and --currency against (an authd from before the BOOKS file wrote it); write {dir}/BOOKS with the two lines `shards N` and `currency C` the dir was created with, then start again")]
+    #[error("data dir {dir} has a log but neither a BOOKS file nor a valid snapshot ({skipped_snapshots} damaged ones skipped) to check --shards and --currency against (an authd from before the BOOKS file wrote it); write {dir}/BOOKS with the lines `shards N` and `currency C` the dir was created with and `rules R` its log was written under (this authd's rules are {current}), then start again")]
     BooksUnknown {
         /// The data dir.
         dir: PathBuf,
         /// Snapshots that were found but could not be read.
         skipped_snapshots: usize,
+        /// This build's rules.
+        current: u32,
     },
     /// The log has records past the newest snapshot written under older rules.
-    #[error("data dir {dir} has log records written under rules {stored}, and this authd decides by rules {current}: replayed, they could get other outcomes than they did; start the authd that wrote them until it stops cleanly (it then snapshots everything), then this one")]
+    #[error("data dir {dir} has log records written under rules {stored}, and this authd decides by rules {current}: replayed, they could get other outcomes than they did; start the authd that wrote them, with --snapshot-interval-s above 0, until it stops cleanly and logs snapshot_written at=stop (an authd too old for that: stop its traffic and wait for its next snapshot_written), then this one (rules 0: unknown, a dir from before the BOOKS file or its rules line)")]
     RulesOlder {
         /// The data dir.
         dir: PathBuf,
@@ -173,12 +175,18 @@ impl Store {
         let dir = wal_config.dir.clone();
         let skipped_snapshots = scan.skipped.len();
         let unvouched = recorded == books_file::Recorded::Nothing && snapshot.is_none();
-        let refusal = || match recorded {
+        // Without a BOOKS file the rules are unknown (0), as without its `rules` line.
+        let rules = match recorded {
+            books_file::Recorded::Nothing => 0,
+            books_file::Recorded::Rules(rules) => rules,
+        };
+        let refusal = || match rules {
             _ if unvouched => Some(StoreError::BooksUnknown {
                 dir: dir.clone(),
                 skipped_snapshots,
+                current: books_file::RULES,
             }),
-            books_file::Recorded::Rules(rules) if rules < books_file::RULES => Some(StoreError::RulesOlder {
+            rules if rules < books_file::RULES => Some(StoreError::RulesOlder {
                 dir: dir.clone(),
                 stored: rules,
                 current: books_file::RULES,
@@ -202,12 +210,19 @@ impl Store {
         // Every part now stands at the log's end, so the whole check holds, a hold's merchant
         // against the registry included (a snapshot alone could only bound it).
         if let Err(broken) = books.check_invariants() {
-            wal.close()?;
+            // The refusal matters more than how the log closes.
+            let _ = wal.close();
             return Err(StoreError::Inconsistent { broken });
         }
         if recorded != books_file::Recorded::Rules(books_file::RULES) {
             // New, from an older authd, or written under older rules with nothing left to
-            // replay: from now on the log is written under these rules.
+            // replay: from now on the log is written under these rules. What the older rules
+            // wrote before the loaded snapshot goes first: a fallback to an older snapshot
+            // would replay it under these.
+            if let Some((_, snapshot_lsn)) = &snapshot {
+                wal.remove_segments_before(*snapshot_lsn)?;
+                wal::snapshot_file::remove_snapshots_before(wal.dir(), *snapshot_lsn)?;
+            }
             books_file::write(wal.dir(), &config.books)?;
         }
         let store = Store {

@@ -675,3 +675,15 @@ fn books_that_name_a_merchant_the_registry_never_registers_are_refused_after_rep
         Ok(_) => panic!("books naming an unregistered merchant must not open"),
     }
 }
+
+#[test]
+fn a_snapshot_half_written_by_a_crash_is_removed_at_the_next_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stale = dir.path().join("snapshot-00000000000000000007.snap.tmp");
+    let other = dir.path().join("notes.tmp");
+    std::fs::write(&stale, b"half").expect("write");
+    std::fs::write(&other, b"not ours").expect("write");
+    let (_store, _) = Store::open(config(dir.path())).expect("open");
+    assert!(!stale.exists(), "the half-written snapshot is removed");
+    assert!(other.exists(), "other files are left alone");
+}

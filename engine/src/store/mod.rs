@@ -143,6 +143,8 @@ impl Store {
         std::fs::create_dir_all(&config.wal.dir)
             .map_err(|error| WalError::io("create data dir", &config.wal.dir, error))?;
         let lock = DirLock::acquire(&config.wal.dir)?;
+        // A crash while a snapshot was written leaves its temporary file: nothing reads it.
+        wal::snapshot_file::remove_stale_temporaries(&config.wal.dir)?;
         // A configuration that cannot build books must not be recorded as the dir's shape.
         config.books.validate()?;
         let recorded = books_file::check(&config.wal.dir, &config.books)?;

@@ -102,13 +102,59 @@ pub fn write_snapshot<'a>(
     sections: impl IntoIterator<Item = &'a [u8]>,
 ) -> Result<PathBuf, WalError> {
     let path = dir.join(snapshot_file_name(lsn));
-    let temporary = dir.join(format!("{}.tmp", snapshot_file_name(lsn)));
+    let temporary = dir.join(format!("{}{TEMPORARY_SUFFIX}", snapshot_file_name(lsn)));
+    let written = write_temporary(&temporary, lsn, sections);
+    if let Err(error) = written {
+        // A full disk is the usual cause: give the space back. (A crash leaves the file to
+        // `remove_stale_temporaries`.)
+        let _ = fs::remove_file(&temporary);
+        return Err(error);
+    }
     let io_error = |action, error| WalError::io(action, &temporary, error);
+    fs::rename(&temporary, &path).map_err(|error| io_error("rename", error))?;
+    sync_dir(dir).map_err(|error| WalError::io("sync", dir, error))?;
+    Ok(path)
+}
+
+/// What a snapshot is written as before its rename.
+const TEMPORARY_SUFFIX: &str = ".tmp";
+
+/// Removes snapshot files a crash left half written. Call it holding the dir's lock.
+pub fn remove_stale_temporaries(dir: &Path) -> Result<Vec<PathBuf>, WalError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(WalError::io("list", dir, error)),
+    };
+    let mut removed = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|error| WalError::io("list", dir, error))?;
+        let name = entry.file_name();
+        let stale = name
+            .to_str()
+            .and_then(|name| name.strip_suffix(TEMPORARY_SUFFIX))
+            .and_then(parse_snapshot_file_name)
+            .is_some();
+        if stale {
+            let path = entry.path();
+            fs::remove_file(&path).map_err(|error| WalError::io("remove", &path, error))?;
+            removed.push(path);
+        }
+    }
+    Ok(removed)
+}
+
+fn write_temporary<'a>(
+    temporary: &Path,
+    lsn: Lsn,
+    sections: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<(), WalError> {
+    let io_error = |action, error| WalError::io(action, temporary, error);
     let file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
-        .open(&temporary)
+        .open(temporary)
         .map_err(|error| io_error("create", error))?;
     let mut writer = BufWriter::with_capacity(1 << 20, &file);
     writer
@@ -133,10 +179,7 @@ pub fn write_snapshot<'a>(
     drop(writer);
     file.write_all_at(&encode_header(lsn, section_count), 0)
         .map_err(|error| io_error("write", error))?;
-    file.sync_all().map_err(|error| io_error("sync", error))?;
-    fs::rename(&temporary, &path).map_err(|error| io_error("rename", error))?;
-    sync_dir(dir).map_err(|error| WalError::io("sync", dir, error))?;
-    Ok(path)
+    file.sync_all().map_err(|error| io_error("sync", error))
 }
 
 /// Snapshot files in `dir`, newest first.

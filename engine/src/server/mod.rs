@@ -297,8 +297,8 @@ impl Server {
         }
     }
 
-    /// Wait for the loops and the ticker to finish, snapshot what is new (unless snapshots are
-    /// off), then sync the log a last time.
+    /// Wait for the loops and the ticker to finish, sync the log a last time, then snapshot
+    /// what is new (unless snapshots are off).
     pub fn join(mut self) -> Result<(), crate::wal::WalError> {
         let mut panicked = false;
         for handle in self.loops.drain(..) {
@@ -308,17 +308,22 @@ impl Server {
             panicked |= ticker.join().is_err();
         }
         let store = &self.shared.store;
-        // Nothing is appended any more: a snapshot now covers the whole log, so the next start
-        // replays nothing (fast, and what lets a build with other rules start: see the BOOKS
-        // file). Not with snapshots off, on a failed log, or after a thread panicked (its
-        // books may be half changed); and only once every record it covers is durable.
+        // The last sync first: it also surfaces a failed or panicked log writer (a wait for
+        // durability could hang on one).
+        let closed = store.close();
+        // Nothing is appended any more, and all of it is synced: a snapshot now covers the
+        // whole log, so the next start replays nothing (fast, and what lets a build with
+        // other rules start: see the BOOKS file). Not with snapshots off, on a failed log, or
+        // after a thread panicked (its books may be half changed).
         let snapshots_on = !self.shared.config.snapshot_interval.is_zero();
-        let wal = store.wal();
-        if snapshots_on && !panicked && !wal.has_failed() && store.has_records_after_snapshot() {
-            let written = wal
-                .wait_durable(wal.last_lsn())
-                .map_err(crate::store::StoreError::from);
-            match written.and_then(|()| store.snapshot()) {
+        if snapshots_on && closed.is_ok() && panicked {
+            lifecycle::log(
+                lifecycle::Level::Error,
+                "snapshot_skipped",
+                &[("at", &"stop"), ("reason", &"a server thread panicked")],
+            );
+        } else if snapshots_on && closed.is_ok() && store.has_records_after_snapshot() {
+            match store.snapshot() {
                 Ok(path) => lifecycle::log(
                     lifecycle::Level::Info,
                     "snapshot_written",
@@ -337,7 +342,7 @@ impl Server {
                 ),
             }
         }
-        store.close()
+        closed
     }
 }
 

@@ -11,8 +11,9 @@
 //! it. It is written once the dir's books have opened (so a snapshot of another shape refuses
 //! them before the file could record it), to `BOOKS.tmp`, synced, renamed and the dir synced:
 //! a crash leaves either no file or a whole one. A dir written by an authd before this file
-//! existed gets it at its next successful open if a snapshot vouches for the shape; with a
-//! log and no snapshot nothing can, and the open is refused until the operator writes it.
+//! existed gets it at its next successful open, which needs a snapshot that vouches for the
+//! shape and leaves nothing to replay; with a log and no snapshot, the open is refused until
+//! the operator writes the shape's lines.
 //!
 //! A third line, `rules R`, names the rules the log was written under ([`RULES`]). Replay
 //! re-executes commands, so a log tail written under older rules must not be replayed under

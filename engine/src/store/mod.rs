@@ -63,7 +63,7 @@ pub enum StoreError {
         configured: String,
     },
     /// A log with neither a `BOOKS` file nor a snapshot to check the books' shape against.
-    #[error("data dir {dir} has a log but neither a BOOKS file nor a valid snapshot ({skipped_snapshots} damaged ones skipped) to check --shards and --currency against (an authd from before the BOOKS file wrote it); write {dir}/BOOKS with the lines `shards N` and `currency C` the dir was created with and `rules R` its log was written under (this authd's rules are {current}), then start again")]
+    #[error("data dir {dir} has a log but neither a BOOKS file nor a valid snapshot ({skipped_snapshots} damaged ones skipped) to check --shards and --currency against (an authd from before the BOOKS file wrote it); write {dir}/BOOKS with the lines `shards N` and `currency C` the dir was created with (its rules are then unknown, and the next start says how to have its log covered by a snapshot; this authd's rules are {current}), then start again")]
     BooksUnknown {
         /// The data dir.
         dir: PathBuf,

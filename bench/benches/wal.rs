@@ -220,10 +220,11 @@ fn replay(criterion: &mut Criterion) {
     group.bench_function("purchases_into_books", |bencher| {
         bencher.iter(|| {
             let books = Books::new(BooksConfig::default()).expect("config");
-            let ((), applied) = engine::store::replay::replay(&books, &nothing_covered, workers, |visit| {
-                read_log(dir.path(), 0, &ReadOptions::default(), visit).map(|_| ())
-            })
-            .expect("replay");
+            let ((), applied) =
+                engine::store::replay::replay(&books, &nothing_covered, &|| None, workers, |visit| {
+                    read_log(dir.path(), 0, &ReadOptions::default(), visit).map(|_| ())
+                })
+                .expect("replay");
             assert_eq!(applied, records);
             books
         })

@@ -182,28 +182,30 @@ impl Store {
             books_file::Recorded::Nothing => 0,
             books_file::Recorded::Rules(rules) => rules,
         };
-        let refusal = || match rules {
-            _ if unvouched => Some(StoreError::BooksUnknown {
-                dir: dir.clone(),
-                skipped_snapshots,
-                current: books_file::RULES,
-            }),
-            rules if rules < books_file::RULES => Some(StoreError::RulesOlder {
+        let unvouched_refusal = || StoreError::BooksUnknown {
+            dir: dir.clone(),
+            skipped_snapshots,
+            current: books_file::RULES,
+        };
+        let refusal = || {
+            (rules < books_file::RULES).then(|| StoreError::RulesOlder {
                 dir: dir.clone(),
                 stored: rules,
                 current: books_file::RULES,
-            }),
-            _ => None,
+            })
         };
-        let ((wal, log), records_applied) = replay::replay(&books, &coverage, workers, |visit| {
+        // The shape is refused at the first record, whatever it is; the rules only for a record
+        // the snapshot does not cover (a shard's part may cover more than the registry's
+        // position, where reading starts).
+        let ((wal, log), records_applied) = replay::replay(&books, &coverage, &refusal, workers, |visit| {
             Wal::open(
                 wal_config,
                 lock,
                 coverage.registry_lsn,
                 &read,
-                |lsn, timestamp_us, payload| match refusal() {
-                    None => visit(lsn, timestamp_us, payload),
-                    Some(refused) => Err(refused),
+                |lsn, timestamp_us, payload| match unvouched {
+                    true => Err(unvouched_refusal()),
+                    false => visit(lsn, timestamp_us, payload),
                 },
             )
         })?;

@@ -37,6 +37,8 @@ enum Work {
 struct Replayer<'a> {
     books: &'a Books,
     coverage: &'a Coverage,
+    /// Asked before a record is applied: an error stops the replay there.
+    refusal: &'a dyn Fn() -> Option<StoreError>,
     queues: Vec<Sender<Work>>,
     pending: Vec<Vec<Record>>,
     /// Records applied (the rest were covered by the snapshot).
@@ -45,11 +47,17 @@ struct Replayer<'a> {
 
 impl<'a> Replayer<'a> {
     /// A replayer over `queues` (one per worker, from [`spawn_workers`]).
-    fn new(books: &'a Books, coverage: &'a Coverage, queues: Vec<Sender<Work>>) -> Replayer<'a> {
+    fn new(
+        books: &'a Books,
+        coverage: &'a Coverage,
+        refusal: &'a dyn Fn() -> Option<StoreError>,
+        queues: Vec<Sender<Work>>,
+    ) -> Replayer<'a> {
         let pending = queues.iter().map(|_| Vec::with_capacity(BATCH_RECORDS)).collect();
         Replayer {
             books,
             coverage,
+            refusal,
             queues,
             pending,
             applied: 0,
@@ -75,6 +83,9 @@ impl<'a> Replayer<'a> {
         };
         if lsn <= covered_to {
             return Ok(());
+        }
+        if let Some(refused) = (self.refusal)() {
+            return Err(refused);
         }
         self.applied += 1;
         let reads_outside_its_shard =
@@ -146,6 +157,7 @@ fn work(books: &Books, queue: Receiver<Work>) {
 pub fn replay<T>(
     books: &Books,
     coverage: &Coverage,
+    refusal: &dyn Fn() -> Option<StoreError>,
     workers: usize,
     read: impl FnOnce(&mut dyn FnMut(Lsn, u64, &[u8]) -> Result<(), StoreError>) -> Result<T, StoreError>,
 ) -> Result<(T, u64), StoreError> {
@@ -157,7 +169,7 @@ pub fn replay<T>(
             scope.spawn(move || work(books, receiver));
             senders.push(sender);
         }
-        let mut replayer = Replayer::new(books, coverage, senders);
+        let mut replayer = Replayer::new(books, coverage, refusal, senders);
         let result = read(&mut |lsn, timestamp_us, payload| replayer.visit(lsn, timestamp_us, payload));
         replayer.drain();
         let applied = replayer.applied;

@@ -44,6 +44,15 @@ fn start_configured(
     Server::start(Arc::new(store), server_config, OPERATOR_SECRET).expect("start the server")
 }
 
+/// Snapshot files (whole or half written) in `dir`.
+fn snapshot_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .expect("dir")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with("snapshot-"))
+        .count()
+}
+
 fn open_account() -> Request {
     Request::OpenAccount(OpenAccount {
         kind: AccountKind::Payer,
@@ -88,6 +97,11 @@ fn no_reply_before_its_record(mode: FsyncMode, break_disk: impl Fn(&FaultInjecti
     assert_eq!(code_of(&reply), 96, "the log stays failed: {reply:?}");
     server.shutdown();
     assert!(server.join().is_err(), "the failure is reported at the end");
+    assert_eq!(
+        snapshot_files(dir.path()),
+        0,
+        "no snapshot at the stop of a failed log"
+    );
 }
 
 #[test]
@@ -213,4 +227,9 @@ fn a_connection_has_exactly_in_flight_max_requests_executed_at_once() {
     assert_eq!(wal.last_lsn(), four + 1);
     server.shutdown();
     server.join().expect("clean stop");
+    assert_eq!(
+        snapshot_files(dir.path()),
+        1,
+        "a clean stop snapshots what is new"
+    );
 }

@@ -164,12 +164,17 @@ impl BooksTally {
     /// The payer paid `amount` to the merchant (purchase or capture).
     fn pay(&mut self, payer: u32, merchant: u32, amount: u64) {
         let fee = self.fee_on(amount);
-        self.move_balance(payer, (amount as i64).wrapping_neg());
-        let net = &mut self.merchant_net[merchant as usize];
-        *net = net.wrapping_add(amount.wrapping_sub(fee) as i64);
-        let gross = &mut self.merchant_gross[merchant as usize];
-        *gross = gross.wrapping_add(amount as i64);
-        self.fee = self.fee.wrapping_add(fee as i64);
+        self.move_money(payer, merchant, amount as i64, fee as i64);
+    }
+
+    /// The payer paid `paid` to the merchant, `fee` of it to the issuer's fee account
+    /// (both negative to give money back).
+    fn move_money(&mut self, payer: u32, merchant: u32, paid: i64, fee: i64) {
+        self.move_balance(payer, paid.wrapping_neg());
+        let merchant = merchant as usize;
+        self.merchant_net[merchant] = self.merchant_net[merchant].wrapping_add(paid.wrapping_sub(fee));
+        self.merchant_gross[merchant] = self.merchant_gross[merchant].wrapping_add(paid);
+        self.fee = self.fee.wrapping_add(fee);
     }
 
     fn hold(&mut self, payer: u32, amount: i64) {
@@ -257,11 +262,7 @@ pub fn advance(done: &Completed, merchant: u32, books: &mut BooksTally) -> Optio
         (FlowKind::Refund, _) => {
             if approved {
                 // The merchant bears a refund in full; the fee it paid is not returned.
-                books.move_balance(payer, done.amount as i64);
-                let net = &mut books.merchant_net[merchant as usize];
-                *net = net.wrapping_sub(done.amount as i64);
-                let gross = &mut books.merchant_gross[merchant as usize];
-                *gross = gross.wrapping_sub(done.amount as i64);
+                books.move_money(payer, merchant, (done.amount as i64).wrapping_neg(), 0);
             }
             None
         }
@@ -277,12 +278,8 @@ pub fn advance(done: &Completed, merchant: u32, books: &mut BooksTally) -> Optio
             if approved && state.purchase_approved {
                 // A reversed purchase is undone exactly: payer, merchant and fee.
                 let fee = books.fee_on(state.amount);
-                books.move_balance(payer, state.amount as i64);
-                let net = &mut books.merchant_net[merchant as usize];
-                *net = net.wrapping_sub(state.amount.wrapping_sub(fee) as i64);
-                let gross = &mut books.merchant_gross[merchant as usize];
-                *gross = gross.wrapping_sub(state.amount as i64);
-                books.fee = books.fee.wrapping_sub(fee as i64);
+                let (paid, fee) = (state.amount as i64, fee as i64);
+                books.move_money(payer, merchant, paid.wrapping_neg(), fee.wrapping_neg());
             }
             None
         }

@@ -54,10 +54,14 @@ fn call_with_id(till: &mut Client, request_id: u64, request: &Request) -> Reply 
     till.wait_for(request_id).expect("reply")
 }
 
+/// authd's flags with snapshots on (the default: a clean stop writes one, and the restart
+/// loads it), then off (the restart replays the log).
+const SNAPSHOTS_ON_THEN_OFF: [&[&str]; 2] = [&[], &["--snapshot-interval-s", "0"]];
+
 #[test]
 fn after_sigterm_and_a_restart_balances_holds_and_log_ons_are_still_there() {
     // From the snapshot written at the stop, and with snapshots off, from the log alone.
-    for flags in [&[][..], &["--snapshot-interval-s", "0"][..]] {
+    for flags in SNAPSHOTS_ON_THEN_OFF {
         restart_keeps_balances_holds_and_log_ons(flags);
     }
 }
@@ -118,7 +122,7 @@ fn restart_keeps_balances_holds_and_log_ons(flags: &[&str]) {
 
 #[test]
 fn a_clean_stop_writes_a_snapshot_so_the_restart_replays_nothing() {
-    for (flags, snapshot_at_stop) in [(&[][..], true), (&["--snapshot-interval-s", "0"][..], false)] {
+    for (flags, snapshot_at_stop) in SNAPSHOTS_ON_THEN_OFF.into_iter().zip([true, false]) {
         let dir = tempfile::tempdir().expect("temp dir");
         let authd = Authd::start_in(dir.path(), flags);
         let mut operator = authd.operator();
@@ -172,7 +176,7 @@ fn records_replayed(authd: &Authd) -> u64 {
 #[test]
 fn after_sigterm_and_a_restart_retries_get_their_original_replies() {
     // From the snapshot written at the stop, and with snapshots off, from the log alone.
-    for flags in [&[][..], &["--snapshot-interval-s", "0"][..]] {
+    for flags in SNAPSHOTS_ON_THEN_OFF {
         restart_keeps_retries_answered(flags);
     }
 }

@@ -215,13 +215,10 @@ impl Shard {
         self.dispute_views_after(DisputeId(0))
     }
 
-    /// The disputes of this shard with ids above `after`, in id order: ids are
-    /// `(index + 1) << shard_bits | shard`, so the first index is found by arithmetic.
+    /// The disputes of this shard with ids above `after`, in id order: a dispute's id is the
+    /// id of sequence `index + 1`, so the first index is found by arithmetic.
     pub fn dispute_views_after(&self, after: DisputeId) -> impl Iterator<Item = DisputeView> + '_ {
-        let start = after
-            .0
-            .checked_sub(u64::from(self.index))
-            .map_or(0, |beyond| beyond >> self.shard_bits);
+        let start = self.first_sequence_after(after.0).saturating_sub(1);
         let start = usize::try_from(start)
             .unwrap_or(usize::MAX)
             .min(self.disputes.len());

@@ -218,18 +218,10 @@ impl HoldTable {
 
     /// All kept holds with their sequence, in order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, &Hold)> {
-        self.iter_from(self.first_sequence)
-    }
-
-    /// Kept holds from sequence `from` on (from the first kept one if it is older), with
-    /// their sequences, oldest first.
-    pub fn iter_from(&self, from: u64) -> impl Iterator<Item = (u64, &Hold)> {
-        let start = from.max(self.first_sequence);
-        let skip = usize::try_from(start - self.first_sequence).unwrap_or(usize::MAX);
         self.ring
-            .range(skip.min(self.ring.len())..)
+            .iter()
             .enumerate()
-            .map(move |(offset, hold)| (start + offset as u64, hold))
+            .map(move |(offset, hold)| (self.first_sequence + offset as u64, hold))
     }
 }
 
@@ -293,28 +285,5 @@ mod tests {
         );
         assert_eq!(table.get(3).map(|hold| hold.state), Some(HoldState::Active));
         assert_eq!(table.next_sequence(), 5);
-    }
-
-    #[test]
-    fn iteration_from_a_sequence_starts_there_or_at_the_first_kept_hold() {
-        let mut table = HoldTable::new();
-        for _ in 0..4 {
-            let sequence = table.push(active(1_000));
-            let hold = table.get_mut(sequence).expect("just pushed");
-            hold.state = HoldState::Captured;
-            hold.finished_us = 10;
-        }
-        assert_eq!(table.prune(15, 1), 1, "the first is forgotten");
-        let from = |sequence| {
-            table
-                .iter_from(sequence)
-                .map(|(sequence, _)| sequence)
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(from(0), vec![2, 3, 4]);
-        assert_eq!(from(3), vec![3, 4]);
-        assert_eq!(from(4), vec![4]);
-        assert_eq!(from(5), Vec::<u64>::new());
-        assert_eq!(from(u64::MAX), Vec::<u64>::new());
     }
 }

@@ -228,13 +228,7 @@ impl Shard {
     pub(crate) fn offer_event(&mut self, sequence: u64) {
         if let Some(view) = self.offer_view(sequence) {
             let slot = self.holds.get(sequence).map_or(0, |hold| hold.payer_slot);
-            if view.state == OfferState::Offered {
-                self.pending_offers.insert(sequence);
-                self.pending_offers_by_payer.insert((slot, sequence));
-            } else {
-                self.pending_offers.remove(&sequence);
-                self.pending_offers_by_payer.remove(&(slot, sequence));
-            }
+            self.index_offer(sequence, slot, view.state == OfferState::Offered);
             self.events.push(OfferEvent { view });
         }
     }
@@ -255,12 +249,7 @@ impl Shard {
         if payer.is_some() && slot.is_none() {
             return;
         }
-        // id(s) = s << shard_bits | index > after, for every s from here on.
-        let index = u64::from(self.index);
-        let from = match after.0.checked_sub(index) {
-            Some(beyond) => (beyond >> self.shard_bits).saturating_add(1),
-            None => 0,
-        };
+        let from = self.first_sequence_after(after.0);
         let sequences: Box<dyn Iterator<Item = u64> + '_> = match slot {
             Some(slot) => Box::new(
                 self.pending_offers_by_payer

@@ -111,6 +111,28 @@ impl Shard {
         HoldId((sequence << self.shard_bits) | u64::from(self.index))
     }
 
+    /// The first sequence whose id (`sequence << shard_bits | index`, as hold and dispute ids
+    /// are made) is above `id`: a shard's ids grow with its sequences, so a page of a list
+    /// starts there.
+    pub fn first_sequence_after(&self, id: u64) -> u64 {
+        match id.checked_sub(u64::from(self.index)) {
+            Some(beyond) => (beyond >> self.shard_bits).saturating_add(1),
+            None => 0,
+        }
+    }
+
+    /// Keeps the indexes of pending offers in step with the offer at `sequence`, of the payer
+    /// in `slot`.
+    pub(crate) fn index_offer(&mut self, sequence: u64, slot: u32, pending: bool) {
+        if pending {
+            self.pending_offers.insert(sequence);
+            self.pending_offers_by_payer.insert((slot, sequence));
+        } else {
+            self.pending_offers.remove(&sequence);
+            self.pending_offers_by_payer.remove(&(slot, sequence));
+        }
+    }
+
     /// The sequence of a hold id of this shard.
     pub fn sequence_of(&self, hold: HoldId) -> Option<u64> {
         let mask = (1u64 << self.shard_bits) - 1;

@@ -307,11 +307,14 @@ pub fn decode_shard(bytes: &[u8], window_entries: u32, holds_max: u32) -> Result
         kept.push(hold);
     }
     shard.holds = HoldTable::restore(first_sequence, kept);
-    for (sequence, hold) in shard.holds.iter() {
-        if hold.offer != 0 && hold.state == HoldState::Active {
-            shard.pending_offers.insert(sequence);
-            shard.pending_offers_by_payer.insert((hold.payer_slot, sequence));
-        }
+    let pending: Vec<(u64, u32)> = shard
+        .holds
+        .iter()
+        .filter(|(_, hold)| hold.offer != 0 && hold.state == HoldState::Active)
+        .map(|(sequence, hold)| (sequence, hold.payer_slot))
+        .collect();
+    for (sequence, slot) in pending {
+        shard.index_offer(sequence, slot, true);
     }
     let stripes = reader.count(16)?;
     shard.stripes = (0..stripes).map(|_| reader.i128()).collect::<Result<_, _>>()?;

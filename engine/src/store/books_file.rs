@@ -103,19 +103,12 @@ impl Shape {
     }
 }
 
-/// What [`check`] found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Recorded {
-    /// No `BOOKS` file yet: [`write`] it once the books have opened (a snapshot of another
-    /// shape must refuse them first, or the file would record the wrong one).
-    Nothing,
-    /// The shape agrees, and the log was written under these rules.
-    Rules(u32),
-}
-
 /// Checks that the books of `dir` have the shape `config` gives them, and that no newer build
-/// wrote it. Call it holding the dir's lock, before reading the log.
-pub fn check(dir: &Path, config: &BooksConfig) -> Result<Recorded, StoreError> {
+/// wrote it; returns the rules its log was written under. `None` if the dir has no `BOOKS`
+/// file yet: [`write`] it once the books have opened (a snapshot of another shape must refuse
+/// them first, or the file would record the wrong one). Call it holding the dir's lock,
+/// before reading the log.
+pub fn check(dir: &Path, config: &BooksConfig) -> Result<Option<u32>, StoreError> {
     let path = dir.join(BOOKS_FILE);
     let configured = Shape::of(config);
     let stored = match read(&path) {
@@ -123,7 +116,7 @@ pub fn check(dir: &Path, config: &BooksConfig) -> Result<Recorded, StoreError> {
             path: path.clone(),
             what,
         })?,
-        Ok(None) => return Ok(Recorded::Nothing),
+        Ok(None) => return Ok(None),
         Err(error) => {
             return Err(StoreError::BooksFile {
                 path,
@@ -155,7 +148,7 @@ pub fn check(dir: &Path, config: &BooksConfig) -> Result<Recorded, StoreError> {
             current: RULES,
         });
     }
-    Ok(Recorded::Rules(stored.rules))
+    Ok(Some(stored.rules))
 }
 
 /// The file's text, `None` if there is none.

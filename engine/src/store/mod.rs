@@ -176,12 +176,9 @@ impl Store {
         // written under older rules: replayed under these, it could get another outcome.
         let dir = wal_config.dir.clone();
         let skipped_snapshots = scan.skipped.len();
-        let unvouched = recorded == books_file::Recorded::Nothing && snapshot.is_none();
+        let unvouched = recorded.is_none() && snapshot.is_none();
         // Without a BOOKS file the rules are unknown (0), as without its `rules` line.
-        let rules = match recorded {
-            books_file::Recorded::Nothing => 0,
-            books_file::Recorded::Rules(rules) => rules,
-        };
+        let rules = recorded.unwrap_or(0);
         let unvouched_refusal = || StoreError::BooksUnknown {
             dir: dir.clone(),
             skipped_snapshots,
@@ -218,7 +215,7 @@ impl Store {
             let _ = wal.close();
             return Err(StoreError::Inconsistent { broken });
         }
-        if recorded != books_file::Recorded::Rules(books_file::RULES) {
+        if recorded != Some(books_file::RULES) {
             // New, from an older authd, or written under older rules with nothing left to
             // replay: from now on the log is written under these rules. What the older rules
             // wrote before the loaded snapshot goes first: a fallback to an older snapshot

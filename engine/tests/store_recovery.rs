@@ -101,6 +101,15 @@ fn pay(store: &Store, payers: &[AccountId], from: u64, to: u64) {
     }
 }
 
+/// The `BOOKS` file of [`config`]'s books under `rules`.
+fn books_text(rules: u32) -> String {
+    let books = BooksConfig::default();
+    format!(
+        "shards 4\ncurrency 978\nrules {rules}\nidempotency-window {}\nholds-per-shard-max {}\nhold-retention-us {}\n",
+        books.idempotency_window, books.holds_per_shard_max, books.hold_retention_us
+    )
+}
+
 fn reopen_digest(dir: &Path) -> [u8; 32] {
     let (store, _) = Store::open(config(dir)).expect("reopen");
     store
@@ -319,7 +328,7 @@ fn a_snapshot_of_other_books_is_refused_with_the_flag_to_use() {
     }
     let (_store, _) = Store::open(config(dir.path())).expect("the right flags open the books");
     let recorded = std::fs::read_to_string(dir.path().join("BOOKS")).expect("BOOKS");
-    assert_eq!(recorded, "shards 4\ncurrency 978\nrules 1\n");
+    assert_eq!(recorded, books_text(1));
 }
 
 #[test]
@@ -415,7 +424,7 @@ fn a_log_tail_written_under_older_rules_is_not_replayed_under_these() {
     drop(store);
     // As if an authd deciding by rules 0 had written this log; and as a dir with no BOOKS file
     // but a snapshot, whose log goes on past it (rules unknown).
-    std::fs::write(&books_file, "shards 4\ncurrency 978\nrules 0\n").expect("write");
+    std::fs::write(&books_file, books_text(0)).expect("write");
     let refused = |what: &str| {
         let before = dir_listing(dir.path());
         match Store::open(config(dir.path())) {
@@ -436,7 +445,7 @@ fn a_log_tail_written_under_older_rules_is_not_replayed_under_these() {
     };
     refused("rules 0");
     {
-        std::fs::write(&books_file, "shards 4\ncurrency 978\nrules 1\n").expect("write");
+        std::fs::write(&books_file, books_text(1)).expect("write");
         let (store, _) = Store::open(config(dir.path())).expect("open");
         store.snapshot().expect("snapshot");
         set_up(&store, 1);
@@ -446,21 +455,18 @@ fn a_log_tail_written_under_older_rules_is_not_replayed_under_these() {
     refused("no BOOKS, a snapshot and a tail");
     // The old build stopped cleanly: a snapshot covers the whole log. (Written here by this
     // build, under the shape the file names.)
-    std::fs::write(&books_file, "shards 4\ncurrency 978\nrules 1\n").expect("write");
+    std::fs::write(&books_file, books_text(1)).expect("write");
     let (store, _) = Store::open(config(dir.path())).expect("open");
     store.snapshot().expect("snapshot");
     store.close().expect("close");
     drop(store);
-    std::fs::write(&books_file, "shards 4\ncurrency 978\nrules 0\n").expect("write");
+    std::fs::write(&books_file, books_text(0)).expect("write");
     let (store, recovered) = Store::open(config(dir.path())).expect("nothing to replay: it opens");
     assert_eq!(recovered.records_applied, 0);
     assert!(store.books().account_info(payers[0]).is_some());
     drop(store);
     let rewritten = std::fs::read_to_string(&books_file).expect("BOOKS");
-    assert_eq!(
-        rewritten, "shards 4\ncurrency 978\nrules 1\n",
-        "from now on, these rules"
-    );
+    assert_eq!(rewritten, books_text(1), "from now on, these rules");
     // What the older rules wrote before that snapshot is gone: no fallback can replay it.
     let snapshots = dir_listing(dir.path())
         .into_iter()
@@ -468,7 +474,7 @@ fn a_log_tail_written_under_older_rules_is_not_replayed_under_these() {
         .count();
     assert_eq!(snapshots, 1);
     // A newer build's dir is refused.
-    std::fs::write(&books_file, "shards 4\ncurrency 978\nrules 2\n").expect("write");
+    std::fs::write(&books_file, books_text(2)).expect("write");
     match Store::open(config(dir.path())) {
         Err(error @ StoreError::RulesNewer { .. }) => {
             assert!(error.to_string().contains("newer"), "{error}")
@@ -486,7 +492,7 @@ fn a_damaged_books_file_is_refused_naming_it() {
     drop(store);
     let books_file = dir.path().join("BOOKS");
     let written = std::fs::read_to_string(&books_file).expect("a new data dir gets a BOOKS file");
-    assert_eq!(written, "shards 4\ncurrency 978\nrules 1\n");
+    assert_eq!(written, books_text(1));
     for damaged in [
         "",
         "shards 4\n",
@@ -729,7 +735,101 @@ fn a_snapshot_whose_shards_cover_the_whole_log_opens_under_newer_rules() {
     .expect("write");
     store.close().expect("close");
     drop(store);
-    std::fs::write(dir.path().join("BOOKS"), "shards 4\ncurrency 978\nrules 0\n").expect("write");
+    std::fs::write(dir.path().join("BOOKS"), books_text(0)).expect("write");
     let (_store, recovered) = Store::open(config(dir.path())).expect("nothing to replay: it opens");
     assert_eq!(recovered.records_applied, 0);
+}
+
+#[test]
+fn a_log_tail_is_replayed_only_with_the_settings_it_was_written_with() {
+    // Replayed with a window of 1, the retry below would be charged a second time; with one
+    // hold per shard, the second purchase would be declined; with a retention of 1 us, the
+    // refund would find no hold. So the tail is refused, and the settings change only where a
+    // snapshot covers the whole log.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let books_file = dir.path().join("BOOKS");
+    let (store, _) = Store::open(config(dir.path())).expect("open");
+    let payers = set_up(&store, 4);
+    for request_id in 1..=3 {
+        assert_eq!(
+            run(&store, purchase(request_id, payers[0], 100)).reason,
+            Reason::Approved
+        );
+    }
+    let retried = run(&store, purchase(1, payers[0], 100));
+    assert_eq!(
+        retried.reason,
+        Reason::Approved,
+        "the retry gets the original outcome"
+    );
+    let balance = |store: &Store| store.books().account_info(payers[0]).map(|info| info.balance);
+    let acknowledged = balance(&store);
+    store.close().expect("close");
+    drop(store);
+    let defaults = BooksConfig::default();
+    type Change = fn(&mut BooksConfig);
+    let changes: [(Change, String); 3] = [
+        (
+            |books| books.idempotency_window = 1,
+            format!("--idempotency-window {}", defaults.idempotency_window),
+        ),
+        (
+            |books| books.holds_per_shard_max = 1,
+            format!("--holds-per-shard-max {}", defaults.holds_per_shard_max),
+        ),
+        (
+            |books| books.hold_retention_us = 1,
+            format!("a hold retention of {} us", defaults.hold_retention_us),
+        ),
+    ];
+    let refused = |change: Change, named: &str| {
+        let before = dir_listing(dir.path());
+        let mut changed = config(dir.path());
+        change(&mut changed.books);
+        match Store::open(changed) {
+            Err(error @ StoreError::SettingsDiffer { .. }) => {
+                let message = error.to_string();
+                assert!(message.contains(&format!("start with {named}")), "{message}");
+            }
+            Err(error) => panic!("{named}: unexpected error: {error}"),
+            Ok(_) => panic!("{named}: a tail must not be replayed with other settings"),
+        }
+        assert_eq!(
+            dir_listing(dir.path()),
+            before,
+            "{named}: nothing is replayed or written"
+        );
+    };
+    for (change, named) in &changes {
+        refused(*change, named);
+    }
+    // A BOOKS file from before the settings lines: unknown settings, refused the same way.
+    std::fs::write(&books_file, "shards 4\ncurrency 978\nrules 1\n").expect("write");
+    refused(|_| {}, "the settings of the authd that wrote them");
+    std::fs::write(&books_file, books_text(1)).expect("write");
+    // With its own settings the tail replays to what was acknowledged; a clean stop covers it.
+    let (store, _) = Store::open(config(dir.path())).expect("reopen");
+    assert_eq!(balance(&store), acknowledged);
+    store.snapshot().expect("snapshot");
+    assert_eq!(run(&store, purchase(4, payers[0], 100)).reason, Reason::Approved);
+    store.snapshot().expect("the stop's snapshot");
+    store.close().expect("close");
+    drop(store);
+    // Nothing left to replay: the new settings take effect, and are recorded.
+    let mut narrow = config(dir.path());
+    narrow.books.idempotency_window = 1;
+    let (store, recovered) = Store::open(narrow.clone()).expect("nothing to replay: it opens");
+    assert_eq!(recovered.records_applied, 0);
+    assert_eq!(balance(&store), acknowledged.map(|balance| balance - 100));
+    drop(store);
+    let rewritten = std::fs::read_to_string(&books_file).expect("BOOKS");
+    assert!(rewritten.contains("\nidempotency-window 1\n"), "{rewritten}");
+    // What the old settings wrote before that snapshot is gone: no fallback replays it.
+    let snapshots = dir_listing(dir.path())
+        .into_iter()
+        .filter(|(name, _)| name.ends_with(".snap"))
+        .count();
+    assert_eq!(snapshots, 1);
+    let (store, _) = Store::open(narrow).expect("reopen with the recorded settings");
+    assert_eq!(balance(&store), acknowledged.map(|balance| balance - 100));
 }

@@ -82,6 +82,17 @@ pub enum StoreError {
         /// This build's rules.
         current: u32,
     },
+    /// The log has records past the newest snapshot written with other settings (or unknown
+    /// ones) than the configured.
+    #[error("data dir {dir} has log records written with {stored}, and this authd is configured with {configured}: replayed under these, they could get other outcomes than they did (a recognised retry charged, an approved authorization declined); start with {stored} until authd stops cleanly and logs snapshot_written at=stop (with --snapshot-interval-s above 0), then with the new settings")]
+    SettingsDiffer {
+        /// The data dir.
+        dir: PathBuf,
+        /// What its `BOOKS` file says, as the flags.
+        stored: String,
+        /// What the configuration says, as the flags.
+        configured: String,
+    },
     /// The `BOOKS` file names rules newer than this build's.
     #[error("data dir {dir} was written by an authd with rules {stored}, newer than this one's ({current}); run that authd, or a newer one")]
     RulesNewer {
@@ -99,7 +110,7 @@ pub enum StoreError {
         broken: String,
     },
     /// The data dir's `BOOKS` file cannot be read.
-    #[error("{path}: {what}; the file records the --shards and --currency the data dir's books were created with and the rules its log was written under, as lines `shards N`, `currency C` and `rules R`: restore it")]
+    #[error("{path}: {what}; the file records the --shards and --currency the data dir's books were created with and the rules and settings its log was written under, as lines `shards N`, `currency C`, `rules R`, `idempotency-window N`, `holds-per-shard-max N` and `hold-retention-us N`: restore it")]
     BooksFile {
         /// The file.
         path: PathBuf,
@@ -177,18 +188,41 @@ impl Store {
         let dir = wal_config.dir.clone();
         let skipped_snapshots = scan.skipped.len();
         let unvouched = recorded.is_none() && snapshot.is_none();
-        // Without a BOOKS file the rules are unknown (0), as without its `rules` line.
-        let rules = recorded.unwrap_or(0);
+        // Without a BOOKS file the rules are unknown (0), as without its `rules` line; and the
+        // settings, as without their lines.
+        let current = books_file::Recorded::of(&config.books);
+        let unknown = books_file::Recorded {
+            rules: 0,
+            settings: None,
+        };
+        let logged = recorded.unwrap_or(unknown);
         let unvouched_refusal = || StoreError::BooksUnknown {
             dir: dir.clone(),
             skipped_snapshots,
             current: books_file::RULES,
         };
         let refusal = || {
-            (rules < books_file::RULES).then(|| StoreError::RulesOlder {
+            if logged.rules < books_file::RULES {
+                return Some(StoreError::RulesOlder {
+                    dir: dir.clone(),
+                    stored: logged.rules,
+                    current: books_file::RULES,
+                });
+            }
+            let configured = books_file::Settings::of(&config.books);
+            let (stored, configured) = match logged.settings {
+                Some(stored) if stored == configured => return None,
+                Some(stored) => (stored.differences(&configured), configured.differences(&stored)),
+                None => (
+                    "the settings of the authd that wrote them (the BOOKS file has no settings lines)"
+                        .to_string(),
+                    configured.differences(&books_file::Settings::NONE),
+                ),
+            };
+            Some(StoreError::SettingsDiffer {
                 dir: dir.clone(),
-                stored: rules,
-                current: books_file::RULES,
+                stored,
+                configured,
             })
         };
         // The shape is refused at the first record, whatever it is; the rules only for a record
@@ -215,11 +249,11 @@ impl Store {
             let _ = wal.close();
             return Err(StoreError::Inconsistent { broken });
         }
-        if recorded != Some(books_file::RULES) {
-            // New, from an older authd, or written under older rules with nothing left to
-            // replay: from now on the log is written under these rules. What the older rules
-            // wrote before the loaded snapshot goes first: a fallback to an older snapshot
-            // would replay it under these.
+        if recorded != Some(current) {
+            // New, from an older authd, or written under older rules or other settings with
+            // nothing left to replay: from now on the log is written under these. What the
+            // older ones wrote before the loaded snapshot goes first: a fallback to an older
+            // snapshot would replay it under these.
             if let Some((_, snapshot_lsn)) = &snapshot {
                 wal.remove_segments_before(*snapshot_lsn)?;
                 wal::snapshot_file::remove_snapshots_before(wal.dir(), *snapshot_lsn)?;

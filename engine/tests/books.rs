@@ -1360,3 +1360,31 @@ fn prefetching_changes_nothing_whatever_it_is_given() {
     };
     assert_eq!(run(true), run(false));
 }
+
+#[test]
+fn merchants_are_registered_up_to_the_cap_then_declined() {
+    // At the cap itself: a merchant's settlement account id must stay below the payer ids.
+    let books = Books::new(BooksConfig {
+        shards: 1,
+        ..BooksConfig::default()
+    })
+    .expect("config");
+    let register = || {
+        operator(
+            &books,
+            Command::RegisterMerchant {
+                fee_bps: 0,
+                fee_bps_with_details: 0,
+                origin: engine::Reference::default(),
+            },
+        )
+    };
+    let cap = engine::limits::MERCHANTS_MAX;
+    for id in 1..=cap {
+        let outcome = register();
+        assert_eq!((outcome.reason, outcome.id), (Reason::Approved, u64::from(id)));
+    }
+    assert_eq!(register().reason, Reason::CapacityExceeded);
+    let last = MerchantId(cap);
+    assert!(AccountId::settlement(last).0 < engine::limits::PAYER_ID_BASE);
+}

@@ -937,3 +937,40 @@ fn offers_and_disputes_survive_a_snapshot_and_a_restart() {
         .check_invariants()
         .expect("invariants after restart");
 }
+
+#[test]
+fn a_shard_records_disputes_up_to_its_cap_then_declines_changing_nothing() {
+    // Disputes are kept for the record and never pruned, so a shard takes
+    // DISPUTES_PER_SHARD_MAX of them. Failed-provisioning reports of 1 on one big purchase
+    // fill the payer's shard.
+    let cafe = Cafe::new();
+    let cap = engine::limits::DISPUTES_PER_SHARD_MAX as u64;
+    cafe.run(
+        Command::Load {
+            account: cafe.payer,
+            amount: 2 * cap,
+        },
+        NOON_US,
+    );
+    let pay = TerminalOp::Purchase {
+        payer: cafe.payer,
+        amount: cap + 1,
+        currency: EUR,
+        pin: None,
+        extras: Extras::default(),
+    };
+    let sale = HoldId(cafe.terminal(pay, NOON_US).id);
+    let report = TerminalOp::ReportFailedProvisioning {
+        hold: sale,
+        amount: 1,
+        cause: 1,
+    };
+    for _ in 0..cap {
+        assert_eq!(cafe.terminal(report, NOON_US).reason, Reason::Approved);
+    }
+    let before = cafe.balance();
+    let beyond = cafe.terminal(report, NOON_US);
+    assert_eq!(beyond.reason, Reason::CapacityExceeded);
+    assert_eq!(cafe.balance(), before, "the declined report refunds nothing");
+    cafe.check();
+}

@@ -17,6 +17,8 @@ use wire::{Decoder, Frame, Logon, Message, Push, Reply, Request, Role};
 
 const SECRET: Secret = [0x5A; 32];
 const TERMINAL_ID: u32 = 17;
+/// An echo of this value plus n is answered after n pushes.
+const PUSHES_BEFORE_REPLY: u64 = 1_000_000;
 
 /// How the fake server behaves.
 #[derive(Clone, Copy)]
@@ -136,6 +138,10 @@ fn answer(stream: &mut TcpStream, frame: Frame) {
     let reply = match frame.message {
         Message::Request(Request::Echo(echo)) => {
             if echo.value == 999 {
+                write(stream, 0, Message::Push(Push::OfferPresented(offer())));
+            }
+            // Echo 1,000,000 + n: n pushes before the reply.
+            for _ in 0..echo.value.saturating_sub(PUSHES_BEFORE_REPLY) {
                 write(stream, 0, Message::Push(Push::OfferPresented(offer())));
             }
             Reply::Echo(EchoReply {
@@ -290,4 +296,61 @@ fn reconnect_resends_unanswered_requests_with_their_original_ids() {
         .map(|(_, id)| *id)
         .collect();
     assert_eq!(second_connection, ids, "resent with the same ids, in order");
+}
+
+#[test]
+fn unanswered_requests_stop_at_the_in_flight_limit_but_a_retry_is_sent() {
+    let (address, log) = start_server(Script {
+        batch: usize::MAX,
+        drop_first_after: None,
+    });
+    let mut client = connect(address, SECRET).expect("log-on");
+    let limit = wire::client::IN_FLIGHT_MAX;
+    for _ in 0..limit {
+        client.send(&purchase(1)).expect("below the limit");
+    }
+    match client.send(&purchase(1)) {
+        Err(error @ ClientError::Backlog { count }) => {
+            assert_eq!(count, limit);
+            assert!(error.to_string().contains("call recv"), "{error}");
+        }
+        other => panic!("expected a backlog error, got {other:?}"),
+    }
+    let first = client.unanswered().min().expect("unanswered");
+    client
+        .send_with_id(first, &purchase(1))
+        .expect("a retry adds nothing to the backlog");
+    assert_eq!(client.unanswered().count(), limit);
+    // Everything sent reached the server; the refused request did not.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while log.lock().expect("log").len() < limit + 1 && std::time::Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(log.lock().expect("log").len(), limit + 1);
+}
+
+#[test]
+fn frames_set_aside_while_waiting_stop_at_their_limit() {
+    let (address, _) = start_server(Script {
+        batch: 1,
+        drop_first_after: None,
+    });
+    let mut client = connect(address, SECRET).expect("log-on");
+    let limit = wire::client::SET_ASIDE_MAX;
+    let echo = |pushes: usize| {
+        Request::Echo(Echo {
+            value: PUSHES_BEFORE_REPLY + pushes as u64,
+        })
+    };
+    let reply = client.call(&echo(limit)).expect("exactly the limit set aside");
+    assert!(
+        matches!(reply, Reply::Echo(EchoReply { value, .. }) if value == PUSHES_BEFORE_REPLY + limit as u64)
+    );
+    for _ in 0..limit {
+        assert!(matches!(client.recv().expect("push"), Incoming::Push(_)));
+    }
+    match client.call(&echo(limit + 1)) {
+        Err(ClientError::Backlog { count }) => assert_eq!(count, limit),
+        other => panic!("expected a backlog error, got {other:?}"),
+    }
 }

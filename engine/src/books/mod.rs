@@ -29,8 +29,8 @@ use parking_lot::{Mutex, MutexGuard};
 use crate::command::{Command, Outcome, TerminalOp};
 use crate::ids::{AccountId, Currency, HoldId, Lsn, RequestKey, Status};
 use crate::limits::{
-    DEVICES_MAX, FEE_BPS_MAX, HOLDS_PER_SHARD_DEFAULT, HOLD_RETENTION_DEFAULT_US, IDEMPOTENCY_WINDOW_DEFAULT,
-    IDEMPOTENCY_WINDOW_MAX, MERCHANTS_MAX, SHARDS_DEFAULT, SHARDS_MAX, TERMINALS_MAX,
+    FEE_BPS_MAX, HOLDS_PER_SHARD_DEFAULT, HOLD_RETENTION_DEFAULT_US, IDEMPOTENCY_WINDOW_DEFAULT,
+    IDEMPOTENCY_WINDOW_MAX, SHARDS_DEFAULT, SHARDS_MAX,
 };
 use crate::reason::Reason;
 use offer::OfferEvent;
@@ -512,29 +512,23 @@ impl Books {
                     // Origin addresses identify merchants to payers: never two alike.
                     return Outcome::declined(Reason::InvalidRequest);
                 }
-                if self.registry.merchant_count() >= MERCHANTS_MAX {
-                    return Outcome::declined(Reason::CapacityExceeded);
-                }
                 let fees = Fees {
                     bps: fee_bps,
                     bps_with_details: fee_bps_with_details,
                 };
-                Outcome::approved(
-                    u64::from(self.registry.add_merchant(Status::Active, fees, origin).0),
-                    0,
-                )
+                match self.registry.add_merchant(Status::Active, fees, origin) {
+                    Ok(merchant) => Outcome::approved(u64::from(merchant.0), 0),
+                    Err(reason) => Outcome::declined(reason),
+                }
             }
             Command::RegisterTerminal { merchant, secret } => {
                 if self.registry.merchant(merchant).is_none() {
                     return Outcome::declined(Reason::MerchantInvalid);
                 }
-                if self.registry.terminal_count() >= TERMINALS_MAX {
-                    return Outcome::declined(Reason::CapacityExceeded);
+                match self.registry.add_terminal(merchant, Status::Active, secret) {
+                    Ok(terminal) => Outcome::approved(u64::from(terminal.0), 0),
+                    Err(reason) => Outcome::declined(reason),
                 }
-                Outcome::approved(
-                    u64::from(self.registry.add_terminal(merchant, Status::Active, secret).0),
-                    0,
-                )
             }
             Command::SetMerchantStatus { merchant, status } => match self.registry.merchant(merchant) {
                 None => Outcome::declined(Reason::MerchantInvalid),
@@ -560,13 +554,10 @@ impl Books {
                 if account.0 != 0 && !exists {
                     return Outcome::declined(Reason::AccountUnknown);
                 }
-                if self.registry.device_count() >= DEVICES_MAX {
-                    return Outcome::declined(Reason::CapacityExceeded);
+                match self.registry.add_device(account, Status::Active, secret) {
+                    Ok(device) => Outcome::approved(u64::from(device.0), 0),
+                    Err(reason) => Outcome::declined(reason),
                 }
-                Outcome::approved(
-                    u64::from(self.registry.add_device(account, Status::Active, secret).0),
-                    0,
-                )
             }
             _ => unreachable!("only registry changes come here"),
         }

@@ -8,6 +8,7 @@
 use std::sync::atomic::{AtomicU16, AtomicU8, Ordering};
 
 use crate::ids::{AccountId, DeviceId, MerchantId, Reference, Status, TerminalId};
+use crate::limits::{DEVICES_MAX, MERCHANTS_MAX, TERMINALS_MAX};
 use crate::reason::Reason;
 
 /// A merchant (payee).
@@ -72,11 +73,30 @@ impl Fees {
 }
 
 /// All merchants and terminals.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Registry {
     merchants: boxcar::Vec<Merchant>,
     terminals: boxcar::Vec<Terminal>,
     devices: boxcar::Vec<Device>,
+    caps: Caps,
+}
+
+/// How many of each the registry takes.
+#[derive(Clone, Copy, Debug)]
+struct Caps {
+    merchants: u32,
+    terminals: u32,
+    devices: u32,
+}
+
+impl Default for Registry {
+    fn default() -> Registry {
+        Registry::with_caps(Caps {
+            merchants: MERCHANTS_MAX,
+            terminals: TERMINALS_MAX,
+            devices: DEVICES_MAX,
+        })
+    }
 }
 
 /// A merchant or terminal as the operator sees it.
@@ -89,6 +109,16 @@ pub struct MerchantView {
 }
 
 impl Registry {
+    /// An empty registry taking at most `caps` (the limits' constants but in tests).
+    fn with_caps(caps: Caps) -> Registry {
+        Registry {
+            merchants: boxcar::Vec::new(),
+            terminals: boxcar::Vec::new(),
+            devices: boxcar::Vec::new(),
+            caps,
+        }
+    }
+
     /// Merchants registered.
     pub fn merchant_count(&self) -> u32 {
         self.merchants.count() as u32
@@ -99,25 +129,38 @@ impl Registry {
         self.terminals.count() as u32
     }
 
-    /// Add a merchant; the caller holds every shard lock. Returns its id (from 1).
-    pub fn add_merchant(&self, status: Status, fees: Fees, origin: Reference) -> MerchantId {
+    /// Add a merchant; the caller holds every shard lock. Returns its id (from 1), or
+    /// `CapacityExceeded` with [`MERCHANTS_MAX`] registered.
+    pub fn add_merchant(&self, status: Status, fees: Fees, origin: Reference) -> Result<MerchantId, Reason> {
+        if self.merchant_count() >= self.caps.merchants {
+            return Err(Reason::CapacityExceeded);
+        }
         let index = self.merchants.push(Merchant {
             origin,
             status: AtomicU8::new(status as u8),
             fee_bps: AtomicU16::new(fees.bps),
             fee_bps_with_details: AtomicU16::new(fees.bps_with_details),
         });
-        MerchantId(index as u32 + 1)
+        Ok(MerchantId(index as u32 + 1))
     }
 
-    /// Add a terminal; the caller holds every shard lock. Returns its id (from 1).
-    pub fn add_terminal(&self, merchant: MerchantId, status: Status, secret: [u8; 32]) -> TerminalId {
+    /// Add a terminal; the caller holds every shard lock. Returns its id (from 1), or
+    /// `CapacityExceeded` with [`TERMINALS_MAX`] registered.
+    pub fn add_terminal(
+        &self,
+        merchant: MerchantId,
+        status: Status,
+        secret: [u8; 32],
+    ) -> Result<TerminalId, Reason> {
+        if self.terminal_count() >= self.caps.terminals {
+            return Err(Reason::CapacityExceeded);
+        }
         let index = self.terminals.push(Terminal {
             merchant,
             status: AtomicU8::new(status as u8),
             secret,
         });
-        TerminalId(index as u32 + 1)
+        Ok(TerminalId(index as u32 + 1))
     }
 
     /// Devices registered.
@@ -125,14 +168,23 @@ impl Registry {
         self.devices.count() as u32
     }
 
-    /// Add a payer device; the caller holds every shard lock. Returns its id (from 1).
-    pub fn add_device(&self, account: AccountId, status: Status, secret: [u8; 32]) -> DeviceId {
+    /// Add a payer device; the caller holds every shard lock. Returns its id (from 1), or
+    /// `CapacityExceeded` with [`DEVICES_MAX`] registered.
+    pub fn add_device(
+        &self,
+        account: AccountId,
+        status: Status,
+        secret: [u8; 32],
+    ) -> Result<DeviceId, Reason> {
+        if self.device_count() >= self.caps.devices {
+            return Err(Reason::CapacityExceeded);
+        }
         let index = self.devices.push(Device {
             account,
             status: AtomicU8::new(status as u8),
             secret,
         });
-        DeviceId(index as u32 + 1)
+        Ok(DeviceId(index as u32 + 1))
     }
 
     /// A device by id.
@@ -244,9 +296,15 @@ mod tests {
             bps: 100,
             bps_with_details: 50,
         };
-        let shop = registry.add_merchant(Status::Active, fees, Reference::default());
-        let other = registry.add_merchant(Status::Active, fees, Reference::default());
-        let till = registry.add_terminal(shop, Status::Active, [7; 32]);
+        let shop = registry
+            .add_merchant(Status::Active, fees, Reference::default())
+            .expect("room");
+        let other = registry
+            .add_merchant(Status::Active, fees, Reference::default())
+            .expect("room");
+        let till = registry
+            .add_terminal(shop, Status::Active, [7; 32])
+            .expect("room");
         assert_eq!(registry.admit_payee(shop, till), Ok(fees));
         assert_eq!(
             registry.admit_payee(MerchantId(9), till),
@@ -267,5 +325,49 @@ mod tests {
             .expect("registered")
             .set_status(Status::Frozen);
         assert_eq!(registry.admit_payee(shop, till), Err(Reason::MerchantInvalid));
+    }
+
+    #[test]
+    fn each_kind_is_registered_up_to_its_cap_then_declined() {
+        // The caps themselves (tens of millions of terminals and devices) are too many to
+        // register in a test; small ones run the same checks.
+        let registry = Registry::with_caps(Caps {
+            merchants: 2,
+            terminals: 3,
+            devices: 1,
+        });
+        let fees = Fees {
+            bps: 0,
+            bps_with_details: 0,
+        };
+        let merchants: Vec<_> = (0..2)
+            .map(|_| registry.add_merchant(Status::Active, fees, Reference::default()))
+            .collect();
+        assert_eq!(merchants, vec![Ok(MerchantId(1)), Ok(MerchantId(2))]);
+        assert_eq!(
+            registry.add_merchant(Status::Active, fees, Reference::default()),
+            Err(Reason::CapacityExceeded)
+        );
+        assert_eq!(registry.merchant_count(), 2);
+        for id in 1..=3 {
+            assert_eq!(
+                registry.add_terminal(MerchantId(1), Status::Active, [0; 32]),
+                Ok(TerminalId(id))
+            );
+        }
+        assert_eq!(
+            registry.add_terminal(MerchantId(2), Status::Active, [0; 32]),
+            Err(Reason::CapacityExceeded)
+        );
+        assert_eq!(registry.terminal_count(), 3);
+        assert_eq!(
+            registry.add_device(AccountId(0), Status::Active, [0; 32]),
+            Ok(DeviceId(1))
+        );
+        assert_eq!(
+            registry.add_device(AccountId(0), Status::Active, [0; 32]),
+            Err(Reason::CapacityExceeded)
+        );
+        assert_eq!(registry.device_count(), 1);
     }
 }

@@ -485,7 +485,9 @@ pub fn decode_registry(bytes: &[u8]) -> Result<Registry, StateError> {
             return Err(reader.error("merchant fee above 10000 basis points"));
         }
         let origin = reader.reference()?;
-        registry.add_merchant(status, fees, origin);
+        registry
+            .add_merchant(status, fees, origin)
+            .map_err(|_| reader.error("more merchants than the registry takes"))?;
     }
     let terminals = reader.count(37)?;
     for _ in 0..terminals {
@@ -494,13 +496,17 @@ pub fn decode_registry(bytes: &[u8]) -> Result<Registry, StateError> {
             return Err(reader.error("terminal of an unknown merchant"));
         }
         let status = Status::from_u8(reader.u8()?).ok_or_else(|| reader.error("unknown terminal status"))?;
-        registry.add_terminal(merchant, status, reader.array::<32>()?);
+        registry
+            .add_terminal(merchant, status, reader.array::<32>()?)
+            .map_err(|_| reader.error("more terminals than the registry takes"))?;
     }
     let devices = reader.count(41)?;
     for _ in 0..devices {
         let account = AccountId(reader.u64()?);
         let status = Status::from_u8(reader.u8()?).ok_or_else(|| reader.error("unknown device status"))?;
-        registry.add_device(account, status, reader.array::<32>()?);
+        registry
+            .add_device(account, status, reader.array::<32>()?)
+            .map_err(|_| reader.error("more devices than the registry takes"))?;
     }
     if !reader.is_done() {
         return Err(reader.error("bytes after the registry"));

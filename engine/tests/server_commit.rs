@@ -233,3 +233,36 @@ fn a_connection_has_exactly_in_flight_max_requests_executed_at_once() {
         "a clean stop snapshots what is new"
     );
 }
+
+/// A stop snapshot that cannot be written leaves the log whole: the stop still succeeds (the
+/// log is synced) and the next start replays the tail.
+#[test]
+fn a_failed_stop_snapshot_leaves_the_tail_for_the_next_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let faults = Arc::new(FaultInjection::default());
+    let server = start(dir.path(), FsyncMode::Always, &faults);
+    let mut operator =
+        Client::connect(server.local_addr(), Role::Operator, 1, OPERATOR_SECRET).expect("log on");
+    for _ in 0..3 {
+        assert_eq!(code_of(&operator.call(&open_account()).expect("reply")), 0);
+    }
+    let last = server.shared().store.wal().last_lsn();
+    // A directory where the snapshot's temporary file must go: creating the file fails.
+    let blocker = dir.path().join(format!(
+        "{}.tmp",
+        engine::wal::snapshot_file::snapshot_file_name(last)
+    ));
+    std::fs::create_dir(&blocker).expect("block the snapshot");
+    server.shutdown();
+    server.join().expect("the log itself stopped cleanly");
+    std::fs::remove_dir(&blocker).expect("unblock");
+    assert_eq!(snapshot_files(dir.path()), 0, "no snapshot was written");
+    let config = StoreConfig {
+        books: BooksConfig::default(),
+        wal: WalConfig::new(dir.path()),
+        read: ReadOptions::default(),
+    };
+    let (store, recovered) = Store::open(config).expect("reopen");
+    assert_eq!(recovered.records_applied, last, "the whole log is replayed");
+    assert_eq!(store.wal().last_lsn(), last);
+}

@@ -313,8 +313,8 @@ impl Server {
         let closed = store.close();
         // Nothing is appended any more, and all of it is synced: a snapshot now covers the
         // whole log, so the next start replays nothing (fast, and what lets a build with
-        // other rules start: see the BOOKS file). Not with snapshots off, on a failed log, or
-        // after a thread panicked (its books may be half changed).
+        // other rules, or other settings, start: see the BOOKS file). Not with snapshots off,
+        // on a failed log, or after a thread panicked (its books may be half changed).
         let snapshots_on = !self.shared.config.snapshot_interval.is_zero();
         if snapshots_on && closed.is_ok() && panicked {
             lifecycle::log(
@@ -330,14 +330,14 @@ impl Server {
                     &[("path", &path.display()), ("at", &"stop")],
                 ),
                 // The log stays whole and durable: the next start replays its tail, and a
-                // build with other rules will refuse to.
+                // build with other rules or settings will refuse to.
                 Err(error) => lifecycle::log(
                     lifecycle::Level::Error,
                     "snapshot_failed",
                     &[
                         ("error", &error),
                         ("at", &"stop"),
-                        ("msg", &"the next start replays the log's tail; an authd with other rules will refuse it"),
+                        ("msg", &"the next start replays the log's tail; an authd with other rules or settings will refuse it"),
                     ],
                 ),
             }

@@ -204,6 +204,10 @@ fn an_empty_dir_opens_empty_books() {
     let (store, recovered) = Store::open(config(dir.path())).expect("open");
     assert!(recovered.snapshot.is_none());
     assert_eq!(recovered.records_applied, 0);
+    assert!(
+        recovered.rerecorded.is_none(),
+        "a new dir's first record is no change"
+    );
     assert_eq!(store.books().merchant(MerchantId(1)), None);
 }
 
@@ -820,6 +824,20 @@ fn a_log_tail_is_replayed_only_with_the_settings_it_was_written_with() {
     narrow.books.idempotency_window = 1;
     let (store, recovered) = Store::open(narrow.clone()).expect("nothing to replay: it opens");
     assert_eq!(recovered.records_applied, 0);
+    let rerecorded = recovered.rerecorded.expect("the new settings are recorded");
+    let before = rerecorded.before.and_then(|before| before.settings);
+    assert_eq!(
+        before.map(|settings| settings.idempotency_window),
+        Some(defaults.idempotency_window)
+    );
+    assert!(
+        rerecorded
+            .removed
+            .iter()
+            .any(|path| path.to_string_lossy().ends_with(".snap")),
+        "the older snapshot is reported removed: {:?}",
+        rerecorded.removed
+    );
     assert_eq!(balance(&store), acknowledged.map(|balance| balance - 100));
     drop(store);
     let rewritten = std::fs::read_to_string(&books_file).expect("BOOKS");
@@ -832,4 +850,127 @@ fn a_log_tail_is_replayed_only_with_the_settings_it_was_written_with() {
     assert_eq!(snapshots, 1);
     let (store, _) = Store::open(narrow).expect("reopen with the recorded settings");
     assert_eq!(balance(&store), acknowledged.map(|balance| balance - 100));
+}
+
+#[test]
+fn a_snapshot_covers_only_what_the_log_made_durable() {
+    // A purchase whose record the disk refused was answered 96, but it was applied in
+    // memory: a snapshot taken then must not carry it (nor claim its lsn, which the next
+    // start hands out again).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let faults = std::sync::Arc::new(engine::wal::FaultInjection::default());
+    let mut failing = config(dir.path());
+    failing.wal.faults = Some(std::sync::Arc::clone(&faults));
+    let (store, _) = Store::open(failing).expect("open");
+    let payers = set_up(&store, 2);
+    let balance =
+        |store: &Store, payer: AccountId| store.books().account_info(payer).map(|info| info.balance);
+    let acknowledged = balance(&store, payers[0]);
+    faults
+        .fail_writes
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let refused = store.execute(&purchase(1, payers[0], 100), NOON_US);
+    assert!(
+        store.wal().wait_durable(refused.lsn).is_err(),
+        "never durable: answered 96"
+    );
+    if let Ok(path) = store.snapshot() {
+        panic!("snapshot {path:?} covers a record the log never wrote");
+    }
+    assert!(store.close().is_err());
+    drop(store);
+    let (store, _) = Store::open(config(dir.path())).expect("reopen");
+    assert_eq!(
+        balance(&store, payers[0]),
+        acknowledged,
+        "the refused purchase is not in the books"
+    );
+    assert_eq!(run(&store, purchase(2, payers[1], 100)).reason, Reason::Approved);
+    let after = balance(&store, payers[1]);
+    store.close().expect("close");
+    drop(store);
+    let (store, _) = Store::open(config(dir.path())).expect("reopen");
+    assert_eq!(
+        balance(&store, payers[1]),
+        after,
+        "the next acknowledged purchase survives"
+    );
+}
+
+#[test]
+fn a_log_that_ends_before_what_the_snapshot_covers_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (store, _) = Store::open(config(dir.path())).expect("open");
+    set_up(&store, 2);
+    let last = store.wal().last_lsn();
+    // A snapshot that vouches for three records the log does not have (a disk that lost
+    // synced writes, a log restored without its tail).
+    let (coverage, sections) = engine::store::snapshot::take(store.books(), || last + 3);
+    engine::wal::write_snapshot(
+        dir.path(),
+        coverage.registry_lsn,
+        sections.iter().map(Vec::as_slice),
+    )
+    .expect("write");
+    store.close().expect("close");
+    drop(store);
+    let before = dir_listing(dir.path());
+    match Store::open(config(dir.path())) {
+        Err(StoreError::Wal(error @ WalError::ShorterThanSnapshot { .. })) => {
+            let message = error.to_string();
+            assert!(message.contains(&format!("ends at lsn {last}")), "{message}");
+            assert!(message.contains("move the newest snapshot aside"), "{message}");
+        }
+        Err(error) => panic!("unexpected error: {error}"),
+        Ok(_) => panic!("lsns the snapshot covers would be handed out again"),
+    }
+    assert_eq!(dir_listing(dir.path()), before, "nothing is written");
+}
+
+#[test]
+fn a_device_registration_replays_against_the_accounts_it_saw() {
+    // The registry's part of a snapshot is taken before the shards' parts. A registration
+    // between the two, for an account opened after it, was declined; replayed against a
+    // shard part that has the account, it must be declined again.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (store, _) = Store::open(config(dir.path())).expect("open");
+    let open = Command::OpenAccount {
+        shard: 1,
+        currency: EUR,
+        mobile: None,
+        limits: Limits::NONE,
+    };
+    // The first account of shard 1 has the same id in any books of this shape.
+    let scratch = engine::Books::new(config(dir.path()).books).expect("books");
+    let future = AccountId(scratch.execute(&open, NOON_US, &engine::NoJournal).outcome.id);
+    let (early, early_sections) = engine::store::snapshot::take(store.books(), || store.wal().last_lsn());
+    let register = |secret| Command::RegisterDevice {
+        account: future,
+        secret,
+    };
+    assert_eq!(run(&store, register([1; 32])).reason, Reason::AccountUnknown);
+    assert_eq!(AccountId(run(&store, open).id), future);
+    assert_eq!(run(&store, register([2; 32])).reason, Reason::Approved);
+    let (late, mut sections) = engine::store::snapshot::take(store.books(), || store.wal().last_lsn());
+    // The registry's part from before the registrations, the shards' from after.
+    sections[1] = early_sections[1].clone();
+    let meta = &mut sections[0];
+    let at = meta.len() - 8 * (late.shard_lsns.len() + 1);
+    meta[at..at + 8].copy_from_slice(&early.registry_lsn.to_le_bytes());
+    engine::wal::write_snapshot(dir.path(), early.registry_lsn, sections.iter().map(Vec::as_slice))
+        .expect("write");
+    let live = store.books().digest();
+    store.close().expect("close");
+    drop(store);
+    let (store, recovered) = Store::open(config(dir.path())).expect("reopen");
+    assert_eq!(recovered.snapshot.map(|(_, lsn)| lsn), Some(early.registry_lsn));
+    assert_eq!(
+        store
+            .books()
+            .device(engine::DeviceId(1))
+            .map(|(_, _, secret)| secret),
+        Some([2; 32]),
+        "device 1 is the approved registration"
+    );
+    assert_eq!(store.books().digest(), live);
 }

@@ -254,6 +254,28 @@ fn report_recovery(flags: &Flags, recovered: &engine::store::Recovered) {
             &[("file", &cut.file.display()), ("offset", &cut.offset)],
         );
     }
+    if let Some(rerecorded) = &recovered.rerecorded {
+        let before = match rerecorded.before {
+            None => "no BOOKS file".to_string(),
+            Some(before) => format!("{before}"),
+        };
+        log(
+            Level::Info,
+            "books_rerecorded",
+            &[
+                ("before", &before),
+                (
+                    "after",
+                    &engine::store::books_file::Recorded::of(&store_config(flags).books),
+                ),
+                ("files_removed", &rerecorded.removed.len()),
+                (
+                    "msg",
+                    &"nothing was left to replay: the log goes on under this authd's rules and settings",
+                ),
+            ],
+        );
+    }
     let snapshot = recovered
         .snapshot
         .as_ref()

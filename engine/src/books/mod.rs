@@ -493,12 +493,17 @@ impl Books {
             Err(_) => return Executed::unlogged(Reason::SystemMalfunction),
         };
         Executed {
-            outcome: self.apply_registry_change(command, &shards),
+            outcome: self.apply_registry_change(command, &shards, lsn),
             lsn,
         }
     }
 
-    fn apply_registry_change(&self, command: &Command, shards: &[MutexGuard<'_, Shard>]) -> Outcome {
+    fn apply_registry_change(
+        &self,
+        command: &Command,
+        shards: &[MutexGuard<'_, Shard>],
+        lsn: Lsn,
+    ) -> Outcome {
         match *command {
             Command::RegisterMerchant {
                 fee_bps,
@@ -547,9 +552,14 @@ impl Books {
                 }
             },
             Command::RegisterDevice { account, secret } => {
-                let exists = self
-                    .shard_of_account(account)
-                    .is_some_and(|index| shards[index as usize].slot_of(account).is_some());
+                // Opened before this record, as for aliases: during recovery a shard's part of
+                // the snapshot may be newer than the registry's, and hold accounts opened after.
+                let exists = self.shard_of_account(account).is_some_and(|index| {
+                    let shard = &shards[index as usize];
+                    shard
+                        .slot_of(account)
+                        .is_some_and(|slot| lsn == 0 || shard.cold[slot as usize].opened_lsn < lsn)
+                });
                 // Account 0 registers a gateway, which relays offers for every payer.
                 if account.0 != 0 && !exists {
                     return Outcome::declined(Reason::AccountUnknown);

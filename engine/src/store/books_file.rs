@@ -103,6 +103,20 @@ pub struct Recorded {
     pub settings: Option<Settings>,
 }
 
+impl std::fmt::Display for Recorded {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "rules {}", self.rules)?;
+        match self.settings {
+            None => write!(formatter, ", settings unknown"),
+            Some(settings) => write!(
+                formatter,
+                ", idempotency-window {}, holds-per-shard-max {}, hold-retention-us {}",
+                settings.idempotency_window, settings.holds_per_shard_max, settings.hold_retention_us
+            ),
+        }
+    }
+}
+
 impl Recorded {
     /// What this build, configured with `config`, would record.
     pub fn of(config: &BooksConfig) -> Recorded {

@@ -138,6 +138,19 @@ pub struct Recovered {
     pub log: RecoveryReport,
     /// Records applied to the books (the rest were covered by the snapshot).
     pub records_applied: u64,
+    /// Set when this open recorded other rules or settings in the `BOOKS` file than it found
+    /// there (not for a new dir).
+    pub rerecorded: Option<Rerecorded>,
+}
+
+/// What an open found recorded, when it recorded this build's rules and settings instead.
+#[derive(Debug)]
+pub struct Rerecorded {
+    /// What the `BOOKS` file said before (`None`: there was no file).
+    pub before: Option<books_file::Recorded>,
+    /// Log segments and snapshots removed: written under what was recorded before, they
+    /// must not be replayed under this.
+    pub removed: Vec<PathBuf>,
 }
 
 /// The books and their log.
@@ -178,6 +191,13 @@ impl Store {
                 (Books::new(config.books)?, coverage, None)
             }
         };
+        // Shards' parts are taken after the registry's: reading starts after the registry's
+        // position, and the log must reach the furthest part's.
+        let covered = coverage
+            .shard_lsns
+            .iter()
+            .copied()
+            .fold(coverage.registry_lsn, Lsn::max);
         let workers = std::thread::available_parallelism().map_or(1, |cores| cores.get());
         let (wal_config, read) = (config.wal, config.read);
         // Only a BOOKS file or a snapshot (which checked the shape) vouches for the flags: a
@@ -229,10 +249,11 @@ impl Store {
         // the snapshot does not cover (a shard's part may cover more than the registry's
         // position, where reading starts).
         let ((wal, log), records_applied) = replay::replay(&books, &coverage, &refusal, workers, |visit| {
-            Wal::open(
+            Wal::open_covering(
                 wal_config,
                 lock,
                 coverage.registry_lsn,
+                covered,
                 &read,
                 |lsn, timestamp_us, payload| match unvouched {
                     true => Err(unvouched_refusal()),
@@ -249,16 +270,26 @@ impl Store {
             let _ = wal.close();
             return Err(StoreError::Inconsistent { broken });
         }
+        let mut rerecorded = None;
         if recorded != Some(current) {
             // New, from an older authd, or written under older rules or other settings with
             // nothing left to replay: from now on the log is written under these. What the
             // older ones wrote before the loaded snapshot goes first: a fallback to an older
             // snapshot would replay it under these.
+            let mut removed = Vec::new();
             if let Some((_, snapshot_lsn)) = &snapshot {
-                wal.remove_segments_before(*snapshot_lsn)?;
-                wal::snapshot_file::remove_snapshots_before(wal.dir(), *snapshot_lsn)?;
+                removed = wal.remove_segments_before(*snapshot_lsn)?;
+                removed.extend(wal::snapshot_file::remove_snapshots_before(
+                    wal.dir(),
+                    *snapshot_lsn,
+                )?);
             }
             books_file::write(wal.dir(), &config.books)?;
+            let new_dir = recorded.is_none() && snapshot.is_none();
+            rerecorded = (!new_dir).then_some(Rerecorded {
+                before: recorded,
+                removed,
+            });
         }
         let store = Store {
             books,
@@ -270,6 +301,7 @@ impl Store {
             skipped_snapshots: scan.skipped,
             log,
             records_applied,
+            rerecorded,
         };
         Ok((store, recovered))
     }
@@ -297,6 +329,15 @@ impl Store {
     /// Write a snapshot, then drop what the previous one made redundant. Returns its path.
     pub fn snapshot(&self) -> Result<PathBuf, StoreError> {
         let (coverage, sections) = snapshot::take(&self.books, || self.wal.last_lsn());
+        // Only what the log holds durably: a record still in flight could yet fail (its
+        // command answered 96 though applied in memory), and the next start would hand its
+        // lsn out again. Refused on a failed log.
+        let covered = coverage
+            .shard_lsns
+            .iter()
+            .copied()
+            .fold(coverage.registry_lsn, Lsn::max);
+        self.wal.wait_durable(covered)?;
         let dir = self.wal.dir().to_path_buf();
         let path = wal::write_snapshot(&dir, coverage.registry_lsn, sections.iter().map(Vec::as_slice))?;
         let previous = std::mem::replace(&mut *self.snapshot_lsn.lock(), coverage.registry_lsn);

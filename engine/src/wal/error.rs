@@ -77,6 +77,20 @@ pub enum WalError {
         last: Lsn,
         next_file: PathBuf,
     },
+    /// The log ends before the last record the snapshot being recovered from covers: lsns it
+    /// vouched for are missing, and appending would hand them out again.
+    #[error(
+        "the log in {dir} ends at lsn {last_lsn}, but the newest snapshot covers records up to \
+             lsn {covered}: the records it vouched for are missing (a disk that lost synced \
+             writes, a log restored without its tail, or --fsync never and a power loss); \
+             restore the data dir from a backup, or move the newest snapshot aside to recover \
+             from the one before it"
+    )]
+    ShorterThanSnapshot {
+        dir: PathBuf,
+        last_lsn: Lsn,
+        covered: Lsn,
+    },
     /// Two segments claim the same lsns.
     #[error(
         "segment {file} starts at lsn {first_lsn}, but the segments before it already \

@@ -289,6 +289,24 @@ impl Wal {
         E: From<WalError>,
         F: FnMut(Lsn, u64, &[u8]) -> Result<(), E>,
     {
+        Wal::open_covering(config, lock, after, after, options, visit)
+    }
+
+    /// [`Wal::open`] for a snapshot whose parts cover up to different lsns: reading starts
+    /// after `after`, the least of them, and the log must reach `covered`, the greatest, or
+    /// the open fails with [`WalError::ShorterThanSnapshot`] before anything is written.
+    pub fn open_covering<E, F>(
+        config: WalConfig,
+        lock: DirLock,
+        after: Lsn,
+        covered: Lsn,
+        options: &ReadOptions,
+        visit: F,
+    ) -> Result<(Wal, RecoveryReport), E>
+    where
+        E: From<WalError>,
+        F: FnMut(Lsn, u64, &[u8]) -> Result<(), E>,
+    {
         config.validate()?;
         assert_eq!(
             lock.dir(),
@@ -296,6 +314,14 @@ impl Wal {
             "the lock must be of the log's dir"
         );
         let mut report = recovery::read_log(&config.dir, after, options, visit)?;
+        if report.last_lsn < covered {
+            return Err(WalError::ShorterThanSnapshot {
+                dir: config.dir,
+                last_lsn: report.last_lsn,
+                covered,
+            }
+            .into());
+        }
         report.kept_aside = recovery::prepare_for_append(&config.dir, &report)?;
         let wal = Wal::start(config, lock, report.next_lsn)?;
         Ok((wal, report))

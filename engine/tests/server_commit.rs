@@ -266,3 +266,112 @@ fn a_failed_stop_snapshot_leaves_the_tail_for_the_next_start() {
     assert_eq!(recovered.records_applied, last, "the whole log is replayed");
     assert_eq!(store.wal().last_lsn(), last);
 }
+
+/// An offer is presented to the payer's device only once its record is durable: shown
+/// before, a crash could lose it while the device holds it, and the next start would give
+/// its id to another offer. On a failed log the device sees nothing at all.
+#[test]
+fn an_offer_is_presented_only_once_its_record_is_durable() {
+    use wire::messages::operator::{LoadFunds, RegisterDevice, RegisterMerchant, RegisterTerminal};
+    use wire::messages::terminal::Offer;
+    use wire::types::{AccountNumber, MerchantId, PayerRef, ShortText};
+    const MOBILE: u64 = 33_612_345_678;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let faults = Arc::new(FaultInjection::default());
+    let server = start(dir.path(), FsyncMode::Always, &faults);
+    let mut operator =
+        Client::connect(server.local_addr(), Role::Operator, 1, OPERATOR_SECRET).expect("log on");
+    let call = |operator: &mut Client, request: Request| operator.call(&request).expect("reply");
+    let Reply::RegisterMerchant(merchant) = call(
+        &mut operator,
+        Request::RegisterMerchant(RegisterMerchant {
+            fee_bps: 0,
+            fee_bps_with_product: 0,
+            origin: ShortText::new("CAFE").expect("text"),
+        }),
+    ) else {
+        panic!("register merchant")
+    };
+    let Reply::RegisterTerminal(terminal) = call(
+        &mut operator,
+        Request::RegisterTerminal(RegisterTerminal {
+            merchant_id: MerchantId(merchant.merchant_id.0),
+        }),
+    ) else {
+        panic!("register terminal")
+    };
+    let Reply::OpenAccount(payer) = call(
+        &mut operator,
+        Request::OpenAccount(OpenAccount {
+            kind: AccountKind::Payer,
+            currency: 978,
+            mobile: MOBILE,
+            limits: Limits::NONE,
+        }),
+    ) else {
+        panic!("open account")
+    };
+    let load = LoadFunds {
+        account: payer.account,
+        amount_minor: 10_000,
+    };
+    assert!(
+        matches!(call(&mut operator, Request::LoadFunds(load)), Reply::LoadFunds(loaded) if loaded.code == 0)
+    );
+    let Reply::RegisterDevice(device) = call(
+        &mut operator,
+        Request::RegisterDevice(RegisterDevice {
+            account: AccountNumber(payer.account.0),
+        }),
+    ) else {
+        panic!("register device")
+    };
+    let mut phone = Client::connect(
+        server.local_addr(),
+        Role::PayerDevice,
+        device.device_id.0,
+        device.secret,
+    )
+    .expect("device log on");
+    phone
+        .set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .expect("timeout");
+    let mut till = Client::connect(
+        server.local_addr(),
+        Role::Terminal,
+        terminal.terminal_id.0,
+        terminal.secret,
+    )
+    .expect("terminal log on");
+    let offer = || {
+        Request::Offer(Offer {
+            payer: PayerRef::Mobile(MOBILE),
+            amount_minor: 500,
+            currency: 978,
+            expires_in_s: 60,
+            reference: ShortText::new("2 coffees").expect("text"),
+        })
+    };
+    // A healthy log: the device is shown the offer.
+    assert!(matches!(till.call(&offer()).expect("reply"), Reply::Offer(reply) if reply.code == 0));
+    assert!(matches!(
+        phone.recv().expect("the offer is presented"),
+        wire::client::Incoming::Push(wire::Push::OfferPresented(_))
+    ));
+    // Its record never becomes durable: the terminal is answered 96, the device sees nothing.
+    faults.fail_syncs.store(true, Ordering::SeqCst);
+    match till.call(&offer()).expect("reply") {
+        Reply::Error(error) => assert_eq!(error.code, 96),
+        other => panic!("a refused offer must not be approved: {other:?}"),
+    }
+    match phone.recv() {
+        Err(wire::client::ClientError::Io(error))
+            if matches!(
+                error.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) => {}
+        other => panic!("the device must see nothing of an offer the log never kept: {other:?}"),
+    }
+    server.shutdown();
+    assert!(server.join().is_err(), "the log failed");
+}

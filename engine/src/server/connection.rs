@@ -318,22 +318,26 @@ impl Connection {
             operator_secret: &shared.operator_secret,
             ok: shared.logon_ok(),
         };
+        // A log-on's answer reads the registry (statuses, secrets), which logged commands
+        // change: it waits for everything it may have seen, like any read.
+        let seen = shared.store.wal().last_lsn();
         match self.session.step(&context, logon, server_nonce) {
-            Step::Reply(reply) => self.queue(0, request_id, Message::Logon(reply)),
+            Step::Reply(reply) => self.queue(seen, request_id, Message::Logon(reply)),
             Step::Refuse(reply) => {
                 shared.limiter.failed(self.peer.ip(), now);
                 shared
                     .stats
                     .logons_failed
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.queue(0, request_id, Message::Logon(reply));
+                self.queue(seen, request_id, Message::Logon(reply));
                 self.closing = true;
             }
         }
     }
 
     /// Encode every reply whose record is durable (`durable` lsn); once the log has failed,
-    /// answer the rest with an error (code 96) instead of pretending.
+    /// answer the rest with an error (code 96) instead of pretending, and drop the pushes
+    /// (what they announce is not in the log; request id 0 must not carry an error).
     pub fn release(&mut self, durable: Lsn, log_failed: bool) {
         while let Some(front) = self.waiting.front() {
             if front.lsn > durable && !log_failed {
@@ -342,6 +346,9 @@ impl Connection {
             let Some(waiting) = self.waiting.pop_front() else {
                 break;
             };
+            if waiting.lsn > durable && matches!(waiting.frame.message, Message::Push(_)) {
+                continue;
+            }
             if waiting.lsn > durable {
                 let message_type = waiting.frame.message.message_type() & 0x7F;
                 let error = ErrorReply {

@@ -317,7 +317,9 @@ fn operator_request(context: &Context<'_>, request: &Request) -> Dispatched {
                 balance_minor: info.as_ref().map_or(0, |info| info.balance),
                 available_minor: info.as_ref().map_or(0, |info| info.available),
             };
-            (Reply::LoadFunds(reply), lsn)
+            // The balance is read after the load: it may show later commands, whose records
+            // the reply must wait for too.
+            (Reply::LoadFunds(reply), lsn.max(read_position(context)))
         }
         Request::SetLimits(body) => {
             let command = Command::SetLimits {

@@ -403,8 +403,11 @@ impl EventLoop {
             return;
         }
         let wal = self.shared.store.wal();
-        let durable = wal.durable_lsn();
+        // Failed first: once failed, the durable lsn no longer moves, so the pair is
+        // consistent. Read the other way round, a batch made durable between the two reads
+        // and a failure after it would answer that batch 96 though it is in the log.
         let failed = wal.has_failed();
+        let durable = wal.durable_lsn();
         let busy = std::mem::take(&mut self.busy);
         for &key in &busy {
             self.listed[key] = false;

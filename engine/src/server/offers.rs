@@ -176,7 +176,8 @@ pub fn device(context: &Context<'_>, account: AccountId, request: &Request) -> O
                 amount_minor: outcome.amount,
                 available_minor: available,
             };
-            Ok((Reply::AcceptOffer(reply), executed.lsn))
+            // The balance is read after the answer: wait for what it may show, too.
+            Ok((Reply::AcceptOffer(reply), executed.lsn.max(reads(context))))
         }
         Request::RejectOffer(body) => {
             let command = Command::OfferAnswer {

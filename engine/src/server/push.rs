@@ -129,13 +129,12 @@ impl PushHub {
                     .into_iter()
                     .chain(devices.get(&0))
                     .flatten();
-                // An offer is shown at once, without waiting for its record: the log is durable
-                // by prefix, so any answer the payer gives is a later record, and once that
-                // answer is acknowledged the offer's record is durable too. A crash before then
-                // only withdraws an offer nobody could have acted on. This saves one fdatasync
-                // from offer-to-outcome. Outcomes (money moved) still wait.
+                // An offer is shown only once its record is durable. Shown before, a crash
+                // could lose it while the payer's device holds it, and the next start hands
+                // its id to another offer: an answer to the one shown would then answer that
+                // one (another merchant, another amount).
                 for target in targets {
-                    self.deliver(*target, 0, push.clone(), router);
+                    self.deliver(*target, lsn, push.clone(), router);
                 }
             } else {
                 let push = Push::OfferOutcome(outcome(&view));

@@ -689,6 +689,8 @@ fn books_that_name_a_merchant_the_registry_never_registers_are_refused_after_rep
     engine::wal::write_snapshot(dir.path(), coverage.registry_lsn, slices.iter().copied()).expect("write");
     let mut one_shard = config(dir.path());
     one_shard.books.shards = 1;
+    // A snapshot alone, no log: only opened on the operator's word.
+    one_shard.read.truncate_corrupt = true;
     match Store::open(one_shard) {
         Err(error @ StoreError::Inconsistent { .. }) => {
             assert!(error.to_string().contains("unknown merchant 5"), "{error}")
@@ -973,4 +975,88 @@ fn a_device_registration_replays_against_the_accounts_it_saw() {
         "device 1 is the approved registration"
     );
     assert_eq!(store.books().digest(), live);
+}
+
+#[test]
+fn a_snapshot_with_nothing_new_keeps_the_older_generation() {
+    // Written again under the newest one's name, it would count as "the previous" snapshot and
+    // remove the one before it: the fallback if the newest is damaged.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (store, _) = Store::open(config(dir.path())).expect("open");
+    let payers = set_up(&store, 2);
+    store.snapshot().expect("first");
+    pay(&store, &payers, 1, 4);
+    let newest = store.snapshot().expect("second");
+    let snapshots = || {
+        dir_listing(dir.path())
+            .into_iter()
+            .filter(|(name, _)| name.ends_with(".snap"))
+            .count()
+    };
+    assert_eq!(snapshots(), 2);
+    assert_eq!(store.snapshot().expect("nothing new"), newest);
+    assert_eq!(snapshots(), 2, "the older generation is kept");
+}
+
+#[test]
+fn a_snapshot_without_any_log_segment_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (store, _) = Store::open(config(dir.path())).expect("open");
+    let payers = set_up(&store, 2);
+    store.snapshot().expect("snapshot");
+    let digest = store.books().digest();
+    store.close().expect("close");
+    drop(store);
+    for (name, _) in dir_listing(dir.path()) {
+        if name.starts_with("wal-") {
+            std::fs::remove_file(dir.path().join(name)).expect("remove a segment");
+        }
+    }
+    let before = dir_listing(dir.path());
+    match Store::open(config(dir.path())) {
+        Err(error @ StoreError::LogMissing { .. }) => {
+            assert!(error.to_string().contains("--truncate-corrupt-log"), "{error}")
+        }
+        Err(error) => panic!("unexpected error: {error}"),
+        Ok(_) => panic!("the records after the snapshot are missing: refuse"),
+    }
+    assert_eq!(dir_listing(dir.path()), before, "nothing is written");
+    let mut accept = config(dir.path());
+    accept.read.truncate_corrupt = true;
+    let (store, _) = Store::open(accept).expect("the operator accepts the loss");
+    assert_eq!(store.books().digest(), digest);
+    assert!(store.books().account_info(payers[1]).is_some());
+}
+
+#[test]
+fn a_record_that_is_no_command_is_refused_naming_its_lsn() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (store, _) = Store::open(config(dir.path())).expect("open");
+    set_up(&store, 1);
+    let last = store.wal().last_lsn();
+    store.close().expect("close");
+    drop(store);
+    {
+        // A record with a valid checksum whose payload no command decodes from.
+        let lock = engine::wal::DirLock::acquire(dir.path()).expect("lock");
+        let (wal, _) = engine::wal::Wal::open(
+            config(dir.path()).wal,
+            lock,
+            0,
+            &ReadOptions::default(),
+            |_, _, _| Ok::<(), WalError>(()),
+        )
+        .expect("open the log");
+        assert_eq!(wal.append(NOON_US, &[0xEE; 16]).expect("append"), last + 1);
+        wal.close().expect("close");
+    }
+    match Store::open(config(dir.path())) {
+        Err(error @ StoreError::Record { .. }) => {
+            let message = error.to_string();
+            assert!(message.contains(&format!("log record {}", last + 1)), "{message}");
+            assert!(message.contains("a newer authd wrote it"), "{message}");
+        }
+        Err(error) => panic!("unexpected error: {error}"),
+        Ok(_) => panic!("an unknown command must not be skipped"),
+    }
 }

@@ -160,9 +160,22 @@ fn torn_tail_at_every_byte_of_the_last_record_keeps_all_earlier_records() {
             if cut % 8 != 0 {
                 continue; // reopening costs several fsyncs; every 8th cut covers it
             }
-            // Reopening cuts the tail and continues at lsn 5.
+            // Reopening keeps the torn bytes aside, cuts the tail and continues at lsn 5.
             let report = append_records(dir.path(), config(dir.path()), ReadOptions::default(), 2);
             assert_eq!(report.next_lsn, 5);
+            let name = path.file_name().and_then(|name| name.to_str()).expect("name");
+            let kept: Vec<(PathBuf, u64)> = torn
+                .map(|(offset, bytes)| (dir.path().join(format!("{name}.torn-{offset}")), bytes))
+                .into_iter()
+                .collect();
+            assert_eq!(
+                report.kept_aside,
+                kept.iter().map(|(path, _)| path.clone()).collect::<Vec<_>>(),
+                "cut {cut} fill {fill}"
+            );
+            for (aside, bytes) in &kept {
+                assert_eq!(fs::metadata(aside).expect("kept aside").len(), *bytes);
+            }
             let (report, lsns) = replay(dir.path(), 0, ReadOptions::default()).expect("read");
             assert_eq!(lsns, vec![1, 2, 3, 4, 5, 6]);
             assert_eq!(report.torn_tail, None);
@@ -234,6 +247,23 @@ fn truncate_option_cuts_at_the_corruption_and_keeps_the_rest_aside() {
     let (report, lsns) = replay(dir.path(), 0, ReadOptions::default()).expect("read");
     assert_eq!(lsns, (1..=7).collect::<Vec<_>>());
     assert_eq!(report.cut, None);
+    // The same damage again: lsns repeat after a cut, so the name is taken; the earlier
+    // incident's bytes stay, the new ones get a numbered name.
+    file.write_all_at(&[0xFF; 4], offset + 8)
+        .expect("corrupt the lsn again");
+    let report = append_records(dir.path(), config(dir.path()), truncate, 1);
+    let numbered = aside.with_file_name(format!(
+        "{}.1",
+        aside.file_name().and_then(|name| name.to_str()).expect("name")
+    ));
+    assert_eq!(
+        report.kept_aside.first(),
+        Some(&numbered),
+        "{:?}",
+        report.kept_aside
+    );
+    assert!(numbered.exists());
+    assert_eq!(fs::metadata(&aside).expect("first").len(), end - offset);
 }
 
 #[test]

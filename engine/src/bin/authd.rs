@@ -102,7 +102,8 @@ struct Flags {
     #[arg(long, default_value_t = engine::wal::COMMIT_DELAY_MIN_RECORDS_DEFAULT,
           value_parser = clap::value_parser!(u64).range(1..))]
     commit_delay_min_records: u64,
-    /// Cut the log at a corrupt record instead of refusing to start (what is cut is reported).
+    /// Cut the log at a corrupt record instead of refusing to start (what is cut is reported
+    /// and kept aside), or go on from a snapshot whose log segments are all gone.
     #[arg(long)]
     truncate_corrupt_log: bool,
 }
@@ -244,8 +245,15 @@ fn report_recovery(flags: &Flags, recovered: &engine::store::Recovered) {
         log(
             Level::Warn,
             "torn_tail_cut",
-            &[("file", &torn.file.display()), ("offset", &torn.offset)],
+            &[
+                ("file", &torn.file.display()),
+                ("offset", &torn.offset),
+                ("bytes", &torn.bytes),
+            ],
         );
+    }
+    for kept in &recovered.log.kept_aside {
+        log(Level::Warn, "log_bytes_kept_aside", &[("file", &kept.display())]);
     }
     if let Some(cut) = &recovered.log.cut {
         log(

@@ -352,7 +352,7 @@ fn tick(shared: &Shared) {
     let mut snapshots = SnapshotSchedule::new(
         shared.config.snapshot_interval,
         Instant::now(),
-        shared.store.wal().stats().records_written,
+        shared.store.wal().last_lsn(),
     );
     while !shared.stopping.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100));
@@ -365,7 +365,9 @@ fn tick(shared: &Shared) {
         let now_us = now_us();
         shared.store.advance_time(now_us);
         shared.pushes.route(shared.store.books(), None);
-        let records = shared.store.wal().stats().records_written;
+        // The log's position, not a count of records written: a record appended before a
+        // snapshot but written after it is covered by it, and must not make the next one due.
+        let records = shared.store.wal().last_lsn();
         if snapshots.due(now, records) {
             let written = match shared.store.snapshot() {
                 Ok(path) => {

@@ -10,12 +10,12 @@ pub struct SnapshotSchedule {
     interval: Duration,
     /// The last attempt, written or not.
     last_attempt: Instant,
-    /// Log records written when the last snapshot was written (or the ticker started).
+    /// The log's last lsn when the last snapshot was written (or the ticker started).
     records_saved: u64,
 }
 
 impl SnapshotSchedule {
-    /// A schedule starting at `now`, with `records` log records already written; a zero
+    /// A schedule starting at `now`, with the log at lsn `records`; a zero
     /// interval never snapshots.
     pub fn new(interval: Duration, now: Instant, records: u64) -> SnapshotSchedule {
         SnapshotSchedule {
@@ -25,14 +25,14 @@ impl SnapshotSchedule {
         }
     }
 
-    /// Whether to snapshot at `now`, with `records` log records written.
+    /// Whether to snapshot at `now`, with the log at lsn `records`.
     pub fn due(&self, now: Instant, records: u64) -> bool {
         !self.interval.is_zero()
             && now.duration_since(self.last_attempt) >= self.interval
             && records > self.records_saved
     }
 
-    /// A snapshot was attempted at `now` with `records` written; `written` says whether it
+    /// A snapshot was attempted at `now` with the log at lsn `records`; `written` says whether it
     /// reached the disk.
     pub fn attempted(&mut self, now: Instant, records: u64, written: bool) {
         self.last_attempt = now;

@@ -103,6 +103,14 @@ pub enum StoreError {
         /// This build's rules.
         current: u32,
     },
+    /// A snapshot, and no log segment at all: authd always leaves one, so they were removed.
+    #[error("data dir {dir} has snapshot {snapshot} but no log segment (wal-*.log): the records after the snapshot are missing; restore the segment files from a backup, or start with --truncate-corrupt-log to go on from the snapshot alone (whatever came after it is lost)")]
+    LogMissing {
+        /// The data dir.
+        dir: PathBuf,
+        /// The snapshot found.
+        snapshot: PathBuf,
+    },
     /// The recovered books break an invariant.
     #[error("the books recovered from the data dir are inconsistent ({broken}); restore the data dir from a backup")]
     Inconsistent {
@@ -118,7 +126,7 @@ pub enum StoreError {
         what: String,
     },
     /// A record passed its checksum but is not a command this version knows.
-    #[error("log record {lsn} is not a valid command ({what}); the log was written by another version or is damaged: restore a backup, or start with --truncate-corrupt-log to cut the log before it")]
+    #[error("log record {lsn} passed its checksum but is not a command this authd knows ({what}): a newer authd wrote it (start that one), or the log is damaged (restore the data dir from a backup)")]
     Record {
         /// The record's lsn.
         lsn: Lsn,
@@ -164,8 +172,17 @@ pub struct Store {
 impl Store {
     /// Open (or create) the data dir `config.wal.dir` and recover the books in it.
     pub fn open(config: StoreConfig) -> Result<(Store, Recovered), StoreError> {
+        let created = !config.wal.dir.exists();
         std::fs::create_dir_all(&config.wal.dir)
             .map_err(|error| WalError::io("create data dir", &config.wal.dir, error))?;
+        if created {
+            // The dir's own entry, or a power loss could take the whole new dir with it.
+            let parent = match config.wal.dir.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent,
+                _ => std::path::Path::new("."),
+            };
+            wal::segment::sync_dir(parent).map_err(|error| WalError::io("sync", parent, error))?;
+        }
         let lock = DirLock::acquire(&config.wal.dir)?;
         // A crash while a snapshot was written leaves its temporary file: nothing reads it.
         wal::snapshot_file::remove_stale_temporaries(&config.wal.dir)?;
@@ -173,6 +190,15 @@ impl Store {
         config.books.validate()?;
         let recorded = books_file::check(&config.wal.dir, &config.books)?;
         let scan = wal::read_newest_snapshot(&config.wal.dir)?;
+        if let Some(found) = &scan.newest {
+            let segments = wal::segment::list_segments(&config.wal.dir)?;
+            if segments.is_empty() && !config.read.truncate_corrupt {
+                return Err(StoreError::LogMissing {
+                    dir: config.wal.dir.clone(),
+                    snapshot: found.path.clone(),
+                });
+            }
+        }
         let (books, coverage, snapshot) = match &scan.newest {
             Some(found) => {
                 let sections: Vec<&[u8]> = found.sections().collect();
@@ -328,6 +354,14 @@ impl Store {
 
     /// Write a snapshot, then drop what the previous one made redundant. Returns its path.
     pub fn snapshot(&self) -> Result<PathBuf, StoreError> {
+        let dir = self.wal.dir().to_path_buf();
+        let newest = *self.snapshot_lsn.lock();
+        if newest > 0 && self.wal.last_lsn() <= newest {
+            // Nothing appended since the newest snapshot read its registry position: it covers
+            // everything. Written again under its own name, it would count as "the previous"
+            // and take the older generation, the fallback, with it.
+            return Ok(dir.join(wal::snapshot_file::snapshot_file_name(newest)));
+        }
         let (coverage, sections) = snapshot::take(&self.books, || self.wal.last_lsn());
         // Only what the log holds durably: a record still in flight could yet fail (its
         // command answered 96 though applied in memory), and the next start would hand its
@@ -338,7 +372,6 @@ impl Store {
             .copied()
             .fold(coverage.registry_lsn, Lsn::max);
         self.wal.wait_durable(covered)?;
-        let dir = self.wal.dir().to_path_buf();
         let path = wal::write_snapshot(&dir, coverage.registry_lsn, sections.iter().map(Vec::as_slice))?;
         let previous = std::mem::replace(&mut *self.snapshot_lsn.lock(), coverage.registry_lsn);
         if previous > 0 {

@@ -11,7 +11,7 @@
 //! |---|--------------------------------------------------------------------|----------|
 //! | 1 | no segment files                                                   | empty log; next lsn = after + 1 |
 //! | 2 | records, then end of file or only zero bytes                      | clean end of that segment |
-//! | 3 | newest segment: bad bytes at X, no valid record after X            | torn tail: the log ends at X; reported in [`RecoveryReport::torn_tail`], cut by `Wal::open` |
+//! | 3 | newest segment: bad bytes at X, no valid record after X            | torn tail: the log ends at X; reported in [`RecoveryReport::torn_tail`], its bytes kept aside (`<segment>.torn-<X>`) and cut by `Wal::open` |
 //! | 4 | newest segment: bad bytes at X, a valid record (lsn >= expected) later in it | [`WalError::Corrupt`] naming file and X |
 //! | 5 | older segment: bad bytes at X (a successor exists, and a segment is synced before its successor is created) | [`WalError::Corrupt`] naming file and X |
 //! | 6 | rows 4-5 with [`ReadOptions::truncate_corrupt`]                    | the log ends at X; [`RecoveryReport::cut`] names what `Wal::open` keeps aside (`<segment>.cut-<X>`, later segments renamed `*.cut`) |
@@ -345,20 +345,27 @@ fn find_valid_record(bytes: &[u8], from: usize, min_lsn: Lsn) -> Option<usize> {
     })
 }
 
-/// Applies a report before appending: keeps cut bytes aside, renames dropped segments, and cuts
-/// the newest segment at the end of its valid records (dropping its torn tail and unused
+/// Applies a report before appending: keeps cut and torn bytes aside, renames dropped
+/// segments, syncs the dir (so that what was kept aside is there before anything is cut), then
+/// cuts the newest segment at the end of its valid records (dropping its torn tail and unused
 /// preallocated space). Returns the paths written aside.
 pub fn prepare_for_append(dir: &Path, report: &RecoveryReport) -> Result<Vec<PathBuf>, WalError> {
     let mut kept_aside = Vec::new();
     if let Some(cut) = &report.cut {
-        let aside = keep_tail_aside(&cut.file, cut.offset)?;
+        let aside = keep_tail_aside(&cut.file, cut.offset, "cut")?;
         kept_aside.push(aside);
         for later in &cut.later_segments {
-            let aside = with_suffix(later, ".cut");
+            let aside = unused_name(later, ".cut");
             fs::rename(later, &aside).map_err(|error| WalError::io("rename", later, error))?;
             kept_aside.push(aside);
         }
     }
+    // A torn tail is most likely a write the crash interrupted, never acknowledged; but
+    // damage to the last acknowledged record looks the same. Its bytes are kept, not lost.
+    if let Some(torn) = report.torn_tail.as_ref().filter(|torn| torn.bytes > 0) {
+        kept_aside.push(keep_tail_aside(&torn.file, torn.offset, "torn")?);
+    }
+    segment::sync_dir(dir).map_err(|error| WalError::io("sync", dir, error))?;
     if let Some(end) = &report.end {
         segment::seal_segment(&end.file, end.offset)?;
     }
@@ -366,14 +373,28 @@ pub fn prepare_for_append(dir: &Path, report: &RecoveryReport) -> Result<Vec<Pat
     Ok(kept_aside)
 }
 
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+/// `path` with `suffix`, or with `suffix` and a number if that name is taken (an earlier
+/// incident's file, since lsns, and so segment names, can repeat after a cut).
+fn unused_name(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
-    PathBuf::from(name)
+    let plain = PathBuf::from(&name);
+    if !plain.exists() {
+        return plain;
+    }
+    (1u32..)
+        .map(|number| {
+            let mut numbered = name.clone();
+            numbered.push(format!(".{number}"));
+            PathBuf::from(numbered)
+        })
+        .find(|candidate| !candidate.exists())
+        .unwrap_or(plain)
 }
 
-/// Copies the bytes of `file` from `offset` to its last non-zero byte into `<file>.cut-<offset>`.
-fn keep_tail_aside(file: &Path, offset: u64) -> Result<PathBuf, WalError> {
+/// Copies the bytes of `file` from `offset` to its last non-zero byte into
+/// `<file>.<what>-<offset>` (numbered if taken), synced.
+fn keep_tail_aside(file: &Path, offset: u64, what: &str) -> Result<PathBuf, WalError> {
     let mut bytes = Vec::new();
     read_segment_file(file, &mut bytes)?;
     let start = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
@@ -381,7 +402,7 @@ fn keep_tail_aside(file: &Path, offset: u64) -> Result<PathBuf, WalError> {
         .iter()
         .rposition(|&byte| byte != 0)
         .map_or(start, |at| (at + 1).max(start));
-    let aside = with_suffix(file, &format!(".cut-{offset}"));
+    let aside = unused_name(file, &format!(".{what}-{offset}"));
     fs::write(&aside, &bytes[start..end]).map_err(|error| WalError::io("write", &aside, error))?;
     File::open(&aside)
         .and_then(|written| written.sync_all())

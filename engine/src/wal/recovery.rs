@@ -144,7 +144,7 @@ where
     let mut bytes = Vec::new();
     for (index, segment) in segments.iter().enumerate().skip(start) {
         check_continuity(segment, expected, after)?;
-        read_segment_file(&segment.path, &mut bytes)?;
+        read_segment_file(&segment.path, &mut bytes, index + 1 == segments.len())?;
         report.segments_read += 1;
         let stop = replay_segment(&bytes, segment, &mut expected, &mut report, &mut visit)?;
         let offset = match stop {
@@ -208,9 +208,20 @@ fn gap(first: Lsn, next: &SegmentName) -> WalError {
     }
 }
 
-fn read_segment_file(path: &Path, bytes: &mut Vec<u8>) -> Result<(), WalError> {
+/// Reads a segment whole; `from_disk` drops its clean cached pages first (see below).
+fn read_segment_file(path: &Path, bytes: &mut Vec<u8>, from_disk: bool) -> Result<(), WalError> {
     bytes.clear();
     let file = File::open(path).map_err(|error| WalError::io("open", path, error))?;
+    if from_disk {
+        // After a failed fdatasync the kernel marks the unwritten pages clean and keeps them:
+        // an authd restarted without a reboot would replay records the disk never got
+        // (commands answered 96) and append after them. Only the newest segment can hold
+        // such pages (a segment is synced before the next one is created), so its clean
+        // pages are dropped and read again from the disk; dirty ones (a crash of authd
+        // alone) stay and are read, as they will reach the disk. Advice only: if refused,
+        // the cache is read.
+        let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed);
+    }
     let length = file
         .metadata()
         .map_err(|error| WalError::io("stat", path, error))?
@@ -396,7 +407,7 @@ fn unused_name(path: &Path, suffix: &str) -> PathBuf {
 /// `<file>.<what>-<offset>` (numbered if taken), synced.
 fn keep_tail_aside(file: &Path, offset: u64, what: &str) -> Result<PathBuf, WalError> {
     let mut bytes = Vec::new();
-    read_segment_file(file, &mut bytes)?;
+    read_segment_file(file, &mut bytes, false)?;
     let start = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
     let end = bytes
         .iter()

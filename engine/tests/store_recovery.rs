@@ -198,6 +198,24 @@ fn dir_listing(dir: &Path) -> Vec<(String, u64)> {
     files
 }
 
+/// Whole snapshot files in `dir`.
+fn snapshot_count(dir: &Path) -> usize {
+    dir_listing(dir)
+        .into_iter()
+        .filter(|(name, _)| name.ends_with(".snap"))
+        .count()
+}
+
+/// Opens `config` expecting the refusal `expected` tells apart; returns its message. `what`
+/// names the case in a failure.
+fn refusal(config: StoreConfig, expected: fn(&StoreError) -> bool, what: &str) -> String {
+    match Store::open(config) {
+        Err(error) if expected(&error) => error.to_string(),
+        Err(error) => panic!("{what}: unexpected error: {error}"),
+        Ok(_) => panic!("{what}: must not open"),
+    }
+}
+
 #[test]
 fn an_empty_dir_opens_empty_books() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -431,16 +449,9 @@ fn a_log_tail_written_under_older_rules_is_not_replayed_under_these() {
     std::fs::write(&books_file, books_text(0)).expect("write");
     let refused = |what: &str| {
         let before = dir_listing(dir.path());
-        match Store::open(config(dir.path())) {
-            Err(error @ StoreError::RulesOlder { .. }) => {
-                assert!(
-                    error.to_string().contains("until it stops cleanly"),
-                    "{what}: {error}"
-                )
-            }
-            Err(error) => panic!("{what}: unexpected error: {error}"),
-            Ok(_) => panic!("{what}: a tail written under older rules must not be replayed"),
-        }
+        let older = |error: &StoreError| matches!(error, StoreError::RulesOlder { .. });
+        let message = refusal(config(dir.path()), older, what);
+        assert!(message.contains("until it stops cleanly"), "{what}: {message}");
         assert_eq!(
             dir_listing(dir.path()),
             before,
@@ -472,20 +483,12 @@ fn a_log_tail_written_under_older_rules_is_not_replayed_under_these() {
     let rewritten = std::fs::read_to_string(&books_file).expect("BOOKS");
     assert_eq!(rewritten, books_text(1), "from now on, these rules");
     // What the older rules wrote before that snapshot is gone: no fallback can replay it.
-    let snapshots = dir_listing(dir.path())
-        .into_iter()
-        .filter(|(name, _)| name.ends_with(".snap"))
-        .count();
-    assert_eq!(snapshots, 1);
+    assert_eq!(snapshot_count(dir.path()), 1);
     // A newer build's dir is refused.
     std::fs::write(&books_file, books_text(2)).expect("write");
-    match Store::open(config(dir.path())) {
-        Err(error @ StoreError::RulesNewer { .. }) => {
-            assert!(error.to_string().contains("newer"), "{error}")
-        }
-        Err(error) => panic!("unexpected error: {error}"),
-        Ok(_) => panic!("a newer build's books must not open"),
-    }
+    let newer = |error: &StoreError| matches!(error, StoreError::RulesNewer { .. });
+    let message = refusal(config(dir.path()), newer, "a newer build's books");
+    assert!(message.contains("newer"), "{message}");
 }
 
 #[test]
@@ -792,14 +795,9 @@ fn a_log_tail_is_replayed_only_with_the_settings_it_was_written_with() {
         let before = dir_listing(dir.path());
         let mut changed = config(dir.path());
         change(&mut changed.books);
-        match Store::open(changed) {
-            Err(error @ StoreError::SettingsDiffer { .. }) => {
-                let message = error.to_string();
-                assert!(message.contains(&format!("start with {named}")), "{message}");
-            }
-            Err(error) => panic!("{named}: unexpected error: {error}"),
-            Ok(_) => panic!("{named}: a tail must not be replayed with other settings"),
-        }
+        let differ = |error: &StoreError| matches!(error, StoreError::SettingsDiffer { .. });
+        let message = refusal(changed, differ, named);
+        assert!(message.contains(&format!("start with {named}")), "{message}");
         assert_eq!(
             dir_listing(dir.path()),
             before,
@@ -845,11 +843,7 @@ fn a_log_tail_is_replayed_only_with_the_settings_it_was_written_with() {
     let rewritten = std::fs::read_to_string(&books_file).expect("BOOKS");
     assert!(rewritten.contains("\nidempotency-window 1\n"), "{rewritten}");
     // What the old settings wrote before that snapshot is gone: no fallback replays it.
-    let snapshots = dir_listing(dir.path())
-        .into_iter()
-        .filter(|(name, _)| name.ends_with(".snap"))
-        .count();
-    assert_eq!(snapshots, 1);
+    assert_eq!(snapshot_count(dir.path()), 1);
     let (store, _) = Store::open(narrow).expect("reopen with the recorded settings");
     assert_eq!(balance(&store), acknowledged.map(|balance| balance - 100));
 }
@@ -917,15 +911,14 @@ fn a_log_that_ends_before_what_the_snapshot_covers_is_refused() {
     store.close().expect("close");
     drop(store);
     let before = dir_listing(dir.path());
-    match Store::open(config(dir.path())) {
-        Err(StoreError::Wal(error @ WalError::ShorterThanSnapshot { .. })) => {
-            let message = error.to_string();
-            assert!(message.contains(&format!("ends at lsn {last}")), "{message}");
-            assert!(message.contains("move the newest snapshot aside"), "{message}");
-        }
-        Err(error) => panic!("unexpected error: {error}"),
-        Ok(_) => panic!("lsns the snapshot covers would be handed out again"),
-    }
+    let shorter = |error: &StoreError| matches!(error, StoreError::Wal(WalError::ShorterThanSnapshot { .. }));
+    let message = refusal(
+        config(dir.path()),
+        shorter,
+        "lsns the snapshot covers would be reused",
+    );
+    assert!(message.contains(&format!("ends at lsn {last}")), "{message}");
+    assert!(message.contains("move the newest snapshot aside"), "{message}");
     assert_eq!(dir_listing(dir.path()), before, "nothing is written");
 }
 
@@ -987,12 +980,7 @@ fn a_snapshot_with_nothing_new_keeps_the_older_generation() {
     store.snapshot().expect("first");
     pay(&store, &payers, 1, 4);
     let newest = store.snapshot().expect("second");
-    let snapshots = || {
-        dir_listing(dir.path())
-            .into_iter()
-            .filter(|(name, _)| name.ends_with(".snap"))
-            .count()
-    };
+    let snapshots = || snapshot_count(dir.path());
     assert_eq!(snapshots(), 2);
     assert_eq!(store.snapshot().expect("nothing new"), newest);
     assert_eq!(snapshots(), 2, "the older generation is kept");
@@ -1013,13 +1001,13 @@ fn a_snapshot_without_any_log_segment_is_refused() {
         }
     }
     let before = dir_listing(dir.path());
-    match Store::open(config(dir.path())) {
-        Err(error @ StoreError::LogMissing { .. }) => {
-            assert!(error.to_string().contains("--truncate-corrupt-log"), "{error}")
-        }
-        Err(error) => panic!("unexpected error: {error}"),
-        Ok(_) => panic!("the records after the snapshot are missing: refuse"),
-    }
+    let missing = |error: &StoreError| matches!(error, StoreError::LogMissing { .. });
+    let message = refusal(
+        config(dir.path()),
+        missing,
+        "the records after the snapshot are missing",
+    );
+    assert!(message.contains("--truncate-corrupt-log"), "{message}");
     assert_eq!(dir_listing(dir.path()), before, "nothing is written");
     let mut accept = config(dir.path());
     accept.read.truncate_corrupt = true;
@@ -1050,13 +1038,12 @@ fn a_record_that_is_no_command_is_refused_naming_its_lsn() {
         assert_eq!(wal.append(NOON_US, &[0xEE; 16]).expect("append"), last + 1);
         wal.close().expect("close");
     }
-    match Store::open(config(dir.path())) {
-        Err(error @ StoreError::Record { .. }) => {
-            let message = error.to_string();
-            assert!(message.contains(&format!("log record {}", last + 1)), "{message}");
-            assert!(message.contains("a newer authd wrote it"), "{message}");
-        }
-        Err(error) => panic!("unexpected error: {error}"),
-        Ok(_) => panic!("an unknown command must not be skipped"),
-    }
+    let record = |error: &StoreError| matches!(error, StoreError::Record { .. });
+    let message = refusal(
+        config(dir.path()),
+        record,
+        "an unknown command must not be skipped",
+    );
+    assert!(message.contains(&format!("log record {}", last + 1)), "{message}");
+    assert!(message.contains("a newer authd wrote it"), "{message}");
 }

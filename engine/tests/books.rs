@@ -1388,3 +1388,20 @@ fn merchants_are_registered_up_to_the_cap_then_declined() {
     let last = MerchantId(cap);
     assert!(AccountId::settlement(last).0 < engine::limits::PAYER_ID_BASE);
 }
+
+#[test]
+fn a_clock_stepped_back_across_midnight_gives_no_fresh_daily_limit() {
+    let mut shop = Shop::new();
+    shop.set(Command::SetLimits {
+        account: shop.payer,
+        limits: limits(u64::MAX, 1_000, u32::MAX, u64::MAX),
+    });
+    let midnight = (NOON_US / DAY_US + 1) * DAY_US;
+    shop.now_us = midnight + 5_000_000;
+    assert_eq!(shop.purchase(1_000).reason, Reason::Approved);
+    // The clock steps back ten seconds, into yesterday: the day's limit is still spent.
+    shop.now_us = midnight - 5_000_000;
+    assert_eq!(shop.purchase(1).reason, Reason::DailyAmountExceeded);
+    shop.now_us = midnight + DAY_US;
+    assert_eq!(shop.purchase(1_000).reason, Reason::Approved, "the next UTC day");
+}

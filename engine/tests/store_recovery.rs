@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use engine::store::books_file::RULES;
 use engine::store::{Store, StoreConfig, StoreError};
 use engine::wal::{ReadOptions, WalConfig, WalError};
 use engine::{
@@ -350,7 +351,7 @@ fn a_snapshot_of_other_books_is_refused_with_the_flag_to_use() {
     }
     let (_store, _) = Store::open(config(dir.path())).expect("the right flags open the books");
     let recorded = std::fs::read_to_string(dir.path().join("BOOKS")).expect("BOOKS");
-    assert_eq!(recorded, books_text(1));
+    assert_eq!(recorded, books_text(RULES));
 }
 
 #[test]
@@ -460,7 +461,7 @@ fn a_log_tail_written_under_older_rules_is_not_replayed_under_these() {
     };
     refused("rules 0");
     {
-        std::fs::write(&books_file, books_text(1)).expect("write");
+        std::fs::write(&books_file, books_text(RULES)).expect("write");
         let (store, _) = Store::open(config(dir.path())).expect("open");
         store.snapshot().expect("snapshot");
         set_up(&store, 1);
@@ -470,7 +471,7 @@ fn a_log_tail_written_under_older_rules_is_not_replayed_under_these() {
     refused("no BOOKS, a snapshot and a tail");
     // The old build stopped cleanly: a snapshot covers the whole log. (Written here by this
     // build, under the shape the file names.)
-    std::fs::write(&books_file, books_text(1)).expect("write");
+    std::fs::write(&books_file, books_text(RULES)).expect("write");
     let (store, _) = Store::open(config(dir.path())).expect("open");
     store.snapshot().expect("snapshot");
     store.close().expect("close");
@@ -481,11 +482,11 @@ fn a_log_tail_written_under_older_rules_is_not_replayed_under_these() {
     assert!(store.books().account_info(payers[0]).is_some());
     drop(store);
     let rewritten = std::fs::read_to_string(&books_file).expect("BOOKS");
-    assert_eq!(rewritten, books_text(1), "from now on, these rules");
+    assert_eq!(rewritten, books_text(RULES), "from now on, these rules");
     // What the older rules wrote before that snapshot is gone: no fallback can replay it.
     assert_eq!(snapshot_count(dir.path()), 1);
     // A newer build's dir is refused.
-    std::fs::write(&books_file, books_text(2)).expect("write");
+    std::fs::write(&books_file, books_text(RULES + 1)).expect("write");
     let newer = |error: &StoreError| matches!(error, StoreError::RulesNewer { .. });
     let message = refusal(config(dir.path()), newer, "a newer build's books");
     assert!(message.contains("newer"), "{message}");
@@ -499,7 +500,7 @@ fn a_damaged_books_file_is_refused_naming_it() {
     drop(store);
     let books_file = dir.path().join("BOOKS");
     let written = std::fs::read_to_string(&books_file).expect("a new data dir gets a BOOKS file");
-    assert_eq!(written, books_text(1));
+    assert_eq!(written, books_text(RULES));
     for damaged in [
         "",
         "shards 4\n",
@@ -808,9 +809,9 @@ fn a_log_tail_is_replayed_only_with_the_settings_it_was_written_with() {
         refused(*change, named);
     }
     // A BOOKS file from before the settings lines: unknown settings, refused the same way.
-    std::fs::write(&books_file, "shards 4\ncurrency 978\nrules 1\n").expect("write");
+    std::fs::write(&books_file, format!("shards 4\ncurrency 978\nrules {RULES}\n")).expect("write");
     refused(|_| {}, "the settings of the authd that wrote them");
-    std::fs::write(&books_file, books_text(1)).expect("write");
+    std::fs::write(&books_file, books_text(RULES)).expect("write");
     // With its own settings the tail replays to what was acknowledged; a clean stop covers it.
     let (store, _) = Store::open(config(dir.path())).expect("reopen");
     assert_eq!(balance(&store), acknowledged);

@@ -85,9 +85,12 @@ impl Payer {
         self.balance - self.held
     }
 
-    /// Day counters as of `now_us`: zero when the UTC day changed since they were written.
+    /// Day counters as of `now_us`: zero once a later UTC day began. A command stamped with
+    /// an earlier day than the counters' (a clock stepped back, or two event loops stamping
+    /// either side of midnight) counts into the counters' day: the day never goes back, or
+    /// a step back would hand the payer a fresh daily limit.
     pub fn day_usage(&self, now_us: u64) -> (u64, u32) {
-        if day_of(now_us) == self.day {
+        if day_of(now_us) <= self.day {
             (self.day_amount, self.day_count)
         } else {
             (0, 0)
@@ -103,14 +106,16 @@ impl Payer {
     /// adds to the amount only).
     pub fn count_usage(&mut self, now_us: u64, amount: u64, count: u32) {
         let (day_amount, day_count) = self.day_usage(now_us);
-        self.day = day_of(now_us);
+        self.day = self.day.max(day_of(now_us));
         self.day_amount = day_amount.saturating_add(amount);
         self.day_count = day_count.saturating_add(count);
     }
 
-    /// Give back a payment counted at `counted_us` (a reversal), if its day is still today.
+    /// Give back a payment counted at `counted_us` (a reversal), if the counters are still
+    /// those of its day. (A payment stamped before the counters' day was counted into it too,
+    /// but is not given back: the payer keeps less of the day's limit, never more.)
     pub fn uncount_payment(&mut self, now_us: u64, counted_us: u64, amount: u64, count: u32) {
-        if day_of(counted_us) == day_of(now_us) && self.day == day_of(now_us) {
+        if day_of(counted_us) == self.day && day_of(now_us) <= self.day {
             self.day_amount = self.day_amount.saturating_sub(amount);
             self.day_count = self.day_count.saturating_sub(count);
         }
@@ -164,6 +169,22 @@ mod tests {
         assert_eq!(payer.day_usage(DAY_US), (0, 0));
         payer.count_payment(DAY_US, 7);
         assert_eq!(payer.day_usage(DAY_US), (7, 1));
+    }
+
+    #[test]
+    fn the_day_never_goes_back() {
+        let mut payer = Payer::new(Currency(978), Limits::NONE);
+        payer.count_payment(DAY_US + 5, 500);
+        // The clock steps back across midnight: still the counters of day 1.
+        assert_eq!(payer.day_usage(DAY_US - 5), (500, 1));
+        payer.count_payment(DAY_US - 5, 20);
+        assert_eq!(payer.day_usage(DAY_US + 6), (520, 2));
+        // Given back only what was stamped on the counters' day.
+        payer.uncount_payment(DAY_US + 7, DAY_US - 5, 20, 1);
+        assert_eq!(payer.day_usage(DAY_US + 7), (520, 2));
+        payer.uncount_payment(DAY_US + 7, DAY_US + 5, 500, 1);
+        assert_eq!(payer.day_usage(DAY_US + 7), (20, 1));
+        assert_eq!(payer.day_usage(2 * DAY_US), (0, 0));
     }
 
     #[test]

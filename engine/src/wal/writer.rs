@@ -649,6 +649,12 @@ fn run_writer(shared: &Shared, delay: CommitDelay) {
                 if ready && !pending.committing {
                     break;
                 }
+                if pending.buffer.is_empty() && !pending.committing {
+                    // A hand-over whose records a commit in place took already: nothing is
+                    // left to ask for. Left set, it would make every event loop hand its
+                    // batches over (an extra wake-up each) until the writer's next commit.
+                    pending.writer_wanted = false;
+                }
                 wrote = false;
                 last_batch_records = 0;
                 shared.work.wait(&mut pending);

@@ -125,8 +125,13 @@ impl<'a> Replayer<'a> {
             }
             let _ = self.queues[worker].send(Work::Drain(done.clone()));
         }
+        // Only the workers hold senders now: a worker that panicked drops its own, so the
+        // wait ends (and the panic surfaces when the workers are joined) instead of hanging.
+        drop(done);
         for _ in 0..self.queues.len() {
-            let _ = finished.recv();
+            if finished.recv().is_err() {
+                break;
+            }
         }
     }
 }

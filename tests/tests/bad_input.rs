@@ -664,6 +664,8 @@ fn limits_outside_their_range_are_refused_at_start_with_the_range() {
         ("--logon-timeout-ms", "3600001"),
         ("--idle-timeout-s", "0"),
         ("--idle-timeout-s", "604801"),
+        ("--clock-step-max-s", "0"),
+        ("--clock-step-max-s", "86401"),
         ("--spin-us", "10001"),
         ("--logon-failures-max", "0"),
         ("--logon-failure-window-s", "0"),

@@ -16,7 +16,10 @@
 //! can block writing to each other.
 //!
 //! Request ids come from a counter that starts at the current Unix time in microseconds, so a
-//! restarted client does not reuse ids still in the server's idempotency window. Every request
+//! restarted client does not reuse ids still in the server's idempotency window, unless its
+//! clock stepped back meanwhile: a reused id with the same content would get the old decision
+//! and move no money. A client that cannot trust its clock keeps its last request id across
+//! restarts and passes it to [`Client::start_request_ids_after`]. Every request
 //! sent and not yet answered is remembered; [`Client::reconnect`] logs on again and resends each
 //! with its original id, so the server answers a retry with the original decision.
 
@@ -152,6 +155,12 @@ impl Client {
     /// Sets the socket read timeout (`None` = wait forever).
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<(), ClientError> {
         Ok(self.stream.set_read_timeout(timeout)?)
+    }
+
+    /// Request ids from now on are above `last` (and above those this client used): for a
+    /// client that kept its last id across a restart, in case its clock stepped back.
+    pub fn start_request_ids_after(&mut self, last: u64) {
+        self.next_request_id = self.next_request_id.max(last.saturating_add(1));
     }
 
     /// Sends `request` with a fresh request id and returns the id; does not wait.

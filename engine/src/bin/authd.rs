@@ -68,6 +68,11 @@ struct Flags {
     #[arg(long, default_value_t = engine::server::SPIN_US_MAX_DEFAULT,
           value_parser = clap::value_parser!(u64).range(0..=engine::server::SPIN_US_MAX_MAX))]
     spin_us: u64,
+    /// Largest step of the wall clock, seconds, that the clock commands are stamped with
+    /// follows (1..=86400); a larger step, either way, is ignored and logged
+    /// (`clock_step_ignored`) until a restart adopts the wall clock.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    clock_step_max_s: u64,
     /// Seconds a logged-on connection may stay silent with nothing in flight (1..=604800).
     #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     idle_timeout_s: u64,
@@ -154,6 +159,7 @@ fn server_config(flags: &Flags) -> ServerConfig {
     config.write_bytes_max = flags.write_bytes_max as usize;
     config.logon_timeout = Duration::from_millis(flags.logon_timeout_ms);
     config.idle_timeout = Duration::from_secs(flags.idle_timeout_s);
+    config.clock_step_max = Duration::from_secs(flags.clock_step_max_s);
     config.logon_failures_max = flags.logon_failures_max;
     config.logon_failure_window = Duration::from_secs(flags.logon_failure_window_s);
     config.snapshot_interval = Duration::from_secs(flags.snapshot_interval_s);

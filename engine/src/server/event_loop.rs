@@ -351,7 +351,7 @@ impl EventLoop {
     fn take_pushes(&mut self) {
         self.shared
             .pushes
-            .route(self.shared.store.books(), Some(self.index));
+            .route(self.shared.store.books(), &self.shared.clock, Some(self.index));
         let config = &self.shared.config;
         let push_bytes_max = push_bytes_max(config.write_bytes_max, config.in_flight_max);
         let mut stopped_reading = Vec::new();

@@ -17,6 +17,7 @@
 //!   and write what is in flight (bounded by a deadline), stop the ticker, write a snapshot
 //!   of everything (unless snapshots are off), final log sync.
 
+pub mod clock;
 pub mod connection;
 pub mod declined;
 pub mod dispatch;
@@ -35,7 +36,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use wire::logon::LogonOk;
 
@@ -80,6 +81,9 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Longest busy-poll of a loop before it sleeps ([`spin`]); zero: always sleep at once.
     pub spin_max: Duration,
+    /// Largest step of the wall clock the server's clock follows ([`clock`]); a larger one is
+    /// ignored and logged.
+    pub clock_step_max: Duration,
     /// Longest sleep of a loop in `epoll_wait` (50 ms): the timeouts' sweep and a stop are
     /// noticed within it even with nothing to wake the loop. Nothing else waits for it: a
     /// reply waits for a wake-up from whoever made its record durable. Tests lengthen it so
@@ -104,6 +108,7 @@ impl ServerConfig {
             snapshot_interval: Duration::from_secs(300),
             shutdown_timeout: Duration::from_secs(10),
             spin_max: Duration::from_micros(SPIN_US_MAX_DEFAULT),
+            clock_step_max: Duration::from_micros(clock::CLOCK_STEP_MAX_US_DEFAULT),
             poll_timeout: Duration::from_millis(50),
         }
     }
@@ -131,6 +136,8 @@ pub struct Shared {
     pub loops: std::sync::OnceLock<Arc<Vec<LoopHandle>>>,
     /// Numbers connections (slab keys are reused).
     pub next_connection: std::sync::atomic::AtomicU64,
+    /// What commands are stamped with.
+    pub clock: clock::Clock,
 }
 
 impl Shared {
@@ -177,12 +184,10 @@ impl LoopHandle {
     }
 }
 
-/// The wall clock in microseconds since the Unix epoch: the server stamps every command with
-/// it (the books never read a clock).
+/// The wall clock in microseconds since the Unix epoch, for log lines; commands are stamped
+/// by [`Shared::clock`].
 pub fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_micros() as u64)
+    clock::wall_us()
 }
 
 /// 32 random bytes for a new terminal or device secret, by the `getrandom` system call (no
@@ -217,6 +222,7 @@ impl Server {
         let local_addr = listener.local_addr()?;
         let limiter = LogonLimiter::new(config.logon_failures_max, config.logon_failure_window);
         let threads = config.threads.max(1);
+        let clock = clock::Clock::new(u64::try_from(config.clock_step_max.as_micros()).unwrap_or(u64::MAX));
         let shared = Arc::new(Shared {
             store,
             stats: Stats::default(),
@@ -227,6 +233,7 @@ impl Server {
             stopping: AtomicBool::new(false),
             pushes: push::PushHub::default(),
             next_connection: std::sync::atomic::AtomicU64::new(1),
+            clock,
             loops: std::sync::OnceLock::new(),
         });
         let mut loops = Vec::with_capacity(threads);
@@ -362,9 +369,23 @@ fn tick(shared: &Shared) {
         }
         last_second = now;
         shared.stats.tick_second();
-        let now_us = now_us();
+        let now_us = shared.clock.now_us();
+        if let Some(ignored_us) = shared.clock.ignored_us() {
+            lifecycle::log(
+                lifecycle::Level::Warn,
+                "clock_step_ignored",
+                &[
+                    ("wall_minus_clock_us", &ignored_us),
+                    ("clock_us", &now_us),
+                    (
+                        "msg",
+                        &"the wall clock stepped further than --clock-step-max-s: stamping with the monotonic estimate; restart authd to adopt the wall clock",
+                    ),
+                ],
+            );
+        }
         shared.store.advance_time(now_us);
-        shared.pushes.route(shared.store.books(), None);
+        shared.pushes.route(shared.store.books(), &shared.clock, None);
         // The log's position, not a count of records written: a record appended before a
         // snapshot but written after it is covered by it, and must not make the next one due.
         let records = shared.store.wal().last_lsn();

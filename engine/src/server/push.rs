@@ -112,13 +112,13 @@ impl PushHub {
 
     /// Take the books' offer changes and deliver their pushes. `router` is the loop that
     /// routes, if a loop does: it takes its own inbox right after, so it is not woken.
-    pub fn route(&self, books: &Books, router: Option<usize>) {
+    pub fn route(&self, books: &Books, clock: &super::clock::Clock, router: Option<usize>) {
         let events = books.take_offer_events();
         if events.is_empty() {
             return;
         }
         // Read the clock only when there is something to push (this runs every loop iteration).
-        let now_us = super::now_us();
+        let now_us = clock.now_us();
         for (lsn, event) in events {
             let view = event.view;
             if view.state == OfferState::Offered {

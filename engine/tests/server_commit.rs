@@ -95,6 +95,11 @@ fn no_reply_before_its_record(mode: FsyncMode, break_disk: impl Fn(&FaultInjecti
     assert_eq!(wal.durable_lsn(), durable);
     let reply = operator.call(&open_account()).expect("reply");
     assert_eq!(code_of(&reply), 96, "the log stays failed: {reply:?}");
+    // A client still logs on (to be told 96 per request, or to read the stats).
+    let mut late = Client::connect(server.local_addr(), Role::Operator, 1, OPERATOR_SECRET)
+        .expect("log on after the failure");
+    let reply = late.call(&open_account()).expect("reply");
+    assert_eq!(code_of(&reply), 96, "{reply:?}");
     server.shutdown();
     assert!(server.join().is_err(), "the failure is reported at the end");
     assert_eq!(

@@ -6,31 +6,36 @@
 //! the log). A wall clock that steps (an NTP correction, a VM moved to another host, an
 //! operator's typo) would carry them along: a step to the year 2100 would expire every hold and
 //! prune every refundable one, for good, since the sweep is logged. So the server keeps its own
-//! estimate, the wall clock's value at the last reading it followed plus the monotonic time
-//! since, and follows the wall clock only while the two stay within `step_max`:
+//! estimate, the wall clock's value at the last reading it followed plus the boot clock's time
+//! since (`CLOCK_BOOTTIME`, which counts a suspended VM's time), and follows the wall clock only
+//! while the two stay within `step_max`:
 //!
 //! - drift and small corrections (within `step_max`) are followed, forward at once, backward
 //!   by standing still until the wall clock catches up (the stamp never goes back);
 //! - a larger step either way is ignored, the estimate is used, and [`Clock::ignored_us`] says
-//!   by how much: the ticker logs it (`clock_step_ignored`) once a second while it lasts. A
-//!   wall clock that was wrong and is now right is adopted at the next start.
+//!   by how much: the ticker logs it (`clock_step_ignored`) at once, then once a minute while
+//!   it lasts. A wall clock that was wrong and is now right is adopted at the next start.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crossbeam_utils::CachePadded;
 
 /// Largest wall-clock step followed, by default: one minute.
 pub const CLOCK_STEP_MAX_US_DEFAULT: u64 = 60_000_000;
 
+/// Moves of the offset smaller than this are not stored: the two clocks are read a few
+/// nanoseconds apart, so their difference jitters by a microsecond, and a store per batch would
+/// bounce the line between the event loops for nothing.
+const OFFSET_SLACK_US: u64 = 1_000;
+
 /// The server's clock; see the module doc.
 #[derive(Debug)]
 pub struct Clock {
-    /// The monotonic origin of the estimate.
-    origin: Instant,
-    /// Wall-clock microseconds minus monotonic microseconds since `origin`, as of the last
-    /// reading followed.
-    offset_us: AtomicI64,
+    /// Wall-clock microseconds minus boot-clock microseconds, as of the last reading followed.
+    offset_us: CachePadded<AtomicI64>,
     /// The last stamp handed out: none goes below it.
-    last_us: AtomicU64,
+    last_us: CachePadded<AtomicU64>,
     /// How far the wall clock was from the estimate at the last reading, when that was
     /// beyond `step_max_us` (0 while followed).
     ignored_us: AtomicI64,
@@ -48,13 +53,13 @@ struct Reading {
     ignored_us: i64,
 }
 
-/// Follow `wall_us` if it is within `step_max_us` of the estimate (`monotonic_us` +
-/// `offset_us`), else keep the estimate.
-fn read(wall_us: u64, monotonic_us: u64, offset_us: i64, step_max_us: u64) -> Reading {
-    let estimate_us = monotonic_us.saturating_add_signed(offset_us);
+/// Follow `wall_us` if it is within `step_max_us` of the estimate (`boot_us` + `offset_us`),
+/// else keep the estimate.
+fn read(wall_us: u64, boot_us: u64, offset_us: i64, step_max_us: u64) -> Reading {
+    let estimate_us = boot_us.saturating_add_signed(offset_us);
     let distance = i64::try_from(i128::from(wall_us) - i128::from(estimate_us)).unwrap_or(i64::MAX);
     if distance.unsigned_abs() <= step_max_us {
-        let offset = i64::try_from(i128::from(wall_us) - i128::from(monotonic_us)).unwrap_or(offset_us);
+        let offset = i64::try_from(i128::from(wall_us) - i128::from(boot_us)).unwrap_or(offset_us);
         Reading {
             stamp_us: wall_us,
             offset_us: Some(offset),
@@ -72,11 +77,14 @@ fn read(wall_us: u64, monotonic_us: u64, offset_us: i64, step_max_us: u64) -> Re
 impl Clock {
     /// A clock starting from the wall clock now, following steps up to `step_max_us`.
     pub fn new(step_max_us: u64) -> Clock {
-        let origin = Instant::now();
+        Clock::starting_at(wall_us(), boot_us(), step_max_us)
+    }
+
+    fn starting_at(wall_us: u64, boot_us: u64, step_max_us: u64) -> Clock {
+        let offset = i64::try_from(i128::from(wall_us) - i128::from(boot_us)).unwrap_or(0);
         Clock {
-            origin,
-            offset_us: AtomicI64::new(i64::try_from(wall_us()).unwrap_or(i64::MAX)),
-            last_us: AtomicU64::new(0),
+            offset_us: CachePadded::new(AtomicI64::new(offset)),
+            last_us: CachePadded::new(AtomicU64::new(0)),
             ignored_us: AtomicI64::new(0),
             step_max_us,
         }
@@ -84,25 +92,29 @@ impl Clock {
 
     /// Microseconds since the Unix epoch, never less than a stamp handed out before.
     pub fn now_us(&self) -> u64 {
-        let monotonic_us = u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let reading = read(
-            wall_us(),
-            monotonic_us,
-            self.offset_us.load(Ordering::Relaxed),
-            self.step_max_us,
-        );
-        // Stores only on change: both event loops read these on every batch.
+        self.stamp(wall_us(), boot_us())
+    }
+
+    /// [`Clock::now_us`] for given readings of the two clocks.
+    fn stamp(&self, wall_us: u64, boot_us: u64) -> u64 {
+        let offset_us = self.offset_us.load(Ordering::Relaxed);
+        let reading = read(wall_us, boot_us, offset_us, self.step_max_us);
         if let Some(offset) = reading
             .offset_us
-            .filter(|&offset| offset != self.offset_us.load(Ordering::Relaxed))
+            .filter(|offset| offset.abs_diff(offset_us) > OFFSET_SLACK_US)
         {
             self.offset_us.store(offset, Ordering::Relaxed);
         }
         if reading.ignored_us != self.ignored_us.load(Ordering::Relaxed) {
             self.ignored_us.store(reading.ignored_us, Ordering::Relaxed);
         }
-        let before = self.last_us.fetch_max(reading.stamp_us, Ordering::AcqRel);
-        before.max(reading.stamp_us)
+        let last = self.last_us.load(Ordering::Acquire);
+        if reading.stamp_us <= last {
+            return last;
+        }
+        self.last_us
+            .fetch_max(reading.stamp_us, Ordering::AcqRel)
+            .max(reading.stamp_us)
     }
 
     /// How far the wall clock stood from the clock's estimate at the last reading, if that was
@@ -120,36 +132,45 @@ pub fn wall_us() -> u64 {
     })
 }
 
+/// Microseconds since boot, suspended time included (`CLOCK_BOOTTIME`): the estimate keeps
+/// pace with the wall clock across a suspended VM, which `CLOCK_MONOTONIC` would not.
+fn boot_us() -> u64 {
+    let time = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    u64::try_from(time.tv_sec)
+        .unwrap_or(0)
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::try_from(time.tv_nsec).unwrap_or(0) / 1_000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const STEP_MAX: u64 = 60_000_000;
-    /// 2026-11-30 12:00 UTC, and the monotonic time since the clock started.
+    /// 2026-11-30 12:00 UTC, and the boot clock then.
     const NOON: u64 = 1_796_040_000_000_000;
-    const STARTED: u64 = 5_000_000;
+    const BOOTED: u64 = 5_000_000;
+    const OFFSET: i64 = (NOON - BOOTED) as i64;
 
     #[test]
     fn steps_up_to_the_maximum_are_followed_either_way() {
-        let offset = (NOON - STARTED) as i64;
         for wall in [NOON, NOON + 1, NOON + STEP_MAX, NOON - STEP_MAX] {
-            let reading = read(wall, STARTED, offset, STEP_MAX);
+            let reading = read(wall, BOOTED, OFFSET, STEP_MAX);
             assert_eq!(reading.stamp_us, wall);
             assert_eq!(reading.ignored_us, 0);
-            assert_eq!(reading.offset_us, Some((wall - STARTED) as i64));
+            assert_eq!(reading.offset_us, Some((wall - BOOTED) as i64));
         }
     }
 
     #[test]
     fn a_step_past_the_maximum_is_ignored_either_way() {
-        let offset = (NOON - STARTED) as i64;
         for (wall, distance) in [
             (NOON + STEP_MAX + 1, STEP_MAX as i64 + 1),
             (NOON - STEP_MAX - 1, -(STEP_MAX as i64) - 1),
             (4_102_444_800_000_000, 4_102_444_800_000_000 - NOON as i64), // 2100
             (0, -(NOON as i64)),
         ] {
-            let reading = read(wall, STARTED, offset, STEP_MAX);
+            let reading = read(wall, BOOTED, OFFSET, STEP_MAX);
             assert_eq!(reading.stamp_us, NOON, "the estimate");
             assert_eq!(reading.offset_us, None);
             assert_eq!(reading.ignored_us, distance);
@@ -157,26 +178,37 @@ mod tests {
     }
 
     #[test]
-    fn the_estimate_goes_on_with_the_monotonic_time() {
-        let offset = (NOON - STARTED) as i64;
+    fn the_estimate_goes_on_with_the_boot_clock() {
         let later = read(
             NOON + 3_600_000_000 * 24 * 365,
-            STARTED + 1_000_000,
-            offset,
+            BOOTED + 1_000_000,
+            OFFSET,
             STEP_MAX,
         );
         assert_eq!(later.stamp_us, NOON + 1_000_000);
     }
 
     #[test]
-    fn stamps_never_go_back() {
-        let clock = Clock::new(STEP_MAX);
-        let first = clock.now_us();
-        // As if the wall clock had stepped back within the maximum: the last stamp holds.
-        clock.offset_us.fetch_sub(30_000_000, Ordering::Relaxed);
-        clock.last_us.fetch_add(20_000_000, Ordering::Relaxed);
-        let second = clock.now_us();
-        assert!(second >= first + 20_000_000, "{first} then {second}");
+    fn stamps_follow_the_wall_clock_never_back_and_not_far() {
+        let clock = Clock::starting_at(NOON, BOOTED, STEP_MAX);
+        let second = 1_000_000;
+        assert_eq!(clock.stamp(NOON, BOOTED), NOON);
+        // An NTP correction back by ten seconds: the stamps stand still until the wall clock
+        // catches up, then follow it.
+        assert_eq!(clock.stamp(NOON + second - 10 * second, BOOTED + second), NOON);
+        assert_eq!(
+            clock.stamp(NOON + 11 * second - 10 * second, BOOTED + 11 * second),
+            NOON + second
+        );
+        // A step to 2100: ignored, and said; the stamps go on with the boot clock.
+        let far = 4_102_444_800_000_000;
+        assert_eq!(clock.stamp(far, BOOTED + 12 * second), NOON + 2 * second);
+        assert!(clock.ignored_us().is_some_and(|ignored| ignored > 0));
+        // The wall clock is set right again: followed, and nothing is said any more.
+        assert_eq!(
+            clock.stamp(NOON + 13 * second, BOOTED + 23 * second),
+            NOON + 13 * second
+        );
         assert_eq!(clock.ignored_us(), None);
     }
 }

@@ -54,6 +54,9 @@ pub struct Connection {
     decoder: Decoder,
     session: Session,
     waiting: VecDeque<Waiting>,
+    /// How many of `waiting` are pushes: they do not count against `--in-flight-max`, which
+    /// bounds the client's own requests (a gateway gets a push per offer for every payer).
+    waiting_pushes: usize,
     /// When the connection was accepted.
     pub opened: Instant,
     /// When the last frame arrived.
@@ -88,6 +91,7 @@ impl Connection {
             decoder: Decoder::new(frame_bytes_max),
             session: Session::AwaitingHello,
             waiting: VecDeque::new(),
+            waiting_pushes: 0,
             opened: now,
             last_frame: now,
             closing: false,
@@ -122,6 +126,7 @@ impl Connection {
             }
             .encode(&mut self.write);
         } else {
+            self.waiting_pushes += 1;
             self.queue(lsn, 0, Message::Push(push));
         }
     }
@@ -148,7 +153,7 @@ impl Connection {
     }
 
     fn under_limits(&self, shared: &Shared) -> bool {
-        self.waiting.len() < shared.config.in_flight_max as usize
+        self.waiting.len() - self.waiting_pushes < shared.config.in_flight_max as usize
             && self.write.len() < shared.config.write_bytes_max
     }
 
@@ -318,10 +323,15 @@ impl Connection {
             operator_secret: &shared.operator_secret,
             ok: shared.logon_ok(),
         };
+        let step = self.session.step(&context, logon, server_nonce);
         // A log-on's answer reads the registry (statuses, secrets), which logged commands
-        // change: it waits for everything it may have seen, like any read.
-        let seen = shared.store.wal().last_lsn();
-        match self.session.step(&context, logon, server_nonce) {
+        // change: it waits for everything it may have seen, like any read (the position read
+        // after the registry was). Not on a failed log, where nothing becomes durable again:
+        // a client must still log on, to be told 96 per request (and the operator, to read
+        // the stats).
+        let wal = shared.store.wal();
+        let seen = if wal.has_failed() { 0 } else { wal.last_lsn() };
+        match step {
             Step::Reply(reply) => self.queue(seen, request_id, Message::Logon(reply)),
             Step::Refuse(reply) => {
                 shared.limiter.failed(self.peer.ip(), now);
@@ -346,7 +356,11 @@ impl Connection {
             let Some(waiting) = self.waiting.pop_front() else {
                 break;
             };
-            if waiting.lsn > durable && matches!(waiting.frame.message, Message::Push(_)) {
+            let push = matches!(waiting.frame.message, Message::Push(_));
+            if push {
+                self.waiting_pushes -= 1;
+            }
+            if waiting.lsn > durable && push {
                 continue;
             }
             if waiting.lsn > durable {

@@ -353,6 +353,9 @@ impl Server {
     }
 }
 
+/// How often the ticker repeats `clock_step_ignored` while a step lasts.
+const STEP_LOG_EVERY: Duration = Duration::from_secs(60);
+
 /// The ticker: time-driven work, once a second.
 fn tick(shared: &Shared) {
     let mut last_second = Instant::now();
@@ -361,6 +364,8 @@ fn tick(shared: &Shared) {
         Instant::now(),
         shared.store.wal().last_lsn(),
     );
+    // When an ignored wall-clock step was last logged (at once, then once a minute).
+    let mut step_logged: Option<Instant> = None;
     while !shared.stopping.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100));
         let now = Instant::now();
@@ -370,7 +375,13 @@ fn tick(shared: &Shared) {
         last_second = now;
         shared.stats.tick_second();
         let now_us = shared.clock.now_us();
-        if let Some(ignored_us) = shared.clock.ignored_us() {
+        let ignored = shared.clock.ignored_us();
+        if ignored.is_none() {
+            step_logged = None;
+        }
+        let log_step = step_logged.is_none_or(|at: Instant| now.duration_since(at) >= STEP_LOG_EVERY);
+        if let Some(ignored_us) = ignored.filter(|_| log_step) {
+            step_logged = Some(now);
             lifecycle::log(
                 lifecycle::Level::Warn,
                 "clock_step_ignored",

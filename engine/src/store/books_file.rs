@@ -63,13 +63,6 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Settings no configuration has (every one 0): differing from it names them all.
-    pub const NONE: Settings = Settings {
-        idempotency_window: 0,
-        holds_per_shard_max: 0,
-        hold_retention_us: 0,
-    };
-
     /// The settings of `config`.
     pub fn of(config: &BooksConfig) -> Settings {
         Settings {
@@ -89,7 +82,11 @@ impl Settings {
             named.push(format!("--holds-per-shard-max {}", self.holds_per_shard_max));
         }
         if self.hold_retention_us != other.hold_retention_us {
-            named.push(format!("a hold retention of {} us", self.hold_retention_us));
+            // Not a flag: builds differ in it only by their default.
+            named.push(format!(
+                "a hold retention of {} us (an authd built with that default)",
+                self.hold_retention_us
+            ));
         }
         named.join(", ")
     }
@@ -364,7 +361,7 @@ mod tests {
         assert_eq!(
             recorded.differences(&configured),
             format!(
-                "--idempotency-window {}, a hold retention of {} us",
+                "--idempotency-window {}, a hold retention of {} us (an authd built with that default)",
                 recorded.idempotency_window, recorded.hold_retention_us
             )
         );

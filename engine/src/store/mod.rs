@@ -93,6 +93,13 @@ pub enum StoreError {
         /// What the configuration says, as the flags.
         configured: String,
     },
+    /// The log has records past the newest snapshot, and the `BOOKS` file does not record the
+    /// settings they were written with (an authd from before its settings lines).
+    #[error("data dir {dir} has log records written with settings its BOOKS file does not record (an authd from before the settings lines wrote them): replayed under this authd's, they could get other outcomes than they did; start the authd that wrote them, with --snapshot-interval-s above 0, until it stops cleanly and logs snapshot_written at=stop, then this one")]
+    SettingsUnknown {
+        /// The data dir.
+        dir: PathBuf,
+    },
     /// The `BOOKS` file names rules newer than this build's.
     #[error("data dir {dir} was written by an authd with rules {stored}, newer than this one's ({current}); run that authd, or a newer one")]
     RulesNewer {
@@ -256,20 +263,15 @@ impl Store {
                 });
             }
             let configured = books_file::Settings::of(&config.books);
-            let (stored, configured) = match logged.settings {
-                Some(stored) if stored == configured => return None,
-                Some(stored) => (stored.differences(&configured), configured.differences(&stored)),
-                None => (
-                    "the settings of the authd that wrote them (the BOOKS file has no settings lines)"
-                        .to_string(),
-                    configured.differences(&books_file::Settings::NONE),
-                ),
-            };
-            Some(StoreError::SettingsDiffer {
-                dir: dir.clone(),
-                stored,
-                configured,
-            })
+            match logged.settings {
+                Some(stored) if stored == configured => None,
+                Some(stored) => Some(StoreError::SettingsDiffer {
+                    dir: dir.clone(),
+                    stored: stored.differences(&configured),
+                    configured: configured.differences(&stored),
+                }),
+                None => Some(StoreError::SettingsUnknown { dir: dir.clone() }),
+            }
         };
         // The shape is refused at the first record, whatever it is; the rules only for a record
         // the snapshot does not cover (a shard's part may cover more than the registry's

@@ -929,6 +929,38 @@ fn a_log_that_ends_before_what_the_snapshot_covers_is_refused() {
     assert!(message.contains(&format!("ends at lsn {last}")), "{message}");
     assert!(message.contains("move the newest snapshot aside"), "{message}");
     assert_eq!(dir_listing(dir.path()), before, "nothing is written");
+    // On the operator's word the log goes on after what the snapshot covers, and a new
+    // snapshot covers the gap, so the next open (without the flag) finds none.
+    let mut accept = config(dir.path());
+    accept.read.truncate_corrupt = true;
+    let (store, recovered) = Store::open(accept).expect("the operator accepts the loss");
+    assert_eq!(recovered.log.lsns_skipped, Some((last + 1, last + 3)));
+    let open = Command::OpenAccount {
+        shard: 0,
+        currency: EUR,
+        mobile: None,
+        limits: Limits::NONE,
+    };
+    let payer = AccountId(run(&store, open).id);
+    assert_eq!(store.wal().last_lsn(), last + 4, "no lsn handed out twice");
+    store.close().expect("close");
+    drop(store);
+    let (store, recovered) = Store::open(config(dir.path())).expect("reopen without the flag");
+    assert_eq!(recovered.log.lsns_skipped, None);
+    assert!(store.books().account_info(payer).is_some());
+}
+
+#[test]
+fn with_fsync_never_a_snapshot_syncs_the_log_it_covers() {
+    // Else a power loss could keep the snapshot (synced) and lose the log under it.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut never = config(dir.path());
+    never.wal.fsync_mode = engine::wal::FsyncMode::Never;
+    let (store, _) = Store::open(never).expect("open");
+    set_up(&store, 2);
+    let syncs = store.wal().stats().syncs;
+    store.snapshot().expect("snapshot");
+    assert!(store.wal().stats().syncs > syncs, "the snapshot synced the log");
 }
 
 #[test]

@@ -258,6 +258,20 @@ fn report_recovery(flags: &Flags, recovered: &engine::store::Recovered) {
             ],
         );
     }
+    if let Some((first, last)) = recovered.log.lsns_skipped {
+        log(
+            Level::Warn,
+            "log_lsns_skipped",
+            &[
+                ("first", &first),
+                ("last", &last),
+                (
+                    "msg",
+                    &"the newest snapshot covers records the log no longer holds; --truncate-corrupt-log went on from the snapshot",
+                ),
+            ],
+        );
+    }
     for kept in &recovered.log.kept_aside {
         log(Level::Warn, "log_bytes_kept_aside", &[("file", &kept.display())]);
     }

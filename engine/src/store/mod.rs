@@ -324,6 +324,12 @@ impl Store {
             wal,
             snapshot_lsn: Mutex::new(coverage.registry_lsn),
         };
+        if log.lsns_skipped.is_some() {
+            // The log now goes on past a gap only this snapshot's coverage explains: cover
+            // it with a new one, whose registry position is past the gap, before anything
+            // else, or the next open would find the gap and refuse.
+            store.snapshot()?;
+        }
         let recovered = Recovered {
             snapshot,
             skipped_snapshots: scan.skipped,
@@ -374,6 +380,9 @@ impl Store {
             .copied()
             .fold(coverage.registry_lsn, Lsn::max);
         self.wal.wait_durable(covered)?;
+        // With --fsync never "durable" means written: sync it, or a power loss could leave
+        // the log shorter than the snapshot that covers it.
+        self.wal.sync_written()?;
         let path = wal::write_snapshot(&dir, coverage.registry_lsn, sections.iter().map(Vec::as_slice))?;
         let previous = std::mem::replace(&mut *self.snapshot_lsn.lock(), coverage.registry_lsn);
         if previous > 0 {

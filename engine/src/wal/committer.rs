@@ -96,6 +96,18 @@ impl Committer {
         }
     }
 
+    /// Syncs what was written, in every mode (see `Wal::sync_written`).
+    pub(super) fn sync_written(&mut self, shared: &Shared) -> Result<(), WalError> {
+        if shared.failed.load(Ordering::Acquire) {
+            return Err(shared.failure());
+        }
+        if self.closed {
+            return Ok(());
+        }
+        self.sync(shared)
+            .inspect_err(|failure| shared.fail(failure.clone()))
+    }
+
     /// The last act of the log: syncs what was written (in every mode), and lets nothing
     /// be written after. Leaves no thread writing in the data dir.
     pub(super) fn close(&mut self, shared: &Shared) {

@@ -82,9 +82,9 @@ pub enum WalError {
     #[error(
         "the log in {dir} ends at lsn {last_lsn}, but the newest snapshot covers records up to \
              lsn {covered}: the records it vouched for are missing (a disk that lost synced \
-             writes, a log restored without its tail, or --fsync never and a power loss); \
-             restore the data dir from a backup, or move the newest snapshot aside to recover \
-             from the one before it"
+             writes, a log restored without its tail); restore the data dir from a backup, \
+             or move the newest snapshot aside to recover from the one before it (if there is \
+             one), or start with --truncate-corrupt-log to go on from the snapshot as it is"
     )]
     ShorterThanSnapshot {
         dir: PathBuf,

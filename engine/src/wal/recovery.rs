@@ -89,6 +89,9 @@ pub struct RecoveryReport {
     pub cut: Option<CorruptionCut>,
     /// Files `Wal::open` wrote or renamed to keep cut bytes aside (empty from [`read_log`]).
     pub kept_aside: Vec<PathBuf>,
+    /// Lsns the snapshot covers that the log does not hold, skipped on the operator's word
+    /// ([`ReadOptions::truncate_corrupt`]; `Wal::open_covering` only): first and last.
+    pub lsns_skipped: Option<(Lsn, Lsn)>,
 }
 
 impl RecoveryReport {
@@ -105,6 +108,7 @@ impl RecoveryReport {
             torn_tail: None,
             cut: None,
             kept_aside: Vec::new(),
+            lsns_skipped: None,
         }
     }
 }

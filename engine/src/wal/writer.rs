@@ -211,7 +211,7 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    fn failure(&self) -> WalError {
+    pub(super) fn failure(&self) -> WalError {
         self.failure.lock().clone().unwrap_or(WalError::Closed)
     }
 
@@ -294,7 +294,10 @@ impl Wal {
 
     /// [`Wal::open`] for a snapshot whose parts cover up to different lsns: reading starts
     /// after `after`, the least of them, and the log must reach `covered`, the greatest, or
-    /// the open fails with [`WalError::ShorterThanSnapshot`] before anything is written.
+    /// the open fails with [`WalError::ShorterThanSnapshot`] before anything is written. With
+    /// `options.truncate_corrupt` the log goes on at `covered + 1` instead (reported in
+    /// [`RecoveryReport::lsns_skipped`]): the caller must then write a snapshot covering
+    /// `covered` before the next open, which would otherwise find the gap.
     pub fn open_covering<E, F>(
         config: WalConfig,
         lock: DirLock,
@@ -315,12 +318,16 @@ impl Wal {
         );
         let mut report = recovery::read_log(&config.dir, after, options, visit)?;
         if report.last_lsn < covered {
-            return Err(WalError::ShorterThanSnapshot {
-                dir: config.dir,
-                last_lsn: report.last_lsn,
-                covered,
+            if !options.truncate_corrupt {
+                return Err(WalError::ShorterThanSnapshot {
+                    dir: config.dir,
+                    last_lsn: report.last_lsn,
+                    covered,
+                }
+                .into());
             }
-            .into());
+            report.lsns_skipped = Some((report.last_lsn + 1, covered));
+            report.next_lsn = covered + 1;
         }
         report.kept_aside = recovery::prepare_for_append(&config.dir, &report)?;
         let wal = Wal::start(config, lock, report.next_lsn)?;
@@ -533,6 +540,19 @@ impl Wal {
             segment::sync_dir(&self.dir).map_err(|error| WalError::io("sync", &self.dir, error))?;
         }
         Ok(removed)
+    }
+
+    /// Syncs what was written, whatever the fsync mode (a no-op with [`FsyncMode::Always`],
+    /// where everything durable is synced): a snapshot must not outlive, after a power loss,
+    /// the records it covers. Segments before the current one are synced at their roll.
+    pub fn sync_written(&self) -> Result<(), WalError> {
+        if self.fsync_mode == FsyncMode::Always {
+            return match self.failure() {
+                Some(failure) => Err(failure),
+                None => Ok(()),
+            };
+        }
+        self.shared.committer.lock().sync_written(&self.shared)
     }
 
     /// Writes and syncs what is pending, stops the writer and returns the failure, if any.

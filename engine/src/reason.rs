@@ -50,7 +50,8 @@ pub enum Reason {
     AmountAboveOriginal = 18,
     /// The request key was already used with different content.
     DuplicateConflict = 19,
-    /// The original request was reversed before it arrived; the late original is declined.
+    /// The original request was reversed: before it arrived (the late original is declined),
+    /// or after it was approved (its retries are declined).
     Reversed = 20,
     /// An operator command that cannot apply (alias taken, wrong account kind, bad limit).
     InvalidRequest = 21,

@@ -903,9 +903,9 @@ fn a_reversal_after_a_purchase_undoes_it_exactly() {
         "a second reversal finds nothing left to undo"
     );
     assert_eq!(
-        shop.send_as(9, op),
-        sale,
-        "a late retry of the original changes nothing"
+        shop.send_as(9, op).reason,
+        Reason::Reversed,
+        "a late retry of the original is told it was reversed, and changes nothing"
     );
     assert_eq!(shop.balance(), (10_000, 0));
     shop.assert_invariants();
@@ -1404,4 +1404,72 @@ fn a_clock_stepped_back_across_midnight_gives_no_fresh_daily_limit() {
     assert_eq!(shop.purchase(1).reason, Reason::DailyAmountExceeded);
     shop.now_us = midnight + DAY_US;
     assert_eq!(shop.purchase(1_000).reason, Reason::Approved, "the next UTC day");
+}
+
+#[test]
+fn a_retry_of_a_reversed_purchase_is_told_it_was_reversed() {
+    let mut shop = Shop::new();
+    assert_eq!(
+        shop.send_as(77, purchase(shop.payer, 300)).reason,
+        Reason::Approved
+    );
+    let reversal = TerminalOp::Reversal {
+        payer: shop.payer,
+        original_request_id: 77,
+    };
+    assert_eq!(shop.send(reversal).reason, Reason::Approved);
+    let digest = shop.books.digest();
+    // The terminal retries the purchase (it never saw the first reply): not "approved", or
+    // the merchant would deliver for money given back.
+    assert_eq!(
+        shop.send_as(77, purchase(shop.payer, 300)).reason,
+        Reason::Reversed
+    );
+    assert_eq!(shop.books.digest(), digest, "and nothing changes");
+    assert_eq!(shop.balance(), (10_000, 0));
+}
+
+#[test]
+fn released_holds_give_back_the_days_usage() {
+    // A merchant must not use up a payer's daily limits with authorizations it voids.
+    let mut shop = Shop::new();
+    shop.set(Command::SetLimits {
+        account: shop.payer,
+        limits: limits(u64::MAX, 1_000, 2, u64::MAX),
+    });
+    for _ in 0..3 {
+        let hold = shop.authorize(1_000);
+        assert_eq!(hold.reason, Reason::Approved);
+        assert_eq!(
+            shop.send(TerminalOp::Void {
+                hold: HoldId(hold.id)
+            })
+            .reason,
+            Reason::Approved
+        );
+    }
+    // A final partial capture gives back what it left; the payment still counts once.
+    let hold = shop.authorize(1_000);
+    assert_eq!(shop.capture(hold.id, 400, true).reason, Reason::Approved);
+    assert_eq!(
+        shop.purchase(600).reason,
+        Reason::Approved,
+        "600 of the day's 1,000 left"
+    );
+    assert_eq!(shop.purchase(1).reason, Reason::DailyAmountExceeded);
+    shop.assert_invariants();
+}
+
+#[test]
+fn captures_in_small_parts_pay_the_fee_of_the_whole() {
+    // 2% of 1,000 is 20; rounded down part by part, 16 captures of 62 and one of 8 would pay 16.
+    let mut shop = Shop::new();
+    let hold = shop.authorize(1_000);
+    for _ in 0..16 {
+        assert_eq!(shop.capture(hold.id, 62, false).reason, Reason::Approved);
+    }
+    assert_eq!(shop.capture(hold.id, 8, true).reason, Reason::Approved);
+    assert_eq!(shop.fee_balance(), 20);
+    assert_eq!(shop.merchant_balance(), 980);
+    shop.assert_invariants();
 }

@@ -19,10 +19,14 @@
 //!   (lifetime, loyalty points) and room for one more hold in the shard;
 //! - a wrong PIN counts, the third in a row locks (and says so), a right one resets the count,
 //!   a new PIN unlocks; a proof for an account without PIN is wrong but not counted;
-//! - fees are basis points of the amount rounded down, the lower rate with product details;
+//! - fees are basis points rounded down, the lower rate with product details; a hold's captures
+//!   pay together the fee of their sum;
+//! - a released hold (voided, expired, finished by a partial capture) gives back to the day's
+//!   usage what it never captured, and its count if it captured nothing, if made that day;
 //!   a refund comes out of the merchant in full (the fee stays with the issuer);
 //! - a retry within the shard's window (the last `WINDOW_ENTRIES` keyed requests) gets the
-//!   original outcome and changes nothing; other content under the same key is a conflict;
+//!   original outcome and changes nothing (`Reversed` once its approval was reversed); other
+//!   content under the same key is a conflict;
 //! - a reversal undoes an authorization (voids the hold), an increment or an unrefunded
 //!   purchase (money, fee, loyalty, and the day's usage if still the same day); an unknown
 //!   original leaves a marker that declines the late original; a request cannot reverse itself;
@@ -74,6 +78,8 @@ struct ModelPayer {
     limits: Limits,
     /// Approvals counted toward the daily limits: (UTC day, amount, count, undone).
     usage: Vec<(u64, u64, u32, bool)>,
+    /// What released holds gave back: (UTC day, amount never captured, payments not made).
+    released: Vec<(u64, u64, u32)>,
     loyalty_points: u64,
     status: Status,
     pin: Option<PinBlock>,
@@ -239,9 +245,31 @@ impl Model {
             .usage
             .iter()
             .filter(|usage| usage.0 == day(now_us) && !usage.3);
-        today.fold((0, 0), |(amount, count), usage| {
+        let (amount, count) = today.fold((0, 0), |(amount, count), usage| {
             (amount + usage.1, count + usage.2)
+        });
+        let released = account.released.iter().filter(|release| release.0 == day(now_us));
+        released.fold((amount, count), |(amount, count), release| {
+            (amount.saturating_sub(release.1), count.saturating_sub(release.2))
         })
+    }
+
+    /// Finish an active hold; what it never captured leaves the day's usage (and its payment
+    /// the count, if nothing was captured), if it was made today.
+    fn release(&mut self, hold: HoldId, state: HoldState, now_us: u64) {
+        let shard = self.shard_of_hold(hold).expect("kept");
+        let entry = self.hold(hold).expect("kept");
+        let payer = self.payer_of_hold(entry, shard);
+        let (created_us, uncaptured, nothing) = (
+            entry.created_us,
+            entry.authorized - entry.captured,
+            u32::from(entry.captured == 0),
+        );
+        finish(self.hold_mut(hold).expect("kept"), state, now_us);
+        if day(created_us) == day(now_us) {
+            let account = self.payer_mut(payer).expect("a hold's payer");
+            account.released.push((day(now_us), uncaptured, nothing));
+        }
     }
 
     fn count_usage(&mut self, payer: AccountId, now_us: u64, amount: u64, count: u32) -> (AccountId, usize) {
@@ -346,6 +374,7 @@ impl Model {
             balance: 0,
             limits,
             usage: Vec::new(),
+            released: Vec::new(),
             loyalty_points: 0,
             status: Status::Active,
             pin: None,
@@ -416,12 +445,16 @@ impl Model {
     /// Expire the shard's active holds due at `now_us`, then forget finished holds older than
     /// the retention, oldest first, stopping at the first that must stay.
     fn advance_time(&mut self, shard: usize, now_us: u64) -> u64 {
-        let mut expired = 0;
-        for hold in self.shards[shard].holds.values_mut() {
-            if hold.state == HoldState::Active && hold.expires_us <= now_us {
-                finish(hold, HoldState::Expired, now_us);
-                expired += 1;
-            }
+        let due: Vec<u64> = self.shards[shard]
+            .holds
+            .iter()
+            .filter(|(_, hold)| hold.state == HoldState::Active && hold.expires_us <= now_us)
+            .map(|(&key, _)| key)
+            .collect();
+        let expired = due.len() as u64;
+        for sequence in due {
+            let id = HoldId((sequence << self.shard_bits) | shard as u64);
+            self.release(id, HoldState::Expired, now_us);
         }
         let holds = &mut self.shards[shard].holds;
         while let Some(entry) = holds.first_entry() {
@@ -462,6 +495,10 @@ impl Model {
                     entry.op = Some(op);
                     entry.outcome = Outcome::declined(Reason::Reversed);
                     entry.outcome
+                }
+                // An approved original since reversed: its retry is told so.
+                Some(original) if original == op && entry.reversed && entry.outcome.reason.is_approved() => {
+                    Outcome::declined(Reason::Reversed)
                 }
                 Some(original) if original == op => entry.outcome,
                 Some(_) => Outcome::declined(Reason::DuplicateConflict),
@@ -547,9 +584,8 @@ impl Model {
                     } => self.capture(origin, hold, amount, last, fees, extras, now_us)?,
                     TerminalOp::Void { hold } => {
                         let hold = self.active_hold(origin.merchant, hold, now_us)?;
-                        let entry = self.hold_mut(hold).expect("an active hold");
-                        let released = entry.held;
-                        finish(entry, HoldState::Voided, now_us);
+                        let released = self.hold(hold).expect("an active hold").held;
+                        self.release(hold, HoldState::Voided, now_us);
                         Outcome::approved(hold.0, released)
                     }
                     TerminalOp::Refund { hold, amount } => self.refund(origin, hold, amount)?,
@@ -713,7 +749,7 @@ impl Model {
         let entry = self.owned_hold(merchant, hold)?;
         match entry.state {
             HoldState::Active if now_us >= entry.expires_us => {
-                finish(self.hold_mut(hold).expect("kept"), HoldState::Expired, now_us);
+                self.release(hold, HoldState::Expired, now_us);
                 Err(Reason::HoldExpired)
             }
             HoldState::Active => Ok(hold),
@@ -772,13 +808,16 @@ impl Model {
         } else {
             fee_bps
         };
-        let fee = fee_on(amount, bps);
+        // The fee of all the hold's captures, less what earlier ones paid (at most the amount).
+        let fee = fee_on(entry.captured + amount, bps)
+            .saturating_sub(entry.fee)
+            .min(amount);
         entry.held -= amount;
         entry.captured += amount;
         entry.fee += fee;
         entry.loyalty_points = entry.loyalty_points.saturating_add(extras.loyalty_points);
         if last || entry.held == 0 {
-            finish(entry, HoldState::Captured, now_us);
+            self.release(hold, HoldState::Captured, now_us);
         }
         let payer = self.payer_of_hold(self.hold(hold).expect("kept"), shard);
         let account = self.payer_mut(payer).expect("a hold's payer");
@@ -851,7 +890,9 @@ impl Model {
                 _ => return Err(Reason::InvalidRequest),
             }
         };
-        if let Some((payer, index)) = original.usage.filter(|_| !original.reversed) {
+        // An authorization gives its usage back by its release; the others here.
+        let released = matches!(original.op, Some(TerminalOp::Authorize { .. }));
+        if let Some((payer, index)) = original.usage.filter(|_| !original.reversed && !released) {
             if day(original.at_us) == day(now_us) {
                 self.payer_mut(payer).expect("a counted payer").usage[index].3 = true;
             }
@@ -869,7 +910,7 @@ impl Model {
             return Err(Reason::HoldNotActive);
         }
         let released = entry.held;
-        finish(entry, HoldState::Voided, now_us);
+        self.release(hold, HoldState::Voided, now_us);
         Ok(released)
     }
 

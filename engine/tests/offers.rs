@@ -974,3 +974,46 @@ fn a_shard_records_disputes_up_to_its_cap_then_declines_changing_nothing() {
     assert_eq!(cafe.balance(), before, "the declined report refunds nothing");
     cafe.check();
 }
+
+#[test]
+fn an_offer_is_accepted_only_while_payer_and_merchant_are_active() {
+    let cafe = Cafe::new();
+    let offer = cafe.offer(500);
+    let set_payer = |status| {
+        cafe.run(
+            Command::SetAccountStatus {
+                account: cafe.payer,
+                status,
+            },
+            NOON_US,
+        )
+    };
+    let set_merchant = |status| {
+        cafe.run(
+            Command::SetMerchantStatus {
+                merchant: cafe.merchant,
+                status,
+            },
+            NOON_US,
+        )
+    };
+    assert_eq!(set_payer(engine::Status::Frozen).reason, Reason::Approved);
+    assert_eq!(
+        cafe.answer(offer, true, Some(PIN), NOON_US).reason,
+        Reason::AccountFrozen
+    );
+    assert_eq!(set_payer(engine::Status::Active).reason, Reason::Approved);
+    assert_eq!(set_merchant(engine::Status::Frozen).reason, Reason::Approved);
+    assert_eq!(
+        cafe.answer(offer, true, Some(PIN), NOON_US).reason,
+        Reason::MerchantInvalid
+    );
+    assert_eq!(set_merchant(engine::Status::Active).reason, Reason::Approved);
+    assert_eq!(cafe.state(offer), OfferState::Offered, "still pending");
+    assert_eq!(
+        cafe.answer(offer, true, Some(PIN), NOON_US).reason,
+        Reason::Approved
+    );
+    assert_eq!(cafe.balance(), (9_500, 0));
+    cafe.check();
+}

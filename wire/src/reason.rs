@@ -45,7 +45,7 @@ reasons! {
     17 HoldExpired 54 "The hold's expiry has passed: it can no longer be captured or incremented.",
     18 AmountAboveOriginal 64 "A capture above what is held, or a refund above what was captured and not refunded.",
     19 DuplicateConflict 94 "The request key was already used with different content.",
-    20 Reversed 5 "The original request was reversed before it arrived; the late original is declined.",
+    20 Reversed 5 "The original request was reversed: before it arrived (the late original is declined), or after it was approved (its retries are declined).",
     21 InvalidRequest 12 "A command that cannot apply (alias taken, wrong account kind, bad limit, malformed frame).",
     22 CapacityExceeded 96 "A configured capacity is full.",
     23 SystemMalfunction 96 "The log cannot make the decision durable; nothing was acknowledged.",

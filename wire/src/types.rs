@@ -324,9 +324,9 @@ wire_enum! {
 wire_enum! {
     /// The operator's decision on a dispute.
     pub enum DisputeOutcome {
-        /// Refund the payer from the merchant.
+        /// The payer keeps what the dispute moved from the merchant when it opened (final).
         ForPayer = 1,
-        /// The merchant keeps the funds.
+        /// What the dispute moved to the payer goes back to the merchant.
         ForMerchant = 2,
     }
 }

@@ -14,7 +14,7 @@ use crate::books::payment::{merchant_stripe, new_hold, Payment};
 use crate::books::registry::Registry;
 use crate::books::shard::{Shard, STRIPE_FEE};
 use crate::command::{Origin, Outcome};
-use crate::ids::{AccountId, Currency, HoldId, MerchantId, PinBlock, Reference, TerminalId};
+use crate::ids::{AccountId, Currency, HoldId, MerchantId, PinBlock, Reference, Status, TerminalId};
 use crate::limits::{OFFER_LIFETIME_DEFAULT_US, OFFER_LIFETIME_MAX_US};
 use crate::reason::Reason;
 
@@ -148,12 +148,20 @@ impl Shard {
         let (amount, captured, merchant) = (hold.held, hold.captured, hold.merchant);
         match (self.settle_offer_clock(sequence, now_us)?, accept) {
             (OfferState::Offered, true) => {
-                let account = self.account_id(slot);
-                self.check_pin(slot, account, pin, true)?;
+                // Paying now: the payer and the merchant must still be active, as for any
+                // payment (either may have been frozen since the offer was made).
+                match self.payers[slot as usize].status {
+                    Status::Active => {}
+                    Status::Frozen => return Err(Reason::AccountFrozen),
+                    Status::Closed => return Err(Reason::AccountClosed),
+                }
                 let fees = registry
                     .merchant(MerchantId(merchant))
+                    .filter(|entry| entry.status() == Status::Active)
                     .map(|entry| entry.fees())
                     .ok_or(Reason::MerchantInvalid)?;
+                let account = self.account_id(slot);
+                self.check_pin(slot, account, pin, true)?;
                 self.capture_offer(sequence, amount, fees.on(amount, false), now_us);
                 Ok(Outcome::approved(offer.0, amount))
             }

@@ -54,6 +54,11 @@ impl Shard {
             if entry.kind != op.kind() || entry.fingerprint != print {
                 return Outcome::declined(Reason::DuplicateConflict);
             }
+            if entry.reversed && entry.outcome.reason.is_approved() {
+                // Its original was applied, then reversed: a retry must not read "approved"
+                // (the merchant would deliver for money given back). A decline stays itself.
+                return Outcome::declined(Reason::Reversed);
+            }
             return entry.outcome;
         }
         let outcome = self.decide(registry, origin, op, now_us);
@@ -446,7 +451,13 @@ impl Shard {
         if amount > entry.held {
             return Err(Reason::AmountAboveOriginal);
         }
-        let fee = fees.on(amount, extras.product_details);
+        // The fee of the hold's captures so far, whole, less what earlier captures booked:
+        // rounded down capture by capture, a hold captured in small parts would pay none.
+        // (At most the amount: an earlier capture may have paid a lower rate.)
+        let fee = fees
+            .on(entry.captured + amount, extras.product_details)
+            .saturating_sub(entry.fee)
+            .min(amount);
         entry.held -= amount;
         entry.captured += amount;
         entry.fee += fee;

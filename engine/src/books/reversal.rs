@@ -56,7 +56,7 @@ impl Shard {
             return Err(Reason::InvalidRequest);
         }
         let undone = match entry.kind {
-            KIND_AUTHORIZE => self.undo_authorize(hold, &entry, now_us)?,
+            KIND_AUTHORIZE => self.undo_authorize(hold, now_us)?,
             KIND_INCREMENT => self.undo_increment(hold, &entry, now_us)?,
             KIND_PURCHASE => self.undo_purchase(hold, &entry, now_us)?,
             _ => return Err(Reason::InvalidRequest),
@@ -69,15 +69,15 @@ impl Shard {
         self.window.update(original, |entry| entry.reversed = true);
     }
 
-    fn undo_authorize(&mut self, hold: HoldId, original: &Entry, now_us: u64) -> Result<u64, Reason> {
+    fn undo_authorize(&mut self, hold: HoldId, now_us: u64) -> Result<u64, Reason> {
         let sequence = self.sequence_of(hold).ok_or(Reason::HoldUnknown)?;
         let entry = self.holds.get(sequence).ok_or(Reason::HoldUnknown)?;
         if entry.state != HoldState::Active || entry.captured != 0 {
             return Err(Reason::HoldNotActive);
         }
-        let (slot, released) = (entry.payer_slot as usize, entry.held);
+        let released = entry.held;
+        // Releasing gives back the day's usage, increments included.
         self.release_hold(sequence, HoldState::Voided, now_us);
-        self.payers[slot].uncount_payment(now_us, original.at_us, original.outcome.amount, 1);
         Ok(released)
     }
 

@@ -268,6 +268,12 @@ impl Shard {
         let payer = &mut self.payers[hold.payer_slot as usize];
         assert!(payer.held >= hold.held, "a payer's held covers each of its holds");
         payer.held -= hold.held;
+        // What was never captured was never paid: it leaves the day's usage (and the payment
+        // its count, if nothing was captured), or a merchant could use up a payer's daily
+        // limits with offers the payer rejects, or authorizations it voids.
+        let uncaptured = hold.authorized.saturating_sub(hold.captured);
+        let count = u32::from(hold.captured == 0);
+        payer.uncount_payment(now_us, hold.created_us, uncaptured, count);
         hold.held = 0;
         hold.state = state;
         hold.finished_us = now_us;

@@ -47,7 +47,9 @@ const BOOKS_FILE_BYTES_MAX: u64 = 512;
 /// The rules this build decides by: raise it with any change that can give a command another
 /// outcome on the same books (1: the rules of 2026-11-30, offers' holds answered only by
 /// their payer, credits stopped at the balance ceiling; 2: a payer's day never goes back, so a
-/// command stamped before the daily counters' day counts into it).
+/// command stamped before the daily counters' day counts into it; a released hold gives back
+/// the day's usage it never captured; a hold's captures pay the fee of their sum; an offer is
+/// accepted only while payer and merchant are active).
 pub const RULES: u32 = 2;
 
 /// The settings replay must decide by, besides the rules: the fields of [`BooksConfig`] an

@@ -15,7 +15,7 @@ wire_struct! {
         code: u8,
         /// authd reason (for example PIN incorrect on a failed accept).
         reason: u8,
-        /// The hold the accepted offer became (capture it like any hold); 0 otherwise.
+        /// The captured hold the accepted offer became (refund it like any purchase); 0 otherwise.
         hold_id: HoldId,
         /// Amount, minor units.
         amount_minor: u64,

@@ -372,6 +372,65 @@ fn provision_into_taken_mobile_numbers_names_the_reason() {
         run.stderr
     );
     assert!(run.stderr.contains("InvalidRequest (ISO 12)"), "{}", run.stderr);
+    // What was registered before the failure is in the CSV: the terminal's secret is not lost.
+    assert!(
+        run.stderr.contains("holds what was registered before"),
+        "{}",
+        run.stderr
+    );
+    let csv = std::fs::read_to_string(&out).expect("the CSV of what was registered");
+    assert_eq!(
+        csv.lines().filter(|line| line.starts_with("merchant,")).count(),
+        1,
+        "{csv}"
+    );
+    let terminal = csv
+        .lines()
+        .find(|line| line.starts_with("terminal,"))
+        .expect("a terminal");
+    assert_eq!(terminal.split(',').nth(3).map(str::len), Some(64), "{csv}");
+    assert!(
+        !csv.contains(",33600000002,"),
+        "the taken number is no payer of this run: {csv}"
+    );
+}
+
+#[test]
+fn provision_never_overwrites_a_csv_and_checks_the_fees_before_registering() {
+    let authd = Authd::start(&[]);
+    let out = authd.dir.join("terminals.csv");
+    std::fs::write(&out, "an earlier run's secrets\n").expect("write");
+    let out_arg = out.to_string_lossy().into_owned();
+    let run = authctl(
+        &authd,
+        &["provision", "--payers", "1", "--balance", "1", "--out", &out_arg],
+    );
+    assert_ne!(run.status, Some(0));
+    assert!(run.stderr.contains("never overwritten"), "{}", run.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&out).expect("read"),
+        "an earlier run's secrets\n"
+    );
+    let fresh = authd.dir.join("fresh.csv").to_string_lossy().into_owned();
+    let run = authctl(
+        &authd,
+        &[
+            "provision",
+            "--payers",
+            "1",
+            "--balance",
+            "1",
+            "--fee-bps",
+            "30",
+            "--out",
+            &fresh,
+        ],
+    );
+    assert_ne!(run.status, Some(0));
+    assert!(run.stderr.contains("is above --fee-bps 30"), "{}", run.stderr);
+    // Nothing was registered: the first merchant the operator registers is merchant 1.
+    let mut operator = authd.operator();
+    assert_eq!(authd_tests::shop(&mut operator, 0, 0).merchant, 1);
 }
 
 #[test]
@@ -386,6 +445,8 @@ fn provision_refuses_sizes_past_its_bounds_before_registering_anything() {
         (vec!["--payers", "1", "--terminals", "10001"], "is not in"),
         (vec!["--payers", "1", "--fee-bps", "10001"], "is not in"),
         (vec!["--payers", "1", "--currency", "1000"], "is not in"),
+        (vec!["--payers", "1", "--in-flight", "0"], "is not in"),
+        (vec!["--payers", "1", "--in-flight", "65537"], "is not in"),
         (
             vec!["--payers", "1", "--merchants", "101", "--terminals", "10000"],
             "1010000 terminals, above 1000000",
@@ -686,4 +747,100 @@ fn offers_lists_a_terminals_offers_as_the_payers_device_and_offer_prints_its_sta
 fn shop_of_another_merchant(operator: &mut Client) -> (u32, [u8; 32]) {
     let other = shop(operator, 100, 50);
     (other.terminal, other.secret)
+}
+
+/// A server that completes any log-on and then answers nothing.
+fn silent_server() -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    use wire::logon::{Challenge, LogonOk};
+    use wire::{Decoder, Frame, Logon, Message};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("address");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut decoder = Decoder::default();
+                let mut buffer = bytes::BytesMut::new();
+                let mut chunk = [0u8; 4096];
+                for step in 0..2 {
+                    // HELLO, then PROOF: each answered; then nothing more.
+                    loop {
+                        if let Ok(Some(_)) = decoder.decode(&mut buffer) {
+                            break;
+                        }
+                        match stream.read(&mut chunk) {
+                            Ok(count) if count > 0 => buffer.extend_from_slice(&chunk[..count]),
+                            _ => return,
+                        }
+                    }
+                    let message = match step {
+                        0 => Message::Logon(Logon::Challenge(Challenge {
+                            version: 1,
+                            server_nonce: [0x33; 16],
+                        })),
+                        _ => Message::Logon(Logon::LogonOk(LogonOk {
+                            frame_bytes_max: 4096,
+                            requests_in_flight_max: 16,
+                        })),
+                    };
+                    let mut out = bytes::BytesMut::new();
+                    Frame {
+                        request_id: 0,
+                        message,
+                    }
+                    .encode(&mut out);
+                    if stream.write_all(&out).is_err() {
+                        return;
+                    }
+                }
+                while stream.read(&mut chunk).is_ok_and(|count| count > 0) {}
+            });
+        }
+    });
+    address
+}
+
+#[test]
+fn no_reply_in_time_says_the_request_may_have_been_applied() {
+    let address = silent_server().to_string();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key = dir.path().join("operator.key");
+    std::fs::write(&key, format!("{}\n", "ab".repeat(32))).expect("key");
+    let output = Command::new(authctl_binary())
+        .args(["--connect", &address, "--timeout-s", "1", "--key"])
+        .arg(&key)
+        .args(["load", "--account", "1000000", "--amount", "5"])
+        .output()
+        .expect("run authctl");
+    let run = Run::of(output);
+    assert_eq!(run.status, Some(4), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("may or may not have been applied"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_stopped_authd_gets_a_timeout_not_a_hang() {
+    let authd = Authd::start(&[]);
+    let signal = |name: &str| {
+        let status = Command::new("kill")
+            .args([name, &authd.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    };
+    signal("-STOP");
+    let started = std::time::Instant::now();
+    let run = authctl(&authd, &["--timeout-s", "1", "stats"]);
+    signal("-CONT");
+    assert_eq!(run.status, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no connection or log-on answer"),
+        "{}",
+        run.stderr
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }

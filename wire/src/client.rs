@@ -19,7 +19,7 @@
 //! restarted client does not reuse ids still in the server's idempotency window, unless its
 //! clock stepped back meanwhile: a reused id with the same content would get the old decision
 //! and move no money. A client that cannot trust its clock keeps its last request id across
-//! restarts and passes it to [`Client::start_request_ids_after`]. Every request
+//! restarts and goes on above it ([`Client::set_next_request_id`]). Every request
 //! sent and not yet answered is remembered; [`Client::reconnect`] logs on again and resends each
 //! with its original id, so the server answers a retry with the original decision.
 
@@ -117,6 +117,38 @@ impl Client {
         secret: Secret,
     ) -> Result<Client, ClientError> {
         let stream = TcpStream::connect(address)?;
+        Client::log_on_over(stream, role, id, secret)
+    }
+
+    /// [`Client::connect`], giving up after `timeout` for the connection and for each read
+    /// and write of the log-on (a stopped server that still accepts connections would
+    /// otherwise hang the caller); the timeout stays set on the socket afterwards.
+    pub fn connect_timeout(
+        address: impl ToSocketAddrs,
+        role: Role,
+        id: u32,
+        secret: Secret,
+        timeout: Duration,
+    ) -> Result<Client, ClientError> {
+        let mut last_error = None;
+        for candidate in address.to_socket_addrs()? {
+            match TcpStream::connect_timeout(&candidate, timeout) {
+                Ok(stream) => {
+                    stream.set_read_timeout(Some(timeout))?;
+                    stream.set_write_timeout(Some(timeout))?;
+                    return Client::log_on_over(stream, role, id, secret);
+                }
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error
+            .unwrap_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to connect to")
+            })
+            .into())
+    }
+
+    fn log_on_over(stream: TcpStream, role: Role, id: u32, secret: Secret) -> Result<Client, ClientError> {
         let address = stream.peer_addr()?;
         let now_us = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -155,12 +187,6 @@ impl Client {
     /// Sets the socket read timeout (`None` = wait forever).
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<(), ClientError> {
         Ok(self.stream.set_read_timeout(timeout)?)
-    }
-
-    /// Request ids from now on are above `last` (and above those this client used): for a
-    /// client that kept its last id across a restart, in case its clock stepped back.
-    pub fn start_request_ids_after(&mut self, last: u64) {
-        self.next_request_id = self.next_request_id.max(last.saturating_add(1));
     }
 
     /// Sends `request` with a fresh request id and returns the id; does not wait.

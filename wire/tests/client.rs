@@ -354,26 +354,3 @@ fn frames_set_aside_while_waiting_stop_at_their_limit() {
         other => panic!("expected a backlog error, got {other:?}"),
     }
 }
-
-#[test]
-fn request_ids_can_start_above_a_kept_one() {
-    let (address, log) = start_server(Script {
-        batch: 1,
-        drop_first_after: None,
-    });
-    let mut client = connect(address, SECRET).expect("log-on");
-    let kept = u64::MAX / 2;
-    client.start_request_ids_after(kept);
-    let sent = client.send(&purchase(1)).expect("send");
-    assert_eq!(sent, kept + 1);
-    assert!(
-        matches!(client.recv().expect("reply"), Incoming::Reply { request_id, .. } if request_id == sent)
-    );
-    // Never back below ids already used.
-    client.start_request_ids_after(1);
-    assert_eq!(client.send(&purchase(1)).expect("send"), kept + 2);
-    assert_eq!(
-        log.lock().expect("log").first().map(|(_, id)| *id),
-        Some(kept + 1)
-    );
-}

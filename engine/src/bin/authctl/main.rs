@@ -10,7 +10,8 @@
 //! - [`output`]: readable text for accounts, limits and counters.
 //! - [`pipeline`] and [`provision`]: bulk set-up, many requests in flight.
 //!
-//! Exit status: 0 done, 1 error (connection, key, input), 3 authd declined the request.
+//! Exit status: 0 done, 1 error (connection, key, input), 2 bad flags (clap), 3 authd declined
+//! the request, 4 no reply (the request may or may not have been applied).
 
 mod amount;
 mod commands;
@@ -36,13 +37,16 @@ const GLOBAL: &str = "Global options";
 
 /// Exit status when authd declined the request.
 const EXIT_DECLINED: u8 = 3;
+/// Exit status when no reply came: the request may or may not have been applied.
+const EXIT_OUTCOME_UNKNOWN: u8 = 4;
 
 /// authctl: the operator's tool for authd. Opens accounts, loads funds, sets limits and PINs,
 /// registers merchants, terminals and devices, reads accounts and counters, handles disputes
 /// and shows offers.
 ///
 /// Amounts are in major units (12.50) with --currency-exponent decimals.
-/// Exit status: 0 done, 1 error, 3 authd declined the request (reason and ISO code printed).
+/// Exit status: 0 done, 1 error, 2 bad flags, 3 authd declined the request (reason and ISO code
+/// printed), 4 no reply (the request may or may not have been applied: look before retrying).
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Flags {
@@ -58,6 +62,10 @@ struct Flags {
     /// Decimals of the currency: amounts are typed and printed in major units (2: 12.50 = 1250).
     #[arg(long, global = true, value_name = "N", help_heading = GLOBAL, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=i64::from(EXPONENT_MAX)))]
     currency_exponent: u8,
+    /// Seconds to wait for the connection, the log-on and each reply (1 to 3600). Without a
+    /// reply in time a request may or may not have been applied: exit status 4.
+    #[arg(long, global = true, value_name = "S", help_heading = GLOBAL, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    timeout_s: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -211,6 +219,8 @@ fn main() -> ExitCode {
             eprintln!("authctl: {error:#}");
             if error.downcast_ref::<Declined>().is_some() {
                 ExitCode::from(EXIT_DECLINED)
+            } else if error.downcast_ref::<operator::OutcomeUnknown>().is_some() {
+                ExitCode::from(EXIT_OUTCOME_UNKNOWN)
             } else {
                 ExitCode::FAILURE
             }
@@ -220,6 +230,7 @@ fn main() -> ExitCode {
 
 /// Log on and run the subcommand; returns what to print.
 fn run(flags: Flags) -> anyhow::Result<String> {
+    operator::set_timeout(std::time::Duration::from_secs(flags.timeout_s));
     let exponent = flags.currency_exponent;
     match flags.command {
         Command::Offers {

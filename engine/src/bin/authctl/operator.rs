@@ -16,8 +16,26 @@ use wire::{Reply, Request, Role};
 
 /// The operator id authd accepts.
 pub const OPERATOR_ID: u32 = 1;
-/// How long to wait for a reply before giving up.
-pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to wait for the connection, the log-on and each reply, by default.
+pub const TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+
+/// The `--timeout-s` of this run (set once by `main`, before any connection).
+static TIMEOUT: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+
+/// Sets how long to wait for the connection, the log-on and each reply.
+pub fn set_timeout(timeout: Duration) {
+    let _ = TIMEOUT.set(timeout);
+}
+
+fn timeout() -> Duration {
+    TIMEOUT.get().copied().unwrap_or(TIMEOUT_DEFAULT)
+}
+
+/// No reply came (a timeout, or the connection closed): the request may or may not have been
+/// applied. Its own exit status, so that a script does not simply retry a load.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct OutcomeUnknown(pub String);
 
 /// A request authd answered with a non-zero code.
 #[derive(Debug, thiserror::Error)]
@@ -113,10 +131,10 @@ impl Operator {
         secret: [u8; 32],
         refused: impl FnOnce(String) -> String,
     ) -> anyhow::Result<Operator> {
-        let mut client = Client::connect(address, role, id, secret)
+        let mut client = Client::connect_timeout(address, role, id, secret, timeout())
             .map_err(|error| connect_error(error, address, refused))?;
         client
-            .set_read_timeout(Some(REPLY_TIMEOUT))
+            .set_read_timeout(Some(timeout()))
             .context("set the reply timeout")?;
         Ok(Operator { client })
     }
@@ -163,9 +181,16 @@ pub fn check(what: &str, reply: Reply) -> anyhow::Result<Reply> {
 pub fn reply_error(error: ClientError, what: &str) -> anyhow::Error {
     match error {
         ClientError::Io(io) if matches!(io.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-            anyhow!("no reply from authd to {what} within {REPLY_TIMEOUT:?}; is it overloaded or stopped?")
+            OutcomeUnknown(format!(
+                "no reply from authd to {what} within {:?} (--timeout-s): it may or may not have been applied; look (authctl account, authctl stats) before retrying anything that moves money; is authd overloaded or stopped?",
+                timeout()
+            ))
+            .into()
         }
-        ClientError::Closed => anyhow!("authd closed the connection during {what}; check its log"),
+        ClientError::Closed => OutcomeUnknown(format!(
+            "authd closed the connection during {what}: it may or may not have been applied; look before retrying, and check authd's log"
+        ))
+        .into(),
         other => anyhow!("{what} failed: {other}"),
     }
 }
@@ -186,6 +211,10 @@ fn connect_error(error: ClientError, address: &str, refused: impl FnOnce(String)
         ClientError::Io(io) if io.kind() == ErrorKind::ConnectionRefused => {
             anyhow!("cannot connect to {address}; is authd running? pass --connect")
         }
+        ClientError::Io(io) if matches!(io.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => anyhow!(
+            "no connection or log-on answer from {address} within {:?} (--timeout-s); is authd stopped or overloaded? pass --connect",
+            timeout()
+        ),
         ClientError::Io(io) => anyhow!("cannot connect to {address}: {io}; is authd running? pass --connect"),
         ClientError::LogonRefused { code, reason } => anyhow!(refused(describe_reason(reason, code))),
         other => anyhow!("log-on to {address} failed: {other}"),

@@ -42,6 +42,12 @@ impl<'a, T> Pipeline<'a, T> {
         self.sent
     }
 
+    /// Send nothing more: what is queued is dropped, what is in flight still comes back
+    /// through [`Pipeline::next`] (a stopped bulk run keeps what authd did).
+    pub fn stop_sending(&mut self) {
+        self.queued.clear();
+    }
+
     /// Queue `request`; `tag` comes back with its reply.
     pub fn push(&mut self, request: Request, tag: T) {
         self.queued.push_back((request, tag));

@@ -75,8 +75,8 @@ pub struct ProvisionFlags {
     /// Merchants' fee with product details, basis points (at most 10000).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(0..=10_000))]
     fee_bps_with_product: u16,
-    /// Most requests in flight at once on each connection.
-    #[arg(long, default_value_t = IN_FLIGHT_DEFAULT)]
+    /// Most requests in flight at once on each connection (1 to 65536, the client's limit).
+    #[arg(long, default_value_t = IN_FLIGHT_DEFAULT, value_parser = parse_in_flight)]
     in_flight: usize,
     /// Connections to share the work (more in flight, spread over authd's event loops).
     #[arg(long, default_value_t = CONNECTIONS_DEFAULT, value_parser = clap::value_parser!(u8).range(1..=64))]
@@ -84,6 +84,16 @@ pub struct ProvisionFlags {
     /// Where to write the CSV of merchants, terminals (with secrets) and payers.
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
+}
+
+/// `--in-flight`: within what the wire client keeps.
+fn parse_in_flight(text: &str) -> Result<usize, String> {
+    let value: usize = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
+    if (1..=wire::client::IN_FLIGHT_MAX).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("{value} is not in 1..={}", wire::client::IN_FLIGHT_MAX))
+    }
 }
 
 /// What one request was for.
@@ -144,6 +154,14 @@ pub fn run(
 ) -> anyhow::Result<String> {
     let balance_minor = flags.balance.minor(exponent)?;
     check_mobile_range(flags)?;
+    if flags.fee_bps_with_product > flags.fee_bps {
+        // authd refuses it; found there, after the first merchants, it would strand them.
+        bail!(
+            "--fee-bps-with-product {} is above --fee-bps {}: the rate with product details is the lower one; pass a smaller --fee-bps-with-product",
+            flags.fee_bps_with_product,
+            flags.fee_bps
+        );
+    }
     let terminals = u64::from(flags.merchants) * u64::from(flags.terminals);
     if terminals > TERMINALS_IN_ALL_MAX {
         anyhow::bail!(
@@ -152,6 +170,9 @@ pub fn run(
             flags.terminals
         );
     }
+    // The CSV is the only copy of the terminals' secrets: make sure it can be written before
+    // registering anything, and never overwrite one.
+    let out = create_csv(&flags.out)?;
     let mut more: Vec<Operator> = (1..flags.connections)
         .map(|_| connect())
         .collect::<anyhow::Result<_>>()?;
@@ -167,9 +188,9 @@ pub fn run(
             .map(|(index, operator)| {
                 let share = Share::of(flags, index);
                 scope.spawn(move || {
-                    let result = provision_share(operator, flags, balance_minor, share, failed);
-                    failed.fetch_or(result.is_err(), Ordering::Relaxed);
-                    result
+                    let share = provision_share(operator, flags, balance_minor, share, failed);
+                    failed.fetch_or(share.error.is_some(), Ordering::Relaxed);
+                    share
                 })
             })
             .collect();
@@ -180,12 +201,22 @@ pub fn run(
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
             })
-            .collect::<anyhow::Result<Vec<_>>>()
-    })?;
+            .collect::<Vec<_>>()
+    });
     let elapsed = started.elapsed();
-    let requests = shares.iter().map(|(_, sent)| sent).sum();
-    let provisioned = Provisioned::merge(shares.into_iter().map(|(provisioned, _)| provisioned));
-    write_csv(&flags.out, &provisioned, flags.mobile_base)?;
+    let requests = shares.iter().map(|share| share.sent).sum();
+    let mut errors = Vec::new();
+    let provisioned = Provisioned::merge(shares.into_iter().map(|share| {
+        errors.extend(share.error);
+        share.provisioned
+    }));
+    write_csv(out, &flags.out, &provisioned, flags.mobile_base)?;
+    if let Some(error) = errors.into_iter().next() {
+        return Err(error.context(format!(
+            "provisioning stopped; {} holds what was registered before (merchants, terminals with their secrets, payers opened): keep it, and provision the rest with another --out and --mobile-base",
+            flags.out.display()
+        )));
+    }
     Ok(summary(flags, exponent, balance_minor, requests, elapsed))
 }
 
@@ -210,14 +241,21 @@ impl Share {
     }
 }
 
-/// Provision `share` on one connection; returns what it made and the requests it sent.
+/// What one connection made, the requests it sent, and what stopped it, if anything.
+struct ShareDone {
+    provisioned: Provisioned,
+    sent: u64,
+    error: Option<anyhow::Error>,
+}
+
+/// Provision `share` on one connection; keeps what it made even when it stops on an error.
 fn provision_share(
     operator: &mut Operator,
     flags: &ProvisionFlags,
     balance_minor: u64,
     share: Share,
     failed: &AtomicBool,
-) -> anyhow::Result<(Provisioned, u64)> {
+) -> ShareDone {
     let mut pipeline = Pipeline::new(operator.client(), flags.in_flight);
     let mut provisioned = Provisioned {
         first_payer: share.payers.start,
@@ -225,15 +263,38 @@ fn provision_share(
         ..Provisioned::default()
     };
     queue_first_steps(&mut pipeline, flags, &share);
-    while let Some((step, reply)) = pipeline.next()? {
-        if failed.load(Ordering::Relaxed) {
-            break; // Another connection's error is the one to report.
+    // On the first error (here or on another connection) nothing more is sent, but what is in
+    // flight is still read and kept: authd may have registered it, and the CSV is the only
+    // copy of a terminal's secret.
+    let mut error = None;
+    loop {
+        if error.is_none() && failed.load(Ordering::Relaxed) {
+            pipeline.stop_sending();
         }
-        for (request, next) in record(&mut provisioned, flags, balance_minor, step, reply)? {
-            pipeline.push(request, next);
+        let (step, reply) = match pipeline.next() {
+            Ok(Some(answered)) => answered,
+            Ok(None) => break,
+            Err(lost) => {
+                error.get_or_insert(lost);
+                break;
+            }
+        };
+        match record(&mut provisioned, flags, balance_minor, step, reply) {
+            Ok(next) if error.is_none() => next
+                .into_iter()
+                .for_each(|(request, step)| pipeline.push(request, step)),
+            Ok(_) => {}
+            Err(declined) => {
+                pipeline.stop_sending();
+                error.get_or_insert(declined);
+            }
         }
     }
-    Ok((provisioned, pipeline.sent()))
+    ShareDone {
+        sent: pipeline.sent(),
+        provisioned,
+        error,
+    }
 }
 
 /// Payers' mobile numbers must be E.164 (at most 15 digits).
@@ -324,7 +385,11 @@ fn record(
                 .collect())
         }
         (Step::Load(_), Reply::LoadFunds(_)) => Ok(Vec::new()),
-        (step, reply) => bail!("authd answered {step:?} with {reply:?}"),
+        // The type only: a terminal's reply carries its secret, never for stderr.
+        (step, reply) => bail!(
+            "authd answered {step:?} with a reply of type {:#04x}",
+            reply.message_type()
+        ),
     }
 }
 
@@ -341,15 +406,30 @@ fn describe(step: Step, mobile_base: u64) -> String {
     }
 }
 
-/// The CSV, created with mode 0600 because it holds the terminals' secrets.
-fn write_csv(path: &Path, provisioned: &Provisioned, mobile_base: u64) -> anyhow::Result<()> {
-    let file = OpenOptions::new()
+/// The CSV file: new (an existing one may hold an earlier run's secrets, its only copy), mode
+/// 0600 because it holds the terminals' secrets, and not through a symbolic link.
+fn create_csv(path: &Path) -> anyhow::Result<std::fs::File> {
+    OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(path)
-        .with_context(|| format!("cannot write {}; pass another --out", path.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot create {} (an existing file is never overwritten: it may hold an earlier run's terminal secrets); move it away or pass another --out",
+                path.display()
+            )
+        })
+}
+
+/// Writes the CSV into `file` (created by [`create_csv`] at `path`).
+fn write_csv(
+    file: std::fs::File,
+    path: &Path,
+    provisioned: &Provisioned,
+    mobile_base: u64,
+) -> anyhow::Result<()> {
     let mut out = BufWriter::new(file);
     writeln!(out, "{CSV_VERSION_LINE}\n{CSV_HEADER_LINE}")?;
     for (merchant, settlement) in &provisioned.merchants {
@@ -360,7 +440,10 @@ fn write_csv(path: &Path, provisioned: &Provisioned, mobile_base: u64) -> anyhow
     }
     for (index, account) in provisioned.payers.iter().enumerate() {
         let index = u32::try_from(index).context("payer index fits u32")?;
-        writeln!(out, "payer,{account},{},", mobile(mobile_base, index))?;
+        if *account != 0 {
+            // 0: not opened (provisioning stopped first).
+            writeln!(out, "payer,{account},{},", mobile(mobile_base, index))?;
+        }
     }
     out.flush()
         .with_context(|| format!("cannot write {}; pass another --out", path.display()))
@@ -434,7 +517,14 @@ mod tests {
             payers: vec![1_000_005],
         };
         let all = Provisioned::merge([second, first].into_iter());
-        write_csv(&path, &all, 33_600_000_000).expect("write");
+        let file = create_csv(&path).expect("create");
+        write_csv(file, &path, &all, 33_600_000_000).expect("write");
+        // Never over an existing file, nor through a symbolic link.
+        assert!(create_csv(&path).is_err());
+        let link = dir.path().join("link.csv");
+        std::os::unix::fs::symlink(dir.path().join("elsewhere.csv"), &link).expect("symlink");
+        assert!(create_csv(&link).is_err());
+        assert!(!dir.path().join("elsewhere.csv").exists());
         let expected = format!(
             "# authd provision v1\nkind,id,owner,secret_hex\nmerchant,1,3,\nmerchant,2,4,\n\
              terminal,1,1,{}\nterminal,2,2,{}\npayer,1000005,33600000000,\npayer,1000007,33600000001,\n",

@@ -123,9 +123,10 @@ enum Command {
         /// The payer's account number.
         #[arg(long)]
         account: u64,
-        /// 4 to 12 digits.
-        #[arg(long)]
-        pin: String,
+        /// 4 to 12 digits, or `-` to read them from standard input (a command line is visible
+        /// to other users and stays in the shell's history).
+        #[arg(long, value_parser = operator::parse_given_pin)]
+        pin: operator::Given<String>,
     },
     /// Freeze an account: payments are declined until unfrozen. A merchant's settlement
     /// account freezes the merchant.
@@ -174,9 +175,10 @@ enum Command {
         /// The device's id, as register-device printed it.
         #[arg(long, value_name = "N")]
         device: u32,
-        /// The device's secret, 64 hex digits as register-device printed it.
-        #[arg(long, value_name = "HEX", value_parser = operator::parse_secret)]
-        device_secret: [u8; 32],
+        /// The device's secret, 64 hex digits as register-device printed it, or `-` to read it
+        /// from standard input.
+        #[arg(long, value_name = "HEX|-", value_parser = operator::parse_given_secret)]
+        device_secret: operator::Given<[u8; 32]>,
     },
     /// Where one offer stands, asked as the merchant's terminal, not as the operator.
     ///
@@ -188,9 +190,10 @@ enum Command {
         /// A terminal of the merchant that made the offer.
         #[arg(long, value_name = "N")]
         terminal: u32,
-        /// The terminal's secret, 64 hex digits as register-terminal printed it.
-        #[arg(long, value_name = "HEX", value_parser = operator::parse_secret)]
-        terminal_secret: [u8; 32],
+        /// The terminal's secret, 64 hex digits as register-terminal printed it, or `-` to read
+        /// it from standard input.
+        #[arg(long, value_name = "HEX|-", value_parser = operator::parse_given_secret)]
+        terminal_secret: operator::Given<[u8; 32]>,
         /// The offer's id.
         #[arg(long, value_name = "N")]
         offer: u64,
@@ -236,12 +239,18 @@ fn run(flags: Flags) -> anyhow::Result<String> {
         Command::Offers {
             device,
             device_secret,
-        } => return offers::list(&flags.connect, exponent, device, device_secret),
+        } => {
+            let secret = device_secret.resolve("--device-secret", operator::parse_secret)?;
+            return offers::list(&flags.connect, exponent, device, secret);
+        }
         Command::Offer {
             terminal,
             terminal_secret,
             offer,
-        } => return offers::status(&flags.connect, exponent, terminal, terminal_secret, offer),
+        } => {
+            let secret = terminal_secret.resolve("--terminal-secret", operator::parse_secret)?;
+            return offers::status(&flags.connect, exponent, terminal, secret, offer);
+        }
         _ => {}
     }
     let key_path = operator::key_path(&flags.data_dir, flags.key.as_deref());
@@ -256,7 +265,10 @@ fn run(flags: Flags) -> anyhow::Result<String> {
         } => commands::open_account(operator, exponent, mobile, currency, &limits),
         Command::Load { account, amount } => commands::load(operator, exponent, account, &amount),
         Command::Limits { account, limits } => commands::set_limits(operator, exponent, account, &limits),
-        Command::SetPin { account, pin } => commands::set_pin(operator, account, &pin),
+        Command::SetPin { account, pin } => {
+            let pin = pin.resolve("--pin", |text| Ok(text.to_string()))?;
+            commands::set_pin(operator, account, &pin)
+        }
         Command::Freeze(flag) => commands::set_status(operator, flag.account, AccountStatus::Frozen),
         Command::Unfreeze(flag) => commands::set_status(operator, flag.account, AccountStatus::Active),
         Command::Close(flag) => commands::set_status(operator, flag.account, AccountStatus::Closed),
@@ -349,7 +361,18 @@ mod tests {
             &"0A".repeat(32),
         ])
         .expect("parse");
-        assert!(matches!(flags.command, Command::Offers { device_secret, .. } if device_secret == [10; 32]));
+        assert!(
+            matches!(flags.command, Command::Offers { device_secret, .. } if device_secret == operator::Given::Typed([10; 32]))
+        );
+        let flags = Flags::try_parse_from(["authctl", "offers", "--device", "5", "--device-secret", "-"])
+            .expect("parse");
+        assert!(matches!(
+            flags.command,
+            Command::Offers {
+                device_secret: operator::Given::Stdin,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -195,6 +195,49 @@ pub fn reply_error(error: ClientError, what: &str) -> anyhow::Error {
     }
 }
 
+/// A secret or PIN given on the command line, or `-`: read it from the first line of standard
+/// input (a command line is visible to other users of the machine, and stays in the shell's
+/// history).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Given<T> {
+    /// Typed on the command line.
+    Typed(T),
+    /// `-`: on standard input.
+    Stdin,
+}
+
+impl<T> Given<T> {
+    /// The value, read from standard input (and checked by `parse`) if it was `-`.
+    pub fn resolve(self, what: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> anyhow::Result<T> {
+        match self {
+            Given::Typed(value) => Ok(value),
+            Given::Stdin => {
+                let mut line = String::new();
+                std::io::Read::read_to_string(&mut std::io::Read::take(std::io::stdin(), 256), &mut line)
+                    .with_context(|| format!("read {what} from standard input"))?;
+                let line = line.lines().next().unwrap_or_default().trim();
+                parse(line).map_err(|error| anyhow!("{what} on standard input: {error}"))
+            }
+        }
+    }
+}
+
+/// `--device-secret` and `--terminal-secret`: 64 hex digits, or `-`.
+pub fn parse_given_secret(text: &str) -> Result<Given<[u8; 32]>, String> {
+    match text {
+        "-" => Ok(Given::Stdin),
+        _ => parse_secret(text).map(Given::Typed),
+    }
+}
+
+/// `--pin`: the digits, or `-`.
+pub fn parse_given_pin(text: &str) -> Result<Given<String>, String> {
+    match text {
+        "-" => Ok(Given::Stdin),
+        _ => Ok(Given::Typed(text.to_string())),
+    }
+}
+
 /// A terminal's or device's secret as typed: 64 hex digits.
 pub fn parse_secret(text: &str) -> Result<[u8; 32], String> {
     let malformed = || {

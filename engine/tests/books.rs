@@ -1473,3 +1473,29 @@ fn captures_in_small_parts_pay_the_fee_of_the_whole() {
     assert_eq!(shop.merchant_balance(), 980);
     shop.assert_invariants();
 }
+
+#[test]
+fn a_capture_pays_its_own_rate_whatever_the_rate_of_the_captures_before() {
+    // 1% with product details, 2% without: a 1-unit capture after 9,900 at 1% must not take
+    // the difference between the two rates on 9,900 (which would be the whole unit and more).
+    let mut shop = Shop::new();
+    let hold = shop.authorize(10_000);
+    let capture = |shop: &mut Shop, amount, details, last| {
+        let op = TerminalOp::Capture {
+            hold: HoldId(hold.id),
+            amount,
+            last,
+            extras: Extras {
+                product_details: details,
+                loyalty_points: 0,
+            },
+        };
+        shop.send(op).reason
+    };
+    assert_eq!(capture(&mut shop, 9_900, true, false), Reason::Approved);
+    assert_eq!(shop.fee_balance(), 99);
+    assert_eq!(capture(&mut shop, 1, false, true), Reason::Approved);
+    assert_eq!(shop.fee_balance(), 99, "2% of 9,901 less 2% of 9,900 is 0");
+    assert_eq!(shop.merchant_balance(), 9_901 - 99);
+    shop.assert_invariants();
+}

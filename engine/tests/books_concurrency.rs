@@ -447,10 +447,9 @@ impl Driver {
                 hold, last, extras, ..
             } => {
                 let entry = self.holds.get_mut(&hold.0).expect("own hold");
-                // The fee of the hold's captures so far, less what earlier captures paid.
+                // What the fee of the hold's captures grows by, at this capture's rate.
                 let fee = fee_on(entry.captured + amount, merchant, extras.product_details)
-                    .saturating_sub(entry.fee)
-                    .min(amount);
+                    - fee_on(entry.captured, merchant, extras.product_details);
                 entry.fee += fee;
                 entry.captured += amount;
                 entry.held = if last { 0 } else { entry.held - amount };

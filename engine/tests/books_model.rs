@@ -19,8 +19,8 @@
 //!   (lifetime, loyalty points) and room for one more hold in the shard;
 //! - a wrong PIN counts, the third in a row locks (and says so), a right one resets the count,
 //!   a new PIN unlocks; a proof for an account without PIN is wrong but not counted;
-//! - fees are basis points rounded down, the lower rate with product details; a hold's captures
-//!   pay together the fee of their sum;
+//! - fees are basis points rounded down, the lower rate with product details; a capture pays
+//!   what the fee of the hold's captures grows by at its rate (at one rate, the fee of the sum);
 //! - a released hold (voided, expired, finished by a partial capture) gives back to the day's
 //!   usage what it never captured, and its count if it captured nothing, if made that day;
 //!   a refund comes out of the merchant in full (the fee stays with the issuer);
@@ -808,10 +808,8 @@ impl Model {
         } else {
             fee_bps
         };
-        // The fee of all the hold's captures, less what earlier ones paid (at most the amount).
-        let fee = fee_on(entry.captured + amount, bps)
-            .saturating_sub(entry.fee)
-            .min(amount);
+        // What the fee of the hold's captures grows by, at this capture's rate.
+        let fee = fee_on(entry.captured + amount, bps) - fee_on(entry.captured, bps);
         entry.held -= amount;
         entry.captured += amount;
         entry.fee += fee;

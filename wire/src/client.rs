@@ -21,7 +21,8 @@
 //! and move no money. A client that cannot trust its clock keeps its last request id across
 //! restarts and goes on above it ([`Client::set_next_request_id`]). Every request
 //! sent and not yet answered is remembered; [`Client::reconnect`] logs on again and resends each
-//! with its original id, so the server answers a retry with the original decision.
+//! with its original id, so the server answers a retry with the original decision (or
+//! `Reversed`, if a reversal undid it meanwhile).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{Read, Write};

@@ -451,13 +451,11 @@ impl Shard {
         if amount > entry.held {
             return Err(Reason::AmountAboveOriginal);
         }
-        // The fee of the hold's captures so far, whole, less what earlier captures booked:
-        // rounded down capture by capture, a hold captured in small parts would pay none.
-        // (At most the amount: an earlier capture may have paid a lower rate.)
-        let fee = fees
-            .on(entry.captured + amount, extras.product_details)
-            .saturating_sub(entry.fee)
-            .min(amount);
+        // What the fee of the hold's captures grows by, at this capture's rate: rounded down
+        // capture by capture, a hold captured in small parts would pay none; at one rate the
+        // captures pay exactly the fee of their sum (at most the amount, whatever came before).
+        let fee = fees.on(entry.captured + amount, extras.product_details)
+            - fees.on(entry.captured, extras.product_details);
         entry.held -= amount;
         entry.captured += amount;
         entry.fee += fee;

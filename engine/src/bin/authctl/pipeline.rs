@@ -42,10 +42,10 @@ impl<'a, T> Pipeline<'a, T> {
         self.sent
     }
 
-    /// Send nothing more: what is queued is dropped, what is in flight still comes back
+    /// Drop the queued requests whose tag `keep` refuses; what is in flight still comes back
     /// through [`Pipeline::next`] (a stopped bulk run keeps what authd did).
-    pub fn stop_sending(&mut self) {
-        self.queued.clear();
+    pub fn retain_queued(&mut self, keep: impl Fn(&T) -> bool) {
+        self.queued.retain(|(_, tag)| keep(tag));
     }
 
     /// Queue `request`; `tag` comes back with its reply.

@@ -170,12 +170,12 @@ pub fn run(
             flags.terminals
         );
     }
-    // The CSV is the only copy of the terminals' secrets: make sure it can be written before
-    // registering anything, and never overwrite one.
-    let out = create_csv(&flags.out)?;
     let mut more: Vec<Operator> = (1..flags.connections)
         .map(|_| connect())
         .collect::<anyhow::Result<_>>()?;
+    // The CSV is the only copy of the terminals' secrets: make sure it can be written before
+    // registering anything, and never overwrite one.
+    let out = create_csv(&flags.out)?;
     let operators: Vec<&mut Operator> = std::iter::once(operator).chain(more.iter_mut()).collect();
     let started = Instant::now();
     // The first connection to fail stops the others: the set-up is incomplete either way.
@@ -263,13 +263,16 @@ fn provision_share(
         ..Provisioned::default()
     };
     queue_first_steps(&mut pipeline, flags, &share);
-    // On the first error (here or on another connection) nothing more is sent, but what is in
-    // flight is still read and kept: authd may have registered it, and the CSV is the only
-    // copy of a terminal's secret.
+    // On the first error (here or on another connection) nothing new is started, but what was
+    // started is finished: replies in flight are read and kept (authd may have registered
+    // them, and the CSV is the only copy of a terminal's secret), and a registered merchant
+    // still gets its terminals, an opened payer its balance.
     let mut error = None;
+    let mut stopped = false;
     loop {
-        if error.is_none() && failed.load(Ordering::Relaxed) {
-            pipeline.stop_sending();
+        if !stopped && (error.is_some() || failed.load(Ordering::Relaxed)) {
+            pipeline.retain_queued(|step| matches!(step, Step::Terminal(_) | Step::Load(_)));
+            stopped = true;
         }
         let (step, reply) = match pipeline.next() {
             Ok(Some(answered)) => answered,
@@ -280,12 +283,10 @@ fn provision_share(
             }
         };
         match record(&mut provisioned, flags, balance_minor, step, reply) {
-            Ok(next) if error.is_none() => next
+            Ok(next) => next
                 .into_iter()
                 .for_each(|(request, step)| pipeline.push(request, step)),
-            Ok(_) => {}
             Err(declined) => {
-                pipeline.stop_sending();
                 error.get_or_insert(declined);
             }
         }

@@ -32,7 +32,8 @@ pub enum Reason {
     DailyAmountExceeded = 9,
     /// One more payment would take the payer above the per-day count limit.
     DailyCountExceeded = 10,
-    /// A PIN is required for this amount and none was given.
+    /// A PIN is required for this amount and none was given (an increment past the threshold:
+    /// void and authorize again with the PIN).
     PinRequired = 11,
     /// The PIN proof is wrong (counts toward the lockout).
     PinIncorrect = 12,

@@ -1499,3 +1499,43 @@ fn a_capture_pays_its_own_rate_whatever_the_rate_of_the_captures_before() {
     assert_eq!(shop.merchant_balance(), 9_901 - 99);
     shop.assert_invariants();
 }
+
+#[test]
+fn an_increment_past_the_pin_threshold_needs_a_pin() {
+    let mut shop = Shop::new();
+    shop.set(Command::SetLimits {
+        account: shop.payer,
+        limits: limits(u64::MAX, u64::MAX, u32::MAX, 2_500),
+    });
+    // At the threshold: no PIN needed; one more by increment would need one.
+    let hold = shop.authorize(2_500);
+    assert_eq!(hold.reason, Reason::Approved);
+    let increment = |shop: &mut Shop, amount| {
+        shop.send(TerminalOp::Increment {
+            hold: HoldId(hold.id),
+            amount,
+        })
+    };
+    assert_eq!(increment(&mut shop, 1).reason, Reason::PinRequired);
+    assert_eq!(shop.balance(), (10_000, 2_500), "nothing more held");
+    // A hold authorized with its PIN (above the threshold) grows without one.
+    shop.set(Command::SetPin {
+        account: shop.payer,
+        pin: PIN_1234,
+    });
+    let with_pin = TerminalOp::Authorize {
+        payer: shop.payer,
+        amount: 3_000,
+        currency: EUR,
+        pin: Some(PIN_1234),
+        lifetime_us: 0,
+    };
+    let above = shop.send(with_pin);
+    assert_eq!(above.reason, Reason::Approved);
+    let grown = shop.send(TerminalOp::Increment {
+        hold: HoldId(above.id),
+        amount: 100,
+    });
+    assert_eq!(grown.reason, Reason::Approved);
+    shop.assert_invariants();
+}

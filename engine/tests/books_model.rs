@@ -17,6 +17,8 @@
 //!   active, currency), payee admissible (merchant, terminal, ownership), per-payment limit,
 //!   per-day amount, per-day count (by UTC day), PIN, funds; before that, its own fields
 //!   (lifetime, loyalty points) and room for one more hold in the shard;
+//! - an increment that takes a hold authorized without the PIN past the threshold needs one
+//!   (`PinRequired`: increments carry none);
 //! - a wrong PIN counts, the third in a row locks (and says so), a right one resets the count,
 //!   a new PIN unlocks; a proof for an account without PIN is wrong but not counted;
 //! - fees are basis points rounded down, the lower rate with product details; a capture pays
@@ -771,6 +773,10 @@ impl Model {
         let (day_amount, _) = self.day_usage(payer, now_us);
         if day_amount.saturating_add(amount) > account.limits.day_amount_max {
             return Err(Reason::DailyAmountExceeded);
+        }
+        let pin_above = account.limits.pin_above;
+        if entry.authorized <= pin_above && entry.authorized.saturating_add(amount) > pin_above {
+            return Err(Reason::PinRequired);
         }
         if self.available(payer) < amount {
             return Err(Reason::InsufficientFunds);

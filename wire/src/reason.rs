@@ -36,7 +36,7 @@ reasons! {
     8 PaymentLimitExceeded 61 "The amount is above the payer's per-payment limit.",
     9 DailyAmountExceeded 61 "The amount would take the payer above the per-day amount limit.",
     10 DailyCountExceeded 65 "One more payment would take the payer above the per-day count limit.",
-    11 PinRequired 55 "A PIN is required for this amount and none was given.",
+    11 PinRequired 55 "A PIN is required for this amount and none was given (an increment past the threshold: void and authorize again with the PIN).",
     12 PinIncorrect 55 "The PIN proof is wrong (counts toward the lockout).",
     13 PinLocked 75 "Too many wrong PINs: locked until the operator sets a new one.",
     14 InsufficientFunds 51 "The payer's available balance is below the amount.",

@@ -417,6 +417,12 @@ impl Shard {
         if day_amount.saturating_add(amount) > payer.day_amount_max {
             return Err(Reason::DailyAmountExceeded);
         }
+        if authorized <= payer.pin_above && authorized.saturating_add(amount) > payer.pin_above {
+            // The hold was authorized without the PIN (at most the threshold), and this would
+            // take it past: an increment carries no PIN, so void and authorize again with it.
+            // (A hold above the threshold had its PIN at authorization.)
+            return Err(Reason::PinRequired);
+        }
         if payer.available() < amount {
             return Err(Reason::InsufficientFunds);
         }

@@ -49,7 +49,8 @@ const BOOKS_FILE_BYTES_MAX: u64 = 512;
 /// their payer, credits stopped at the balance ceiling; 2: a payer's day never goes back, so a
 /// command stamped before the daily counters' day counts into it; a released hold gives back
 /// the day's usage it never captured; a hold's captures pay the fee of their sum; an offer is
-/// accepted only while payer and merchant are active).
+/// accepted only while payer and merchant are active; an increment past the PIN threshold of
+/// a hold authorized without the PIN needs one).
 pub const RULES: u32 = 2;
 
 /// The settings replay must decide by, besides the rules: the fields of [`BooksConfig`] an

@@ -886,3 +886,13 @@ fn secrets_and_pins_can_come_on_standard_input() {
     assert_eq!(bad.status, Some(1), "{}", bad.stderr);
     assert!(bad.stderr.contains("--pin: "), "{}", bad.stderr);
 }
+
+#[test]
+fn a_full_authd_is_reported_as_full_not_as_a_wrong_key() {
+    let authd = Authd::start(&["--connections-max", "1"]);
+    let _only = authd.operator();
+    let run = authctl(&authd, &["stats"]);
+    assert_eq!(run.status, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("at its connection limit"), "{}", run.stderr);
+    assert!(!run.stderr.contains("another authd"), "{}", run.stderr);
+}

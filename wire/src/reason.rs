@@ -65,6 +65,8 @@ pub const ISO_FORMAT_ERROR: u8 = 30;
 pub const REASON_INVALID_REQUEST: u8 = 21;
 /// Reason value for a request before log-on or from the wrong role.
 pub const REASON_NOT_PERMITTED: u8 = 24;
+/// Reason 22, `CapacityExceeded`: also what a connection over the server's limit is told.
+pub const REASON_CAPACITY_EXCEEDED: u8 = 22;
 
 #[cfg(test)]
 mod tests {
@@ -77,5 +79,16 @@ mod tests {
         }
         assert!(reason_info(REASONS.len() as u8).is_none());
         assert_eq!(reason_info(14).map(|reason| reason.iso_code), Some(51));
+    }
+
+    #[test]
+    fn the_named_constants_name_their_reasons() {
+        for (value, name) in [
+            (REASON_INVALID_REQUEST, "InvalidRequest"),
+            (REASON_NOT_PERMITTED, "NotPermitted"),
+            (REASON_CAPACITY_EXCEEDED, "CapacityExceeded"),
+        ] {
+            assert_eq!(reason_info(value).map(|reason| reason.name), Some(name));
+        }
     }
 }

@@ -97,7 +97,8 @@ impl Operator {
         let refused = |reason| {
             format!(
                 "authd at {address} refused the operator log-on ({reason}); the key at {} may \
-                 belong to another authd: pass --data-dir of this authd's data dir or --key",
+                 belong to another authd: pass --data-dir of this authd's data dir or --key (or \
+                 this host failed too many log-ons: wait authd's --logon-failure-window-s)",
                 key_path.display()
             )
         };
@@ -259,6 +260,11 @@ fn connect_error(error: ClientError, address: &str, refused: impl FnOnce(String)
             timeout()
         ),
         ClientError::Io(io) => anyhow!("cannot connect to {address}: {io}; is authd running? pass --connect"),
+        // At its connection limit authd answers Busy before any log-on: not the key's fault.
+        ClientError::LogonRefused { code, reason } if reason == wire::reason::REASON_CAPACITY_EXCEEDED => anyhow!(
+            "authd at {address} is at its connection limit ({}); retry later, or raise its --connections-max",
+            describe_reason(reason, code)
+        ),
         ClientError::LogonRefused { code, reason } => anyhow!(refused(describe_reason(reason, code))),
         other => anyhow!("log-on to {address} failed: {other}"),
     }

@@ -120,26 +120,40 @@ fn open_account_load_and_account_show_the_balance_in_major_units() {
 }
 
 #[test]
-fn the_currency_exponent_scales_typed_and_printed_amounts() {
-    let authd = Authd::start(&[]);
-    let account = open_account(&authd, &[]);
+fn amounts_take_the_decimals_of_the_accounts_currency() {
+    // Books in yen (no decimals): 1500 typed is 1500 yen, and euro's two decimals are refused.
+    let authd = Authd::start(&["--currency", "392"]);
+    let account = open_account(&authd, &["--currency", "392"]);
     let account_text = account.to_string();
-    let exponent = ["--currency-exponent", "3"];
-    let loaded = authctl(
-        &authd,
-        &[
-            &exponent[..],
-            &["load", "--account", &account_text, "--amount", "1.5"],
-        ]
-        .concat(),
-    );
-    assert!(loaded.ok().contains("balance 1.500"));
+    let loaded = authctl(&authd, &["load", "--account", &account_text, "--amount", "1500"]).ok();
+    assert!(loaded.contains("balance 1500"), "{loaded}");
     assert_eq!(balances(&mut authd.operator(), account).0, 1500);
     let shown = authctl(&authd, &["account", "--account", &account_text]).ok();
+    assert_eq!(field(&shown, "balance"), "1500");
+    let cents = authctl(&authd, &["load", "--account", &account_text, "--amount", "1.5"]);
+    assert_eq!(cents.status, Some(1), "{}", cents.stderr);
+    let forced = authctl(
+        &authd,
+        &[
+            "--currency-exponent",
+            "2",
+            "load",
+            "--account",
+            &account_text,
+            "--amount",
+            "15.00",
+        ],
+    );
+    assert_eq!(forced.status, Some(1), "{}", forced.stderr);
+    assert!(
+        forced.stderr.contains("currency 392 has 0 decimals"),
+        "{}",
+        forced.stderr
+    );
     assert_eq!(
-        field(&shown, "balance"),
-        "15.00",
-        "the same 1500 minor units with exponent 2"
+        balances(&mut authd.operator(), account).0,
+        1500,
+        "nothing more loaded"
     );
 }
 
@@ -239,7 +253,8 @@ fn a_decline_prints_the_reason_and_iso_code_and_exits_3() {
 #[test]
 fn too_many_decimals_are_refused_with_the_rule() {
     let authd = Authd::start(&[]);
-    let run = authctl(&authd, &["load", "--account", "5", "--amount", "1.234"]);
+    let account = open_account(&authd, &[]).to_string();
+    let run = authctl(&authd, &["load", "--account", &account, "--amount", "1.234"]);
     assert_eq!(run.status, Some(1));
     assert!(
         run.stderr.contains("1.234 has 3 decimals but the currency has 2"),

@@ -182,6 +182,39 @@ pub fn format_limit(minor: u64, exponent: u8) -> String {
     }
 }
 
+/// The decimals amounts are typed and printed with: `--currency-exponent` if given (and, where
+/// ISO 4217 knows the currency, equal to its), else the currency's own. On books in yen, 100
+/// typed with euro's two decimals would load 10,000 yen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exponents {
+    /// `--currency-exponent`, if given.
+    pub given: Option<u8>,
+}
+
+impl Exponents {
+    /// The decimals of `currency` (ISO 4217 numeric).
+    pub fn of(&self, currency: u16) -> anyhow::Result<u8> {
+        let iso = iso_currency::Currency::from_numeric(currency)
+            .and_then(iso_currency::Currency::exponent)
+            .and_then(|exponent| u8::try_from(exponent).ok());
+        match (self.given, iso) {
+            (Some(given), Some(iso)) if given != iso => anyhow::bail!(
+                "--currency-exponent {given}, but currency {currency} has {iso} decimals (ISO 4217): drop the flag, or pass --currency-exponent {iso}"
+            ),
+            (Some(given), _) => Ok(given),
+            (None, Some(iso)) => Ok(iso),
+            (None, None) => anyhow::bail!(
+                "authctl does not know how many decimals currency {currency} has: pass --currency-exponent"
+            ),
+        }
+    }
+
+    /// Where no currency is at hand (disputes name holds, not accounts): the flag, else 2.
+    pub fn or_default(&self) -> u8 {
+        self.given.unwrap_or(2)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,5 +309,20 @@ mod tests {
         assert_eq!("none".parse::<LimitCount>(), Ok(LimitCount(u32::MAX)));
         assert_eq!("7".parse::<LimitCount>(), Ok(LimitCount(7)));
         assert!("-7".parse::<LimitCount>().is_err());
+    }
+
+    #[test]
+    fn the_decimals_are_the_currencys_unless_the_flag_says_otherwise_where_iso_does_not_know() {
+        let default = Exponents { given: None };
+        assert_eq!(default.of(978).ok(), Some(2), "EUR");
+        assert_eq!(default.of(392).ok(), Some(0), "JPY");
+        assert_eq!(default.of(48).ok(), Some(3), "BHD");
+        assert!(default.of(1).is_err(), "no ISO currency: the flag is needed");
+        let two = Exponents { given: Some(2) };
+        assert_eq!(two.of(978).ok(), Some(2));
+        let wrong = two.of(392).expect_err("yen has no decimals");
+        assert!(wrong.to_string().contains("--currency-exponent 0"), "{wrong}");
+        assert_eq!(two.of(1).ok(), Some(2), "the flag decides where ISO is silent");
+        assert_eq!((default.or_default(), two.or_default()), (2, 2));
     }
 }

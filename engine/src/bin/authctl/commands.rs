@@ -13,7 +13,7 @@ use wire::messages::terminal::Echo;
 use wire::types::{AccountKind, AccountNumber, AccountStatus, Limits, MerchantId, ShortText};
 use wire::{PinBlock, Reply, Request};
 
-use crate::amount::{format_minor, MajorAmount};
+use crate::amount::{format_minor, Exponents, MajorAmount};
 use crate::mobile::format_mobile;
 use crate::operator::Operator;
 use crate::output;
@@ -48,10 +48,12 @@ pub fn open_account(
 /// `load`: credit a payer from the issuer's funding account.
 pub fn load(
     operator: &mut Operator,
-    exponent: u8,
+    exponents: Exponents,
     account: u64,
     amount: &MajorAmount,
 ) -> anyhow::Result<String> {
+    // The account's currency says how many decimals the amount has.
+    let exponent = exponents.of(account_info(operator, account)?.currency)?;
     let amount_minor = amount.minor(exponent)?;
     let request = Request::LoadFunds(LoadFunds {
         account: AccountNumber(account),
@@ -71,11 +73,13 @@ pub fn load(
 /// `limits`: read the current limits, change the ones given, write them back.
 pub fn set_limits(
     operator: &mut Operator,
-    exponent: u8,
+    exponents: Exponents,
     account: u64,
     flags: &LimitFlags,
 ) -> anyhow::Result<String> {
-    let current = account_info(operator, account)?.limits;
+    let info = account_info(operator, account)?;
+    let exponent = exponents.of(info.currency)?;
+    let current = info.limits;
     let limits = apply_limits(current, flags, exponent)?;
     let request = Request::SetLimits(SetLimits {
         account: AccountNumber(account),
@@ -186,9 +190,9 @@ pub fn register_device(operator: &mut Operator, account: u64) -> anyhow::Result<
 }
 
 /// `account`: everything authd knows about one account.
-pub fn account(operator: &mut Operator, exponent: u8, account: u64) -> anyhow::Result<String> {
+pub fn account(operator: &mut Operator, exponents: Exponents, account: u64) -> anyhow::Result<String> {
     let info = account_info(operator, account)?;
-    Ok(output::account(&info, exponent))
+    Ok(output::account(&info, exponents.of(info.currency)?))
 }
 
 fn account_info(operator: &mut Operator, account: u64) -> anyhow::Result<AccountInfoReply> {

@@ -44,7 +44,7 @@ const EXIT_OUTCOME_UNKNOWN: u8 = 4;
 /// registers merchants, terminals and devices, reads accounts and counters, handles disputes
 /// and shows offers.
 ///
-/// Amounts are in major units (12.50) with --currency-exponent decimals.
+/// Amounts are in major units (12.50), with the currency's decimals (or --currency-exponent).
 /// Exit status: 0 done, 1 error, 2 bad flags, 3 authd declined the request (reason and ISO code
 /// printed), 4 no reply (the request may or may not have been applied: look before retrying).
 #[derive(Parser, Debug)]
@@ -60,8 +60,10 @@ struct Flags {
     #[arg(long, global = true, value_name = "FILE", help_heading = GLOBAL)]
     key: Option<PathBuf>,
     /// Decimals of the currency: amounts are typed and printed in major units (2: 12.50 = 1250).
-    #[arg(long, global = true, value_name = "N", help_heading = GLOBAL, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=i64::from(EXPONENT_MAX)))]
-    currency_exponent: u8,
+    /// By default the currency's own (ISO 4217: EUR 2, JPY 0, BHD 3), taken from the account
+    /// where there is one; given, it must agree with ISO 4217 where that knows the currency.
+    #[arg(long, global = true, value_name = "N", help_heading = GLOBAL, value_parser = clap::value_parser!(u8).range(0..=i64::from(EXPONENT_MAX)))]
+    currency_exponent: Option<u8>,
     /// Seconds to wait for the connection, the log-on and each reply (1 to 3600). Without a
     /// reply in time a request may or may not have been applied: exit status 4.
     #[arg(long, global = true, value_name = "S", help_heading = GLOBAL, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -234,14 +236,16 @@ fn main() -> ExitCode {
 /// Log on and run the subcommand; returns what to print.
 fn run(flags: Flags) -> anyhow::Result<String> {
     operator::set_timeout(std::time::Duration::from_secs(flags.timeout_s));
-    let exponent = flags.currency_exponent;
+    let exponents = amount::Exponents {
+        given: flags.currency_exponent,
+    };
     match flags.command {
         Command::Offers {
             device,
             device_secret,
         } => {
             let secret = device_secret.resolve("--device-secret", operator::parse_secret)?;
-            return offers::list(&flags.connect, exponent, device, secret);
+            return offers::list(&flags.connect, exponents, device, secret);
         }
         Command::Offer {
             terminal,
@@ -249,7 +253,7 @@ fn run(flags: Flags) -> anyhow::Result<String> {
             offer,
         } => {
             let secret = terminal_secret.resolve("--terminal-secret", operator::parse_secret)?;
-            return offers::status(&flags.connect, exponent, terminal, secret, offer);
+            return offers::status(&flags.connect, exponents.or_default(), terminal, secret, offer);
         }
         _ => {}
     }
@@ -262,9 +266,9 @@ fn run(flags: Flags) -> anyhow::Result<String> {
             mobile,
             currency,
             limits,
-        } => commands::open_account(operator, exponent, mobile, currency, &limits),
-        Command::Load { account, amount } => commands::load(operator, exponent, account, &amount),
-        Command::Limits { account, limits } => commands::set_limits(operator, exponent, account, &limits),
+        } => commands::open_account(operator, exponents.of(currency)?, mobile, currency, &limits),
+        Command::Load { account, amount } => commands::load(operator, exponents, account, &amount),
+        Command::Limits { account, limits } => commands::set_limits(operator, exponents, account, &limits),
         Command::SetPin { account, pin } => {
             let pin = pin.resolve("--pin", |text| Ok(text.to_string()))?;
             commands::set_pin(operator, account, &pin)
@@ -279,11 +283,14 @@ fn run(flags: Flags) -> anyhow::Result<String> {
         } => commands::register_merchant(operator, fee_bps, fee_bps_with_product, &origin),
         Command::RegisterTerminal { merchant } => commands::register_terminal(operator, merchant),
         Command::RegisterDevice(flag) => commands::register_device(operator, flag.account),
-        Command::Account(flag) => commands::account(operator, exponent, flag.account),
+        Command::Account(flag) => commands::account(operator, exponents, flag.account),
         Command::Stats => commands::stats(operator),
         Command::Echo => commands::echo(operator, &flags.connect),
-        Command::Dispute(dispute) => disputes::run(operator, exponent, &dispute),
-        Command::Provision(provision) => provision::run(operator, &connect, exponent, &provision),
+        Command::Dispute(dispute) => disputes::run(operator, exponents.or_default(), &dispute),
+        Command::Provision(provision) => {
+            let exponent = exponents.of(provision.currency)?;
+            provision::run(operator, &connect, exponent, &provision)
+        }
         Command::Offers { .. } | Command::Offer { .. } => unreachable!("answered before the operator log-on"),
     }
 }
@@ -303,7 +310,7 @@ mod tests {
     fn global_flags_go_after_the_subcommand_too() {
         let flags = Flags::try_parse_from(["authctl", "stats", "--connect", "10.0.0.1:7700"]).expect("parse");
         assert_eq!(flags.connect, "10.0.0.1:7700");
-        assert_eq!(flags.currency_exponent, 2);
+        assert_eq!(flags.currency_exponent, None, "the currency's own");
     }
 
     #[test]

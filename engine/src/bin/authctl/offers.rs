@@ -12,14 +12,14 @@ use wire::messages::terminal::OfferStatus;
 use wire::types::{OfferId, OfferState};
 use wire::{Reply, Request, Role};
 
-use crate::amount::format_minor;
+use crate::amount::{format_minor, Exponents};
 use crate::operator::Operator;
 
 /// Most pages `offers` asks for in one run (8 offers a page: 800,000 offers).
 pub const LIST_PAGES_MAX: u32 = 100_000;
 
 /// `offers`: every pending offer the device `device` may answer, oldest first.
-pub fn list(address: &str, exponent: u8, device: u32, secret: [u8; 32]) -> anyhow::Result<String> {
+pub fn list(address: &str, exponents: Exponents, device: u32, secret: [u8; 32]) -> anyhow::Result<String> {
     let flags = "--device and --device-secret (as register-device printed them)";
     let mut session = Operator::connect_as(address, Role::PayerDevice, device, secret, flags)?;
     let mut offers: Vec<OfferSummary> = Vec::new();
@@ -43,7 +43,7 @@ pub fn list(address: &str, exponent: u8, device: u32, secret: [u8; 32]) -> anyho
         }
         offers.extend_from_slice(entries);
         if !page.more || entries.is_empty() {
-            return Ok(offer_lines(device, &offers, exponent));
+            return Ok(offer_lines(device, &offers, exponents));
         }
     }
     bail!(
@@ -54,7 +54,7 @@ pub fn list(address: &str, exponent: u8, device: u32, secret: [u8; 32]) -> anyho
 
 /// A count, then a line per offer. Origin and reference are the merchant's text: printed
 /// quoted and escaped, so they cannot move the terminal's cursor.
-fn offer_lines(device: u32, offers: &[OfferSummary], exponent: u8) -> String {
+fn offer_lines(device: u32, offers: &[OfferSummary], exponents: Exponents) -> String {
     let mut text = match offers.len() {
         0 => return format!("no pending offers for device {device}\n"),
         1 => format!("1 pending offer for device {device}\n"),
@@ -67,7 +67,11 @@ fn offer_lines(device: u32, offers: &[OfferSummary], exponent: u8) -> String {
             offer.offer_id.0,
             offer.merchant_id.0,
             offer.origin.as_str(),
-            format_minor(offer.amount_minor, exponent),
+            // Each in its own currency's decimals.
+            format_minor(
+                offer.amount_minor,
+                exponents.of(offer.currency).unwrap_or(exponents.or_default())
+            ),
             offer.currency,
             offer.reference.as_str(),
             offer.expires_in_s
@@ -96,7 +100,10 @@ pub fn status(
     };
     let state = match reply.state {
         OfferState::Offered => "offered: funds held, waiting for the payer".to_string(),
-        OfferState::Accepted => format!("accepted: hold {} (capture it like any hold)", reply.hold_id.0),
+        OfferState::Accepted => format!(
+            "accepted: captured as hold {} (refund it like any purchase)",
+            reply.hold_id.0
+        ),
         OfferState::Rejected => "rejected by the payer: funds released".to_string(),
         OfferState::Expired => "expired unanswered: funds released".to_string(),
         OfferState::Cancelled => "cancelled by the merchant: funds released".to_string(),
@@ -126,10 +133,13 @@ mod tests {
             reference: ShortText::new("order\u{1b}[2J").expect("fits"),
         };
         assert_eq!(
-            offer_lines(5, &[offer], 2),
+            offer_lines(5, &[offer], Exponents { given: None }),
             "1 pending offer for device 5\n\
              offer 7: merchant 3 origin \"CAFE42\", 12.50 (currency 978), reference \"order\\u{1b}[2J\", 118 s left\n"
         );
-        assert_eq!(offer_lines(5, &[], 2), "no pending offers for device 5\n");
+        assert_eq!(
+            offer_lines(5, &[], Exponents { given: None }),
+            "no pending offers for device 5\n"
+        );
     }
 }

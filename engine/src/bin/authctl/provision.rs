@@ -68,7 +68,7 @@ pub struct ProvisionFlags {
     mobile_base: u64,
     /// ISO 4217 numeric currency of the payers (1 to 999).
     #[arg(long, default_value_t = 978, value_parser = clap::value_parser!(u16).range(1..=999))]
-    currency: u16,
+    pub currency: u16,
     /// Merchants' fee, basis points (at most 10000).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(0..=10_000))]
     fee_bps: u16,

@@ -418,9 +418,10 @@ impl Shard {
             return Err(Reason::DailyAmountExceeded);
         }
         if authorized <= payer.pin_above && authorized.saturating_add(amount) > payer.pin_above {
-            // The hold was authorized without the PIN (at most the threshold), and this would
-            // take it past: an increment carries no PIN, so void and authorize again with it.
-            // (A hold above the threshold had its PIN at authorization.)
+            // At most the threshold, the hold needed no PIN, and this would take it past: an
+            // increment carries no PIN, so void and authorize again with it. (A hold above the
+            // threshold needed the PIN to be authorized; judged by today's threshold, as the
+            // hold records no PIN: see DESIGN.md.)
             return Err(Reason::PinRequired);
         }
         if payer.available() < amount {

@@ -23,7 +23,7 @@ pub enum AmountError {
     /// More decimals than the currency has.
     #[error(
         "{text} has {decimals} decimals but the currency has {exponent}; \
-         give at most {exponent} (or pass --currency-exponent)"
+         give at most {exponent}"
     )]
     TooManyDecimals {
         /// What was typed.
@@ -209,9 +209,18 @@ impl Exponents {
         }
     }
 
-    /// Where no currency is at hand (disputes name holds, not accounts): the flag, else 2.
+    /// Where no currency is at hand (a terminal's view of an offer): the flag, else 2.
     pub fn or_default(&self) -> u8 {
         self.given.unwrap_or(2)
+    }
+
+    /// For printing an amount in `currency`: ISO 4217's decimals where it knows the currency,
+    /// else the flag, else 2 (never an error: it only prints).
+    pub fn for_display(&self, currency: u16) -> u8 {
+        let iso = iso_currency::Currency::from_numeric(currency)
+            .and_then(iso_currency::Currency::exponent)
+            .and_then(|exponent| u8::try_from(exponent).ok());
+        iso.unwrap_or(self.or_default())
     }
 }
 
@@ -324,5 +333,7 @@ mod tests {
         assert!(wrong.to_string().contains("--currency-exponent 0"), "{wrong}");
         assert_eq!(two.of(1).ok(), Some(2), "the flag decides where ISO is silent");
         assert_eq!((default.or_default(), two.or_default()), (2, 2));
+        assert_eq!(two.for_display(392), 0, "printing follows ISO 4217 first");
+        assert_eq!(Exponents { given: Some(3) }.for_display(1), 3);
     }
 }

@@ -195,6 +195,11 @@ pub fn account(operator: &mut Operator, exponents: Exponents, account: u64) -> a
     Ok(output::account(&info, exponents.of(info.currency)?))
 }
 
+/// The books' currency (one per deployment): the funding account's.
+pub fn books_currency(operator: &mut Operator) -> anyhow::Result<u16> {
+    Ok(account_info(operator, 1)?.currency)
+}
+
 fn account_info(operator: &mut Operator, account: u64) -> anyhow::Result<AccountInfoReply> {
     let request = Request::AccountInfo(AccountInfo {
         account: AccountNumber(account),

@@ -257,6 +257,11 @@ fn run(flags: Flags) -> anyhow::Result<String> {
         }
         _ => {}
     }
+    // A PIN from standard input is read before logging on: no connection waits on a person.
+    let pin = match &flags.command {
+        Command::SetPin { pin, .. } => Some(pin.clone().resolve("--pin", |text| Ok(text.to_string()))?),
+        _ => None,
+    };
     let key_path = operator::key_path(&flags.data_dir, flags.key.as_deref());
     let connect = || Operator::connect(&flags.connect, &key_path);
     let mut operator = connect()?;
@@ -269,9 +274,8 @@ fn run(flags: Flags) -> anyhow::Result<String> {
         } => commands::open_account(operator, exponents.of(currency)?, mobile, currency, &limits),
         Command::Load { account, amount } => commands::load(operator, exponents, account, &amount),
         Command::Limits { account, limits } => commands::set_limits(operator, exponents, account, &limits),
-        Command::SetPin { account, pin } => {
-            let pin = pin.resolve("--pin", |text| Ok(text.to_string()))?;
-            commands::set_pin(operator, account, &pin)
+        Command::SetPin { account, .. } => {
+            commands::set_pin(operator, account, pin.as_deref().unwrap_or_default())
         }
         Command::Freeze(flag) => commands::set_status(operator, flag.account, AccountStatus::Frozen),
         Command::Unfreeze(flag) => commands::set_status(operator, flag.account, AccountStatus::Active),
@@ -286,7 +290,11 @@ fn run(flags: Flags) -> anyhow::Result<String> {
         Command::Account(flag) => commands::account(operator, exponents, flag.account),
         Command::Stats => commands::stats(operator),
         Command::Echo => commands::echo(operator, &flags.connect),
-        Command::Dispute(dispute) => disputes::run(operator, exponents.or_default(), &dispute),
+        Command::Dispute(dispute) => {
+            // Disputes name holds, not accounts: the books' currency is the funding account's.
+            let exponent = exponents.of(commands::books_currency(operator)?)?;
+            disputes::run(operator, exponent, &dispute)
+        }
         Command::Provision(provision) => {
             let exponent = exponents.of(provision.currency)?;
             provision::run(operator, &connect, exponent, &provision)

@@ -68,10 +68,7 @@ fn offer_lines(device: u32, offers: &[OfferSummary], exponents: Exponents) -> St
             offer.merchant_id.0,
             offer.origin.as_str(),
             // Each in its own currency's decimals.
-            format_minor(
-                offer.amount_minor,
-                exponents.of(offer.currency).unwrap_or(exponents.or_default())
-            ),
+            format_minor(offer.amount_minor, exponents.for_display(offer.currency)),
             offer.currency,
             offer.reference.as_str(),
             offer.expires_in_s

@@ -213,10 +213,12 @@ impl<T> Given<T> {
         match self {
             Given::Typed(value) => Ok(value),
             Given::Stdin => {
+                // One line (Enter ends it at a terminal), of at most 256 bytes.
                 let mut line = String::new();
-                std::io::Read::read_to_string(&mut std::io::Read::take(std::io::stdin(), 256), &mut line)
+                let mut input = std::io::Read::take(std::io::stdin().lock(), 256);
+                std::io::BufRead::read_line(&mut input, &mut line)
                     .with_context(|| format!("read {what} from standard input"))?;
-                let line = line.lines().next().unwrap_or_default().trim();
+                let line = line.trim();
                 parse(line).map_err(|error| anyhow!("{what} on standard input: {error}"))
             }
         }

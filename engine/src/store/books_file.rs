@@ -47,11 +47,11 @@ const BOOKS_FILE_BYTES_MAX: u64 = 512;
 /// The rules this build decides by: raise it with any change that can give a command another
 /// outcome on the same books (1: the rules of 2026-11-30, offers' holds answered only by
 /// their payer, credits stopped at the balance ceiling; 2: a payer's day never goes back, so a
-/// command stamped before the daily counters' day counts into it; a released hold gives back
-/// the day's usage it never captured; a hold's captures pay the fee of their sum; an offer is
-/// accepted only while payer and merchant are active; an increment past the PIN threshold of
-/// a hold authorized without the PIN needs one).
-pub const RULES: u32 = 2;
+/// command stamped before the daily counters' day counts into it; 3: a released hold gives
+/// back the day's usage it never captured, a capture pays what the fee of the hold's captures
+/// grows by at its rate, an offer is accepted only while payer and merchant are active, an
+/// increment past the PIN threshold of a hold at most the threshold needs a PIN).
+pub const RULES: u32 = 3;
 
 /// The settings replay must decide by, besides the rules: the fields of [`BooksConfig`] an
 /// outcome depends on.

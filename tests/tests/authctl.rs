@@ -911,3 +911,46 @@ fn a_full_authd_is_reported_as_full_not_as_a_wrong_key() {
     assert!(run.stderr.contains("at its connection limit"), "{}", run.stderr);
     assert!(!run.stderr.contains("another authd"), "{}", run.stderr);
 }
+
+#[test]
+fn dispute_amounts_take_the_decimals_of_the_books_currency() {
+    // Yen books: a dispute of 500 is 500 yen, not 50,000.
+    let authd = Authd::start(&["--currency", "392"]);
+    let account = open_account(&authd, &["--currency", "392"]);
+    let account_text = account.to_string();
+    authctl(&authd, &["load", "--account", &account_text, "--amount", "10000"]).ok();
+    let mut operator = authd.operator();
+    let shop = shop(&mut operator, 0, 0);
+    let mut till = authd.client(Role::Terminal, shop.terminal, shop.secret);
+    let request = Request::Purchase(Purchase {
+        payer: PayerRef::Account(AccountNumber(account)),
+        amount_minor: 1_500,
+        currency: 392,
+        pin: None,
+        loyalty_points: 0,
+        product: None,
+    });
+    let Reply::Purchase(sale) = till.call(&request).expect("purchase") else {
+        panic!("purchase: unexpected reply");
+    };
+    assert_eq!(sale.code, 0, "purchase approved");
+    let hold = sale.hold_id.0.to_string();
+    let args = [
+        "dispute",
+        "open",
+        "--hold",
+        &hold,
+        "--amount",
+        "500",
+        "--cause",
+        "defective",
+    ];
+    authctl(&authd, &args).ok();
+    assert_eq!(
+        balances(&mut operator, account),
+        (9_000, 500, 8_500),
+        "500 yen, held"
+    );
+    let rows = dispute_rows(&authctl(&authd, &["dispute", "list"]).ok());
+    assert_eq!(rows.first().map(|row| row.2.as_str()), Some("500"));
+}

@@ -12,7 +12,9 @@
 //!   per connection.
 //! - A ticker thread drives time: every second it expires due holds (logged like any other
 //!   command) and refreshes the per-second statistics; every `snapshot_interval` it writes a
-//!   snapshot in the background.
+//!   snapshot, while the event loops go on (each shard is locked only while it is copied).
+//!   Meanwhile the ticker does not sweep: holds due then are released when the snapshot ends
+//!   (a capture after expiry is declined all the same; only the funds stay held longer).
 //! - Shutdown (SIGTERM, SIGINT or [`Server::shutdown`]): stop accepting and reading, release
 //!   and write what is in flight (bounded by a deadline), stop the ticker, write a snapshot
 //!   of everything (unless snapshots are off), final log sync.

@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 use crate::command::Limits;
 use crate::ids::{AccountId, Currency, PinBlock, Status};
 use crate::limits::{DAY_US, PIN_TRIES_MAX};
+use crate::reason::Reason;
 
 /// The hot part of a payer account: exactly one cache line, so a payment that picks a payer
 /// at random misses the cache once for it.
@@ -77,6 +78,15 @@ impl Payer {
         self.day_amount_max = limits.day_amount_max;
         self.day_count_max = limits.day_count_max;
         self.pin_above = limits.pin_above;
+    }
+
+    /// Whether the payer may pay at all: declined while frozen or closed.
+    pub fn may_pay(&self) -> Result<(), Reason> {
+        match self.status {
+            Status::Active => Ok(()),
+            Status::Frozen => Err(Reason::AccountFrozen),
+            Status::Closed => Err(Reason::AccountClosed),
+        }
     }
 
     /// What the payer may still spend.

@@ -88,7 +88,9 @@ impl Shard {
         (index < self.disputes.len()).then_some(index)
     }
 
-    /// What can still be refunded or disputed on a hold, after checks.
+    /// Whether `amount` of a hold can go back to its payer by a dispute, after checks: no
+    /// more than captured and not refunded, room for the record, and the payer's balance
+    /// ceiling.
     fn disputable(&self, sequence: u64, amount: u64) -> Result<(), Reason> {
         check_amount(amount)?;
         let hold = self.holds.get(sequence).ok_or(Reason::HoldUnknown)?;
@@ -98,7 +100,7 @@ impl Shard {
         if self.disputes.len() >= DISPUTES_PER_SHARD_MAX {
             return Err(Reason::CapacityExceeded);
         }
-        Ok(())
+        self.credit_room(hold.payer_slot as usize, amount)
     }
 
     fn record_dispute(&mut self, sequence: u64, amount: u64, cause: u8, state: DisputeState) -> DisputeId {
@@ -127,8 +129,6 @@ impl Shard {
     ) -> Result<Outcome, Reason> {
         let sequence = self.owned_hold(merchant, hold)?;
         self.disputable(sequence, amount)?;
-        let slot = self.holds.get(sequence).ok_or(Reason::HoldUnknown)?.payer_slot as usize;
-        self.credit_room(slot, amount)?;
         let Some(entry) = self.holds.get_mut(sequence) else {
             return Err(Reason::HoldUnknown);
         };
@@ -151,8 +151,6 @@ impl Shard {
             return Err(Reason::InvalidRequest);
         }
         self.disputable(sequence, amount)?;
-        let slot = self.holds.get(sequence).ok_or(Reason::HoldUnknown)?.payer_slot as usize;
-        self.credit_room(slot, amount)?;
         let Some(entry) = self.holds.get_mut(sequence) else {
             return Err(Reason::HoldUnknown);
         };

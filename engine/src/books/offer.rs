@@ -150,11 +150,7 @@ impl Shard {
             (OfferState::Offered, true) => {
                 // Paying now: the payer and the merchant must still be active, as for any
                 // payment (either may have been frozen since the offer was made).
-                match self.payers[slot as usize].status {
-                    Status::Active => {}
-                    Status::Frozen => return Err(Reason::AccountFrozen),
-                    Status::Closed => return Err(Reason::AccountClosed),
-                }
+                self.payers[slot as usize].may_pay()?;
                 let fees = registry
                     .merchant(MerchantId(merchant))
                     .filter(|entry| entry.status() == Status::Active)

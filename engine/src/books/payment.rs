@@ -12,7 +12,7 @@ use crate::books::idempotency::{fingerprint, Entry};
 use crate::books::registry::{Fees, Registry};
 use crate::books::shard::{Shard, STRIPE_FEE};
 use crate::command::{Extras, Origin, Outcome, TerminalOp};
-use crate::ids::{AccountId, Currency, HoldId, MerchantId, PinBlock, RequestKey, Status};
+use crate::ids::{AccountId, Currency, HoldId, MerchantId, PinBlock, RequestKey};
 use crate::limits::{
     AMOUNT_MINOR_MAX, HOLD_LIFETIME_DEFAULT_US, HOLD_LIFETIME_MAX_US, LOYALTY_POINTS_MAX, PIN_TRIES_MAX,
 };
@@ -199,11 +199,7 @@ impl Shard {
     fn admit_payer(&self, payer: AccountId, currency: Currency) -> Result<u32, Reason> {
         let slot = self.slot_of(payer).ok_or(Reason::AccountUnknown)?;
         let account = &self.payers[slot as usize];
-        match account.status {
-            Status::Active => {}
-            Status::Frozen => return Err(Reason::AccountFrozen),
-            Status::Closed => return Err(Reason::AccountClosed),
-        }
+        account.may_pay()?;
         if account.currency != currency {
             return Err(Reason::CurrencyMismatch);
         }
@@ -405,11 +401,7 @@ impl Shard {
             None => return Err(Reason::HoldUnknown),
         };
         let payer = &mut self.payers[slot as usize];
-        match payer.status {
-            Status::Active => {}
-            Status::Frozen => return Err(Reason::AccountFrozen),
-            Status::Closed => return Err(Reason::AccountClosed),
-        }
+        payer.may_pay()?;
         if authorized.saturating_add(amount) > payer.payment_max {
             return Err(Reason::PaymentLimitExceeded);
         }

@@ -115,20 +115,11 @@ impl Connection {
         }
     }
 
-    /// Queue a push behind the replies; it leaves once `lsn` is durable. A push that waits for
-    /// nothing (lsn 0) goes straight to the write buffer: replies waiting for the log must not
-    /// hold it back, and pushes are unsolicited, so their order against replies is free.
+    /// Queue a push behind the replies; it leaves once `lsn` is durable (every push announces
+    /// a logged change).
     pub fn queue_push(&mut self, lsn: Lsn, push: wire::Push) {
-        if lsn == 0 {
-            Frame {
-                request_id: 0,
-                message: Message::Push(push),
-            }
-            .encode(&mut self.write);
-        } else {
-            self.waiting_pushes += 1;
-            self.queue(lsn, 0, Message::Push(push));
-        }
+        self.waiting_pushes += 1;
+        self.queue(lsn, 0, Message::Push(push));
     }
 
     /// The lsn the oldest waiting reply (or push) needs before it can leave, if any: replies

@@ -392,7 +392,7 @@ fn tick(shared: &Shared) {
                     ("clock_us", &now_us),
                     (
                         "msg",
-                        &"the wall clock stepped further than --clock-step-max-s: stamping with the monotonic estimate; restart authd to adopt the wall clock",
+                        &"the wall clock stepped further than --clock-step-max-s: stamping with the clock's own estimate; restart authd to adopt the wall clock",
                     ),
                 ],
             );

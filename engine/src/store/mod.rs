@@ -226,11 +226,7 @@ impl Store {
         };
         // Shards' parts are taken after the registry's: reading starts after the registry's
         // position, and the log must reach the furthest part's.
-        let covered = coverage
-            .shard_lsns
-            .iter()
-            .copied()
-            .fold(coverage.registry_lsn, Lsn::max);
+        let covered = coverage.furthest();
         let workers = std::thread::available_parallelism().map_or(1, |cores| cores.get());
         let (wal_config, read) = (config.wal, config.read);
         // Only a BOOKS file or a snapshot (which checked the shape) vouches for the flags: a
@@ -254,7 +250,12 @@ impl Store {
             skipped_snapshots,
             current: books_file::RULES,
         };
+        // Decided once: the closure is asked before every record replayed.
+        let replays = logged == current;
         let refusal = || {
+            if replays {
+                return None;
+            }
             if logged.rules < books_file::RULES {
                 return Some(StoreError::RulesOlder {
                     dir: dir.clone(),
@@ -374,12 +375,7 @@ impl Store {
         // Only what the log holds durably: a record still in flight could yet fail (its
         // command answered 96 though applied in memory), and the next start would hand its
         // lsn out again. Refused on a failed log.
-        let covered = coverage
-            .shard_lsns
-            .iter()
-            .copied()
-            .fold(coverage.registry_lsn, Lsn::max);
-        self.wal.wait_durable(covered)?;
+        self.wal.wait_durable(coverage.furthest())?;
         // With --fsync never "durable" means written: sync it, or a power loss could leave
         // the log shorter than the snapshot that covers it.
         self.wal.sync_written()?;

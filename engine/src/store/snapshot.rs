@@ -31,6 +31,14 @@ pub struct Coverage {
     pub shard_lsns: Vec<Lsn>,
 }
 
+impl Coverage {
+    /// The furthest position any part covers (shards' parts are taken after the registry's,
+    /// so at least `registry_lsn`): the log must hold everything up to it.
+    pub fn furthest(&self) -> Lsn {
+        self.shard_lsns.iter().copied().fold(self.registry_lsn, Lsn::max)
+    }
+}
+
 /// Take the sections of a snapshot of `books`; `last_lsn` is the log's last assigned lsn.
 pub fn take(books: &Books, last_lsn: impl Fn() -> Lsn) -> (Coverage, Vec<Vec<u8>>) {
     let (registry_lsn, registry) = books.snapshot_registry(&last_lsn);

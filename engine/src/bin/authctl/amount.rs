@@ -194,10 +194,7 @@ pub struct Exponents {
 impl Exponents {
     /// The decimals of `currency` (ISO 4217 numeric).
     pub fn of(&self, currency: u16) -> anyhow::Result<u8> {
-        let iso = iso_currency::Currency::from_numeric(currency)
-            .and_then(iso_currency::Currency::exponent)
-            .and_then(|exponent| u8::try_from(exponent).ok());
-        match (self.given, iso) {
+        match (self.given, iso_exponent(currency)) {
             (Some(given), Some(iso)) if given != iso => anyhow::bail!(
                 "--currency-exponent {given}, but currency {currency} has {iso} decimals (ISO 4217): drop the flag, or pass --currency-exponent {iso}"
             ),
@@ -217,11 +214,15 @@ impl Exponents {
     /// For printing an amount in `currency`: ISO 4217's decimals where it knows the currency,
     /// else the flag, else 2 (never an error: it only prints).
     pub fn for_display(&self, currency: u16) -> u8 {
-        let iso = iso_currency::Currency::from_numeric(currency)
-            .and_then(iso_currency::Currency::exponent)
-            .and_then(|exponent| u8::try_from(exponent).ok());
-        iso.unwrap_or(self.or_default())
+        iso_exponent(currency).unwrap_or(self.or_default())
     }
+}
+
+/// The decimals ISO 4217 gives `currency` (numeric code), if it knows them.
+fn iso_exponent(currency: u16) -> Option<u8> {
+    iso_currency::Currency::from_numeric(currency)
+        .and_then(iso_currency::Currency::exponent)
+        .and_then(|exponent| u8::try_from(exponent).ok())
 }
 
 #[cfg(test)]

@@ -133,19 +133,10 @@ fn loops_sharing_the_log_are_woken_for_every_reply() {
     let dir = tempfile::tempdir().expect("tempdir");
     let faults = Arc::new(FaultInjection::default());
     faults.sync_delay_us.store(2_000, Ordering::Relaxed);
-    let mut wal = WalConfig::new(dir.path());
-    wal.segment_bytes = 1 << 20;
-    wal.faults = Some(Arc::clone(&faults));
-    let (store, _) = Store::open(StoreConfig {
-        books: BooksConfig::default(),
-        wal,
-        read: ReadOptions::default(),
-    })
-    .expect("open the store");
-    let mut server_config = ServerConfig::new("127.0.0.1:0".parse().expect("address"));
-    server_config.threads = 2;
-    server_config.poll_timeout = std::time::Duration::from_secs(3);
-    let server = Server::start(Arc::new(store), server_config, OPERATOR_SECRET).expect("start");
+    let server = start_configured(dir.path(), FsyncMode::Always, &faults, |config| {
+        config.threads = 2;
+        config.poll_timeout = std::time::Duration::from_secs(3);
+    });
     let address = server.local_addr();
     let rounds = 25;
     let slowest = std::thread::scope(|scope| {

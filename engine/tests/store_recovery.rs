@@ -199,6 +199,19 @@ fn dir_listing(dir: &Path) -> Vec<(String, u64)> {
     files
 }
 
+/// [`refusal`], checking that the refused open left the data dir as it found it.
+fn refusal_untouched(config: StoreConfig, expected: fn(&StoreError) -> bool, what: &str) -> String {
+    let dir = config.wal.dir.clone();
+    let before = dir_listing(&dir);
+    let message = refusal(config, expected, what);
+    assert_eq!(
+        dir_listing(&dir),
+        before,
+        "{what}: nothing is replayed or written"
+    );
+    message
+}
+
 /// Whole snapshot files in `dir`.
 fn snapshot_count(dir: &Path) -> usize {
     dir_listing(dir)
@@ -337,13 +350,9 @@ fn a_snapshot_of_other_books_is_refused_with_the_flag_to_use() {
     for (other, flag) in [(shards, "--shards 4"), (currency, "--currency 978")] {
         // As in a dir written before the BOOKS file existed: the snapshot's own check refuses.
         let _ = std::fs::remove_file(dir.path().join("BOOKS"));
-        match Store::open(other) {
-            Err(error @ StoreError::Snapshot { .. }) => {
-                assert!(error.to_string().contains(flag), "{error}")
-            }
-            Err(error) => panic!("unexpected error: {error}"),
-            Ok(_) => panic!("books of another shape must not open ({flag})"),
-        }
+        let snapshot = |error: &StoreError| matches!(error, StoreError::Snapshot { .. });
+        let message = refusal(other, snapshot, "books of another shape");
+        assert!(message.contains(flag), "{message}");
         assert!(
             !dir.path().join("BOOKS").exists(),
             "a refused shape is not recorded"
@@ -361,23 +370,20 @@ fn a_log_of_other_books_is_refused_before_any_snapshot_with_the_flag_to_use() {
     let payers = set_up(&store, 2);
     store.close().expect("close");
     drop(store);
-    let refusal = |other: StoreConfig, flag: &str| match Store::open(other) {
-        Err(error @ StoreError::BooksDiffer { .. }) => {
-            let message = error.to_string();
-            assert!(
-                message.contains(flag) && message.contains("--data-dir"),
-                "{message}"
-            );
-        }
-        Err(error) => panic!("unexpected error: {error}"),
-        Ok(_) => panic!("a log of other books must not be replayed ({flag})"),
+    let differs = |other: StoreConfig, flag: &str| {
+        let books_differ = |error: &StoreError| matches!(error, StoreError::BooksDiffer { .. });
+        let message = refusal(other, books_differ, "a log of other books");
+        assert!(
+            message.contains(flag) && message.contains("--data-dir"),
+            "{message}"
+        );
     };
     let mut shards = config(dir.path());
     shards.books.shards = 8;
-    refusal(shards, "--shards 4");
+    differs(shards, "--shards 4");
     let mut currency = config(dir.path());
     currency.books.currency = Currency(840);
-    refusal(currency, "--currency 978");
+    differs(currency, "--currency 978");
     // Refused, nothing lost: the right flags open the same books.
     let (store, recovered) = Store::open(config(dir.path())).expect("reopen");
     assert!(recovered.records_applied > 0);
@@ -406,31 +412,21 @@ fn a_log_with_nothing_to_vouch_for_its_shape_waits_for_the_operator() {
     // As an authd from before the BOOKS file left it: a log, no snapshot.
     let books_file = dir.path().join("BOOKS");
     std::fs::remove_file(&books_file).expect("remove BOOKS");
-    let files = || dir_listing(dir.path());
-    let untouched = files();
+    let untouched = dir_listing(dir.path());
     let mut fewer_shards = config(dir.path());
     fewer_shards.books.shards = 1;
     for attempt in [config(dir.path()), fewer_shards] {
-        match Store::open(attempt) {
-            Err(error @ StoreError::BooksUnknown { .. }) => {
-                assert!(error.to_string().contains("shards N"), "{error}")
-            }
-            Err(error) => panic!("unexpected error: {error}"),
-            Ok(_) => panic!("nothing vouches for the flags: the open must wait for the operator"),
-        }
-        assert_eq!(files(), untouched, "nothing is replayed, written or recorded");
+        let unknown = |error: &StoreError| matches!(error, StoreError::BooksUnknown { .. });
+        let message = refusal_untouched(attempt, unknown, "nothing vouches for the flags");
+        assert!(message.contains("shards N"), "{message}");
     }
     // The operator names the shape. The rules of a log from before the BOOKS file are not
     // this build's: the next open asks for a snapshot covering the log first.
     std::fs::write(&books_file, "shards 4\ncurrency 978\n").expect("the operator writes it");
-    match Store::open(config(dir.path())) {
-        Err(error @ StoreError::RulesOlder { .. }) => {
-            assert!(error.to_string().contains("rules 0"), "{error}")
-        }
-        Err(error) => panic!("unexpected error: {error}"),
-        Ok(_) => panic!("a log of unknown rules must not be replayed"),
-    }
-    let but_books = files()
+    let older = |error: &StoreError| matches!(error, StoreError::RulesOlder { .. });
+    let message = refusal(config(dir.path()), older, "a log of unknown rules");
+    assert!(message.contains("rules 0"), "{message}");
+    let but_books = dir_listing(dir.path())
         .into_iter()
         .filter(|(name, _)| name != "BOOKS")
         .collect::<Vec<_>>();
@@ -449,15 +445,9 @@ fn a_log_tail_written_under_older_rules_is_not_replayed_under_these() {
     // but a snapshot, whose log goes on past it (rules unknown).
     std::fs::write(&books_file, books_text(0)).expect("write");
     let refused = |what: &str| {
-        let before = dir_listing(dir.path());
         let older = |error: &StoreError| matches!(error, StoreError::RulesOlder { .. });
-        let message = refusal(config(dir.path()), older, what);
+        let message = refusal_untouched(config(dir.path()), older, what);
         assert!(message.contains("until it stops cleanly"), "{what}: {message}");
-        assert_eq!(
-            dir_listing(dir.path()),
-            before,
-            "{what}: nothing is replayed or written"
-        );
     };
     refused("rules 0");
     {
@@ -508,17 +498,12 @@ fn a_damaged_books_file_is_refused_naming_it() {
         "shards 4\ncurrency 978\ncolour blue\n",
     ] {
         std::fs::write(&books_file, damaged).expect("write");
-        match Store::open(config(dir.path())) {
-            Err(error @ StoreError::BooksFile { .. }) => {
-                let message = error.to_string();
-                assert!(
-                    message.contains("BOOKS") && message.contains("--shards"),
-                    "{message}"
-                );
-            }
-            Err(error) => panic!("unexpected error: {error}"),
-            Ok(_) => panic!("a damaged BOOKS file must not open: {damaged:?}"),
-        }
+        let unreadable = |error: &StoreError| matches!(error, StoreError::BooksFile { .. });
+        let message = refusal(config(dir.path()), unreadable, damaged);
+        assert!(
+            message.contains("BOOKS") && message.contains("--shards"),
+            "{message}"
+        );
     }
 }
 
@@ -695,13 +680,9 @@ fn books_that_name_a_merchant_the_registry_never_registers_are_refused_after_rep
     one_shard.books.shards = 1;
     // A snapshot alone, no log: only opened on the operator's word.
     one_shard.read.truncate_corrupt = true;
-    match Store::open(one_shard) {
-        Err(error @ StoreError::Inconsistent { .. }) => {
-            assert!(error.to_string().contains("unknown merchant 5"), "{error}")
-        }
-        Err(error) => panic!("unexpected error: {error}"),
-        Ok(_) => panic!("books naming an unregistered merchant must not open"),
-    }
+    let inconsistent = |error: &StoreError| matches!(error, StoreError::Inconsistent { .. });
+    let message = refusal(one_shard, inconsistent, "books naming an unregistered merchant");
+    assert!(message.contains("unknown merchant 5"), "{message}");
 }
 
 #[test]
@@ -796,17 +777,11 @@ fn a_log_tail_is_replayed_only_with_the_settings_it_was_written_with() {
         ),
     ];
     let refused = |change: Change, named: &str| {
-        let before = dir_listing(dir.path());
         let mut changed = config(dir.path());
         change(&mut changed.books);
         let differ = |error: &StoreError| matches!(error, StoreError::SettingsDiffer { .. });
-        let message = refusal(changed, differ, named);
+        let message = refusal_untouched(changed, differ, named);
         assert!(message.contains(&format!("start with {named}")), "{message}");
-        assert_eq!(
-            dir_listing(dir.path()),
-            before,
-            "{named}: nothing is replayed or written"
-        );
     };
     for (change, named) in &changes {
         refused(*change, named);
@@ -814,11 +789,9 @@ fn a_log_tail_is_replayed_only_with_the_settings_it_was_written_with() {
     // A BOOKS file from before the settings lines: unknown settings, refused whatever the
     // flags; only the authd that wrote the tail can cover it with a snapshot.
     std::fs::write(&books_file, format!("shards 4\ncurrency 978\nrules {RULES}\n")).expect("write");
-    let before = dir_listing(dir.path());
     let unknown = |error: &StoreError| matches!(error, StoreError::SettingsUnknown { .. });
-    let message = refusal(config(dir.path()), unknown, "unknown settings");
+    let message = refusal_untouched(config(dir.path()), unknown, "unknown settings");
     assert!(message.contains("start the authd that wrote them"), "{message}");
-    assert_eq!(dir_listing(dir.path()), before, "nothing is replayed or written");
     std::fs::write(&books_file, books_text(RULES)).expect("write");
     // With its own settings the tail replays to what was acknowledged; a clean stop covers it.
     let (store, _) = Store::open(config(dir.path())).expect("reopen");
@@ -919,16 +892,14 @@ fn a_log_that_ends_before_what_the_snapshot_covers_is_refused() {
     .expect("write");
     store.close().expect("close");
     drop(store);
-    let before = dir_listing(dir.path());
     let shorter = |error: &StoreError| matches!(error, StoreError::Wal(WalError::ShorterThanSnapshot { .. }));
-    let message = refusal(
+    let message = refusal_untouched(
         config(dir.path()),
         shorter,
         "lsns the snapshot covers would be reused",
     );
     assert!(message.contains(&format!("ends at lsn {last}")), "{message}");
     assert!(message.contains("move the newest snapshot aside"), "{message}");
-    assert_eq!(dir_listing(dir.path()), before, "nothing is written");
     // On the operator's word the log goes on after what the snapshot covers, and a new
     // snapshot covers the gap, so the next open (without the flag) finds none.
     let mut accept = config(dir.path());
@@ -1041,15 +1012,13 @@ fn a_snapshot_without_any_log_segment_is_refused() {
             std::fs::remove_file(dir.path().join(name)).expect("remove a segment");
         }
     }
-    let before = dir_listing(dir.path());
     let missing = |error: &StoreError| matches!(error, StoreError::LogMissing { .. });
-    let message = refusal(
+    let message = refusal_untouched(
         config(dir.path()),
         missing,
         "the records after the snapshot are missing",
     );
     assert!(message.contains("--truncate-corrupt-log"), "{message}");
-    assert_eq!(dir_listing(dir.path()), before, "nothing is written");
     let mut accept = config(dir.path());
     accept.read.truncate_corrupt = true;
     let (store, _) = Store::open(accept).expect("the operator accepts the loss");

@@ -352,11 +352,7 @@ fn records_fill_a_smallest_segment_exactly_and_roll_across_many() {
     config.segment_bytes = SEGMENT_BYTES_MIN;
     let payload = vec![0xA5; RECORD_PAYLOAD_BYTES_MAX];
     {
-        let lock = DirLock::acquire(dir.path()).expect("lock");
-        let (wal, _) = Wal::open(config.clone(), lock, 0, &ReadOptions::default(), |_, _, _| {
-            Ok::<(), WalError>(())
-        })
-        .expect("open");
+        let wal = open(config.clone());
         let mut last = 0;
         for _ in 0..5 {
             last = wal.append(1, &payload).expect("append");

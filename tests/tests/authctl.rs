@@ -42,17 +42,20 @@ impl Run {
     }
 }
 
-/// Run authctl with `args` against `authd`.
-fn authctl(authd: &Authd, args: &[&str]) -> Run {
-    let output = Command::new(authctl_binary())
+/// authctl, pointed at `authd` (its address and data dir).
+fn authctl_command(authd: &Authd) -> Command {
+    let mut command = Command::new(authctl_binary());
+    command
         .arg("--connect")
         .arg(authd.addr.to_string())
         .arg("--data-dir")
-        .arg(&authd.dir)
-        .args(args)
-        .output()
-        .expect("run authctl");
-    Run::of(output)
+        .arg(&authd.dir);
+    command
+}
+
+/// Run authctl with `args` against `authd`.
+fn authctl(authd: &Authd, args: &[&str]) -> Run {
+    Run::of(authctl_command(authd).args(args).output().expect("run authctl"))
 }
 
 /// The number after `prefix` at the start of a line of `text`.
@@ -445,7 +448,7 @@ fn provision_never_overwrites_a_csv_and_checks_the_fees_before_registering() {
     assert!(run.stderr.contains("is above --fee-bps 30"), "{}", run.stderr);
     // Nothing was registered: the first merchant the operator registers is merchant 1.
     let mut operator = authd.operator();
-    assert_eq!(authd_tests::shop(&mut operator, 0, 0).merchant, 1);
+    assert_eq!(shop(&mut operator, 0, 0).merchant, 1);
 }
 
 #[test]
@@ -474,15 +477,20 @@ fn provision_refuses_sizes_past_its_bounds_before_registering_anything() {
     }
     // Nothing was registered: the first merchant the operator registers is merchant 1.
     let mut operator = authd.operator();
-    assert_eq!(authd_tests::shop(&mut operator, 0, 0).merchant, 1);
+    assert_eq!(shop(&mut operator, 0, 0).merchant, 1);
 }
 
 /// A purchase of `amount_minor` by `payer` at `till`; its transaction (hold) id.
 fn purchase(till: &mut Client, payer: u64, amount_minor: u64) -> u64 {
+    purchase_in(till, payer, amount_minor, 978)
+}
+
+/// [`purchase`] in `currency`.
+fn purchase_in(till: &mut Client, payer: u64, amount_minor: u64, currency: u16) -> u64 {
     let request = Request::Purchase(Purchase {
         payer: PayerRef::Account(AccountNumber(payer)),
         amount_minor,
-        currency: 978,
+        currency,
         pin: None,
         loyalty_points: 0,
         product: None,
@@ -867,11 +875,7 @@ fn secrets_and_pins_can_come_on_standard_input() {
     let account = payer(&mut operator, 0, 100);
     let (device_id, secret) = device(&mut operator, account);
     let with_stdin = |args: &[&str], input: &str| {
-        let mut child = Command::new(authctl_binary())
-            .arg("--connect")
-            .arg(authd.addr.to_string())
-            .arg("--data-dir")
-            .arg(&authd.dir)
+        let mut child = authctl_command(&authd)
             .args(args)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -922,19 +926,7 @@ fn dispute_amounts_take_the_decimals_of_the_books_currency() {
     let mut operator = authd.operator();
     let shop = shop(&mut operator, 0, 0);
     let mut till = authd.client(Role::Terminal, shop.terminal, shop.secret);
-    let request = Request::Purchase(Purchase {
-        payer: PayerRef::Account(AccountNumber(account)),
-        amount_minor: 1_500,
-        currency: 392,
-        pin: None,
-        loyalty_points: 0,
-        product: None,
-    });
-    let Reply::Purchase(sale) = till.call(&request).expect("purchase") else {
-        panic!("purchase: unexpected reply");
-    };
-    assert_eq!(sale.code, 0, "purchase approved");
-    let hold = sale.hold_id.0.to_string();
+    let hold = purchase_in(&mut till, account, 1_500, 392).to_string();
     let args = [
         "dispute",
         "open",

@@ -66,11 +66,14 @@ pub enum Reason {
     OfferClosed = 25,
     /// The dispute does not exist, or is not open.
     DisputeUnknown = 26,
+    /// A log-on from a peer that failed too many log-ons lately: refused, even with the right
+    /// secret, until the failure window (`--logon-failure-window-s`) ends.
+    LogonsLimited = 27,
 }
 
 impl Reason {
     /// Every reason, in wire order; tests and docs iterate it.
-    pub const ALL: [Reason; 27] = [
+    pub const ALL: [Reason; 28] = [
         Reason::Approved,
         Reason::MerchantInvalid,
         Reason::TerminalInvalid,
@@ -98,6 +101,7 @@ impl Reason {
         Reason::NotPermitted,
         Reason::OfferClosed,
         Reason::DisputeUnknown,
+        Reason::LogonsLimited,
     ];
 
     /// The ISO 8583 response code (field 39) for this reason, as its two-digit number.
@@ -130,6 +134,7 @@ impl Reason {
             Reason::NotPermitted => 57,
             Reason::OfferClosed => 12,
             Reason::DisputeUnknown => 25,
+            Reason::LogonsLimited => 75,
         }
     }
 

@@ -917,6 +917,38 @@ fn a_full_authd_is_reported_as_full_not_as_a_wrong_key() {
 }
 
 #[test]
+fn a_host_past_the_log_on_limit_is_told_to_wait_not_to_change_its_key() {
+    let authd = Authd::start(&["--logon-failures-max", "1"]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let wrong_key = dir.path().join("wrong.key");
+    std::fs::write(&wrong_key, "ab".repeat(32)).expect("key");
+    let wrong = Run::of(
+        authctl_command(&authd)
+            .arg("--key")
+            .arg(&wrong_key)
+            .arg("stats")
+            .output()
+            .expect("run authctl"),
+    );
+    assert_eq!(wrong.status, Some(1), "{}", wrong.stderr);
+    assert!(wrong.stderr.contains("another authd"), "{}", wrong.stderr);
+    // The right key now, within the window: refused, and the error says why.
+    let limited = authctl(&authd, &["stats"]);
+    assert_eq!(limited.status, Some(1), "{}", limited.stderr);
+    assert!(
+        limited.stderr.contains("LogonsLimited (ISO 75)"),
+        "{}",
+        limited.stderr
+    );
+    assert!(
+        limited.stderr.contains("wait authd's --logon-failure-window-s"),
+        "{}",
+        limited.stderr
+    );
+    assert!(!limited.stderr.contains("another authd"), "{}", limited.stderr);
+}
+
+#[test]
 fn dispute_amounts_take_the_decimals_of_the_books_currency() {
     // Yen books: a dispute of 500 is 500 yen, not 50,000.
     let authd = Authd::start(&["--currency", "392"]);

@@ -212,14 +212,26 @@ fn after_too_many_failed_logons_even_the_right_secret_is_refused() {
     let mut wrong = shop.secret;
     wrong[31] ^= 0x80;
     for attempt in 0..3 {
-        let refused = Client::connect(authd.addr, Role::Terminal, shop.terminal, wrong);
-        assert!(
-            matches!(refused, Err(ClientError::LogonRefused { .. })),
-            "attempt {attempt}"
-        );
+        match Client::connect(authd.addr, Role::Terminal, shop.terminal, wrong) {
+            Err(ClientError::LogonRefused { code, reason }) => {
+                assert_eq!((code, reason), NOT_PERMITTED, "attempt {attempt}: a wrong secret")
+            }
+            other => panic!("attempt {attempt}: a wrong secret got {other:?}"),
+        }
     }
+    // Past the limit the answer says so (75/27 `LogonsLimited`), not "wrong secret": a client
+    // must wait, not look for another key.
     match Client::connect(authd.addr, Role::Terminal, shop.terminal, shop.secret) {
-        Err(ClientError::LogonRefused { code, reason }) => assert_eq!((code, reason), NOT_PERMITTED),
+        Err(error @ ClientError::LogonRefused { .. }) => {
+            assert!(
+                matches!(error, ClientError::LogonRefused { code: 75, reason: 27 }),
+                "{error:?}"
+            );
+            assert!(
+                error.to_string().contains("--logon-failure-window-s"),
+                "the error says what to wait for: {error}"
+            );
+        }
         other => panic!("the right secret logged on past the limit: {other:?}"),
     }
     assert!(

@@ -56,8 +56,9 @@ pub enum ClientError {
     /// The server closed the connection; call `reconnect` to resend what is unanswered.
     #[error("the server closed the connection; reconnect to resend unanswered requests")]
     Closed,
-    /// Log-on refused: check the role, id and secret.
-    #[error("log-on refused (ISO code {code}, reason {reason}); check role, id and secret")]
+    /// Log-on refused: check the role, id and secret, or (reason 27, `LogonsLimited`) wait
+    /// for the server's failure window to end.
+    #[error("log-on refused (ISO code {code}, reason {reason}); {}", logon_advice(*reason))]
     LogonRefused {
         /// ISO 8583 code.
         code: u8,
@@ -344,6 +345,18 @@ impl Client {
         Frame { request_id, message }.encode(&mut self.write_buffer);
         self.stream.write_all(&self.write_buffer)?;
         Ok(())
+    }
+}
+
+/// What to do about a refused log-on.
+fn logon_advice(reason: u8) -> &'static str {
+    match reason {
+        crate::reason::REASON_LOGONS_LIMITED => {
+            "this address failed too many log-ons lately: wait for the server's failure window \
+             (authd --logon-failure-window-s), then check role, id and secret"
+        }
+        crate::reason::REASON_CAPACITY_EXCEEDED => "the server is at its connection limit: retry later",
+        _ => "check role, id and secret",
     }
 }
 

@@ -52,6 +52,7 @@ reasons! {
     24 NotPermitted 57 "The caller's role may not do this.",
     25 OfferClosed 12 "The offer already reached another final state (accepted, rejected, expired, cancelled).",
     26 DisputeUnknown 25 "The dispute does not exist, or is not open.",
+    27 LogonsLimited 75 "Too many failed log-ons from this peer (IPv4 address or IPv6 /64) lately: log-ons from it are refused, even with the right secret, until the failure window ends (section 6).",
 }
 
 /// The reason for a wire byte, if defined.
@@ -67,6 +68,8 @@ pub const REASON_INVALID_REQUEST: u8 = 21;
 pub const REASON_NOT_PERMITTED: u8 = 24;
 /// Reason 22, `CapacityExceeded`: also what a connection over the server's limit is told.
 pub const REASON_CAPACITY_EXCEEDED: u8 = 22;
+/// Reason 27, `LogonsLimited`: a log-on refused because its peer failed too many lately.
+pub const REASON_LOGONS_LIMITED: u8 = 27;
 
 #[cfg(test)]
 mod tests {
@@ -87,6 +90,7 @@ mod tests {
             (REASON_INVALID_REQUEST, "InvalidRequest"),
             (REASON_NOT_PERMITTED, "NotPermitted"),
             (REASON_CAPACITY_EXCEEDED, "CapacityExceeded"),
+            (REASON_LOGONS_LIMITED, "LogonsLimited"),
         ] {
             assert_eq!(reason_info(value).map(|reason| reason.name), Some(name));
         }

@@ -300,7 +300,9 @@ impl Connection {
                 .stats
                 .logons_failed
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.queue(0, request_id, Message::Logon(failed(Reason::NotPermitted)));
+            // Told apart from a wrong secret: a client locked out by its own retries (a
+            // terminal with a stale secret, say) should wait, not hunt for another key.
+            self.queue(0, request_id, Message::Logon(failed(Reason::LogonsLimited)));
             self.closing = true;
             return;
         }

@@ -1,12 +1,12 @@
-//! Pushes: offers presented to the payer's devices (and gateways) at once, and each offer's
-//! outcome to the terminal that made it.
+//! Pushes: offers presented to the payer's devices (and gateways), and each offer's outcome
+//! to the terminal that made it.
 //!
 //! Logged-on devices and terminals subscribe here with their loop, slab key and connection
 //! number. Whoever executes commands drains the books' offer changes ([`PushHub::route`]) and
 //! drops each push into the inbox of the loop that owns the target connection, then wakes that
-//! loop; the loop queues the push behind the connection's replies. An offer's outcome is tagged
-//! with the log position of the change, so, like a reply, it leaves only once what it announces
-//! is durable; an offer is presented at once (see `route` for why that is safe).
+//! loop; the loop queues the push behind the connection's replies. Every push is tagged with
+//! the log position of the change it announces, so, like a reply, it leaves only once that is
+//! durable: an offer too (see `route` for why).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, OnceLock};

@@ -97,8 +97,7 @@ impl Operator {
         let refused = |reason| {
             format!(
                 "authd at {address} refused the operator log-on ({reason}); the key at {} may \
-                 belong to another authd: pass --data-dir of this authd's data dir or --key (or \
-                 this host failed too many log-ons: wait authd's --logon-failure-window-s)",
+                 belong to another authd: pass --data-dir of this authd's data dir or --key",
                 key_path.display()
             )
         };
@@ -265,6 +264,10 @@ fn connect_error(error: ClientError, address: &str, refused: impl FnOnce(String)
         // At its connection limit authd answers Busy before any log-on: not the key's fault.
         ClientError::LogonRefused { code, reason } if reason == wire::reason::REASON_CAPACITY_EXCEEDED => anyhow!(
             "authd at {address} is at its connection limit ({}); retry later, or raise its --connections-max",
+            describe_reason(reason, code)
+        ),
+        ClientError::LogonRefused { code, reason } if reason == wire::reason::REASON_LOGONS_LIMITED => anyhow!(
+            "authd at {address} refuses log-ons from this host for now ({}); wait authd's --logon-failure-window-s (10 s by default), then check the key or secret",
             describe_reason(reason, code)
         ),
         ClientError::LogonRefused { code, reason } => anyhow!(refused(describe_reason(reason, code))),

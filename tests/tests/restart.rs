@@ -585,6 +585,53 @@ fn a_hold_expired_by_the_clock_stays_expired_after_a_restart() {
 }
 
 #[test]
+fn holds_expire_on_time_while_a_snapshot_is_stuck() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let authd = Authd::start_in(dir.path(), &["--snapshot-interval-s", "1"]);
+    // A snapshot is written as `snapshot-<lsn>.snap.tmp` first: where that name is a FIFO
+    // nobody reads, the snapshot waits in open() for as long as the test lasts. Made after
+    // the start (which removes stale temporaries) and before the first record, for every lsn
+    // this test reaches.
+    for lsn in 1..=32u64 {
+        let fifo = dir.path().join(format!("snapshot-{lsn:020}.snap.tmp"));
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("run mkfifo");
+        assert!(made.success(), "mkfifo {}", fifo.display());
+    }
+    let mut operator = authd.operator();
+    let shop = shop(&mut operator, FEE_BPS, 100);
+    let alice = payer(&mut operator, 0, 10_000);
+    let mut till = authd.client(Role::Terminal, shop.terminal, shop.secret);
+    // Due in 3 s: by then the first snapshot (at most ~1.1 s after the first record) is stuck.
+    let authorize = Request::Authorize(Authorize {
+        payer: PayerRef::Account(AccountNumber(alice)),
+        amount_minor: 3_000,
+        currency: 978,
+        hold_lifetime_s: 3,
+        pin: None,
+    });
+    assert_eq!(hold_of(&till.call(&authorize).expect("authorize")).0, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while balances(&mut operator, alice).1 != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the 3 s hold did not expire in 10 s while a snapshot was stuck"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The snapshot was stuck all along (else the test proved nothing): none was written.
+    let written: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("list the data dir")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".snap"))
+        .collect();
+    assert!(written.is_empty(), "a snapshot got through: {written:?}");
+    // The test ends with a kill (`Authd`'s drop): a clean stop would wait for the snapshot.
+}
+
+#[test]
 fn a_retry_racing_its_original_on_another_connection_moves_money_once() {
     let authd = Authd::start(&[]);
     let mut operator = authd.operator();

@@ -1,16 +1,16 @@
-//! When the ticker writes a snapshot: every `--snapshot-interval-s`, if the log moved since the
+//! When the snapshot thread writes a snapshot: every `--snapshot-interval-s`, if the log moved since the
 //! last snapshot written. A snapshot that failed (a full disk, say) is tried again at the next
 //! interval even if nothing moved since: the books it would have saved are still not saved.
 
 use std::time::{Duration, Instant};
 
-/// The ticker's snapshot timing.
+/// The snapshot thread's timing.
 #[derive(Clone, Copy, Debug)]
 pub struct SnapshotSchedule {
     interval: Duration,
     /// The last attempt, written or not.
     last_attempt: Instant,
-    /// The log's last lsn when the last snapshot was written (or the ticker started).
+    /// The log's last lsn when the last snapshot was written (or the thread started).
     records_saved: u64,
 }
 

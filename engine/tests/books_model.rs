@@ -939,7 +939,7 @@ impl Model {
         entry.state = HoldState::Voided;
         entry.refunded = entry.captured;
         entry.finished_us = now_us;
-        let entry = entry.clone();
+        let entry = *entry;
         let payer = self.payer_of_hold(&entry, shard);
         let account = self.payer_mut(payer).expect("a hold's payer");
         account.balance += entry.captured;

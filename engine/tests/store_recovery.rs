@@ -642,6 +642,33 @@ fn a_snapshot_whose_books_do_not_add_up_is_refused_though_its_checksums_pass() {
 }
 
 #[test]
+fn shards_copied_one_after_another_carry_nothing_of_each_other() {
+    // A snapshot copies every shard into one image whose buffers it reuses: a big shard
+    // copied first must leave nothing behind in a smaller one's section.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (store, _) = Store::open(config(dir.path())).expect("open");
+    let payers = set_up(&store, 8);
+    // Shard 0 holds payers 0 and 4 (opened round robin): only they buy.
+    let shard_zero = [payers[0], payers[4]];
+    pay(&store, &shard_zero, 1, 400);
+    let last = store.wal().last_lsn();
+    let (_, sections) = engine::store::snapshot::take(store.books(), || last);
+    assert!(
+        sections[2].len() > sections[3].len() + 300 * engine::books::state::HOLD_BYTES,
+        "shard 0 is the big one"
+    );
+    for index in 0..4u32 {
+        let mut fresh = engine::books::state::ShardImage::default();
+        let (_, alone) = store.books().snapshot_shard(index, || last, &mut fresh);
+        assert_eq!(
+            sections[2 + index as usize],
+            alone,
+            "shard {index} copied after others, against alone"
+        );
+    }
+}
+
+#[test]
 fn a_snapshot_whose_shards_are_newer_than_its_registry_loads() {
     // The registry is saved first, then each shard: a merchant registered in between can
     // have holds in a shard whose registry does not know it yet (replay brings it in).

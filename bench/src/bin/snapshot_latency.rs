@@ -3,8 +3,11 @@
 //! another thread. A snapshot takes one shard lock at a time, so only payments on the shard
 //! being copied wait, for as long as that shard takes to copy.
 //!
-//! Run: `cargo run --release -p bench --bin snapshot_latency -- 1000000 3`
-//! (payers, seconds per phase). The log runs with fsync `never` so the figure is the lock's.
+//! Run: `cargo run --release -p bench --bin snapshot_latency -- 1000000 3 [prefill]`
+//! (payers, seconds per phase, purchases made before measuring). The log runs with fsync
+//! `never` so the figure is the lock's. A purchase leaves a hold behind for refunds, up to
+//! `--holds-per-shard-max` (262,144) per shard: 16,777,216 prefilled purchases fill the 64
+//! shards, as half a minute at 500,000 purchases a second does in authd.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -26,6 +29,7 @@ fn main() -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or(1_000_000);
     let seconds: u64 = args.next().map(|arg| arg.parse()).transpose()?.unwrap_or(3);
+    let prefill: u64 = args.next().map(|arg| arg.parse()).transpose()?.unwrap_or(0);
     let dir = tempfile::tempdir()?;
     let mut wal = WalConfig::new(dir.path());
     wal.fsync_mode = FsyncMode::Never;
@@ -63,47 +67,67 @@ fn main() -> anyhow::Result<()> {
     }
     let mut request_id = 0u64;
     let mut picker = Picker::new(9);
+    let purchase = |request_id: u64, picker: &mut Picker| {
+        let payer = AccountId(engine::limits::PAYER_ID_BASE + picker.below(payers as usize) as u64);
+        let origin = Origin {
+            merchant,
+            key: RequestKey { terminal, request_id },
+        };
+        let op = TerminalOp::Purchase {
+            payer,
+            amount: 1,
+            currency: EUR,
+            pin: None,
+            extras: Extras::default(),
+        };
+        store.execute(&Command::Terminal { origin, op }, NOON_US)
+    };
+    let started = Instant::now();
+    for _ in 0..prefill {
+        request_id += 1;
+        purchase(request_id, &mut picker);
+    }
+    if prefill > 0 {
+        println!(
+            "prefilled {prefill} purchases in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
     let mut phase = |label: &str, snapshots: bool| -> anyhow::Result<()> {
         let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
+        let mut snapshot_seconds = 0.0;
         let stop = AtomicBool::new(false);
         let written = std::thread::scope(|scope| {
             let snapshotter = scope.spawn(|| {
                 let mut written = 0u32;
+                let started = Instant::now();
                 while snapshots && !stop.load(Ordering::Relaxed) {
                     store.snapshot().expect("snapshot");
                     written += 1;
                 }
-                written
+                (written, started.elapsed().as_secs_f64())
             });
             let deadline = Instant::now() + Duration::from_secs(seconds);
             while Instant::now() < deadline {
                 request_id += 1;
-                let payer = AccountId(engine::limits::PAYER_ID_BASE + picker.below(payers as usize) as u64);
-                let origin = Origin {
-                    merchant,
-                    key: RequestKey { terminal, request_id },
-                };
-                let op = TerminalOp::Purchase {
-                    payer,
-                    amount: 1,
-                    currency: EUR,
-                    pin: None,
-                    extras: Extras::default(),
-                };
                 let started = Instant::now();
-                std::hint::black_box(store.execute(&Command::Terminal { origin, op }, NOON_US));
+                std::hint::black_box(purchase(request_id, &mut picker));
                 latency.saturating_record(started.elapsed().as_nanos() as u64);
             }
             stop.store(true, Ordering::Relaxed);
-            snapshotter.join().expect("snapshotter")
+            let (written, seconds) = snapshotter.join().expect("snapshotter");
+            snapshot_seconds = seconds;
+            written
         });
+        let past_ms = latency.count_between(1_000_000, latency.max().max(1_000_000));
         println!(
-            "{label:<22} ops {:>9}  p50 {:>6} ns  p99 {:>7} ns  p99.9 {:>8} ns  max {:>10} ns  snapshots written {written}",
+            "{label:<22} ops {:>9}  p50 {:>6} ns  p99 {:>7} ns  p99.9 {:>8} ns  max {:>10} ns  past 1 ms {past_ms:>6}  snapshots written {written} ({:.2} s each)",
             latency.len(),
             latency.value_at_quantile(0.5),
             latency.value_at_quantile(0.99),
             latency.value_at_quantile(0.999),
-            latency.max()
+            latency.max(),
+            if written > 0 { snapshot_seconds / f64::from(written) } else { 0.0 }
         );
         Ok(())
     };

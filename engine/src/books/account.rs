@@ -11,7 +11,7 @@ use crate::reason::Reason;
 /// The hot part of a payer account: exactly one cache line, so a payment that picks a payer
 /// at random misses the cache once for it.
 #[repr(align(64))]
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Payer {
     /// Money on the account, minor units.
     pub balance: u64,
@@ -144,7 +144,7 @@ pub fn day_of(timestamp_us: u64) -> u32 {
 }
 
 /// The cold part of a payer account.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct PayerCold {
     /// The E.164 mobile number alias as digits, if any.
     pub mobile: Option<u64>,

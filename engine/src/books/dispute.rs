@@ -40,7 +40,7 @@ impl DisputeState {
 }
 
 /// One dispute; it keeps what it needs even after its hold is pruned.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dispute {
     /// The disputed hold (or purchase).
     pub hold_sequence: u64,

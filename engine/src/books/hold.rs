@@ -43,7 +43,7 @@ pub const OFFER_REJECTED: u8 = 2;
 pub const OFFER_CANCELLED: u8 = 3;
 
 /// One reservation (or a purchase, born captured).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hold {
     /// The payer's slot in this shard.
     pub payer_slot: u32,
@@ -214,6 +214,15 @@ impl HoldTable {
             pruned += 1;
         }
         pruned
+    }
+
+    /// Replace `out` with every hold kept, in sequence order (memory copies: a snapshot
+    /// takes a full shard's holds this way while it holds the shard's lock).
+    pub fn copy_into(&self, out: &mut Vec<Hold>) {
+        let (front, back) = self.ring.as_slices();
+        out.clear();
+        out.extend_from_slice(front);
+        out.extend_from_slice(back);
     }
 
     /// All kept holds with their sequence, in order.

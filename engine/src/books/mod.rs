@@ -298,12 +298,25 @@ impl Books {
     }
 
     /// One shard in canonical form with the log position it covers, read under its lock
-    /// (every record of the shard is appended under it). Other shards keep working.
-    pub fn snapshot_shard(&self, index: u32, last_lsn: impl Fn() -> Lsn) -> (Lsn, Vec<u8>) {
-        let shard = self.shards[index as usize].lock();
-        let mut bytes = Vec::with_capacity(shard.payers.len() * state::PAYER_BYTES + 64);
-        state::encode_shard(&shard, &mut bytes);
-        (last_lsn(), bytes)
+    /// (every record of the shard is appended under it). The lock is held only while the
+    /// shard is copied into `image` (made room for first, outside it); it is encoded after.
+    /// Other shards keep working.
+    pub fn snapshot_shard(
+        &self,
+        index: u32,
+        last_lsn: impl Fn() -> Lsn,
+        image: &mut state::ShardImage,
+    ) -> (Lsn, Vec<u8>) {
+        let size = state::ShardSize::of(&self.shards[index as usize].lock());
+        image.make_room(size);
+        let lsn = {
+            let shard = self.shards[index as usize].lock();
+            image.capture(&shard);
+            last_lsn()
+        };
+        let mut bytes = Vec::with_capacity(image.encoded_len());
+        image.encode(&mut bytes);
+        (lsn, bytes)
     }
 
     /// The configuration.

@@ -373,6 +373,9 @@ impl Server {
 /// How often the ticker repeats `clock_step_ignored` while a step lasts.
 const STEP_LOG_EVERY: Duration = Duration::from_secs(60);
 
+/// The nice value of the snapshot thread (the lowest priority).
+const SNAPSHOT_NICE: i32 = 19;
+
 /// How often the ticker and the snapshot thread look at the time (and at `stopping`).
 const TICKER_NAP: Duration = Duration::from_millis(100);
 
@@ -418,6 +421,19 @@ fn tick(shared: &Shared) {
 /// The snapshot thread (not started with a zero interval): a snapshot every
 /// `snapshot_interval` once the log moved.
 fn snapshot_on_schedule(shared: &Shared) {
+    // Below the event loops: a snapshot of full hold tables is seconds of encoding, CPU the
+    // loops need on a busy host (and take back at once at this nice value). Best effort: the
+    // nice value only goes up without privileges, and stays up, as this thread only snapshots.
+    if let Err(error) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), SNAPSHOT_NICE) {
+        lifecycle::log(
+            lifecycle::Level::Warn,
+            "snapshot_priority_unchanged",
+            &[
+                ("error", &error),
+                ("msg", &"snapshots compete with requests for the CPU"),
+            ],
+        );
+    }
     let mut snapshots = SnapshotSchedule::new(
         shared.config.snapshot_interval,
         Instant::now(),

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | 0, meta | magic `authdbk1` (8 bytes), format version u32, shards u32, currency u16, registry lsn u64, then one u64 lsn per shard |
 //! | 1, registry | `books::state::encode_registry` |
-//! | 2 + i | shard i, `books::state::encode_shard` |
+//! | 2 + i | shard i, `books::state::ShardImage::encode` |
 //!
 //! Each part is taken under its own lock and covers the log up to its own lsn; the registry is
 //! taken first, so its lsn is the smallest and names the snapshot file. Recovery replays a
@@ -44,8 +44,9 @@ pub fn take(books: &Books, last_lsn: impl Fn() -> Lsn) -> (Coverage, Vec<Vec<u8>
     let (registry_lsn, registry) = books.snapshot_registry(&last_lsn);
     let mut sections = vec![Vec::new(), registry];
     let mut shard_lsns = Vec::with_capacity(books.config().shards as usize);
+    let mut image = crate::books::state::ShardImage::default();
     for index in 0..books.config().shards {
-        let (lsn, bytes) = books.snapshot_shard(index, &last_lsn);
+        let (lsn, bytes) = books.snapshot_shard(index, &last_lsn, &mut image);
         assert!(lsn >= registry_lsn, "shards are taken after the registry");
         shard_lsns.push(lsn);
         sections.push(bytes);

@@ -119,6 +119,12 @@ pub fn write_snapshot<'a>(
 /// What a snapshot is written as before its rename.
 const TEMPORARY_SUFFIX: &str = ".tmp";
 
+/// Bytes of a snapshot written between two of its fdatasyncs. A snapshot of full hold tables
+/// is over a gigabyte; synced once at the end, the disk took it all at once, and the log's
+/// fdatasyncs waited behind it (0.3-0.5 s with no answer at 500,000 purchases a second). In
+/// steps of 8 MiB a log sync waits for one step at most.
+const SYNC_EVERY_BYTES: usize = 8 << 20;
+
 /// Removes snapshot files a crash left half written. Call it holding the dir's lock.
 pub fn remove_stale_temporaries(dir: &Path) -> Result<Vec<PathBuf>, WalError> {
     let entries = match fs::read_dir(dir) {
@@ -161,6 +167,7 @@ fn write_temporary<'a>(
         .write_all(&encode_header(lsn, 0))
         .map_err(|error| io_error("write", error))?;
     let mut section_count: u32 = 0;
+    let mut unsynced = 0;
     for section in sections {
         assert!(
             section_count < SNAPSHOT_SECTIONS_MAX,
@@ -171,8 +178,18 @@ fn write_temporary<'a>(
         header[8..12].copy_from_slice(&crc32c::crc32c(section).to_le_bytes());
         writer
             .write_all(&header)
-            .and_then(|()| writer.write_all(section))
             .map_err(|error| io_error("write", error))?;
+        for chunk in section.chunks(SYNC_EVERY_BYTES) {
+            writer
+                .write_all(chunk)
+                .map_err(|error| io_error("write", error))?;
+            unsynced += chunk.len();
+            if unsynced >= SYNC_EVERY_BYTES {
+                writer.flush().map_err(|error| io_error("write", error))?;
+                file.sync_data().map_err(|error| io_error("sync", error))?;
+                unsynced = 0;
+            }
+        }
         section_count += 1;
     }
     writer.flush().map_err(|error| io_error("write", error))?;

@@ -675,6 +675,7 @@ fn limits_outside_their_range_are_refused_at_start_with_the_range() {
         ("--segment-bytes", "1073741825"),
         ("--commit-delay-us", "10001"),
         ("--commit-delay-min-records", "0"),
+        ("--snapshot-write-mb-s", "100001"),
     ] {
         let dir = tempfile::tempdir().expect("temp dir");
         let output = std::process::Command::new(authd_tests::authd_binary())

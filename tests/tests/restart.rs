@@ -490,9 +490,21 @@ fn wait_for_snapshot(authd: &Authd, dir: &Path, after: Option<&str>) -> String {
 }
 
 #[test]
-fn snapshots_by_the_ticker_plus_the_log_tail_recover_everything_after_sigkill() {
+fn snapshots_on_schedule_plus_the_log_tail_recover_everything_after_sigkill() {
+    // Paced by default, and at both ends of --snapshot-write-mb-s.
+    let paces: [&[&str]; 3] = [
+        &[],
+        &["--snapshot-write-mb-s", "0"],
+        &["--snapshot-write-mb-s", "100000"],
+    ];
+    for pace in paces {
+        snapshots_plus_the_log_tail_recover_everything(pace);
+    }
+}
+
+fn snapshots_plus_the_log_tail_recover_everything(pace: &[&str]) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let flags = ["--snapshot-interval-s", "1"];
+    let flags = [&["--snapshot-interval-s", "1"], pace].concat();
     let authd = Authd::start_in(dir.path(), &flags);
     let mut operator = authd.operator();
     let shop = shop(&mut operator, FEE_BPS, 100);

@@ -85,6 +85,12 @@ struct Flags {
     /// Seconds between snapshots (0: never).
     #[arg(long, default_value_t = 300)]
     snapshot_interval_s: u64,
+    /// Most megabytes (10^6 bytes) a second a snapshot writes while authd serves, synced
+    /// every MiB, so that the log's fdatasyncs never wait behind a whole snapshot (0: as fast
+    /// as the disk goes, synced once; at most 100000). The snapshot at a clean stop is not paced.
+    #[arg(long, default_value_t = engine::server::SNAPSHOT_WRITE_MB_S_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(0..=engine::server::SNAPSHOT_WRITE_MB_S_MAX))]
+    snapshot_write_mb_s: u64,
     /// Idempotency window: remembered requests per shard.
     #[arg(long, default_value_t = engine::limits::IDEMPOTENCY_WINDOW_DEFAULT)]
     idempotency_window: u32,
@@ -163,6 +169,7 @@ fn server_config(flags: &Flags) -> ServerConfig {
     config.logon_failures_max = flags.logon_failures_max;
     config.logon_failure_window = Duration::from_secs(flags.logon_failure_window_s);
     config.snapshot_interval = Duration::from_secs(flags.snapshot_interval_s);
+    config.snapshot_write_pace = std::num::NonZeroU64::new(flags.snapshot_write_mb_s * 1_000_000);
     config.spin_max = Duration::from_micros(flags.spin_us);
     config
 }

@@ -79,6 +79,9 @@ pub struct ServerConfig {
     pub logon_failure_window: Duration,
     /// Time between snapshots (none if zero).
     pub snapshot_interval: Duration,
+    /// Most bytes a second a snapshot writes while serving (none: as fast as the disk goes,
+    /// synced once); the one at a clean stop is not paced.
+    pub snapshot_write_pace: Option<std::num::NonZeroU64>,
     /// How long a shutdown waits for in-flight replies.
     pub shutdown_timeout: Duration,
     /// Longest busy-poll of a loop before it sleeps ([`spin`]); zero: always sleep at once.
@@ -108,6 +111,7 @@ impl ServerConfig {
             logon_failures_max: 5,
             logon_failure_window: Duration::from_secs(10),
             snapshot_interval: Duration::from_secs(300),
+            snapshot_write_pace: std::num::NonZeroU64::new(SNAPSHOT_WRITE_MB_S_DEFAULT * 1_000_000),
             shutdown_timeout: Duration::from_secs(10),
             spin_max: Duration::from_micros(SPIN_US_MAX_DEFAULT),
             clock_step_max: Duration::from_micros(clock::CLOCK_STEP_MAX_US_DEFAULT),
@@ -373,6 +377,12 @@ impl Server {
 /// How often the ticker repeats `clock_step_ignored` while a step lasts.
 const STEP_LOG_EVERY: Duration = Duration::from_secs(60);
 
+/// Default of `--snapshot-write-mb-s`: a gigabyte-sized snapshot (full hold tables) takes
+/// about 20 s, well inside the default 300 s interval.
+pub const SNAPSHOT_WRITE_MB_S_DEFAULT: u64 = 64;
+/// Largest `--snapshot-write-mb-s`.
+pub const SNAPSHOT_WRITE_MB_S_MAX: u64 = 100_000;
+
 /// The nice value of the snapshot thread (the lowest priority).
 const SNAPSHOT_NICE: i32 = 19;
 
@@ -446,7 +456,7 @@ fn snapshot_on_schedule(shared: &Shared) {
         // snapshot but written after it is covered by it, and must not make the next one due.
         let records = shared.store.wal().last_lsn();
         if snapshots.due(now, records) {
-            let written = match shared.store.snapshot() {
+            let written = match shared.store.snapshot_paced(shared.config.snapshot_write_pace) {
                 Ok(path) => {
                     lifecycle::log(
                         lifecycle::Level::Info,

@@ -363,6 +363,12 @@ impl Store {
 
     /// Write a snapshot, then drop what the previous one made redundant. Returns its path.
     pub fn snapshot(&self) -> Result<PathBuf, StoreError> {
+        self.snapshot_paced(None)
+    }
+
+    /// [`Store::snapshot`], its file written at `pace` bytes a second at most if given
+    /// ([`wal::write_snapshot_paced`]): what a server does while it serves.
+    pub fn snapshot_paced(&self, pace: Option<std::num::NonZeroU64>) -> Result<PathBuf, StoreError> {
         let dir = self.wal.dir().to_path_buf();
         let newest = *self.snapshot_lsn.lock();
         if newest > 0 && self.wal.last_lsn() <= newest {
@@ -379,7 +385,12 @@ impl Store {
         // With --fsync never "durable" means written: sync it, or a power loss could leave
         // the log shorter than the snapshot that covers it.
         self.wal.sync_written()?;
-        let path = wal::write_snapshot(&dir, coverage.registry_lsn, sections.iter().map(Vec::as_slice))?;
+        let path = wal::write_snapshot_paced(
+            &dir,
+            coverage.registry_lsn,
+            sections.iter().map(Vec::as_slice),
+            pace,
+        )?;
         let previous = std::mem::replace(&mut *self.snapshot_lsn.lock(), coverage.registry_lsn);
         if previous > 0 {
             self.wal.remove_segments_before(previous)?;

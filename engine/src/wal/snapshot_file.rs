@@ -19,9 +19,11 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{BufWriter, Write};
+use std::num::NonZeroU64;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::segment::sync_dir;
 use super::{Lsn, WalError};
@@ -94,16 +96,31 @@ fn encode_header(lsn: Lsn, section_count: u32) -> [u8; SNAPSHOT_HEADER_BYTES] {
     header
 }
 
-/// Writes the sections as the snapshot covering up to `lsn`, atomically and durably.
-/// Returns the snapshot's path.
+/// Writes the sections as the snapshot covering up to `lsn`, atomically and durably, as fast
+/// as the disk goes. Returns the snapshot's path.
 pub fn write_snapshot<'a>(
     dir: &Path,
     lsn: Lsn,
     sections: impl IntoIterator<Item = &'a [u8]>,
 ) -> Result<PathBuf, WalError> {
+    write_snapshot_paced(dir, lsn, sections, None)
+}
+
+/// [`write_snapshot`], at `pace` bytes a second at most if given, synced every
+/// [`PACED_SYNC_BYTES`] then.
+///
+/// A snapshot of full hold tables is over a gigabyte. Written at once and synced at the end,
+/// the disk took it all in one go while the log's fdatasyncs waited behind it: 0.3-0.5 s with
+/// no answer at 500,000 purchases a second. Paced, a log sync waits for one step at most.
+pub fn write_snapshot_paced<'a>(
+    dir: &Path,
+    lsn: Lsn,
+    sections: impl IntoIterator<Item = &'a [u8]>,
+    pace: Option<NonZeroU64>,
+) -> Result<PathBuf, WalError> {
     let path = dir.join(snapshot_file_name(lsn));
     let temporary = dir.join(format!("{}{TEMPORARY_SUFFIX}", snapshot_file_name(lsn)));
-    let written = write_temporary(&temporary, lsn, sections);
+    let written = write_temporary(&temporary, lsn, sections, pace);
     if let Err(error) = written {
         // A full disk is the usual cause: give the space back. (A crash leaves the file to
         // `remove_stale_temporaries`.)
@@ -119,11 +136,8 @@ pub fn write_snapshot<'a>(
 /// What a snapshot is written as before its rename.
 const TEMPORARY_SUFFIX: &str = ".tmp";
 
-/// Bytes of a snapshot written between two of its fdatasyncs. A snapshot of full hold tables
-/// is over a gigabyte; synced once at the end, the disk took it all at once, and the log's
-/// fdatasyncs waited behind it (0.3-0.5 s with no answer at 500,000 purchases a second). In
-/// steps of 8 MiB a log sync waits for one step at most.
-const SYNC_EVERY_BYTES: usize = 8 << 20;
+/// Bytes a paced snapshot writes between two of its fdatasyncs.
+pub const PACED_SYNC_BYTES: usize = 1 << 20;
 
 /// Removes snapshot files a crash left half written. Call it holding the dir's lock.
 pub fn remove_stale_temporaries(dir: &Path) -> Result<Vec<PathBuf>, WalError> {
@@ -154,6 +168,7 @@ fn write_temporary<'a>(
     temporary: &Path,
     lsn: Lsn,
     sections: impl IntoIterator<Item = &'a [u8]>,
+    pace: Option<NonZeroU64>,
 ) -> Result<(), WalError> {
     let io_error = |action, error| WalError::io(action, temporary, error);
     let file = OpenOptions::new()
@@ -167,7 +182,7 @@ fn write_temporary<'a>(
         .write_all(&encode_header(lsn, 0))
         .map_err(|error| io_error("write", error))?;
     let mut section_count: u32 = 0;
-    let mut unsynced = 0;
+    let mut step = PacedStep::new(pace);
     for section in sections {
         assert!(
             section_count < SNAPSHOT_SECTIONS_MAX,
@@ -179,15 +194,14 @@ fn write_temporary<'a>(
         writer
             .write_all(&header)
             .map_err(|error| io_error("write", error))?;
-        for chunk in section.chunks(SYNC_EVERY_BYTES) {
+        for chunk in section.chunks(PACED_SYNC_BYTES) {
             writer
                 .write_all(chunk)
                 .map_err(|error| io_error("write", error))?;
-            unsynced += chunk.len();
-            if unsynced >= SYNC_EVERY_BYTES {
+            if step.wrote(chunk.len()) {
                 writer.flush().map_err(|error| io_error("write", error))?;
                 file.sync_data().map_err(|error| io_error("sync", error))?;
-                unsynced = 0;
+                step.synced();
             }
         }
         section_count += 1;
@@ -197,6 +211,41 @@ fn write_temporary<'a>(
     file.write_all_at(&encode_header(lsn, section_count), 0)
         .map_err(|error| io_error("write", error))?;
     file.sync_all().map_err(|error| io_error("sync", error))
+}
+
+/// Where a paced write stands: bytes since the last sync, and when that step began.
+struct PacedStep {
+    pace: Option<NonZeroU64>,
+    unsynced: usize,
+    began: Instant,
+}
+
+impl PacedStep {
+    fn new(pace: Option<NonZeroU64>) -> PacedStep {
+        PacedStep {
+            pace,
+            unsynced: 0,
+            began: Instant::now(),
+        }
+    }
+
+    /// `bytes` more were written; true when a sync is due (only when paced).
+    fn wrote(&mut self, bytes: usize) -> bool {
+        self.unsynced += bytes;
+        self.pace.is_some() && self.unsynced >= PACED_SYNC_BYTES
+    }
+
+    /// The step was synced: wait out what is left of its share of time, start the next.
+    fn synced(&mut self) {
+        if let Some(pace) = self.pace {
+            let share = Duration::from_secs_f64(self.unsynced as f64 / pace.get() as f64);
+            if let Some(left) = share.checked_sub(self.began.elapsed()) {
+                std::thread::sleep(left);
+            }
+        }
+        self.unsynced = 0;
+        self.began = Instant::now();
+    }
 }
 
 /// Snapshot files in `dir`, newest first.
@@ -340,6 +389,36 @@ mod tests {
         assert!(scan.skipped.is_empty());
         assert_eq!(snapshot.lsn, 77);
         assert_eq!(snapshot.sections().collect::<Vec<_>>(), sections.to_vec());
+    }
+
+    #[test]
+    fn a_paced_snapshot_takes_its_bytes_over_time_and_reads_back_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Sections of 2.5 steps and of less than one: steps cross section boundaries.
+        let big: Vec<u8> = (0..PACED_SYNC_BYTES * 5 / 2).map(|index| index as u8).collect();
+        let sections: [&[u8]; 2] = [&big, b"tail"];
+        let pace = NonZeroU64::new(20_000_000);
+        let started = Instant::now();
+        write_snapshot_paced(dir.path(), 9, sections, pace).expect("write");
+        // Two whole steps were synced and waited for; the rest is synced with the file.
+        let floor = Duration::from_secs_f64(2.0 * PACED_SYNC_BYTES as f64 / 20e6);
+        assert!(started.elapsed() >= floor, "{:?} < {floor:?}", started.elapsed());
+        let snapshot = read_newest_snapshot(dir.path())
+            .expect("read")
+            .newest
+            .expect("a snapshot");
+        assert_eq!(snapshot.sections().collect::<Vec<_>>(), sections.to_vec());
+    }
+
+    #[test]
+    fn only_a_paced_write_syncs_in_steps() {
+        let mut unpaced = PacedStep::new(None);
+        assert!(!unpaced.wrote(PACED_SYNC_BYTES * 4), "one sync, at the end");
+        let mut paced = PacedStep::new(NonZeroU64::new(u64::MAX));
+        assert!(!paced.wrote(PACED_SYNC_BYTES - 1));
+        assert!(paced.wrote(1), "a whole step");
+        paced.synced();
+        assert!(!paced.wrote(1), "counted from the sync");
     }
 
     #[test]

@@ -659,7 +659,8 @@ fn shards_copied_one_after_another_carry_nothing_of_each_other() {
     );
     for index in 0..4u32 {
         let mut fresh = engine::books::state::ShardImage::default();
-        let (_, alone) = store.books().snapshot_shard(index, || last, &mut fresh);
+        let mut alone = Vec::new();
+        store.books().snapshot_shard(index, || last, &mut fresh, &mut alone);
         assert_eq!(
             sections[2 + index as usize],
             alone,

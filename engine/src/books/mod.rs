@@ -297,16 +297,17 @@ impl Books {
         (last_lsn(), bytes)
     }
 
-    /// One shard in canonical form with the log position it covers, read under its lock
-    /// (every record of the shard is appended under it). The lock is held only while the
-    /// shard is copied into `image` (made room for first, outside it); it is encoded after.
-    /// Other shards keep working.
+    /// Append one shard in canonical form to `out`; returns the log position it covers, read
+    /// under its lock (every record of the shard is appended under it). The lock is held only
+    /// while the shard is copied into `image` (made room for first, outside it); it is
+    /// encoded after. Other shards keep working.
     pub fn snapshot_shard(
         &self,
         index: u32,
         last_lsn: impl Fn() -> Lsn,
         image: &mut state::ShardImage,
-    ) -> (Lsn, Vec<u8>) {
+        out: &mut Vec<u8>,
+    ) -> Lsn {
         let size = state::ShardSize::of(&self.shards[index as usize].lock());
         image.make_room(size);
         let lsn = {
@@ -314,9 +315,8 @@ impl Books {
             image.capture(&shard);
             last_lsn()
         };
-        let mut bytes = Vec::with_capacity(image.encoded_len());
-        image.encode(&mut bytes);
-        (lsn, bytes)
+        image.encode(out);
+        lsn
     }
 
     /// The configuration.

@@ -367,7 +367,8 @@ impl Store {
     }
 
     /// [`Store::snapshot`], its file written at `pace` bytes a second at most if given
-    /// ([`wal::write_snapshot_paced`]): what a server does while it serves.
+    /// ([`wal::SnapshotWriter`]): what a server does while it serves. The parts are taken
+    /// as the file is written, one shard in memory at a time.
     pub fn snapshot_paced(&self, pace: Option<std::num::NonZeroU64>) -> Result<PathBuf, StoreError> {
         let dir = self.wal.dir().to_path_buf();
         let newest = *self.snapshot_lsn.lock();
@@ -377,20 +378,37 @@ impl Store {
             // and take the older generation, the fallback, with it.
             return Ok(dir.join(wal::snapshot_file::snapshot_file_name(newest)));
         }
-        let (coverage, sections) = snapshot::take(&self.books, || self.wal.last_lsn());
+        let config = self.books.config();
+        // Created at the registry, whose lsn names the file; meta comes first in the file and
+        // names every part's lsn, so its room is kept and it is filled in at the end.
+        let mut file: Option<(wal::SnapshotWriter, wal::snapshot_file::ReservedSection)> = None;
+        let coverage = snapshot::take_into(
+            &self.books,
+            || self.wal.last_lsn(),
+            |lsn, section| -> Result<(), WalError> {
+                let (writer, _) = match &mut file {
+                    Some(open) => open,
+                    None => {
+                        let mut writer = wal::SnapshotWriter::create(&dir, lsn, pace)?;
+                        let meta = writer.reserve(snapshot::meta_len(config))?;
+                        file.insert((writer, meta))
+                    }
+                };
+                writer.section(section)
+            },
+        )?;
+        let Some((mut writer, meta)) = file else {
+            unreachable!("the registry is always taken");
+        };
         // Only what the log holds durably: a record still in flight could yet fail (its
         // command answered 96 though applied in memory), and the next start would hand its
-        // lsn out again. Refused on a failed log.
+        // lsn out again. Refused on a failed log (the unfinished file is removed).
         self.wal.wait_durable(coverage.furthest())?;
         // With --fsync never "durable" means written: sync it, or a power loss could leave
         // the log shorter than the snapshot that covers it.
         self.wal.sync_written()?;
-        let path = wal::write_snapshot_paced(
-            &dir,
-            coverage.registry_lsn,
-            sections.iter().map(Vec::as_slice),
-            pace,
-        )?;
+        writer.fill(meta, &snapshot::meta(config, &coverage))?;
+        let path = writer.finish()?;
         let previous = std::mem::replace(&mut *self.snapshot_lsn.lock(), coverage.registry_lsn);
         if previous > 0 {
             self.wal.remove_segments_before(previous)?;

@@ -39,35 +39,66 @@ impl Coverage {
     }
 }
 
-/// Take the sections of a snapshot of `books`; `last_lsn` is the log's last assigned lsn.
-pub fn take(books: &Books, last_lsn: impl Fn() -> Lsn) -> (Coverage, Vec<Vec<u8>>) {
+/// Take a snapshot of `books` part by part, handing each section to `put` as it is taken, with
+/// the lsn it covers: the registry (whose lsn names the snapshot), then shard 0, 1, ... Returns
+/// what they cover, which the meta section ([`meta`]) names. `last_lsn` is the log's last
+/// assigned lsn. Only one shard's copy and encoding is
+/// held at a time, and the parts are taken as `put` takes them: a snapshot written at a pace
+/// spreads its shards' locks over its whole write.
+pub fn take_into<E>(
+    books: &Books,
+    last_lsn: impl Fn() -> Lsn,
+    mut put: impl FnMut(Lsn, &[u8]) -> Result<(), E>,
+) -> Result<Coverage, E> {
     let (registry_lsn, registry) = books.snapshot_registry(&last_lsn);
-    let mut sections = vec![Vec::new(), registry];
+    put(registry_lsn, &registry)?;
+    drop(registry);
     let mut shard_lsns = Vec::with_capacity(books.config().shards as usize);
     let mut image = crate::books::state::ShardImage::default();
+    let mut bytes = Vec::new();
     for index in 0..books.config().shards {
-        let (lsn, bytes) = books.snapshot_shard(index, &last_lsn, &mut image);
+        bytes.clear();
+        let lsn = books.snapshot_shard(index, &last_lsn, &mut image, &mut bytes);
         assert!(lsn >= registry_lsn, "shards are taken after the registry");
         shard_lsns.push(lsn);
-        sections.push(bytes);
+        put(lsn, &bytes)?;
     }
-    let config = books.config();
-    let meta = &mut sections[0];
+    Ok(Coverage {
+        registry_lsn,
+        shard_lsns,
+    })
+}
+
+/// The meta section of a snapshot of books configured as `config`, covering `coverage`.
+pub fn meta(config: &BooksConfig, coverage: &Coverage) -> Vec<u8> {
+    let mut meta = Vec::with_capacity(meta_len(config));
     meta.extend_from_slice(&MAGIC);
     meta.extend_from_slice(&BOOKS_FORMAT_VERSION.to_le_bytes());
     meta.extend_from_slice(&config.shards.to_le_bytes());
     meta.extend_from_slice(&config.currency.0.to_le_bytes());
-    meta.extend_from_slice(&registry_lsn.to_le_bytes());
-    for lsn in &shard_lsns {
+    meta.extend_from_slice(&coverage.registry_lsn.to_le_bytes());
+    for lsn in &coverage.shard_lsns {
         meta.extend_from_slice(&lsn.to_le_bytes());
     }
-    (
-        Coverage {
-            registry_lsn,
-            shard_lsns,
-        },
-        sections,
-    )
+    meta
+}
+
+/// The length of [`meta`], known before the parts are taken.
+pub fn meta_len(config: &BooksConfig) -> usize {
+    MAGIC.len() + 4 + 4 + 2 + 8 + 8 * config.shards as usize
+}
+
+/// Take the sections of a snapshot of `books` in memory, meta first; `last_lsn` is the log's
+/// last assigned lsn.
+pub fn take(books: &Books, last_lsn: impl Fn() -> Lsn) -> (Coverage, Vec<Vec<u8>>) {
+    let mut sections = vec![Vec::new()];
+    let taken = take_into(books, last_lsn, |_, section| {
+        sections.push(section.to_vec());
+        Ok::<(), std::convert::Infallible>(())
+    });
+    let Ok(coverage) = taken;
+    sections[0] = meta(books.config(), &coverage);
+    (coverage, sections)
 }
 
 /// Why a snapshot's contents cannot be loaded.

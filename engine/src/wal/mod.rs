@@ -55,7 +55,7 @@ pub use lock::DirLock;
 pub use record::{RecordFault, RECORD_BYTES_MAX, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX};
 pub use recovery::{read_log, CorruptionCut, LogEnd, ReadOptions, RecoveryReport, TornTail};
 pub use segment::{SEGMENT_FORMAT_VERSION, SEGMENT_HEADER_BYTES};
-pub use snapshot_file::{read_newest_snapshot, write_snapshot, write_snapshot_paced, Snapshot, SnapshotScan};
+pub use snapshot_file::{read_newest_snapshot, write_snapshot, Snapshot, SnapshotScan, SnapshotWriter};
 pub use writer::{Batch, Committed, Durable, Notifier, Wal, WalStats, HELD_PAST_US};
 
 /// Default size of one segment file (64 MiB); segments are preallocated to this size.

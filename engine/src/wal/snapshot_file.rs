@@ -17,7 +17,7 @@
 //! so a snapshot under its final name was complete when it was renamed. [`read_newest_snapshot`]
 //! still validates everything and falls back to an older snapshot, reporting each invalid one.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::num::NonZeroU64;
 use std::ops::Range;
@@ -103,34 +103,175 @@ pub fn write_snapshot<'a>(
     lsn: Lsn,
     sections: impl IntoIterator<Item = &'a [u8]>,
 ) -> Result<PathBuf, WalError> {
-    write_snapshot_paced(dir, lsn, sections, None)
+    let mut writer = SnapshotWriter::create(dir, lsn, None)?;
+    for section in sections {
+        writer.section(section)?;
+    }
+    writer.finish()
 }
 
-/// [`write_snapshot`], at `pace` bytes a second at most if given, synced every
-/// [`PACED_SYNC_BYTES`] then.
+/// A snapshot being written: sections go to `<name>.tmp` as they come, and
+/// [`SnapshotWriter::finish`] syncs the file and renames it into place. Dropped unfinished (an
+/// error, a log that failed meanwhile), it removes the temporary file.
 ///
-/// A snapshot of full hold tables is over a gigabyte. Written at once and synced at the end,
-/// the disk took it all in one go while the log's fdatasyncs waited behind it: 0.3-0.5 s with
-/// no answer at 500,000 purchases a second. Paced, a log sync waits for one step at most.
-pub fn write_snapshot_paced<'a>(
-    dir: &Path,
+/// With a `pace`, at most that many bytes a second are written, synced every
+/// [`PACED_SYNC_BYTES`]. A snapshot of full hold tables is over a gigabyte: written at once
+/// and synced at the end, the disk took it all in one go while the log's fdatasyncs waited
+/// behind it (0.3-0.5 s with no answer at 500,000 purchases a second). Paced, a log sync
+/// waits for one step at most.
+pub struct SnapshotWriter {
+    dir: PathBuf,
     lsn: Lsn,
-    sections: impl IntoIterator<Item = &'a [u8]>,
-    pace: Option<NonZeroU64>,
-) -> Result<PathBuf, WalError> {
-    let path = dir.join(snapshot_file_name(lsn));
-    let temporary = dir.join(format!("{}{TEMPORARY_SUFFIX}", snapshot_file_name(lsn)));
-    let written = write_temporary(&temporary, lsn, sections, pace);
-    if let Err(error) = written {
-        // A full disk is the usual cause: give the space back. (A crash leaves the file to
-        // `remove_stale_temporaries`.)
-        let _ = fs::remove_file(&temporary);
-        return Err(error);
+    temporary: PathBuf,
+    writer: BufWriter<File>,
+    /// Renamed into place: nothing to remove when dropped.
+    finished: bool,
+    /// Bytes written so far: where the next section starts.
+    offset: u64,
+    section_count: u32,
+    step: PacedStep,
+}
+
+/// A section whose place was kept ([`SnapshotWriter::reserve`]) to be filled in later.
+#[derive(Debug)]
+pub struct ReservedSection {
+    offset: u64,
+    len: usize,
+}
+
+impl SnapshotWriter {
+    /// Start the snapshot covering up to `lsn` in `dir`.
+    pub fn create(dir: &Path, lsn: Lsn, pace: Option<NonZeroU64>) -> Result<SnapshotWriter, WalError> {
+        let temporary = dir.join(format!("{}{TEMPORARY_SUFFIX}", snapshot_file_name(lsn)));
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temporary)
+            .map_err(|error| WalError::io("create", &temporary, error))?;
+        let mut snapshot = SnapshotWriter {
+            dir: dir.to_path_buf(),
+            lsn,
+            temporary,
+            writer: BufWriter::with_capacity(1 << 20, file),
+            finished: false,
+            offset: 0,
+            section_count: 0,
+            step: PacedStep::new(pace),
+        };
+        // The real header, with the section count, is written by `finish`.
+        snapshot.write(&encode_header(lsn, 0))?;
+        Ok(snapshot)
     }
-    let io_error = |action, error| WalError::io(action, &temporary, error);
-    fs::rename(&temporary, &path).map_err(|error| io_error("rename", error))?;
-    sync_dir(dir).map_err(|error| WalError::io("sync", dir, error))?;
-    Ok(path)
+
+    /// Append a section.
+    pub fn section(&mut self, bytes: &[u8]) -> Result<(), WalError> {
+        assert!(
+            self.section_count < SNAPSHOT_SECTIONS_MAX,
+            "too many snapshot sections"
+        );
+        self.write(&section_header(bytes))?;
+        for chunk in bytes.chunks(PACED_SYNC_BYTES) {
+            self.write(chunk)?;
+            if self.step.wrote(chunk.len()) {
+                self.flush()?;
+                self.file()
+                    .sync_data()
+                    .map_err(|error| self.io_error("sync", error))?;
+                self.step.synced();
+            }
+        }
+        self.section_count += 1;
+        Ok(())
+    }
+
+    /// Keep the place of a section of `len` bytes, to be filled in by [`SnapshotWriter::fill`]
+    /// (a snapshot whose reserved section was not filled fails its checksum).
+    pub fn reserve(&mut self, len: usize) -> Result<ReservedSection, WalError> {
+        assert!(
+            self.section_count < SNAPSHOT_SECTIONS_MAX,
+            "too many snapshot sections"
+        );
+        let offset = self.offset;
+        self.write(&[0; SECTION_HEADER_BYTES])?;
+        for chunk in vec![0; len].chunks(PACED_SYNC_BYTES) {
+            self.write(chunk)?;
+        }
+        self.section_count += 1;
+        Ok(ReservedSection { offset, len })
+    }
+
+    /// Fill in a reserved section with `bytes`, which must have the length reserved.
+    pub fn fill(&mut self, reserved: ReservedSection, bytes: &[u8]) -> Result<(), WalError> {
+        assert_eq!(
+            bytes.len(),
+            reserved.len,
+            "a section fills exactly the room reserved"
+        );
+        self.flush()?;
+        let file = self.file();
+        file.write_all_at(&section_header(bytes), reserved.offset)
+            .and_then(|()| file.write_all_at(bytes, reserved.offset + SECTION_HEADER_BYTES as u64))
+            .map_err(|error| self.io_error("write", error))
+    }
+
+    /// Write the header, sync the file, rename it into place and sync the dir. Returns the
+    /// snapshot's path.
+    pub fn finish(mut self) -> Result<PathBuf, WalError> {
+        self.flush()?;
+        let file = self.file();
+        file.write_all_at(&encode_header(self.lsn, self.section_count), 0)
+            .map_err(|error| self.io_error("write", error))?;
+        file.sync_all().map_err(|error| self.io_error("sync", error))?;
+        let path = self.dir.join(snapshot_file_name(self.lsn));
+        fs::rename(&self.temporary, &path).map_err(|error| self.io_error("rename", error))?;
+        // In place: nothing to remove any more, whatever happens next.
+        self.finished = true;
+        sync_dir(&self.dir).map_err(|error| WalError::io("sync", &self.dir, error))?;
+        Ok(path)
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), WalError> {
+        self.writer
+            .write_all(bytes)
+            .map_err(|error| WalError::io("write", &self.temporary, error))?;
+        self.offset += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Write what is buffered to the file.
+    fn flush(&mut self) -> Result<(), WalError> {
+        self.writer
+            .flush()
+            .map_err(|error| WalError::io("write", &self.temporary, error))
+    }
+
+    /// The file (what is buffered is not in it: [`SnapshotWriter::flush`] first).
+    fn file(&self) -> &File {
+        self.writer.get_ref()
+    }
+
+    fn io_error(&self, action: &'static str, error: std::io::Error) -> WalError {
+        WalError::io(action, &self.temporary, error)
+    }
+}
+
+impl Drop for SnapshotWriter {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Unfinished: a full disk is the usual cause, so give the space back. (A crash
+            // leaves the file to `remove_stale_temporaries`.)
+            let _ = fs::remove_file(&self.temporary);
+        }
+    }
+}
+
+/// The header of a section: length, checksum, four reserved zero bytes.
+fn section_header(bytes: &[u8]) -> [u8; SECTION_HEADER_BYTES] {
+    let mut header = [0; SECTION_HEADER_BYTES];
+    header[..8].copy_from_slice(&(bytes.len() as u64).to_le_bytes());
+    header[8..12].copy_from_slice(&crc32c::crc32c(bytes).to_le_bytes());
+    header
 }
 
 /// What a snapshot is written as before its rename.
@@ -162,55 +303,6 @@ pub fn remove_stale_temporaries(dir: &Path) -> Result<Vec<PathBuf>, WalError> {
         }
     }
     Ok(removed)
-}
-
-fn write_temporary<'a>(
-    temporary: &Path,
-    lsn: Lsn,
-    sections: impl IntoIterator<Item = &'a [u8]>,
-    pace: Option<NonZeroU64>,
-) -> Result<(), WalError> {
-    let io_error = |action, error| WalError::io(action, temporary, error);
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(temporary)
-        .map_err(|error| io_error("create", error))?;
-    let mut writer = BufWriter::with_capacity(1 << 20, &file);
-    writer
-        .write_all(&encode_header(lsn, 0))
-        .map_err(|error| io_error("write", error))?;
-    let mut section_count: u32 = 0;
-    let mut step = PacedStep::new(pace);
-    for section in sections {
-        assert!(
-            section_count < SNAPSHOT_SECTIONS_MAX,
-            "too many snapshot sections"
-        );
-        let mut header = [0; SECTION_HEADER_BYTES];
-        header[..8].copy_from_slice(&(section.len() as u64).to_le_bytes());
-        header[8..12].copy_from_slice(&crc32c::crc32c(section).to_le_bytes());
-        writer
-            .write_all(&header)
-            .map_err(|error| io_error("write", error))?;
-        for chunk in section.chunks(PACED_SYNC_BYTES) {
-            writer
-                .write_all(chunk)
-                .map_err(|error| io_error("write", error))?;
-            if step.wrote(chunk.len()) {
-                writer.flush().map_err(|error| io_error("write", error))?;
-                file.sync_data().map_err(|error| io_error("sync", error))?;
-                step.synced();
-            }
-        }
-        section_count += 1;
-    }
-    writer.flush().map_err(|error| io_error("write", error))?;
-    drop(writer);
-    file.write_all_at(&encode_header(lsn, section_count), 0)
-        .map_err(|error| io_error("write", error))?;
-    file.sync_all().map_err(|error| io_error("sync", error))
 }
 
 /// Where a paced write stands: bytes since the last sync, and when that step began.
@@ -397,9 +489,12 @@ mod tests {
         // Sections of 2.5 steps and of less than one: steps cross section boundaries.
         let big: Vec<u8> = (0..PACED_SYNC_BYTES * 5 / 2).map(|index| index as u8).collect();
         let sections: [&[u8]; 2] = [&big, b"tail"];
-        let pace = NonZeroU64::new(20_000_000);
         let started = Instant::now();
-        write_snapshot_paced(dir.path(), 9, sections, pace).expect("write");
+        let mut writer = SnapshotWriter::create(dir.path(), 9, NonZeroU64::new(20_000_000)).expect("create");
+        for section in sections {
+            writer.section(section).expect("write");
+        }
+        writer.finish().expect("finish");
         // Two whole steps were synced and waited for; the rest is synced with the file.
         let floor = Duration::from_secs_f64(2.0 * PACED_SYNC_BYTES as f64 / 20e6);
         assert!(started.elapsed() >= floor, "{:?} < {floor:?}", started.elapsed());
@@ -408,6 +503,37 @@ mod tests {
             .newest
             .expect("a snapshot");
         assert_eq!(snapshot.sections().collect::<Vec<_>>(), sections.to_vec());
+    }
+
+    #[test]
+    fn a_reserved_section_is_filled_in_place_and_an_unfilled_one_fails_its_checksum() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut writer = SnapshotWriter::create(dir.path(), 3, None).expect("create");
+        let meta = writer.reserve(4).expect("reserve");
+        writer.section(b"after").expect("write");
+        writer.fill(meta, b"meta").expect("fill");
+        writer.finish().expect("finish");
+        let snapshot = read_newest_snapshot(dir.path())
+            .expect("read")
+            .newest
+            .expect("a snapshot");
+        assert_eq!(snapshot.sections().collect::<Vec<_>>(), [&b"meta"[..], b"after"]);
+
+        let mut writer = SnapshotWriter::create(dir.path(), 4, None).expect("create");
+        let _never_filled = writer.reserve(4).expect("reserve");
+        writer.finish().expect("finish");
+        let scan = read_newest_snapshot(dir.path()).expect("read");
+        assert_eq!(scan.newest.map(|snapshot| snapshot.lsn), Some(3), "falls back");
+        assert_eq!(scan.skipped.len(), 1, "{:?}", scan.skipped);
+    }
+
+    #[test]
+    fn an_unfinished_snapshot_leaves_no_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut writer = SnapshotWriter::create(dir.path(), 8, None).expect("create");
+        writer.section(b"half").expect("write");
+        drop(writer);
+        assert_eq!(fs::read_dir(dir.path()).expect("list").count(), 0);
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! another thread. A snapshot takes one shard lock at a time, so only payments on the shard
 //! being copied wait, for as long as that shard takes to copy.
 //!
-//! Run: `cargo run --release -p bench --bin snapshot_latency -- 1000000 3 [prefill]`
-//! (payers, seconds per phase, purchases made before measuring). The log runs with fsync
+//! Run: `cargo run --release -p bench --bin snapshot_latency -- 1000000 3 [prefill] [pace]`
+//! (payers, seconds per phase, purchases made before measuring, MB/s the snapshot file is
+//! written at: 0, the default, as fast as the disk goes, as at authd's stop; authd's
+//! background snapshots use `--snapshot-write-mb-s`, 64). The log runs with fsync
 //! `never` so the figure is the lock's. A purchase leaves a hold behind for refunds, up to
 //! `--holds-per-shard-max` (262,144) per shard: 16,777,216 prefilled purchases fill the 64
 //! shards, as half a minute at 500,000 purchases a second does in authd.
@@ -30,6 +32,8 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or(1_000_000);
     let seconds: u64 = args.next().map(|arg| arg.parse()).transpose()?.unwrap_or(3);
     let prefill: u64 = args.next().map(|arg| arg.parse()).transpose()?.unwrap_or(0);
+    let pace_mb_s: u64 = args.next().map(|arg| arg.parse()).transpose()?.unwrap_or(0);
+    let pace = std::num::NonZeroU64::new(pace_mb_s * 1_000_000);
     let dir = tempfile::tempdir()?;
     let mut wal = WalConfig::new(dir.path());
     wal.fsync_mode = FsyncMode::Never;
@@ -102,7 +106,7 @@ fn main() -> anyhow::Result<()> {
                 let mut written = 0u32;
                 let started = Instant::now();
                 while snapshots && !stop.load(Ordering::Relaxed) {
-                    store.snapshot().expect("snapshot");
+                    store.snapshot_paced(pace).expect("snapshot");
                     written += 1;
                 }
                 (written, started.elapsed().as_secs_f64())
@@ -131,7 +135,7 @@ fn main() -> anyhow::Result<()> {
         );
         Ok(())
     };
-    println!("purchases on {payers} payers, {seconds} s per phase, fsync never");
+    println!("purchases on {payers} payers, {seconds} s per phase, fsync never, snapshots written at {pace_mb_s} MB/s (0: unpaced)");
     phase("no snapshot", false)?;
     phase("snapshots back to back", true)?;
     Ok(())

@@ -660,13 +660,45 @@ fn shards_copied_one_after_another_carry_nothing_of_each_other() {
     for index in 0..4u32 {
         let mut fresh = engine::books::state::ShardImage::default();
         let mut alone = Vec::new();
-        store.books().snapshot_shard(index, || last, &mut fresh, &mut alone);
+        store
+            .books()
+            .snapshot_shard(index, || last, &mut fresh, &mut alone);
         assert_eq!(
             sections[2 + index as usize],
             alone,
             "shard {index} copied after others, against alone"
         );
     }
+}
+
+#[test]
+fn a_snapshot_given_up_midway_leaves_nothing_and_the_next_one_is_whole() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (store, _) = Store::open(config(dir.path())).expect("open");
+    let payers = set_up(&store, 8);
+    pay(&store, &payers, 1, 50);
+    // Asked before each part: the registry and two shards go out, then it stops.
+    let asked = std::cell::Cell::new(0);
+    let keep_going = || {
+        asked.set(asked.get() + 1);
+        asked.get() <= 3
+    };
+    match store.snapshot_paced(None, keep_going) {
+        Err(StoreError::SnapshotAbandoned) => {}
+        other => panic!("expected SnapshotAbandoned, got {other:?}"),
+    }
+    assert_eq!(asked.get(), 4);
+    assert_eq!(snapshot_count(dir.path()), 0);
+    let leftovers: Vec<_> = dir_listing(dir.path())
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("snapshot"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    store.snapshot().expect("the next snapshot");
+    assert_eq!(snapshot_count(dir.path()), 1);
+    let live = store.books().digest();
+    drop(store);
+    assert_eq!(reopen_digest(dir.path()), live);
 }
 
 #[test]

@@ -106,7 +106,7 @@ fn main() -> anyhow::Result<()> {
                 let mut written = 0u32;
                 let started = Instant::now();
                 while snapshots && !stop.load(Ordering::Relaxed) {
-                    store.snapshot_paced(pace).expect("snapshot");
+                    store.snapshot_paced(pace, || true).expect("snapshot");
                     written += 1;
                 }
                 (written, started.elapsed().as_secs_f64())

@@ -104,8 +104,9 @@ fn make_room<T>(buffer: &mut Vec<T>, len: usize) {
     if buffer.capacity() >= wanted {
         return;
     }
-    buffer.clear();
-    buffer.reserve(wanted);
+    // A new buffer rather than a grown one: growing would copy the old contents and may
+    // double the capacity past what is wanted.
+    *buffer = Vec::with_capacity(wanted);
     for slot in buffer.spare_capacity_mut() {
         *slot = std::mem::MaybeUninit::zeroed();
     }

@@ -431,9 +431,12 @@ fn tick(shared: &Shared) {
 /// The snapshot thread (not started with a zero interval): a snapshot every
 /// `snapshot_interval` once the log moved.
 fn snapshot_on_schedule(shared: &Shared) {
-    // Below the event loops: a snapshot of full hold tables is seconds of encoding, CPU the
-    // loops need on a busy host (and take back at once at this nice value). Best effort: the
-    // nice value only goes up without privileges, and stays up, as this thread only snapshots.
+    // Below the event loops: encoding and writing a snapshot is seconds of CPU, which the loops
+    // take back at once at this nice value. It holds a shard's lock while it copies the shard
+    // (4-8 ms), and a thread this low could be kept from finishing by busier ones while loops
+    // wait for that lock; measured, it did better all the same (BENCHMARKS.md, "Snapshots
+    // under load"). Best effort: the nice value only goes up without privileges, and stays up,
+    // as this thread only snapshots.
     if let Err(error) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), SNAPSHOT_NICE) {
         lifecycle::log(
             lifecycle::Level::Warn,
@@ -456,7 +459,11 @@ fn snapshot_on_schedule(shared: &Shared) {
         // snapshot but written after it is covered by it, and must not make the next one due.
         let records = shared.store.wal().last_lsn();
         if snapshots.due(now, records) {
-            let written = match shared.store.snapshot_paced(shared.config.snapshot_write_pace) {
+            let keep_going = || !shared.stopping.load(Ordering::SeqCst);
+            let written = match shared
+                .store
+                .snapshot_paced(shared.config.snapshot_write_pace, keep_going)
+            {
                 Ok(path) => {
                     lifecycle::log(
                         lifecycle::Level::Info,
@@ -465,12 +472,22 @@ fn snapshot_on_schedule(shared: &Shared) {
                     );
                     true
                 }
+                Err(error @ crate::store::StoreError::SnapshotAbandoned) => {
+                    lifecycle::log(
+                        lifecycle::Level::Info,
+                        "snapshot_abandoned",
+                        &[("reason", &error)],
+                    );
+                    false
+                }
                 Err(error) => {
                     lifecycle::log(lifecycle::Level::Error, "snapshot_failed", &[("error", &error)]);
                     false
                 }
             };
-            snapshots.attempted(now, records, written);
+            // The interval runs from the end of this one: a paced snapshot of full hold tables
+            // (~22 s) must not be followed at once by the next when the interval is shorter.
+            snapshots.attempted(Instant::now(), records, written);
         }
     }
 }

@@ -52,6 +52,10 @@ pub enum StoreError {
         /// What is wrong.
         error: LoadError,
     },
+    /// A snapshot under way was given up because the server is stopping (the snapshot at the
+    /// stop covers everything); its temporary file is removed.
+    #[error("snapshot abandoned: authd is stopping, and its stop snapshot covers everything")]
+    SnapshotAbandoned,
     /// The data dir's books were created with another shard count or currency.
     #[error("data dir {dir} holds books created with {stored}; this authd is configured with {configured}: start with {stored}, or pass another --data-dir for new books")]
     BooksDiffer {
@@ -174,6 +178,8 @@ pub struct Store {
     wal: Wal,
     /// Registry lsn of the newest snapshot written or loaded (0 for none).
     snapshot_lsn: Mutex<Lsn>,
+    /// Held by the snapshot being taken: one at a time (two would write the same file).
+    snapshotting: Mutex<()>,
 }
 
 impl Store {
@@ -324,6 +330,7 @@ impl Store {
             books,
             wal,
             snapshot_lsn: Mutex::new(coverage.registry_lsn),
+            snapshotting: Mutex::new(()),
         };
         if log.lsns_skipped.is_some() {
             // The log now goes on past a gap only this snapshot's coverage explains: cover
@@ -363,13 +370,20 @@ impl Store {
 
     /// Write a snapshot, then drop what the previous one made redundant. Returns its path.
     pub fn snapshot(&self) -> Result<PathBuf, StoreError> {
-        self.snapshot_paced(None)
+        self.snapshot_paced(None, || true)
     }
 
     /// [`Store::snapshot`], its file written at `pace` bytes a second at most if given
     /// ([`wal::SnapshotWriter`]): what a server does while it serves. The parts are taken
-    /// as the file is written, one shard in memory at a time.
-    pub fn snapshot_paced(&self, pace: Option<std::num::NonZeroU64>) -> Result<PathBuf, StoreError> {
+    /// as the file is written, one shard in memory at a time. Between parts it asks
+    /// `keep_going`, and gives up ([`StoreError::SnapshotAbandoned`]) on false: a stopping
+    /// server must not wait out a paced gigabyte.
+    pub fn snapshot_paced(
+        &self,
+        pace: Option<std::num::NonZeroU64>,
+        keep_going: impl Fn() -> bool,
+    ) -> Result<PathBuf, StoreError> {
+        let _one_at_a_time = self.snapshotting.lock();
         let dir = self.wal.dir().to_path_buf();
         let newest = *self.snapshot_lsn.lock();
         if newest > 0 && self.wal.last_lsn() <= newest {
@@ -385,7 +399,10 @@ impl Store {
         let coverage = snapshot::take_into(
             &self.books,
             || self.wal.last_lsn(),
-            |lsn, section| -> Result<(), WalError> {
+            |lsn, section| -> Result<(), StoreError> {
+                if !keep_going() {
+                    return Err(StoreError::SnapshotAbandoned);
+                }
                 let (writer, _) = match &mut file {
                     Some(open) => open,
                     None => {
@@ -394,7 +411,7 @@ impl Store {
                         file.insert((writer, meta))
                     }
                 };
-                writer.section(section)
+                Ok(writer.section(section)?)
             },
         )?;
         let Some((mut writer, meta)) = file else {

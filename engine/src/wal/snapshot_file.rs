@@ -185,15 +185,18 @@ impl SnapshotWriter {
         Ok(())
     }
 
-    /// Keep the place of a section of `len` bytes, to be filled in by [`SnapshotWriter::fill`]
-    /// (a snapshot whose reserved section was not filled fails its checksum).
+    /// Keep the place of a section of `len` bytes, to be filled in by [`SnapshotWriter::fill`].
+    /// Until then its header's reserved bytes are not zero, so a snapshot whose reserved
+    /// section was never filled does not read (all zeroes would read as an empty section).
     pub fn reserve(&mut self, len: usize) -> Result<ReservedSection, WalError> {
         assert!(
             self.section_count < SNAPSHOT_SECTIONS_MAX,
             "too many snapshot sections"
         );
         let offset = self.offset;
-        self.write(&[0; SECTION_HEADER_BYTES])?;
+        let mut unfilled = [0; SECTION_HEADER_BYTES];
+        unfilled[12..].copy_from_slice(&u32::MAX.to_le_bytes());
+        self.write(&unfilled)?;
         for chunk in vec![0; len].chunks(PACED_SYNC_BYTES) {
             self.write(chunk)?;
         }
@@ -506,7 +509,7 @@ mod tests {
     }
 
     #[test]
-    fn a_reserved_section_is_filled_in_place_and_an_unfilled_one_fails_its_checksum() {
+    fn a_reserved_section_is_filled_in_place_and_an_unfilled_one_does_not_read() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut writer = SnapshotWriter::create(dir.path(), 3, None).expect("create");
         let meta = writer.reserve(4).expect("reserve");
@@ -519,8 +522,9 @@ mod tests {
             .expect("a snapshot");
         assert_eq!(snapshot.sections().collect::<Vec<_>>(), [&b"meta"[..], b"after"]);
 
+        // Empty, the one case where zeroes would pass as a section.
         let mut writer = SnapshotWriter::create(dir.path(), 4, None).expect("create");
-        let _never_filled = writer.reserve(4).expect("reserve");
+        let _never_filled = writer.reserve(0).expect("reserve");
         writer.finish().expect("finish");
         let scan = read_newest_snapshot(dir.path()).expect("read");
         assert_eq!(scan.newest.map(|snapshot| snapshot.lsn), Some(3), "falls back");

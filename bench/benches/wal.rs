@@ -28,8 +28,7 @@ use engine::store::snapshot::{load, Coverage};
 use engine::store::{Store, StoreConfig};
 use engine::wal::{read_log, DirLock, FsyncMode, ReadOptions, Wal, WalConfig, WalError};
 use engine::{
-    AccountId, Books, BooksConfig, Command, Extras, Limits, MerchantId, Origin, Reference, RequestKey,
-    TerminalId, TerminalOp,
+    AccountId, Books, BooksConfig, Command, Limits, MerchantId, Origin, Reference, RequestKey, TerminalId,
 };
 
 const APPENDERS: u64 = 4;
@@ -196,14 +195,7 @@ fn replay(criterion: &mut Criterion) {
                 request_id,
             },
         };
-        let op = TerminalOp::Purchase {
-            payer,
-            amount: 1,
-            currency: EUR,
-            pin: None,
-            extras: Extras::default(),
-        };
-        store.execute(&Command::Terminal { origin, op }, NOON_US);
+        store.execute(&bench::purchase(origin, payer, 1), NOON_US);
     }
     let digest = store.books().digest();
     let records = store.wal().last_lsn();

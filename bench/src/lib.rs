@@ -13,6 +13,20 @@ pub const EUR: Currency = Currency(978);
 /// A fixed instant (2026-11-23 12:00 UTC) the benches run at.
 pub const NOON_US: u64 = 1_795_435_200_000_000;
 
+/// A purchase of `amount` EUR by `payer`, no PIN, no extras.
+pub fn purchase(origin: Origin, payer: AccountId, amount: u64) -> Command {
+    Command::Terminal {
+        origin,
+        op: TerminalOp::Purchase {
+            payer,
+            amount,
+            currency: EUR,
+            pin: None,
+            extras: Extras::default(),
+        },
+    }
+}
+
 /// Books ready for payments.
 pub struct Fixture {
     /// The books.
@@ -79,16 +93,7 @@ impl Fixture {
 
     /// A purchase of `amount` by `payer` from terminal `terminal` with request id `request_id`.
     pub fn purchase(&self, terminal: usize, request_id: u64, payer: AccountId, amount: u64) -> Command {
-        Command::Terminal {
-            origin: self.origin(terminal, request_id),
-            op: TerminalOp::Purchase {
-                payer,
-                amount,
-                currency: EUR,
-                pin: None,
-                extras: Extras::default(),
-            },
-        }
+        purchase(self.origin(terminal, request_id), payer, amount)
     }
 
     /// The origin of a request from one of the fixture's terminals.

@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use authd_tests::{add_terminal, balances, device, payer, shop, Authd, Shop};
 use support::load::{pipeline, resend_all, Traffic, REQUESTS_PER_TERMINAL_MAX, WINDOW};
-use support::{authorize, hold_of, purchase, Random};
+use support::{authorize, authorize_lasting, hold_of, purchase, Random};
 use wire::client::{Client, Incoming};
 use wire::messages::device::OwnBalance;
-use wire::messages::terminal::{Authorize, Capture, Reversal};
+use wire::messages::terminal::{Capture, Reversal};
 use wire::types::{AccountNumber, HoldId, PayerRef, Role};
 use wire::{Reply, Request};
 
@@ -562,13 +562,7 @@ fn a_hold_expired_by_the_clock_stays_expired_after_a_restart() {
     let shop = shop(&mut operator, FEE_BPS, 100);
     let alice = payer(&mut operator, 0, 10_000);
     let mut till = authd.client(Role::Terminal, shop.terminal, shop.secret);
-    let authorize = Request::Authorize(Authorize {
-        payer: PayerRef::Account(AccountNumber(alice)),
-        amount_minor: 3_000,
-        currency: 978,
-        hold_lifetime_s: 1,
-        pin: None,
-    });
+    let authorize = authorize_lasting(alice, 3_000, 1);
     let (code, hold, _) = hold_of(&till.call(&authorize).expect("authorize"));
     assert_eq!(code, 0);
     assert_eq!(balances(&mut operator, alice), (10_000, 3_000, 7_000));
@@ -617,13 +611,7 @@ fn holds_expire_on_time_while_a_snapshot_is_stuck() {
     let alice = payer(&mut operator, 0, 10_000);
     let mut till = authd.client(Role::Terminal, shop.terminal, shop.secret);
     // Due in 3 s: by then the first snapshot (at most ~1.1 s after the first record) is stuck.
-    let authorize = Request::Authorize(Authorize {
-        payer: PayerRef::Account(AccountNumber(alice)),
-        amount_minor: 3_000,
-        currency: 978,
-        hold_lifetime_s: 3,
-        pin: None,
-    });
+    let authorize = authorize_lasting(alice, 3_000, 3);
     assert_eq!(hold_of(&till.call(&authorize).expect("authorize")).0, 0);
     let deadline = Instant::now() + Duration::from_secs(10);
     while balances(&mut operator, alice).1 != 0 {

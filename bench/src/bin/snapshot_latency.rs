@@ -18,8 +18,7 @@ use bench::{Picker, EUR, NOON_US};
 use engine::store::{Store, StoreConfig};
 use engine::wal::{FsyncMode, ReadOptions, WalConfig};
 use engine::{
-    AccountId, BooksConfig, Command, Extras, Limits, MerchantId, Origin, Reference, RequestKey, TerminalId,
-    TerminalOp,
+    AccountId, BooksConfig, Command, Limits, MerchantId, Origin, Reference, RequestKey, TerminalId,
 };
 use hdrhistogram::Histogram;
 
@@ -77,14 +76,7 @@ fn main() -> anyhow::Result<()> {
             merchant,
             key: RequestKey { terminal, request_id },
         };
-        let op = TerminalOp::Purchase {
-            payer,
-            amount: 1,
-            currency: EUR,
-            pin: None,
-            extras: Extras::default(),
-        };
-        store.execute(&Command::Terminal { origin, op }, NOON_US)
+        store.execute(&bench::purchase(origin, payer, 1), NOON_US)
     };
     let started = Instant::now();
     for _ in 0..prefill {

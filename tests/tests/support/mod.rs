@@ -186,11 +186,16 @@ pub fn hello(role: Role, id: u32, version_min: u8, version_max: u8) -> Message {
 
 /// An authorization of `amount_minor` EUR on `payer`'s account, default lifetime, no PIN.
 pub fn authorize(payer: u64, amount_minor: u64) -> Request {
+    authorize_lasting(payer, amount_minor, 0)
+}
+
+/// [`authorize`] with a hold that expires after `hold_lifetime_s` (0: the default).
+pub fn authorize_lasting(payer: u64, amount_minor: u64, hold_lifetime_s: u32) -> Request {
     Request::Authorize(Authorize {
         payer: PayerRef::Account(AccountNumber(payer)),
         amount_minor,
         currency: 978,
-        hold_lifetime_s: 0,
+        hold_lifetime_s,
         pin: None,
     })
 }

@@ -472,7 +472,7 @@ fn newest_snapshot(dir: &Path) -> Option<String> {
         .max()
 }
 
-/// Wait (bounded) for the ticker to write a snapshot newer than `after`; if none comes, the
+/// Wait (bounded) for the snapshot thread to write a snapshot newer than `after`; if none comes, the
 /// failure shows what authd logged (a `snapshot_failed` says why).
 fn wait_for_snapshot(authd: &Authd, dir: &Path, after: Option<&str>) -> String {
     let deadline = Instant::now() + Duration::from_secs(15);

@@ -56,8 +56,8 @@ pub enum ClientError {
     /// The server closed the connection; call `reconnect` to resend what is unanswered.
     #[error("the server closed the connection; reconnect to resend unanswered requests")]
     Closed,
-    /// Log-on refused: check the role, id and secret, or (reason 27, `LogonsLimited`) wait
-    /// for the server's failure window to end.
+    /// Log-on refused: check the role, id and secret; reason 27 (`LogonsLimited`): wait for
+    /// the server's failure window; reason 22 (`CapacityExceeded`, a full server): retry later.
     #[error("log-on refused (ISO code {code}, reason {reason}); {}", logon_advice(*reason))]
     LogonRefused {
         /// ISO 8583 code.
@@ -352,7 +352,7 @@ impl Client {
 fn logon_advice(reason: u8) -> &'static str {
     match reason {
         crate::reason::REASON_LOGONS_LIMITED => {
-            "this address failed too many log-ons lately: wait for the server's failure window \
+            "this address (or its IPv6 /64) failed too many log-ons lately: wait for the server's failure window \
              (authd --logon-failure-window-s), then check role, id and secret"
         }
         crate::reason::REASON_CAPACITY_EXCEEDED => "the server is at its connection limit: retry later",

@@ -52,7 +52,7 @@ reasons! {
     24 NotPermitted 57 "The caller's role may not do this.",
     25 OfferClosed 12 "The offer already reached another final state (accepted, rejected, expired, cancelled).",
     26 DisputeUnknown 25 "The dispute does not exist, or is not open.",
-    27 LogonsLimited 75 "Too many failed log-ons from this peer (IPv4 address or IPv6 /64) lately: log-ons from it are refused, even with the right secret, until the failure window ends (section 6).",
+    27 LogonsLimited 75 "Too many failed log-ons from this peer (IPv4 address or IPv6 /64) lately: log-ons from it are refused, even with the right secret, until the failure window ends (section 3).",
 }
 
 /// The reason for a wire byte, if defined.

@@ -82,7 +82,8 @@ struct Flags {
     /// The window of --logon-failures-max, seconds.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     logon_failure_window_s: u64,
-    /// Seconds between snapshots (0: never).
+    /// Seconds from the end of one snapshot to the next, taken only if the log moved (0:
+    /// never, not even at a clean stop).
     #[arg(long, default_value_t = 300)]
     snapshot_interval_s: u64,
     /// Most megabytes (10^6 bytes) a second a snapshot writes while authd serves, synced

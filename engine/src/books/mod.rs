@@ -298,9 +298,9 @@ impl Books {
     }
 
     /// Append one shard in canonical form to `out`; returns the log position it covers, read
-    /// under its lock (every record of the shard is appended under it). The lock is held only
-    /// while the shard is copied into `image` (made room for first, outside it); it is
-    /// encoded after. Other shards keep working.
+    /// under its lock (every record of the shard is appended under it). The lock is taken
+    /// briefly to read the shard's sizes (room is then made outside it), and held while the
+    /// shard is copied into `image`; it is encoded after. Other shards keep working.
     pub fn snapshot_shard(
         &self,
         index: u32,

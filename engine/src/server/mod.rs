@@ -12,12 +12,14 @@
 //!   per connection.
 //! - A ticker thread drives time: every second it expires due holds and offers (logged like
 //!   any other command), pushes the offers' outcomes and refreshes the per-second statistics.
-//! - A snapshot thread writes a snapshot every `snapshot_interval` while the event loops and
-//!   the ticker go on (each shard is locked only while it is copied): a snapshot of large books
-//!   takes seconds (about 1.5 s for a million payers), and expiries must not wait for it.
+//! - A snapshot thread writes a snapshot `snapshot_interval` after the previous one ended,
+//!   while the event loops and the ticker go on (each shard is locked only while it is copied):
+//!   a background snapshot takes seconds to tens of seconds (22-24 s for full hold tables at
+//!   64 MB/s), and expiries must not wait for it.
 //! - Shutdown (SIGTERM, SIGINT or [`Server::shutdown`]): stop accepting and reading, release
-//!   and write what is in flight (bounded by a deadline), stop the ticker, write a snapshot
-//!   of everything (unless snapshots are off), final log sync.
+//!   and write what is in flight (bounded by a deadline), stop the ticker and the snapshot
+//!   thread (abandoning a snapshot under way), final log sync, then a snapshot of everything
+//!   (unless snapshots are off).
 
 pub mod clock;
 pub mod connection;
@@ -322,8 +324,8 @@ impl Server {
     }
 
     /// Wait for the loops, the ticker and the snapshot thread to finish (a snapshot under way
-    /// is finished), sync the log a last time, then snapshot what is new (unless snapshots
-    /// are off).
+    /// is abandoned between parts), sync the log a last time, then snapshot what is new
+    /// (unless snapshots are off).
     pub fn join(mut self) -> Result<(), crate::wal::WalError> {
         let mut panicked = false;
         for handle in self.loops.drain(..) {
@@ -377,8 +379,8 @@ impl Server {
 /// How often the ticker repeats `clock_step_ignored` while a step lasts.
 const STEP_LOG_EVERY: Duration = Duration::from_secs(60);
 
-/// Default of `--snapshot-write-mb-s`: a gigabyte-sized snapshot (full hold tables) takes
-/// about 20 s, well inside the default 300 s interval.
+/// Default of `--snapshot-write-mb-s`: a snapshot of full hold tables (1.4-1.5 GB) takes
+/// 22-24 s, well inside the default 300 s interval.
 pub const SNAPSHOT_WRITE_MB_S_DEFAULT: u64 = 64;
 /// Largest `--snapshot-write-mb-s`.
 pub const SNAPSHOT_WRITE_MB_S_MAX: u64 = 100_000;
@@ -428,8 +430,8 @@ fn tick(shared: &Shared) {
     }
 }
 
-/// The snapshot thread (not started with a zero interval): a snapshot every
-/// `snapshot_interval` once the log moved.
+/// The snapshot thread (not started with a zero interval): a snapshot `snapshot_interval`
+/// after the previous one ended, once the log moved.
 fn snapshot_on_schedule(shared: &Shared) {
     // Below the event loops: encoding and writing a snapshot is seconds of CPU, which the loops
     // take back at once at this nice value. It holds a shard's lock while it copies the shard

@@ -1,5 +1,6 @@
 //! When the snapshot thread writes a snapshot: `--snapshot-interval-s` after the previous
-//! attempt (the server counts from its end), if the log moved since the last snapshot written. A snapshot that failed (a full disk, say) is tried again at the next
+//! attempt (the server counts from its end), if the log moved since the last snapshot
+//! written. A snapshot that failed (a full disk, say) is tried again at the next
 //! interval even if nothing moved since: the books it would have saved are still not saved.
 
 use std::time::{Duration, Instant};

@@ -5,7 +5,7 @@
 //! |      0 |    8 | magic            | `AUTHSNAP`                             |
 //! |      8 |    4 | `format_version` | u32 LE, [`SNAPSHOT_FORMAT_VERSION`]    |
 //! |     12 |    4 | `section_count`  | u32 LE, <= [`SNAPSHOT_SECTIONS_MAX`]   |
-//! |     16 |    8 | `lsn`            | u64 LE, the last lsn the contents cover; equals the name |
+//! |     16 |    8 | `lsn`            | u64 LE, the lsn replay starts after (for the books, the registry's, the smallest of the parts'); equals the name |
 //! |     24 |    4 | `crc32c`         | u32 LE, CRC-32C of bytes 0..24         |
 //! |     28 |    4 | reserved         | zero                                   |
 //! |     32 |    - | sections         | each: length u64 LE, crc32c u32 LE of the section bytes, reserved u32 zero, then the bytes |
@@ -13,9 +13,14 @@
 //! The file ends right after the last section; anything else is invalid. Version history: 1,
 //! the first.
 //!
-//! [`write_snapshot`] writes `<name>.tmp`, syncs it, renames it into place and syncs the dir,
-//! so a snapshot under its final name was complete when it was renamed. [`read_newest_snapshot`]
-//! still validates everything and falls back to an older snapshot, reporting each invalid one.
+//! [`SnapshotWriter`] streams sections into `<name>.tmp`, at most `pace` bytes a second if
+//! given, with an fdatasync every [`PACED_SYNC_BYTES`]. It can [`SnapshotWriter::reserve`] a
+//! section's room and [`SnapshotWriter::fill`] it later (unreadable until filled).
+//! [`SnapshotWriter::finish`] writes the header with the final count, syncs, renames into place
+//! and syncs the dir, so a snapshot under its final name was complete when it was renamed;
+//! dropped unfinished, the writer removes the `.tmp`. [`write_snapshot`] is the unpaced,
+//! one-call form. [`read_newest_snapshot`] still validates everything and falls back to an
+//! older snapshot, reporting each invalid one.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};

@@ -520,6 +520,21 @@ fn snapshots_plus_the_log_tail_recover_everything(pace: &[&str]) {
     };
     send(&mut till, 81_000_001, purchase(alice, 1_000));
     let first = wait_for_snapshot(&authd, dir.path(), None);
+    // Logged with its size and time, what an operator sizes the pace and the interval by.
+    let size = std::fs::metadata(dir.path().join(&first))
+        .expect("snapshot")
+        .len();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        let log = authd.stderr();
+        if let Some(line) = log.lines().find(|line| line.contains("event=snapshot_written")) {
+            break line.to_string();
+        }
+        assert!(Instant::now() < deadline, "no snapshot_written line:\n{log}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(line.contains(&format!(" bytes={size} ")), "{size} bytes: {line}");
+    assert!(line.contains(" ms="), "{line}");
     send(&mut till, 81_000_002, purchase(alice, 2_000));
     let second = wait_for_snapshot(&authd, dir.path(), Some(&first));
     let hold_reply = send(&mut till, 81_000_003, authorize(alice, 4_000));

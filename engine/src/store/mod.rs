@@ -395,28 +395,21 @@ impl Store {
         let config = self.books.config();
         // Created at the registry, whose lsn names the file; meta comes first in the file and
         // names every part's lsn, so its room is kept and it is filled in at the end.
-        let mut file: Option<(wal::SnapshotWriter, wal::snapshot_file::ReservedSection)> = None;
-        let coverage = snapshot::take_into(
+        let (coverage, (mut writer, meta)) = snapshot::take_into(
             &self.books,
             || self.wal.last_lsn(),
-            |lsn, section| -> Result<(), StoreError> {
+            |lsn| -> Result<_, StoreError> {
+                let mut writer = wal::SnapshotWriter::create(&dir, lsn, pace)?;
+                let meta = writer.reserve(snapshot::meta_len(config))?;
+                Ok((writer, meta))
+            },
+            |(writer, _), section| {
                 if !keep_going() {
                     return Err(StoreError::SnapshotAbandoned);
                 }
-                let (writer, _) = match &mut file {
-                    Some(open) => open,
-                    None => {
-                        let mut writer = wal::SnapshotWriter::create(&dir, lsn, pace)?;
-                        let meta = writer.reserve(snapshot::meta_len(config))?;
-                        file.insert((writer, meta))
-                    }
-                };
                 Ok(writer.section(section)?)
             },
         )?;
-        let Some((mut writer, meta)) = file else {
-            unreachable!("the registry is always taken");
-        };
         // Only what the log holds durably: a record still in flight could yet fail (its
         // command answered 96 though applied in memory), and the next start would hand its
         // lsn out again. Refused on a failed log (the unfinished file is removed).

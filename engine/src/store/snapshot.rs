@@ -39,19 +39,21 @@ impl Coverage {
     }
 }
 
-/// Take a snapshot of `books` part by part, handing each section to `put` as it is taken, with
-/// the lsn it covers: the registry (whose lsn names the snapshot), then shard 0, 1, ... Returns
-/// what they cover, which the meta section ([`meta`]) names. `last_lsn` is the log's last
-/// assigned lsn. Only one shard's copy and encoding is
-/// held at a time, and the parts are taken as `put` takes them: a snapshot written at a pace
-/// spreads its shards' locks over its whole write.
-pub fn take_into<E>(
+/// Take a snapshot of `books` part by part into a sink: `open` makes it once the registry's
+/// lsn (the smallest, which names the snapshot) is known, then `put` gets each section as it
+/// is taken, the registry first, then shard 0, 1, ... Returns what they cover, which the meta
+/// section ([`meta`]) names, and the sink. `last_lsn` is the log's last assigned lsn. Only one
+/// shard's copy and encoding is held at a time, and each part is taken when `put` took the one
+/// before: a snapshot written at a pace spreads its shards' locks over its whole write.
+pub fn take_into<S, E>(
     books: &Books,
     last_lsn: impl Fn() -> Lsn,
-    mut put: impl FnMut(Lsn, &[u8]) -> Result<(), E>,
-) -> Result<Coverage, E> {
+    open: impl FnOnce(Lsn) -> Result<S, E>,
+    mut put: impl FnMut(&mut S, &[u8]) -> Result<(), E>,
+) -> Result<(Coverage, S), E> {
     let (registry_lsn, registry) = books.snapshot_registry(&last_lsn);
-    put(registry_lsn, &registry)?;
+    let mut sink = open(registry_lsn)?;
+    put(&mut sink, &registry)?;
     drop(registry);
     let mut shard_lsns = Vec::with_capacity(books.config().shards as usize);
     let mut image = crate::books::state::ShardImage::default();
@@ -61,12 +63,13 @@ pub fn take_into<E>(
         let lsn = books.snapshot_shard(index, &last_lsn, &mut image, &mut bytes);
         assert!(lsn >= registry_lsn, "shards are taken after the registry");
         shard_lsns.push(lsn);
-        put(lsn, &bytes)?;
+        put(&mut sink, &bytes)?;
     }
-    Ok(Coverage {
+    let coverage = Coverage {
         registry_lsn,
         shard_lsns,
-    })
+    };
+    Ok((coverage, sink))
 }
 
 /// The meta section of a snapshot of books configured as `config`, covering `coverage`.
@@ -91,12 +94,16 @@ pub fn meta_len(config: &BooksConfig) -> usize {
 /// Take the sections of a snapshot of `books` in memory, meta first; `last_lsn` is the log's
 /// last assigned lsn.
 pub fn take(books: &Books, last_lsn: impl Fn() -> Lsn) -> (Coverage, Vec<Vec<u8>>) {
-    let mut sections = vec![Vec::new()];
-    let taken = take_into(books, last_lsn, |_, section| {
-        sections.push(section.to_vec());
-        Ok::<(), std::convert::Infallible>(())
-    });
-    let Ok(coverage) = taken;
+    let taken = take_into(
+        books,
+        last_lsn,
+        |_| Ok::<_, std::convert::Infallible>(vec![Vec::new()]),
+        |sections: &mut Vec<Vec<u8>>, section| {
+            sections.push(section.to_vec());
+            Ok(())
+        },
+    );
+    let Ok((coverage, mut sections)) = taken;
     sections[0] = meta(books.config(), &coverage);
     (coverage, sections)
 }

@@ -756,6 +756,50 @@ fn a_snapshot_taken_part_by_part_while_payments_and_registrations_go_on_recovers
 }
 
 #[test]
+fn paced_snapshots_take_apart_what_the_previous_one_made_redundant_and_what_was_left_aside() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (store, _) = Store::open(config(dir.path())).expect("open");
+    let payers = set_up(&store, 8);
+    // Left aside by a stop or a crash in the middle of a removal.
+    let left = dir.path().join("wal-00000000000000000001.log.removing");
+    std::fs::write(&left, vec![0u8; 10_000]).expect("write");
+    let pace = std::num::NonZeroU64::new(1_000_000_000);
+    for round in 0..3u64 {
+        pay(&store, &payers, 1 + round * 1_000, (round + 1) * 1_000);
+        store.snapshot_paced(pace, || true).expect("snapshot");
+    }
+    assert!(!left.exists(), "swept");
+    assert!(
+        !dir.path().join("wal-00000000000000000001.log").exists(),
+        "the first segment went"
+    );
+    let names: Vec<String> = dir_listing(dir.path())
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    assert!(!names.iter().any(|name| name.ends_with(".removing")), "{names:?}");
+    let snapshots: Vec<u64> = names
+        .iter()
+        .filter_map(|name| {
+            name.strip_prefix("snapshot-")?
+                .strip_suffix(".snap")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(snapshots.len(), 2, "the newest and its fallback: {names:?}");
+    let fallback = snapshots.iter().copied().min().expect("a snapshot");
+    assert_eq!(
+        store.wal().segments_before(fallback).expect("list"),
+        Vec::<std::path::PathBuf>::new(),
+        "segments the fallback does not need are gone: {names:?}"
+    );
+    let live = store.books().digest();
+    drop(store);
+    assert_eq!(reopen_digest(dir.path()), live);
+}
+
+#[test]
 fn a_snapshot_whose_shards_are_newer_than_its_registry_loads() {
     // The registry is saved first, then each shard: a merchant registered in between can
     // have holds in a shard whose registry does not know it yet (replay brings it in).

@@ -29,6 +29,8 @@
 //! - [`lock`]: the `LOCK` file that keeps a second process out of the data dir.
 //! - [`snapshot_file`]: a checksummed container of opaque sections written atomically; the
 //!   books decide what goes in it.
+//! - [`removal`]: big files (old segments and snapshots) removed a step at a time, so that the
+//!   disk's discards do not hold the log's fdatasyncs.
 //!
 //! Startup order for a server: [`DirLock::acquire`], [`read_newest_snapshot`], then
 //! [`Wal::open`] with the snapshot's lsn, replaying into the books from its visitor. After a new
@@ -43,6 +45,7 @@ pub mod error;
 pub mod lock;
 pub mod record;
 pub mod recovery;
+pub mod removal;
 pub mod segment;
 pub mod snapshot_file;
 pub mod writer;

@@ -460,14 +460,20 @@ fn parse_snapshot(bytes: &[u8], named_lsn: Lsn) -> Result<Vec<Range<usize>>, Str
     Ok(sections)
 }
 
+/// The snapshots in `dir` older than `lsn`.
+pub fn snapshots_before(dir: &Path, lsn: Lsn) -> Result<Vec<PathBuf>, WalError> {
+    Ok(list_snapshots(dir)?
+        .into_iter()
+        .filter(|(snapshot_lsn, _)| *snapshot_lsn < lsn)
+        .map(|(_, path)| path)
+        .collect())
+}
+
 /// Removes snapshots older than `lsn`; returns what it removed.
 pub fn remove_snapshots_before(dir: &Path, lsn: Lsn) -> Result<Vec<PathBuf>, WalError> {
-    let mut removed = Vec::new();
-    for (snapshot_lsn, path) in list_snapshots(dir)? {
-        if snapshot_lsn < lsn {
-            fs::remove_file(&path).map_err(|error| WalError::io("remove", &path, error))?;
-            removed.push(path);
-        }
+    let removed = snapshots_before(dir, lsn)?;
+    for path in &removed {
+        fs::remove_file(path).map_err(|error| WalError::io("remove", path, error))?;
     }
     if !removed.is_empty() {
         sync_dir(dir).map_err(|error| WalError::io("sync", dir, error))?;

@@ -523,18 +523,23 @@ impl Wal {
         self.shared.counters.stats(self.fsync_mode)
     }
 
+    /// The segments whose records all come at or before `lsn` (each followed by one starting
+    /// at most at `lsn + 1`): what [`Wal::remove_segments_before`] removes.
+    pub fn segments_before(&self, lsn: Lsn) -> Result<Vec<PathBuf>, WalError> {
+        let segments = segment::list_segments(&self.dir)?;
+        Ok(segments
+            .windows(2)
+            .take_while(|pair| pair[1].first_lsn <= lsn.saturating_add(1))
+            .map(|pair| pair[0].path.clone())
+            .collect())
+    }
+
     /// Removes the segments whose records all have lsn <= `lsn` (covered by a snapshot).
     /// The newest segment always stays. Returns the removed paths.
     pub fn remove_segments_before(&self, lsn: Lsn) -> Result<Vec<PathBuf>, WalError> {
-        let segments = segment::list_segments(&self.dir)?;
-        let mut removed = Vec::new();
-        for pair in segments.windows(2) {
-            if pair[1].first_lsn > lsn.saturating_add(1) {
-                break;
-            }
-            std::fs::remove_file(&pair[0].path)
-                .map_err(|error| WalError::io("remove", &pair[0].path, error))?;
-            removed.push(pair[0].path.clone());
+        let removed = self.segments_before(lsn)?;
+        for path in &removed {
+            std::fs::remove_file(path).map_err(|error| WalError::io("remove", path, error))?;
         }
         if !removed.is_empty() {
             segment::sync_dir(&self.dir).map_err(|error| WalError::io("sync", &self.dir, error))?;

@@ -756,19 +756,28 @@ fn a_snapshot_taken_part_by_part_while_payments_and_registrations_go_on_recovers
 }
 
 #[test]
-fn paced_snapshots_take_apart_what_the_previous_one_made_redundant_and_what_was_left_aside() {
+fn paced_removal_takes_apart_what_the_previous_snapshot_made_redundant_and_what_was_left_aside() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (store, _) = Store::open(config(dir.path())).expect("open");
     let payers = set_up(&store, 8);
-    // Left aside by a stop or a crash in the middle of a removal.
-    let left = dir.path().join("wal-00000000000000000001.log.removing");
+    // Left aside by a stop or a crash in the middle of a removal (no real file's name).
+    let left = dir.path().join("wal-00000000009999999999.log.removing");
     std::fs::write(&left, vec![0u8; 10_000]).expect("write");
     let pace = std::num::NonZeroU64::new(1_000_000_000);
+    let mut newest = std::path::PathBuf::new();
     for round in 0..3u64 {
         pay(&store, &payers, 1 + round * 1_000, (round + 1) * 1_000);
-        store.snapshot_paced(pace, || true).expect("snapshot");
+        newest = store.snapshot_paced(pace, || true).expect("snapshot");
+        let swept = store.remove_redundant(pace, || true).expect("remove");
+        assert!(swept.failed.is_empty(), "{swept:?}");
+        if round == 0 {
+            assert_eq!(
+                swept.removed, 1,
+                "only what was left aside: nothing is redundant yet"
+            );
+            assert!(!left.exists(), "swept");
+        }
     }
-    assert!(!left.exists(), "swept");
     assert!(
         !dir.path().join("wal-00000000000000000001.log").exists(),
         "the first segment went"
@@ -796,7 +805,52 @@ fn paced_snapshots_take_apart_what_the_previous_one_made_redundant_and_what_was_
     );
     let live = store.books().digest();
     drop(store);
+    // What the fallback needs stayed: with the newest snapshot damaged, it recovers everything.
+    let length = std::fs::metadata(&newest).expect("snapshot file").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&newest)
+        .and_then(|file| file.set_len(length / 2))
+        .expect("truncate");
     assert_eq!(reopen_digest(dir.path()), live);
+}
+
+#[test]
+fn a_removal_stopped_midway_leaves_the_rest_aside_and_the_next_one_finishes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = config(dir.path());
+    config.wal.segment_bytes = 16 << 20;
+    let (store, _) = Store::open(config.clone()).expect("open");
+    let payers = set_up(&store, 8);
+    pay(&store, &payers, 1, 2_000);
+    store.snapshot().expect("first");
+    // A big old segment for the next removal to cut in steps.
+    let big = dir.path().join("wal-00000000000000000000.log.removing");
+    std::fs::write(
+        &big,
+        vec![0u8; 3 * engine::wal::removal::REMOVE_STEP_BYTES as usize],
+    )
+    .expect("write");
+    let asked = std::cell::Cell::new(0);
+    let twice = || {
+        asked.set(asked.get() + 1);
+        asked.get() <= 2
+    };
+    let swept = store
+        .remove_redundant(std::num::NonZeroU64::new(u64::MAX), twice)
+        .expect("remove");
+    assert_eq!((swept.removed, swept.left), (0, 1), "{swept:?}");
+    assert_eq!(
+        std::fs::metadata(&big).expect("still aside").len(),
+        engine::wal::removal::REMOVE_STEP_BYTES,
+        "two steps cut"
+    );
+    let live = store.books().digest();
+    drop(store);
+    let (store, _) = Store::open(config).expect("reopen with a file half taken apart");
+    assert_eq!(store.books().digest(), live);
+    assert_eq!(store.remove_redundant(None, || true).expect("remove").removed, 1);
+    assert!(!big.exists());
 }
 
 #[test]

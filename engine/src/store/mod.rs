@@ -35,11 +35,6 @@ pub struct StoreConfig {
     pub read: ReadOptions,
 }
 
-/// Old segments and snapshots are taken apart this many times faster than a paced snapshot
-/// is written (256 MB/s at the default 64): 12 GB of segments, what 300 s at 500,000/s leave,
-/// in under a minute, a 4 MiB step every 16 ms.
-pub const REMOVAL_PACE_FACTOR: std::num::NonZeroU64 = std::num::NonZeroU64::new(4).unwrap();
-
 /// Why a store could not open or snapshot.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -185,6 +180,9 @@ pub struct Store {
     snapshot_lsn: Mutex<Lsn>,
     /// Held by the snapshot being taken: one at a time (two would write the same file).
     snapshotting: Mutex<()>,
+    /// Segments and snapshots before this lsn (the one before the newest snapshot's) are
+    /// redundant: [`Store::remove_redundant`] removes them.
+    redundant_before: Mutex<Lsn>,
 }
 
 impl Store {
@@ -336,6 +334,7 @@ impl Store {
             wal,
             snapshot_lsn: Mutex::new(coverage.registry_lsn),
             snapshotting: Mutex::new(()),
+            redundant_before: Mutex::new(0),
         };
         if log.lsns_skipped.is_some() {
             // The log now goes on past a gap only this snapshot's coverage explains: cover
@@ -373,9 +372,14 @@ impl Store {
         self.books.advance_time(now_us, &self.wal)
     }
 
-    /// Write a snapshot, then drop what the previous one made redundant. Returns its path.
+    /// Write a snapshot, then remove what the previous one made redundant. Returns its path.
     pub fn snapshot(&self) -> Result<PathBuf, StoreError> {
-        self.snapshot_paced(None, || true)
+        let path = self.snapshot_paced(None, || true)?;
+        let swept = self.remove_redundant(None, || true)?;
+        match swept.failed.into_iter().next() {
+            Some(error) => Err(error.into()),
+            None => Ok(path),
+        }
     }
 
     /// [`Store::snapshot`], its file written at `pace` bytes a second at most if given
@@ -425,20 +429,41 @@ impl Store {
         writer.fill(meta, &snapshot::meta(config, &coverage))?;
         let path = writer.finish()?;
         let previous = std::mem::replace(&mut *self.snapshot_lsn.lock(), coverage.registry_lsn);
-        // What the previous snapshot made redundant goes, kept back to it for a fallback. Paced,
-        // it is set aside and taken apart a step at a time ([`wal::removal`]): gigabytes of
-        // segments unlinked at once held the log's fdatasyncs behind the disk's discards.
-        let removal_pace = pace.map(|pace| pace.saturating_mul(REMOVAL_PACE_FACTOR));
-        if previous > 0 {
-            let segments = self.wal.segments_before(previous)?;
-            let snapshots = wal::snapshot_file::snapshots_before(&dir, previous)?;
+        // What came before the previous snapshot is redundant now (the previous one stays, the
+        // fallback): for `remove_redundant`, apart from the snapshot so that a failure there
+        // is not taken for a failed snapshot.
+        *self.redundant_before.lock() = previous;
+        Ok(path)
+    }
+
+    /// Remove the log segments and snapshots the newest snapshot made redundant (everything
+    /// before the one before it, kept as a fallback), and whatever an earlier removal left
+    /// aside. Paced, each is set aside and taken apart a step at a time at `pace` bytes a
+    /// second ([`wal::removal`]): gigabytes of segments unlinked at once held the log's
+    /// fdatasyncs behind the disk's discards. Asks `keep_going` before each step; what is
+    /// left waits for the next call. A file that cannot be removed is reported in the result
+    /// and skipped.
+    pub fn remove_redundant(
+        &self,
+        pace: Option<std::num::NonZeroU64>,
+        keep_going: impl Fn() -> bool,
+    ) -> Result<wal::removal::Swept, StoreError> {
+        let _one_at_a_time = self.snapshotting.lock();
+        let dir = self.wal.dir();
+        let before = *self.redundant_before.lock();
+        let mut not_set_aside = Vec::new();
+        if before > 0 {
+            let segments = self.wal.segments_before(before)?;
+            let snapshots = wal::snapshot_file::snapshots_before(dir, before)?;
             for path in segments.iter().chain(&snapshots) {
-                wal::removal::set_aside(path)?;
+                if let Err(error) = wal::removal::set_aside(path) {
+                    not_set_aside.push(error);
+                }
             }
         }
-        // Also what a stop or a crash left aside.
-        wal::removal::sweep(&dir, removal_pace, keep_going)?;
-        Ok(path)
+        let mut swept = wal::removal::sweep(dir, pace, keep_going)?;
+        swept.failed.extend(not_set_aside);
+        Ok(swept)
     }
 
     /// True if records were appended after what the newest snapshot covers.

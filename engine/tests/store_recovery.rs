@@ -72,6 +72,24 @@ fn set_up(store: &Store, payers: u32) -> Vec<AccountId> {
         .collect()
 }
 
+/// A new store in a temp dir (kept alive by the returned guard) with [`set_up`]'s 8 payers.
+fn store_with_payers() -> (tempfile::TempDir, Store, Vec<AccountId>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (store, _) = Store::open(config(dir.path())).expect("open");
+    let payers = set_up(&store, 8);
+    (dir, store, payers)
+}
+
+/// Cut the file at `path` to half its length (a damaged snapshot).
+fn cut_in_half(path: &Path) {
+    let length = std::fs::metadata(path).expect("file").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|file| file.set_len(length / 2))
+        .expect("truncate");
+}
+
 fn purchase(request_id: u64, payer: AccountId, amount: u64) -> Command {
     Command::Terminal {
         origin: Origin {
@@ -245,9 +263,7 @@ fn an_empty_dir_opens_empty_books() {
 
 #[test]
 fn a_clean_shutdown_reopens_the_same_books() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (store, _) = Store::open(config(dir.path())).expect("open");
-    let payers = set_up(&store, 8);
+    let (dir, store, payers) = store_with_payers();
     pay(&store, &payers, 1, 200);
     let digest = store.books().digest();
     store.close().expect("close");
@@ -257,9 +273,7 @@ fn a_clean_shutdown_reopens_the_same_books() {
 
 #[test]
 fn snapshot_then_log_reopens_the_same_books_and_replays_only_the_tail() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (store, _) = Store::open(config(dir.path())).expect("open");
-    let payers = set_up(&store, 8);
+    let (dir, store, payers) = store_with_payers();
     pay(&store, &payers, 1, 300);
     store.snapshot().expect("snapshot");
     pay(&store, &payers, 300, 350);
@@ -305,9 +319,7 @@ fn idempotency_survives_a_snapshot_and_a_restart() {
 
 #[test]
 fn a_truncated_newest_snapshot_falls_back_to_the_previous_one() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (store, _) = Store::open(config(dir.path())).expect("open");
-    let payers = set_up(&store, 8);
+    let (dir, store, payers) = store_with_payers();
     pay(&store, &payers, 1, 200);
     store.snapshot().expect("first snapshot");
     pay(&store, &payers, 200, 400);
@@ -316,12 +328,7 @@ fn a_truncated_newest_snapshot_falls_back_to_the_previous_one() {
     let digest = store.books().digest();
     store.close().expect("close");
     drop(store);
-    let length = std::fs::metadata(&newest).expect("snapshot file").len();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&newest)
-        .and_then(|file| file.set_len(length / 2))
-        .expect("truncate");
+    cut_in_half(&newest);
     let (store, recovered) = Store::open(config(dir.path())).expect("reopen from the older snapshot");
     assert_eq!(
         recovered.skipped_snapshots.len(),
@@ -524,9 +531,7 @@ fn a_second_store_on_the_same_dir_is_refused_and_told_who_holds_it() {
 
 #[test]
 fn snapshots_remove_log_segments_older_than_the_previous_snapshot() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (store, _) = Store::open(config(dir.path())).expect("open");
-    let payers = set_up(&store, 8);
+    let (dir, store, payers) = store_with_payers();
     let segments = || {
         std::fs::read_dir(dir.path())
             .expect("dir")
@@ -551,9 +556,7 @@ fn snapshots_remove_log_segments_older_than_the_previous_snapshot() {
 /// unfrozen between payments, and mobile numbers taken and retried across shards.
 #[test]
 fn parallel_replay_equals_the_live_books_and_a_sequential_replay() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (store, _) = Store::open(config(dir.path())).expect("open");
-    let payers = set_up(&store, 8);
+    let (dir, store, payers) = store_with_payers();
     let mut request_id = 1_000;
     for round in 0..40u64 {
         let status = if round % 3 == 1 {
@@ -645,9 +648,7 @@ fn a_snapshot_whose_books_do_not_add_up_is_refused_though_its_checksums_pass() {
 fn shards_copied_one_after_another_carry_nothing_of_each_other() {
     // A snapshot copies every shard into one image whose buffers it reuses: a big shard
     // copied first must leave nothing behind in a smaller one's section.
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (store, _) = Store::open(config(dir.path())).expect("open");
-    let payers = set_up(&store, 8);
+    let (_dir, store, payers) = store_with_payers();
     // Shard 0 holds payers 0 and 4 (opened round robin): only they buy.
     let shard_zero = [payers[0], payers[4]];
     pay(&store, &shard_zero, 1, 400);
@@ -673,9 +674,7 @@ fn shards_copied_one_after_another_carry_nothing_of_each_other() {
 
 #[test]
 fn a_snapshot_given_up_midway_leaves_nothing_and_the_next_one_is_whole() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (store, _) = Store::open(config(dir.path())).expect("open");
-    let payers = set_up(&store, 8);
+    let (dir, store, payers) = store_with_payers();
     pay(&store, &payers, 1, 50);
     // Asked before each part: the registry and two shards go out, then it stops.
     let asked = std::cell::Cell::new(0);
@@ -705,9 +704,7 @@ fn a_snapshot_given_up_midway_leaves_nothing_and_the_next_one_is_whole() {
 fn a_snapshot_taken_part_by_part_while_payments_and_registrations_go_on_recovers_them_all() {
     // A paced snapshot takes its parts seconds apart; here the pause between parts is made
     // long on purpose, while purchases, account openings (registry) and merchant changes go on.
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (store, _) = Store::open(config(dir.path())).expect("open");
-    let payers = set_up(&store, 8);
+    let (dir, store, payers) = store_with_payers();
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| {
         let busy = scope.spawn(|| {
@@ -757,9 +754,7 @@ fn a_snapshot_taken_part_by_part_while_payments_and_registrations_go_on_recovers
 
 #[test]
 fn paced_removal_takes_apart_what_the_previous_snapshot_made_redundant_and_what_was_left_aside() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (store, _) = Store::open(config(dir.path())).expect("open");
-    let payers = set_up(&store, 8);
+    let (dir, store, payers) = store_with_payers();
     // Left aside by a stop or a crash in the middle of a removal (no real file's name).
     let left = dir.path().join("wal-00000000009999999999.log.removing");
     std::fs::write(&left, vec![0u8; 10_000]).expect("write");
@@ -806,12 +801,7 @@ fn paced_removal_takes_apart_what_the_previous_snapshot_made_redundant_and_what_
     let live = store.books().digest();
     drop(store);
     // What the fallback needs stayed: with the newest snapshot damaged, it recovers everything.
-    let length = std::fs::metadata(&newest).expect("snapshot file").len();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&newest)
-        .and_then(|file| file.set_len(length / 2))
-        .expect("truncate");
+    cut_in_half(&newest);
     assert_eq!(reopen_digest(dir.path()), live);
 }
 

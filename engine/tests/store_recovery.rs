@@ -806,7 +806,7 @@ fn paced_removal_takes_apart_what_the_previous_snapshot_made_redundant_and_what_
 }
 
 #[test]
-fn a_removal_stopped_midway_leaves_the_rest_aside_and_the_next_one_finishes() {
+fn a_removal_stopped_midway_leaves_the_rest_aside_and_the_next_open_finishes() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = config(dir.path());
     config.wal.segment_bytes = 16 << 20;
@@ -837,10 +837,28 @@ fn a_removal_stopped_midway_leaves_the_rest_aside_and_the_next_one_finishes() {
     );
     let live = store.books().digest();
     drop(store);
-    let (store, _) = Store::open(config).expect("reopen with a file half taken apart");
+    let (store, recovered) = Store::open(config).expect("reopen with a file half taken apart");
     assert_eq!(store.books().digest(), live);
-    assert_eq!(store.remove_redundant(None, || true).expect("remove").removed, 1);
-    assert!(!big.exists());
+    assert!(recovered.removal_failed.is_empty(), "{recovered:?}");
+    assert!(!big.exists(), "the open finished taking it apart");
+}
+
+#[test]
+fn an_open_reports_a_file_set_aside_that_will_not_go_and_opens_all_the_same() {
+    let (dir, store, payers) = store_with_payers();
+    pay(&store, &payers, 1, 50);
+    let live = store.books().digest();
+    drop(store);
+    // A dir cannot be cut or unlinked as a file.
+    std::fs::create_dir(dir.path().join("stuck.removing")).expect("mkdir");
+    let (store, recovered) = Store::open(config(dir.path())).expect("opens");
+    assert_eq!(recovered.removal_failed.len(), 1, "{recovered:?}");
+    assert!(
+        recovered.removal_failed[0].to_string().contains("stuck.removing"),
+        "names the file: {}",
+        recovered.removal_failed[0]
+    );
+    assert_eq!(store.books().digest(), live);
 }
 
 #[test]

@@ -99,6 +99,9 @@ fn main() -> anyhow::Result<()> {
                 let started = Instant::now();
                 while snapshots && !stop.load(Ordering::Relaxed) {
                     store.snapshot_paced(pace, || true).expect("snapshot");
+                    let removal_pace =
+                        pace.map(|pace| pace.saturating_mul(engine::server::REMOVAL_PACE_FACTOR));
+                    store.remove_redundant(removal_pace, || true).expect("remove");
                     written += 1;
                 }
                 (written, started.elapsed().as_secs_f64())

@@ -255,6 +255,9 @@ fn report_recovery(flags: &Flags, recovered: &engine::store::Recovered) {
     for skipped in &recovered.skipped_snapshots {
         log(Level::Warn, "snapshot_skipped", &[("error", skipped)]);
     }
+    for failed in &recovered.removal_failed {
+        log(Level::Warn, "snapshot_cleanup_failed", &[("error", failed)]);
+    }
     if let Some(torn) = &recovered.log.torn_tail {
         log(
             Level::Warn,

@@ -160,6 +160,9 @@ pub struct Recovered {
     /// Set when this open recorded other rules or settings in the `BOOKS` file than it found
     /// there (not for a new dir).
     pub rerecorded: Option<Rerecorded>,
+    /// Files the open could not remove after the snapshot it wrote past a gap (tried again
+    /// after the next snapshot; the open goes on).
+    pub removal_failed: Vec<WalError>,
 }
 
 /// What an open found recorded, when it recorded this build's rules and settings instead.
@@ -340,14 +343,22 @@ impl Store {
             // The log now goes on past a gap only this snapshot's coverage explains: cover
             // it with a new one, whose registry position is past the gap, before anything
             // else, or the next open would find the gap and refuse.
-            store.snapshot()?;
+            store.snapshot_paced(None, || true)?;
         }
+        // What an earlier run left aside, and what that snapshot made redundant: a file that
+        // will not go is reported, not a reason to refuse the books.
+        let removal_failed = match store.remove_redundant(None, || true) {
+            Ok(swept) => swept.failed,
+            Err(StoreError::Wal(error)) => vec![error],
+            Err(error) => return Err(error),
+        };
         let recovered = Recovered {
             snapshot,
             skipped_snapshots: scan.skipped,
             log,
             records_applied,
             rerecorded,
+            removal_failed,
         };
         Ok((store, recovered))
     }
@@ -372,7 +383,8 @@ impl Store {
         self.books.advance_time(now_us, &self.wal)
     }
 
-    /// Write a snapshot, then remove what the previous one made redundant. Returns its path.
+    /// Write a snapshot, then remove what the previous one made redundant. Returns its path;
+    /// an error may come after the snapshot is in place, from the removal.
     pub fn snapshot(&self) -> Result<PathBuf, StoreError> {
         let path = self.snapshot_paced(None, || true)?;
         let swept = self.remove_redundant(None, || true)?;
@@ -382,8 +394,9 @@ impl Store {
         }
     }
 
-    /// [`Store::snapshot`], its file written at `pace` bytes a second at most if given
-    /// ([`wal::SnapshotWriter`]): what a server does while it serves. The parts are taken
+    /// Write a snapshot, its file at `pace` bytes a second at most if given
+    /// ([`wal::SnapshotWriter`]), removing nothing: [`Store::remove_redundant`] does, after
+    /// (what a server does while it serves, and at its stop). The parts are taken
     /// as the file is written, one shard in memory at a time. Between parts it asks
     /// `keep_going`, and gives up ([`StoreError::SnapshotAbandoned`]) on false: a stopping
     /// server must not wait out a paced gigabyte.

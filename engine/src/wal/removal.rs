@@ -62,9 +62,10 @@ pub fn sweep(dir: &Path, pace: Option<NonZeroU64>, keep_going: impl Fn() -> bool
                 swept.left = paths.len() - index;
                 break;
             }
-            Err(error) => match fs::remove_file(path) {
+            // Cut or not, it goes; if it cannot be unlinked either, that is the error to fix.
+            Err(_) => match fs::remove_file(path) {
                 Ok(()) => swept.removed += 1,
-                Err(_) => swept.failed.push(error),
+                Err(error) => swept.failed.push(WalError::io("remove", path, error)),
             },
         }
     }

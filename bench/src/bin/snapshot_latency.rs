@@ -101,7 +101,8 @@ fn main() -> anyhow::Result<()> {
                     store.snapshot_paced(pace, || true).expect("snapshot");
                     let removal_pace =
                         pace.map(|pace| pace.saturating_mul(engine::server::REMOVAL_PACE_FACTOR));
-                    store.remove_redundant(removal_pace, || true).expect("remove");
+                    let swept = store.remove_redundant(removal_pace, || true);
+                    assert!(swept.failed.is_empty(), "{:?}", swept.failed);
                     written += 1;
                 }
                 (written, started.elapsed().as_secs_f64())

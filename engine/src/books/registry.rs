@@ -108,6 +108,15 @@ pub struct MerchantView {
     pub fees: Fees,
 }
 
+/// Append `item` to `list` unless it holds `cap` already; its id (from 1) or `CapacityExceeded`.
+/// The caller holds every shard lock, so the count does not move meanwhile.
+fn push_capped<T>(list: &boxcar::Vec<T>, cap: u32, item: T) -> Result<u32, Reason> {
+    if list.count() >= cap as usize {
+        return Err(Reason::CapacityExceeded);
+    }
+    Ok(list.push(item) as u32 + 1)
+}
+
 impl Registry {
     /// An empty registry taking at most `caps` (the limits' constants but in tests).
     fn with_caps(caps: Caps) -> Registry {
@@ -132,16 +141,13 @@ impl Registry {
     /// Add a merchant; the caller holds every shard lock. Returns its id (from 1), or
     /// `CapacityExceeded` with [`MERCHANTS_MAX`] registered.
     pub fn add_merchant(&self, status: Status, fees: Fees, origin: Reference) -> Result<MerchantId, Reason> {
-        if self.merchant_count() >= self.caps.merchants {
-            return Err(Reason::CapacityExceeded);
-        }
-        let index = self.merchants.push(Merchant {
+        let merchant = Merchant {
             origin,
             status: AtomicU8::new(status as u8),
             fee_bps: AtomicU16::new(fees.bps),
             fee_bps_with_details: AtomicU16::new(fees.bps_with_details),
-        });
-        Ok(MerchantId(index as u32 + 1))
+        };
+        push_capped(&self.merchants, self.caps.merchants, merchant).map(MerchantId)
     }
 
     /// Add a terminal; the caller holds every shard lock. Returns its id (from 1), or
@@ -152,15 +158,12 @@ impl Registry {
         status: Status,
         secret: [u8; 32],
     ) -> Result<TerminalId, Reason> {
-        if self.terminal_count() >= self.caps.terminals {
-            return Err(Reason::CapacityExceeded);
-        }
-        let index = self.terminals.push(Terminal {
+        let terminal = Terminal {
             merchant,
             status: AtomicU8::new(status as u8),
             secret,
-        });
-        Ok(TerminalId(index as u32 + 1))
+        };
+        push_capped(&self.terminals, self.caps.terminals, terminal).map(TerminalId)
     }
 
     /// Devices registered.
@@ -176,15 +179,12 @@ impl Registry {
         status: Status,
         secret: [u8; 32],
     ) -> Result<DeviceId, Reason> {
-        if self.device_count() >= self.caps.devices {
-            return Err(Reason::CapacityExceeded);
-        }
-        let index = self.devices.push(Device {
+        let device = Device {
             account,
             status: AtomicU8::new(status as u8),
             secret,
-        });
-        Ok(DeviceId(index as u32 + 1))
+        };
+        push_capped(&self.devices, self.caps.devices, device).map(DeviceId)
     }
 
     /// A device by id.

@@ -387,33 +387,25 @@ pub const REMOVAL_PACE_FACTOR: std::num::NonZeroU64 = std::num::NonZeroU64::MIN.
 /// snapshot). The snapshot itself is written either way.
 fn remove_redundant(store: &Store, pace: Option<std::num::NonZeroU64>, keep_going: impl Fn() -> bool) {
     let started = Instant::now();
-    match store.remove_redundant(pace, keep_going) {
-        Ok(swept) => {
-            if swept.removed > 0 || swept.left > 0 {
-                lifecycle::log(
-                    lifecycle::Level::Info,
-                    "snapshot_cleanup",
-                    &[
-                        ("files", &swept.removed),
-                        ("bytes", &swept.bytes),
-                        ("ms", &started.elapsed().as_millis()),
-                        ("left", &swept.left),
-                    ],
-                );
-            }
-            for error in swept.failed {
-                lifecycle::log(
-                    lifecycle::Level::Warn,
-                    "snapshot_cleanup_failed",
-                    &[("error", &error)],
-                );
-            }
-        }
-        Err(error) => lifecycle::log(
+    let swept = store.remove_redundant(pace, keep_going);
+    if swept.removed > 0 || swept.left > 0 {
+        lifecycle::log(
+            lifecycle::Level::Info,
+            "snapshot_cleanup",
+            &[
+                ("files", &swept.removed),
+                ("bytes", &swept.bytes),
+                ("ms", &started.elapsed().as_millis()),
+                ("left", &swept.left),
+            ],
+        );
+    }
+    for error in swept.failed {
+        lifecycle::log(
             lifecycle::Level::Warn,
             "snapshot_cleanup_failed",
             &[("error", &error)],
-        ),
+        );
     }
 }
 
@@ -423,18 +415,12 @@ fn log_snapshot_written(path: &std::path::Path, started: Instant, at: Option<&st
     let bytes = std::fs::metadata(path).map_or(0, |metadata| metadata.len());
     let ms = started.elapsed().as_millis();
     let path = path.display();
-    match at {
-        Some(at) => lifecycle::log(
-            lifecycle::Level::Info,
-            "snapshot_written",
-            &[("path", &path), ("bytes", &bytes), ("ms", &ms), ("at", &at)],
-        ),
-        None => lifecycle::log(
-            lifecycle::Level::Info,
-            "snapshot_written",
-            &[("path", &path), ("bytes", &bytes), ("ms", &ms)],
-        ),
+    let mut fields: Vec<(&str, &dyn std::fmt::Display)> =
+        vec![("path", &path), ("bytes", &bytes), ("ms", &ms)];
+    if let Some(at) = &at {
+        fields.push(("at", at));
     }
+    lifecycle::log(lifecycle::Level::Info, "snapshot_written", &fields);
 }
 
 /// How often the ticker repeats `clock_step_ignored` while a step lasts.

@@ -347,11 +347,7 @@ impl Store {
         }
         // What an earlier run left aside, and what that snapshot made redundant: a file that
         // will not go is reported, not a reason to refuse the books.
-        let removal_failed = match store.remove_redundant(None, || true) {
-            Ok(swept) => swept.failed,
-            Err(StoreError::Wal(error)) => vec![error],
-            Err(error) => return Err(error),
-        };
+        let removal_failed = store.remove_redundant(None, || true).failed;
         let recovered = Recovered {
             snapshot,
             skipped_snapshots: scan.skipped,
@@ -387,8 +383,7 @@ impl Store {
     /// an error may come after the snapshot is in place, from the removal.
     pub fn snapshot(&self) -> Result<PathBuf, StoreError> {
         let path = self.snapshot_paced(None, || true)?;
-        let swept = self.remove_redundant(None, || true)?;
-        match swept.failed.into_iter().next() {
+        match self.remove_redundant(None, || true).failed.into_iter().next() {
             Some(error) => Err(error.into()),
             None => Ok(path),
         }
@@ -454,29 +449,40 @@ impl Store {
     /// aside. Paced, each is set aside and taken apart a step at a time at `pace` bytes a
     /// second ([`wal::removal`]): gigabytes of segments unlinked at once held the log's
     /// fdatasyncs behind the disk's discards. Asks `keep_going` before each step; what is
-    /// left waits for the next call. A file that cannot be removed is reported in the result
-    /// and skipped.
+    /// left waits for the next call. Whatever goes wrong (a file that will not go, a dir
+    /// that cannot be listed) is reported in the result, never a failure of the caller's
+    /// snapshot or open: the next removal tries again.
     pub fn remove_redundant(
         &self,
         pace: Option<std::num::NonZeroU64>,
         keep_going: impl Fn() -> bool,
-    ) -> Result<wal::removal::Swept, StoreError> {
+    ) -> wal::removal::Swept {
         let _one_at_a_time = self.snapshotting.lock();
         let dir = self.wal.dir();
         let before = *self.redundant_before.lock();
-        let mut not_set_aside = Vec::new();
+        let mut failed = Vec::new();
+        let redundant = || -> Result<Vec<PathBuf>, WalError> {
+            let mut paths = self.wal.segments_before(before)?;
+            paths.extend(wal::snapshot_file::snapshots_before(dir, before)?);
+            Ok(paths)
+        };
         if before > 0 {
-            let segments = self.wal.segments_before(before)?;
-            let snapshots = wal::snapshot_file::snapshots_before(dir, before)?;
-            for path in segments.iter().chain(&snapshots) {
-                if let Err(error) = wal::removal::set_aside(path) {
-                    not_set_aside.push(error);
-                }
+            match redundant() {
+                Ok(paths) => failed.extend(
+                    paths
+                        .iter()
+                        .filter_map(|path| wal::removal::set_aside(path).err()),
+                ),
+                Err(error) => failed.push(error),
             }
         }
-        let mut swept = wal::removal::sweep(dir, pace, keep_going)?;
-        swept.failed.extend(not_set_aside);
-        Ok(swept)
+        let mut swept =
+            wal::removal::sweep(dir, pace, keep_going).unwrap_or_else(|error| wal::removal::Swept {
+                failed: vec![error],
+                ..Default::default()
+            });
+        swept.failed.extend(failed);
+        swept
     }
 
     /// True if records were appended after what the newest snapshot covers.

@@ -150,6 +150,13 @@ impl Shop {
         operator(&self.books, command)
     }
 
+    fn set_limits(&self, limits: Limits) -> Outcome {
+        self.set(Command::SetLimits {
+            account: self.payer,
+            limits,
+        })
+    }
+
     fn balance(&self) -> (u64, u64) {
         let info = self.books.account_info(self.payer).expect("payer exists");
         (info.balance, info.held)
@@ -457,10 +464,7 @@ fn increment_raises_an_active_hold_within_funds() {
 #[test]
 fn payment_limit_at_exactly_the_max_is_approved_and_one_above_declined() {
     let mut shop = Shop::new();
-    shop.set(Command::SetLimits {
-        account: shop.payer,
-        limits: limits(500, u64::MAX, u32::MAX, u64::MAX),
-    });
+    shop.set_limits(limits(500, u64::MAX, u32::MAX, u64::MAX));
     assert_eq!(shop.purchase(500).reason, Reason::Approved);
     assert_eq!(shop.purchase(501).reason, Reason::PaymentLimitExceeded);
 }
@@ -468,10 +472,7 @@ fn payment_limit_at_exactly_the_max_is_approved_and_one_above_declined() {
 #[test]
 fn daily_amount_limit_counts_the_utc_day_and_resets_the_next() {
     let mut shop = Shop::new();
-    shop.set(Command::SetLimits {
-        account: shop.payer,
-        limits: limits(u64::MAX, 1_000, u32::MAX, u64::MAX),
-    });
+    shop.set_limits(limits(u64::MAX, 1_000, u32::MAX, u64::MAX));
     assert_eq!(shop.purchase(600).reason, Reason::Approved);
     assert_eq!(
         shop.authorize(400).reason,
@@ -486,10 +487,7 @@ fn daily_amount_limit_counts_the_utc_day_and_resets_the_next() {
 #[test]
 fn daily_count_limit_allows_exactly_the_max() {
     let mut shop = Shop::new();
-    shop.set(Command::SetLimits {
-        account: shop.payer,
-        limits: limits(u64::MAX, u64::MAX, 2, u64::MAX),
-    });
+    shop.set_limits(limits(u64::MAX, u64::MAX, 2, u64::MAX));
     assert_eq!(shop.purchase(1).reason, Reason::Approved);
     assert_eq!(shop.authorize(1).reason, Reason::Approved);
     assert_eq!(shop.purchase(1).reason, Reason::DailyCountExceeded);
@@ -502,10 +500,7 @@ fn pin_is_required_above_the_threshold_only() {
         account: shop.payer,
         pin: PIN_1234,
     });
-    shop.set(Command::SetLimits {
-        account: shop.payer,
-        limits: limits(u64::MAX, u64::MAX, u32::MAX, 1_000),
-    });
+    shop.set_limits(limits(u64::MAX, u64::MAX, u32::MAX, 1_000));
     assert_eq!(
         shop.purchase(1_000).reason,
         Reason::Approved,
@@ -531,10 +526,7 @@ fn three_wrong_pins_lock_and_a_new_pin_unlocks() {
         account: shop.payer,
         pin: PIN_1234,
     });
-    shop.set(Command::SetLimits {
-        account: shop.payer,
-        limits: limits(u64::MAX, u64::MAX, u32::MAX, 0),
-    });
+    shop.set_limits(limits(u64::MAX, u64::MAX, u32::MAX, 0));
     let pay = |pin| TerminalOp::Purchase {
         payer: shop.payer,
         amount: 10,
@@ -575,10 +567,7 @@ fn three_wrong_pins_lock_and_a_new_pin_unlocks() {
 #[test]
 fn a_pin_proof_for_an_account_without_pin_is_incorrect_and_not_counted() {
     let mut shop = Shop::new();
-    shop.set(Command::SetLimits {
-        account: shop.payer,
-        limits: limits(u64::MAX, u64::MAX, u32::MAX, 0),
-    });
+    shop.set_limits(limits(u64::MAX, u64::MAX, u32::MAX, 0));
     let pay = TerminalOp::Purchase {
         payer: shop.payer,
         amount: 10,
@@ -914,10 +903,7 @@ fn a_reversal_after_a_purchase_undoes_it_exactly() {
 #[test]
 fn a_reversal_after_an_authorization_voids_the_hold_and_gives_back_the_day() {
     let shop = Shop::new();
-    shop.set(Command::SetLimits {
-        account: shop.payer,
-        limits: limits(u64::MAX, 1_000, 1, u64::MAX),
-    });
+    shop.set_limits(limits(u64::MAX, 1_000, 1, u64::MAX));
     let hold = shop.send_as(9, authorize(shop.payer, 1_000));
     assert_eq!(hold.reason, Reason::Approved);
     shop.send_as(
@@ -1265,10 +1251,7 @@ fn payments_admit_the_payer_before_the_payee() {
 #[test]
 fn a_reversal_of_a_partly_captured_authorization_is_declined_and_keeps_the_day() {
     let mut shop = Shop::new();
-    shop.set(Command::SetLimits {
-        account: shop.payer,
-        limits: limits(u64::MAX, 1_000, u32::MAX, u64::MAX),
-    });
+    shop.set_limits(limits(u64::MAX, 1_000, u32::MAX, u64::MAX));
     let hold = shop.send_as(9, authorize(shop.payer, 1_000)).id;
     assert_eq!(shop.capture(hold, 999, false).reason, Reason::Approved);
     let reversal = TerminalOp::Reversal {
@@ -1392,10 +1375,7 @@ fn merchants_are_registered_up_to_the_cap_then_declined() {
 #[test]
 fn a_clock_stepped_back_across_midnight_gives_no_fresh_daily_limit() {
     let mut shop = Shop::new();
-    shop.set(Command::SetLimits {
-        account: shop.payer,
-        limits: limits(u64::MAX, 1_000, u32::MAX, u64::MAX),
-    });
+    shop.set_limits(limits(u64::MAX, 1_000, u32::MAX, u64::MAX));
     let midnight = (NOON_US / DAY_US + 1) * DAY_US;
     shop.now_us = midnight + 5_000_000;
     assert_eq!(shop.purchase(1_000).reason, Reason::Approved);
@@ -1433,10 +1413,7 @@ fn a_retry_of_a_reversed_purchase_is_told_it_was_reversed() {
 fn released_holds_give_back_the_days_usage() {
     // A merchant must not use up a payer's daily limits with authorizations it voids.
     let mut shop = Shop::new();
-    shop.set(Command::SetLimits {
-        account: shop.payer,
-        limits: limits(u64::MAX, 1_000, 2, u64::MAX),
-    });
+    shop.set_limits(limits(u64::MAX, 1_000, 2, u64::MAX));
     for _ in 0..3 {
         let hold = shop.authorize(1_000);
         assert_eq!(hold.reason, Reason::Approved);
@@ -1503,10 +1480,7 @@ fn a_capture_pays_its_own_rate_whatever_the_rate_of_the_captures_before() {
 #[test]
 fn an_increment_past_the_pin_threshold_needs_a_pin() {
     let mut shop = Shop::new();
-    shop.set(Command::SetLimits {
-        account: shop.payer,
-        limits: limits(u64::MAX, u64::MAX, u32::MAX, 2_500),
-    });
+    shop.set_limits(limits(u64::MAX, u64::MAX, u32::MAX, 2_500));
     // At the threshold: no PIN needed; one more by increment would need one.
     let hold = shop.authorize(2_500);
     assert_eq!(hold.reason, Reason::Approved);

@@ -455,7 +455,7 @@ impl Model {
             .collect();
         let expired = due.len() as u64;
         for sequence in due {
-            let id = HoldId((sequence << self.shard_bits) | shard as u64);
+            let id = self.hold_id(shard, sequence);
             self.release(id, HoldState::Expired, now_us);
         }
         let holds = &mut self.shards[shard].holds;

@@ -104,6 +104,18 @@ impl Cafe {
         self.run(Command::Terminal { origin, op }, now_us)
     }
 
+    /// A purchase of `amount` by the payer, at noon: its hold.
+    fn sale(&self, amount: u64) -> HoldId {
+        let op = TerminalOp::Purchase {
+            payer: self.payer,
+            amount,
+            currency: EUR,
+            pin: None,
+            extras: Extras::default(),
+        };
+        HoldId(self.terminal(op, NOON_US).id)
+    }
+
     fn offer(&self, amount: u64) -> HoldId {
         let op = TerminalOp::Offer {
             payer: self.payer,
@@ -682,14 +694,7 @@ fn a_gateway_answers_for_any_payer_and_another_payer_cannot() {
 #[test]
 fn failed_provisioning_refunds_the_payer_at_once_and_records_why() {
     let cafe = Cafe::new();
-    let pay = TerminalOp::Purchase {
-        payer: cafe.payer,
-        amount: 1_000,
-        currency: EUR,
-        pin: None,
-        extras: Extras::default(),
-    };
-    let sale = HoldId(cafe.terminal(pay, NOON_US).id);
+    let sale = cafe.sale(1_000);
     let report = cafe.terminal(
         TerminalOp::ReportFailedProvisioning {
             hold: sale,
@@ -721,14 +726,7 @@ fn failed_provisioning_refunds_the_payer_at_once_and_records_why() {
 #[test]
 fn an_operator_dispute_credits_provisionally_and_resolves_either_way() {
     let cafe = Cafe::new();
-    let pay = TerminalOp::Purchase {
-        payer: cafe.payer,
-        amount: 1_000,
-        currency: EUR,
-        pin: None,
-        extras: Extras::default(),
-    };
-    let sale = HoldId(cafe.terminal(pay, NOON_US).id);
+    let sale = cafe.sale(1_000);
     let merchant_before = cafe.books.ledger_balance(AccountId::settlement(cafe.merchant));
     let open = cafe.run(
         Command::DisputeOpen {
@@ -952,14 +950,7 @@ fn a_shard_records_disputes_up_to_its_cap_then_declines_changing_nothing() {
         },
         NOON_US,
     );
-    let pay = TerminalOp::Purchase {
-        payer: cafe.payer,
-        amount: cap + 1,
-        currency: EUR,
-        pin: None,
-        extras: Extras::default(),
-    };
-    let sale = HoldId(cafe.terminal(pay, NOON_US).id);
+    let sale = cafe.sale(cap + 1);
     let report = TerminalOp::ReportFailedProvisioning {
         hold: sale,
         amount: 1,

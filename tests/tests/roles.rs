@@ -20,6 +20,7 @@ const FUNDING: u64 = 1;
 const HOLD_UNKNOWN: (u8, u8) = (25, 15);
 /// ISO 8583 code and authd reason of "the caller's role may not do this".
 const NOT_PERMITTED: (u8, u8) = (57, 24);
+const LOGONS_LIMITED: (u8, u8) = (75, 27);
 
 fn load(account: u64, amount_minor: u64) -> Request {
     Request::LoadFunds(LoadFunds {
@@ -222,11 +223,8 @@ fn after_too_many_failed_logons_even_the_right_secret_is_refused() {
     // Past the limit the answer says so (75/27 `LogonsLimited`), not "wrong secret": a client
     // must wait, not look for another key.
     match Client::connect(authd.addr, Role::Terminal, shop.terminal, shop.secret) {
-        Err(error @ ClientError::LogonRefused { .. }) => {
-            assert!(
-                matches!(error, ClientError::LogonRefused { code: 75, reason: 27 }),
-                "{error:?}"
-            );
+        Err(error @ ClientError::LogonRefused { code, reason }) => {
+            assert_eq!((code, reason), LOGONS_LIMITED, "{error:?}");
             assert!(
                 error.to_string().contains("--logon-failure-window-s"),
                 "the error says what to wait for: {error}"

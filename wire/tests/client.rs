@@ -32,6 +32,15 @@ struct Script {
 /// (connection number, request id) of every request the server received.
 type Log = Arc<Mutex<Vec<(usize, u64)>>>;
 
+/// A fake server answering in batches of `batch`, and a client logged on to it.
+fn logged_on(batch: usize) -> (Client, Log) {
+    let (address, log) = start_server(Script {
+        batch,
+        drop_first_after: None,
+    });
+    (connect(address, SECRET).expect("log-on"), log)
+}
+
 fn start_server(script: Script) -> (SocketAddr, Log) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let address = listener.local_addr().expect("address");
@@ -192,11 +201,7 @@ fn connect(address: SocketAddr, secret: Secret) -> Result<Client, ClientError> {
 
 #[test]
 fn logon_with_the_right_secret_then_echo_round_trips() {
-    let (address, _) = start_server(Script {
-        batch: 1,
-        drop_first_after: None,
-    });
-    let mut client = connect(address, SECRET).expect("log-on");
+    let (mut client, _) = logged_on(1);
     assert_eq!(client.server_limits().requests_in_flight_max, 128);
     let reply = client.call(&Request::Echo(Echo { value: 77 })).expect("reply");
     assert_eq!(
@@ -224,11 +229,7 @@ fn logon_with_a_wrong_secret_is_refused() {
 
 #[test]
 fn pipelined_replies_in_any_order_are_matched_by_request_id() {
-    let (address, _) = start_server(Script {
-        batch: 50,
-        drop_first_after: None,
-    });
-    let mut client = connect(address, SECRET).expect("log-on");
+    let (mut client, _) = logged_on(50);
     let sent: Vec<(u64, u64)> = (1..=100)
         .map(|amount| (client.send(&purchase(amount)).expect("send"), amount))
         .collect();
@@ -252,11 +253,7 @@ fn pipelined_replies_in_any_order_are_matched_by_request_id() {
 
 #[test]
 fn call_sets_aside_pushes_for_recv() {
-    let (address, _) = start_server(Script {
-        batch: 1,
-        drop_first_after: None,
-    });
-    let mut client = connect(address, SECRET).expect("log-on");
+    let (mut client, _) = logged_on(1);
     let reply = client.call(&Request::Echo(Echo { value: 999 })).expect("reply");
     assert!(matches!(reply, Reply::Echo(EchoReply { value: 999, .. })));
     assert_eq!(
@@ -300,11 +297,7 @@ fn reconnect_resends_unanswered_requests_with_their_original_ids() {
 
 #[test]
 fn unanswered_requests_stop_at_the_in_flight_limit_but_a_retry_is_sent() {
-    let (address, log) = start_server(Script {
-        batch: usize::MAX,
-        drop_first_after: None,
-    });
-    let mut client = connect(address, SECRET).expect("log-on");
+    let (mut client, log) = logged_on(usize::MAX);
     let limit = wire::client::IN_FLIGHT_MAX;
     for _ in 0..limit {
         client.send(&purchase(1)).expect("below the limit");
@@ -331,11 +324,7 @@ fn unanswered_requests_stop_at_the_in_flight_limit_but_a_retry_is_sent() {
 
 #[test]
 fn frames_set_aside_while_waiting_stop_at_their_limit() {
-    let (address, _) = start_server(Script {
-        batch: 1,
-        drop_first_after: None,
-    });
-    let mut client = connect(address, SECRET).expect("log-on");
+    let (mut client, _) = logged_on(1);
     let limit = wire::client::SET_ASIDE_MAX;
     let echo = |pushes: usize| {
         Request::Echo(Echo {

@@ -185,12 +185,17 @@ impl Authd {
         self.child.id()
     }
 
+    /// Send authd the signal `name` (`"TERM"`, `"STOP"`, `"CONT"`), by `kill`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status();
+        assert!(status.is_ok_and(|status| status.success()), "send SIG{name}");
+    }
+
     /// SIGTERM, then wait for the exit.
     pub fn terminate(mut self) -> ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        assert!(status.is_ok_and(|status| status.success()), "send SIGTERM");
+        self.signal("TERM");
         self.child.wait().expect("wait for authd")
     }
 

@@ -848,17 +848,10 @@ fn no_reply_in_time_says_the_request_may_have_been_applied() {
 #[test]
 fn a_stopped_authd_gets_a_timeout_not_a_hang() {
     let authd = Authd::start(&[]);
-    let signal = |name: &str| {
-        let status = Command::new("kill")
-            .args([name, &authd.pid().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
-    };
-    signal("-STOP");
+    authd.signal("STOP");
     let started = std::time::Instant::now();
     let run = authctl(&authd, &["--timeout-s", "1", "stats"]);
-    signal("-CONT");
+    authd.signal("CONT");
     assert_eq!(run.status, Some(1), "{}", run.stderr);
     assert!(
         run.stderr.contains("no connection or log-on answer"),

@@ -146,6 +146,17 @@ impl Shop {
         })
     }
 
+    fn increment(&mut self, hold: u64, amount: u64) -> Outcome {
+        self.send(TerminalOp::Increment {
+            hold: HoldId(hold),
+            amount,
+        })
+    }
+
+    fn void(&mut self, hold: u64) -> Outcome {
+        self.send(TerminalOp::Void { hold: HoldId(hold) })
+    }
+
     fn set(&self, command: Command) -> Outcome {
         operator(&self.books, command)
     }
@@ -300,14 +311,11 @@ fn capture_above_hold_is_declined() {
 fn capture_after_void_is_declined() {
     let mut shop = Shop::new();
     let hold = shop.authorize(500).id;
-    let void = shop.send(TerminalOp::Void { hold: HoldId(hold) });
+    let void = shop.void(hold);
     assert_eq!((void.reason, void.amount), (Reason::Approved, 500));
     assert_eq!(shop.balance(), (10_000, 0));
     assert_eq!(shop.capture(hold, 100, false).reason, Reason::HoldNotActive);
-    assert_eq!(
-        shop.send(TerminalOp::Void { hold: HoldId(hold) }).reason,
-        Reason::HoldNotActive
-    );
+    assert_eq!(shop.void(hold).reason, Reason::HoldNotActive);
 }
 
 #[test]
@@ -449,15 +457,11 @@ fn a_hold_lifetime_above_the_maximum_is_declined() {
 fn increment_raises_an_active_hold_within_funds() {
     let mut shop = Shop::new();
     let hold = shop.authorize(4_000).id;
-    let increment = |amount| TerminalOp::Increment {
-        hold: HoldId(hold),
-        amount,
-    };
-    assert_eq!(shop.send(increment(5_000)).reason, Reason::Approved);
+    assert_eq!(shop.increment(hold, 5_000).reason, Reason::Approved);
     assert_eq!(shop.balance(), (10_000, 9_000));
-    assert_eq!(shop.send(increment(1_001)).reason, Reason::InsufficientFunds);
+    assert_eq!(shop.increment(hold, 1_001).reason, Reason::InsufficientFunds);
     assert_eq!(shop.capture(hold, 9_000, true).reason, Reason::Approved);
-    assert_eq!(shop.send(increment(1)).reason, Reason::HoldNotActive);
+    assert_eq!(shop.increment(hold, 1).reason, Reason::HoldNotActive);
     shop.assert_invariants();
 }
 
@@ -635,7 +639,7 @@ fn closing_an_account_with_an_active_hold_is_refused() {
         status: Status::Closed,
     };
     assert_eq!(shop.set(close).reason, Reason::InvalidRequest);
-    shop.send(TerminalOp::Void { hold: HoldId(hold) });
+    shop.void(hold);
     assert_eq!(shop.set(close).reason, Reason::Approved);
 }
 
@@ -1417,13 +1421,7 @@ fn released_holds_give_back_the_days_usage() {
     for _ in 0..3 {
         let hold = shop.authorize(1_000);
         assert_eq!(hold.reason, Reason::Approved);
-        assert_eq!(
-            shop.send(TerminalOp::Void {
-                hold: HoldId(hold.id)
-            })
-            .reason,
-            Reason::Approved
-        );
+        assert_eq!(shop.void(hold.id).reason, Reason::Approved);
     }
     // A final partial capture gives back what it left; the payment still counts once.
     let hold = shop.authorize(1_000);
@@ -1484,13 +1482,7 @@ fn an_increment_past_the_pin_threshold_needs_a_pin() {
     // At the threshold: no PIN needed; one more by increment would need one.
     let hold = shop.authorize(2_500);
     assert_eq!(hold.reason, Reason::Approved);
-    let increment = |shop: &mut Shop, amount| {
-        shop.send(TerminalOp::Increment {
-            hold: HoldId(hold.id),
-            amount,
-        })
-    };
-    assert_eq!(increment(&mut shop, 1).reason, Reason::PinRequired);
+    assert_eq!(shop.increment(hold.id, 1).reason, Reason::PinRequired);
     assert_eq!(shop.balance(), (10_000, 2_500), "nothing more held");
     // A hold authorized with its PIN (above the threshold) grows without one.
     shop.set(Command::SetPin {
@@ -1506,10 +1498,7 @@ fn an_increment_past_the_pin_threshold_needs_a_pin() {
     };
     let above = shop.send(with_pin);
     assert_eq!(above.reason, Reason::Approved);
-    let grown = shop.send(TerminalOp::Increment {
-        hold: HoldId(above.id),
-        amount: 100,
-    });
+    let grown = shop.increment(above.id, 100);
     assert_eq!(grown.reason, Reason::Approved);
     shop.assert_invariants();
 }

@@ -529,26 +529,75 @@ fn a_second_store_on_the_same_dir_is_refused_and_told_who_holds_it() {
     }
 }
 
+/// The lsn in a snapshot's file name.
+fn snapshot_lsn(path: &Path) -> u64 {
+    let name = path.file_name().and_then(|name| name.to_str()).expect("name");
+    let digits = name
+        .strip_prefix("snapshot-")
+        .and_then(|rest| rest.strip_suffix(".snap"));
+    digits
+        .and_then(|digits| digits.parse().ok())
+        .expect("a snapshot's name")
+}
+
 #[test]
-fn snapshots_remove_log_segments_older_than_the_previous_snapshot() {
-    let (dir, store, payers) = store_with_payers();
-    let segments = || {
-        std::fs::read_dir(dir.path())
-            .expect("dir")
-            .filter_map(Result::ok)
-            .filter(|entry| entry.file_name().to_string_lossy().starts_with("wal-"))
-            .count()
-    };
-    pay(&store, &payers, 1, 2_000);
-    let before = segments();
-    store.snapshot().expect("first");
-    pay(&store, &payers, 2_000, 2_100);
-    store.snapshot().expect("second");
-    assert!(segments() < before, "segments {} then {}", before, segments());
-    let digest = store.books().digest();
-    store.close().expect("close");
-    drop(store);
-    assert_eq!(reopen_digest(dir.path()), digest);
+fn snapshots_keep_old_segments_for_reuse_up_to_the_limit_and_remove_the_rest() {
+    let segment_bytes = config(Path::new(".")).wal.segment_bytes;
+    for kept_max in [0u64, 1, 1_000] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = config(dir.path());
+        config.wal.reuse_bytes_max = kept_max * segment_bytes;
+        let (store, _) = Store::open(config.clone()).expect("open");
+        let payers = set_up(&store, 8);
+        let free = || engine::wal::reuse::free_segments(dir.path()).expect("list");
+        let listed = || {
+            engine::wal::segment::list_segments(dir.path())
+                .expect("list")
+                .len()
+        };
+        pay(&store, &payers, 1, 2_000);
+        let before = listed();
+        let first = snapshot_lsn(&store.snapshot().expect("first"));
+        pay(&store, &payers, 2_000, 2_100);
+        let redundant = store.wal().segments_before(first).expect("list").len() as u64;
+        assert!(redundant >= 2, "{redundant}");
+        store.snapshot().expect("second");
+        assert!(listed() < before, "segments {before} then {}", listed());
+        let kept = free();
+        assert_eq!(
+            kept.len() as u64,
+            redundant.min(kept_max),
+            "kept at most {kept_max}"
+        );
+        let names: Vec<String> = dir_listing(dir.path())
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        assert!(!names.iter().any(|name| name.ends_with(".removing")), "{names:?}");
+        // The log takes them as it rolls: a zero-filled segment was ready for the first roll.
+        pay(&store, &payers, 2_100, 4_000);
+        let reused = store.wal().stats().segments_reused;
+        assert_eq!(reused > 0, kept_max > 0, "{reused} reused");
+        let untaken: Vec<_> = free();
+        // And one more may be taken already, prepared for the next roll.
+        let taken = kept.len() as u64 - untaken.len() as u64;
+        assert!(
+            taken == reused || taken == reused + 1,
+            "{taken} taken, {reused} reused"
+        );
+        // What was kept and not taken goes at the next snapshot; what it frees is kept.
+        let newest = store.snapshot().expect("third");
+        assert!(untaken.iter().all(|path| !path.exists()), "{untaken:?}");
+        assert!(free().len() as u64 <= kept_max);
+        pay(&store, &payers, 4_000, 4_100);
+        let live = store.books().digest();
+        drop(store);
+        // The log written over reused segments recovers exactly, from the newest snapshot
+        // or, with it damaged, from the fallback and every segment after it.
+        assert_eq!(reopen_digest(dir.path()), live, "kept at most {kept_max}");
+        cut_in_half(&newest);
+        assert_eq!(reopen_digest(dir.path()), live, "kept at most {kept_max}");
+    }
 }
 
 /// Parallel replay (engine/src/store/replay.rs) must build exactly the books a sequential

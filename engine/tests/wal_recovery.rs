@@ -5,6 +5,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use engine::wal::record::{self, RecordFault};
+use engine::wal::reuse;
 use engine::wal::segment::{self, SEGMENT_HEADER_BYTES};
 use engine::wal::{read_log, DirLock, Lsn, ReadOptions, RecoveryReport, Wal, WalConfig, WalError};
 
@@ -440,6 +441,107 @@ fn removing_segments_before_a_snapshot_keeps_the_rest_readable() {
     wal.close().expect("close");
     let (_, lsns) = replay(dir.path(), 1_500, ReadOptions::default()).expect("read");
     assert_eq!(lsns, (1_501..=3_000).collect::<Vec<_>>());
+}
+
+/// Lsns written before segments are kept for reuse.
+const WRITTEN: Lsn = 6_000;
+/// The segments whose records all come at or before it are kept for reuse.
+const FREED_BEFORE: Lsn = 4_000;
+/// Lsns written after: the free segments take them (the first segment after comes from the
+/// zero-filling that began before, and the newest is reused).
+const LAST: Lsn = 9_000;
+
+/// Writes lsns 1..=WRITTEN, keeps for reuse the segments that lsn FREED_BEFORE makes
+/// redundant, and writes lsns up to LAST over them; drops the log without closing it (a crash
+/// of the process).
+fn log_over_reused_segments(dir: &Path) {
+    let lock = DirLock::acquire(dir).expect("lock");
+    let (wal, _) = Wal::open(config(dir), lock, 0, &ReadOptions::default(), |_, _, _| {
+        Ok::<(), WalError>(())
+    })
+    .expect("open");
+    let write = |lsns: std::ops::RangeInclusive<Lsn>| {
+        for lsn in lsns.clone() {
+            wal.append(timestamp_us(lsn), &payload(lsn)).expect("append");
+        }
+        wal.wait_durable(*lsns.end()).expect("durable");
+    };
+    write(1..=WRITTEN);
+    let redundant = wal.segments_before(FREED_BEFORE).expect("list");
+    assert!(redundant.len() >= 3, "{} segments", redundant.len());
+    for path in &redundant {
+        reuse::set_free(path).expect("keep for reuse");
+    }
+    let freed = redundant.len() as u64;
+    segment::sync_dir(dir).expect("sync");
+    write(WRITTEN + 1..=LAST);
+    let reused = wal.stats().segments_reused;
+    assert!(
+        reused >= 2 && reused < freed,
+        "{reused} of {freed} free segments reused"
+    );
+    drop(wal);
+}
+
+#[test]
+fn reused_segments_read_to_their_zeroes_whatever_old_records_follow() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    log_over_reused_segments(dir.path());
+    // The newest segment is a reused one: old records follow its own.
+    let (report, lsns) = replay(dir.path(), FREED_BEFORE, ReadOptions::default()).expect("read");
+    assert_eq!(lsns, (FREED_BEFORE + 1..=LAST).collect::<Vec<_>>());
+    let end = report.end.expect("an end");
+    let bytes = fs::read(&end.file).expect("read");
+    assert!(
+        bytes[end.offset as usize..].iter().any(|&byte| byte != 0),
+        "old records after the end"
+    );
+    assert_eq!(report.torn_tail, None);
+    // Reopening cuts nothing away and goes on after 12000.
+    let lock = DirLock::acquire(dir.path()).expect("lock");
+    let (wal, report) = Wal::open(
+        config(dir.path()),
+        lock,
+        FREED_BEFORE,
+        &ReadOptions::default(),
+        |_, _, _| Ok::<(), WalError>(()),
+    )
+    .expect("reopen");
+    assert_eq!((report.next_lsn, report.kept_aside.len()), (LAST + 1, 0));
+    wal.append(timestamp_us(LAST + 1), &payload(LAST + 1))
+        .expect("append");
+    wal.close().expect("close");
+    let (_, lsns) = replay(dir.path(), FREED_BEFORE, ReadOptions::default()).expect("read");
+    assert_eq!(lsns, (FREED_BEFORE + 1..=LAST + 1).collect::<Vec<_>>());
+}
+
+#[test]
+fn zeroes_where_a_record_the_log_still_expects_was_are_corruption_in_a_reused_segment() {
+    let original = tempfile::tempdir().expect("tempdir");
+    log_over_reused_segments(original.path());
+    let segments = segment::list_segments(original.path()).expect("list");
+    let count = segments.len();
+    // The newest segment (a record after the zeroes) and an older one (its successor starts
+    // later than the lsn after the zeroes).
+    for index in [count - 1, count - 2] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy_dir(original.path(), dir.path());
+        let first = segments[index].first_lsn;
+        let offset = record_offset(first, first + 3);
+        let path = dir.path().join(segments[index].path.file_name().expect("name"));
+        let file = fs::OpenOptions::new().write(true).open(&path).expect("open");
+        file.write_all_at(&[0; record::RECORD_HEADER_BYTES], offset)
+            .expect("zero a record header");
+        match replay(dir.path(), FREED_BEFORE, ReadOptions::default()) {
+            Err(WalError::Corrupt {
+                file,
+                offset: at,
+                fault: RecordFault::ZeroesBeforeData,
+                ..
+            }) => assert_eq!((file, at), (path, offset), "segment {index}"),
+            other => panic!("segment {index}: expected Corrupt, got {other:?}"),
+        }
+    }
 }
 
 /// A log of 60 records written once, copied by each proptest case.

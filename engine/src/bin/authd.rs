@@ -103,6 +103,12 @@ struct Flags {
     #[arg(long, default_value_t = engine::wal::SEGMENT_BYTES_DEFAULT,
           value_parser = clap::value_parser!(u64).range(engine::wal::SEGMENT_BYTES_MIN..=engine::wal::SEGMENT_BYTES_MAX))]
     segment_bytes: u64,
+    /// Mebibytes of old log segments kept to be written over instead of removed after a
+    /// snapshot, so that the log does not zero-fill a new file per segment (0: remove them
+    /// all; at most 1048576).
+    #[arg(long, default_value_t = engine::wal::REUSE_BYTES_MAX_DEFAULT >> 20,
+          value_parser = clap::value_parser!(u64).range(0..=REUSE_MB_MAX))]
+    wal_reuse_mb: u64,
     /// Microseconds the log's writer waits before a commit that follows a batch of at least
     /// --commit-delay-min-records records: fewer, larger fdatasyncs under heavy load (0: never
     /// waits; at most 10000).
@@ -119,6 +125,9 @@ struct Flags {
     #[arg(long)]
     truncate_corrupt_log: bool,
 }
+
+/// Largest --wal-reuse-mb (1 TiB).
+const REUSE_MB_MAX: u64 = 1 << 20;
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
@@ -141,6 +150,7 @@ fn store_config(flags: &Flags) -> StoreConfig {
     };
     let mut wal = WalConfig::new(&flags.data_dir);
     wal.segment_bytes = flags.segment_bytes;
+    wal.reuse_bytes_max = flags.wal_reuse_mb << 20;
     wal.commit_delay_us = flags.commit_delay_us;
     wal.commit_delay_min_records = flags.commit_delay_min_records;
     wal.fsync_mode = match flags.fsync {

@@ -382,13 +382,14 @@ impl Server {
 pub const REMOVAL_PACE_FACTOR: std::num::NonZeroU64 = std::num::NonZeroU64::MIN.saturating_add(3);
 
 /// Removes what the newest snapshot made redundant ([`Store::remove_redundant`]), after its
-/// `snapshot_written`: logs `snapshot_cleanup` with what it removed and how long it took, and
+/// `snapshot_written`: logs `snapshot_cleanup` with what it removed, how long it took and how
+/// many segments it kept for the log to write over ([`engine::wal::reuse`]), and
 /// `snapshot_cleanup_failed` for each file it could not remove (tried again after the next
 /// snapshot). The snapshot itself is written either way.
 fn remove_redundant(store: &Store, pace: Option<std::num::NonZeroU64>, keep_going: impl Fn() -> bool) {
     let started = Instant::now();
     let swept = store.remove_redundant(pace, keep_going);
-    if swept.removed > 0 || swept.left > 0 {
+    if swept.removed > 0 || swept.left > 0 || swept.kept_for_reuse > 0 {
         lifecycle::log(
             lifecycle::Level::Info,
             "snapshot_cleanup",
@@ -397,6 +398,7 @@ fn remove_redundant(store: &Store, pace: Option<std::num::NonZeroU64>, keep_goin
                 ("bytes", &swept.bytes),
                 ("ms", &started.elapsed().as_millis()),
                 ("left", &swept.left),
+                ("kept_for_reuse", &swept.kept_for_reuse),
             ],
         );
     }

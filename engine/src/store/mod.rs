@@ -461,18 +461,10 @@ impl Store {
         let dir = self.wal.dir();
         let before = *self.redundant_before.lock();
         let mut failed = Vec::new();
-        let redundant = || -> Result<Vec<PathBuf>, WalError> {
-            let mut paths = self.wal.segments_before(before)?;
-            paths.extend(wal::snapshot_file::snapshots_before(dir, before)?);
-            Ok(paths)
-        };
+        let mut kept_for_reuse = 0;
         if before > 0 {
-            match redundant() {
-                Ok(paths) => failed.extend(
-                    paths
-                        .iter()
-                        .filter_map(|path| wal::removal::set_aside(path).err()),
-                ),
+            match self.set_aside_redundant(before, &mut failed) {
+                Ok(kept) => kept_for_reuse = kept,
                 Err(error) => failed.push(error),
             }
         }
@@ -482,7 +474,44 @@ impl Store {
                 ..Default::default()
             });
         swept.failed.extend(failed);
+        swept.kept_for_reuse = kept_for_reuse;
         swept
+    }
+
+    /// Sets aside for removal the snapshots before `before` and the segments whose records
+    /// all come before it, except the segments kept for reuse ([`wal::reuse`]): what the log
+    /// did not take of those kept last time goes, and as many of these as
+    /// `--wal-reuse-mb` allows are kept in their place. So what is kept is at most what the
+    /// last snapshot freed, what the log held anyway. Returns how many were kept. Failures to
+    /// set one file aside are pushed to `failed`; one to list the dir ends it.
+    fn set_aside_redundant(&self, before: Lsn, failed: &mut Vec<WalError>) -> Result<usize, WalError> {
+        let dir = self.wal.dir();
+        let segments = self.wal.segments_before(before)?;
+        let snapshots = wal::snapshot_file::snapshots_before(dir, before)?;
+        let set_aside = |path: &PathBuf| match wal::removal::set_aside(path) {
+            // Taken for reuse by the log meanwhile.
+            Err(WalError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        };
+        let unused = wal::reuse::free_segments(dir)?;
+        failed.extend(unused.iter().filter_map(|path| set_aside(path).err()));
+        let reuse = self.wal.segments_to_reuse(&segments);
+        let mut kept = 0;
+        for path in &segments {
+            if reuse.contains(&path) {
+                match wal::reuse::set_free(path) {
+                    Ok(()) => kept += 1,
+                    Err(error) => failed.push(error),
+                }
+            } else {
+                failed.extend(set_aside(path).err());
+            }
+        }
+        if kept > 0 {
+            wal::segment::sync_dir(dir).map_err(|error| WalError::io("sync", dir, error))?;
+        }
+        failed.extend(snapshots.iter().filter_map(|path| set_aside(path).err()));
+        Ok(kept)
     }
 
     /// True if records were appended after what the newest snapshot covers.

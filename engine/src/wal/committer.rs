@@ -31,7 +31,7 @@ pub(super) struct Committer {
     /// The buffer swapped with the pending one; allocated once.
     spare: Vec<u8>,
     next_lsn_to_write: Lsn,
-    /// The next segment, being zero-filled in the background.
+    /// The next segment, being zero-filled (or taken for reuse) in the background.
     next_segment: Option<JoinHandle<std::io::Result<PreparedSegment>>>,
     /// Set by the final sync at close: nothing is written after it.
     closed: bool,
@@ -215,13 +215,13 @@ impl Committer {
             let path = self.dir.join(segment::segment_file_name(next_lsn));
             WalError::failed("create segment", &path, error, shared.durable_lsn())
         })?;
-        count(&shared.counters.segments_created, 1);
+        shared.counters.count_segment(self.segment.is_reused());
         self.prepare_next_segment();
         Ok(())
     }
 
-    /// Starts zero-filling the next segment on its own thread (or, if no thread can be
-    /// started, leaves it to the roll).
+    /// Starts preparing the next segment on its own thread (or, if no thread can be started,
+    /// leaves it to the roll).
     fn prepare_next_segment(&mut self) {
         let dir = self.dir.clone();
         let segment_bytes = self.segment_bytes;

@@ -10,7 +10,7 @@
 //! | # | what the reader finds                                              | decision |
 //! |---|--------------------------------------------------------------------|----------|
 //! | 1 | no segment files                                                   | empty log; next lsn = after + 1 |
-//! | 2 | records, then end of file or only zero bytes                      | clean end of that segment |
+//! | 2 | records, then end of file, only zero bytes, or a record header of zero bytes followed by no valid record with lsn >= expected (newest segment) or by a successor starting at the lsn expected (older segment) | clean end of that segment: what follows is the old records of a reused segment (format 2) or zeroes |
 //! | 3 | newest segment: bad bytes at X, no valid record after X            | torn tail: the log ends at X; reported in [`RecoveryReport::torn_tail`], its bytes kept aside (`<segment>.torn-<X>`) and cut by `Wal::open` |
 //! | 4 | newest segment: bad bytes at X, a valid record (lsn >= expected) later in it | [`WalError::Corrupt`] naming file and X |
 //! | 5 | older segment: bad bytes at X (a successor exists, and a segment is synced before its successor is created) | [`WalError::Corrupt`] naming file and X |
@@ -21,9 +21,12 @@
 //! | 10| a record with lsn <= `after`                                       | validated, not visited |
 //!
 //! "Bad bytes" is any record that fails [`super::record::decode`], has an unexpected lsn, or
-//! zero bytes followed by non-zero ones. Row 4 also catches an unsynced tail that the kernel
-//! wrote out of order before a power loss: such records were never acknowledged, so cutting
-//! with the truncate option loses nothing acknowledged; the log refuses to decide alone.
+//! a zero record header that row 2 does not take for the end. Row 4 also catches an unsynced
+//! tail that the kernel wrote out of order before a power loss: such records were never
+//! acknowledged, so cutting with the truncate option loses nothing acknowledged; the log
+//! refuses to decide alone. An unsynced fragment with no whole record in it, after zeroes,
+//! reads as a reused segment's old bytes (row 2): the segment is cut there, as the torn tail
+//! of row 3 would be, but the fragment is not kept aside.
 
 use std::fs::{self, File};
 use std::io::Read;
@@ -148,9 +151,10 @@ where
     let mut bytes = Vec::new();
     for (index, segment) in segments.iter().enumerate().skip(start) {
         check_continuity(segment, expected, after)?;
-        read_segment_file(&segment.path, &mut bytes, index + 1 == segments.len())?;
+        let successor = segments.get(index + 1).map(|next| next.first_lsn);
+        read_segment_file(&segment.path, &mut bytes, successor.is_none())?;
         report.segments_read += 1;
-        let stop = replay_segment(&bytes, segment, &mut expected, &mut report, &mut visit)?;
+        let stop = replay_segment(&bytes, segment, successor, &mut expected, &mut report, &mut visit)?;
         let offset = match stop {
             SegmentStop::Clean { offset } => offset as u64,
             SegmentStop::Bad { offset, fault } => {
@@ -243,10 +247,12 @@ fn read_segment_file(path: &Path, bytes: &mut Vec<u8>, from_disk: bool) -> Resul
     Ok(())
 }
 
-/// Visits the segment's valid records in order and says how they end.
+/// Visits the segment's valid records in order and says how they end. `successor` is the
+/// first lsn of the next segment, if this is not the newest.
 fn replay_segment<E, F>(
     bytes: &[u8],
     segment: &SegmentName,
+    successor: Option<Lsn>,
     expected: &mut Lsn,
     report: &mut RecoveryReport,
     visit: &mut F,
@@ -277,14 +283,22 @@ where
             }
             Err(_) if is_all_zero(rest) => return Ok(SegmentStop::Clean { offset }),
             Err(fault) => {
-                let fault = if rest[..RECORD_HEADER_BYTES.min(rest.len())]
+                let zero_header = rest[..RECORD_HEADER_BYTES.min(rest.len())]
                     .iter()
-                    .all(|&b| b == 0)
-                {
-                    RecordFault::ZeroesBeforeData
-                } else {
-                    fault
+                    .all(|&b| b == 0);
+                if !zero_header {
+                    return Ok(SegmentStop::Bad { offset, fault });
+                }
+                // Row 2: a reused segment's old records follow, unless something the log
+                // still expects does.
+                let ends_here = match successor {
+                    Some(first_lsn) => first_lsn == *expected,
+                    None => find_valid_record(bytes, offset + 1, *expected).is_none(),
                 };
+                if ends_here {
+                    return Ok(SegmentStop::Clean { offset });
+                }
+                let fault = RecordFault::ZeroesBeforeData;
                 return Ok(SegmentStop::Bad { offset, fault });
             }
         };
@@ -349,12 +363,15 @@ fn classify_bad(
     Ok(())
 }
 
-/// The first offset at or after `from` holding a valid record with lsn >= `min_lsn`.
+/// The first offset at or after `from` holding a valid record with lsn >= `min_lsn`. No
+/// record of this file can be further on than the number of headers that fit in it, which
+/// rules out most offsets in a reused segment's old records before their checksum is computed.
 fn find_valid_record(bytes: &[u8], from: usize, min_lsn: Lsn) -> Option<usize> {
     let last = bytes.len().checked_sub(RECORD_HEADER_BYTES)?;
+    let max_lsn = min_lsn.saturating_add((bytes.len() / RECORD_HEADER_BYTES) as u64);
     (from..=last).find(|&offset| {
         let rest = &bytes[offset..];
-        let plausible = record::peek_lsn(rest).is_some_and(|lsn| lsn >= min_lsn)
+        let plausible = record::peek_lsn(rest).is_some_and(|lsn| (min_lsn..=max_lsn).contains(&lsn))
             && record::peek_length(rest).is_some_and(|length| length as usize <= RECORD_PAYLOAD_BYTES_MAX);
         plausible && record::decode(rest).is_ok()
     })

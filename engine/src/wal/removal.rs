@@ -43,6 +43,8 @@ pub struct Swept {
     pub failed: Vec<WalError>,
     /// Files left for the next sweep because `keep_going` said to stop.
     pub left: usize,
+    /// Segments kept for reuse instead of removed ([`super::reuse`]; counted by the caller).
+    pub kept_for_reuse: usize,
 }
 
 /// Remove every file set aside in `dir`: at once without a `pace`, else cut

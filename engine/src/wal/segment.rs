@@ -10,26 +10,33 @@
 //! |     28 |    4 | reserved         | zero                                   |
 //! |     32 |    - | records          | back to back, see [`super::record`]    |
 //!
-//! Version history: 1, the first.
+//! Version history: 1, the first: the space after the last record is zeroes. 2: the last
+//! record is followed by at least a record header of zeroes (or the end of the file), and what
+//! comes after that may be the records of the file's earlier life as another segment
+//! ([`super::reuse`]). Both are read; 2 is written.
 //!
-//! A segment is prepared as `wal-next.prepare`: reserved with `fallocate` to the configured size
+//! A segment is prepared as `wal-next.prepare`: an old segment kept for reuse
+//! ([`super::reuse`]) if there is one of the configured size, else reserved with `fallocate`
 //! and then overwritten with zeroes (see [`PreparedSegment::prepare`] for why both), synced;
-//! when the writer rolls, it gets its header, is synced, renamed into place, and the dir synced:
-//! a segment under its final name always has a complete header. The space after the last
-//! record reads as zeroes.
+//! when the writer rolls, it gets its header (and zeroes to the end of its first page), is
+//! synced, renamed into place, and the dir synced: a segment under its final name always has a
+//! complete header.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::record::RecordFault;
-use super::{Lsn, WalError};
+use super::record::{RecordFault, RECORD_HEADER_BYTES};
+use super::{reuse, Lsn, WalError};
 
 /// Bytes of the segment header; records start here.
 pub const SEGMENT_HEADER_BYTES: u64 = 32;
-/// Segment format version written and accepted.
-pub const SEGMENT_FORMAT_VERSION: u32 = 1;
+/// Segment format version written.
+pub const SEGMENT_FORMAT_VERSION: u32 = 2;
+/// The oldest segment format version read (its unused space is all zeroes, so it reads by the
+/// rules of version 2).
+pub const SEGMENT_FORMAT_VERSION_MIN: u32 = 1;
 /// The first bytes of every segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"AUTHDWAL";
 
@@ -119,7 +126,7 @@ pub fn decode_segment_header(bytes: &[u8]) -> Result<Lsn, RecordFault> {
     }
     let mut version = [0; 4];
     version.copy_from_slice(&header[VERSION_OFFSET..VERSION_OFFSET + 4]);
-    if u32::from_le_bytes(version) != SEGMENT_FORMAT_VERSION {
+    if !(SEGMENT_FORMAT_VERSION_MIN..=SEGMENT_FORMAT_VERSION).contains(&u32::from_le_bytes(version)) {
         return fault("unknown format version");
     }
     let mut first_lsn = [0; 8];
@@ -143,13 +150,17 @@ pub struct SegmentFile {
     path: PathBuf,
     write_offset: u64,
     capacity: u64,
+    reused: bool,
 }
 
 /// Name of the file a segment is prepared in before it gets its header and its name.
 pub const PREPARED_FILE_NAME: &str = "wal-next.prepare";
 /// The page size the log pads its writes to (see [`SegmentFile::append`]).
 const PAGE_BYTES: u64 = 4096;
-static ZERO_PAGE: [u8; PAGE_BYTES as usize] = [0; PAGE_BYTES as usize];
+/// Zeroes for a write's padding: up to the next page boundary, and a page more when that is
+/// shorter than a record header (see [`SegmentFile::append`]).
+static ZEROES: [u8; 2 * PAGE_BYTES as usize] = [0; 2 * PAGE_BYTES as usize];
+const _: () = assert!(RECORD_HEADER_BYTES as u64 <= PAGE_BYTES);
 
 /// Bytes of zeroes written per call while preparing a segment.
 const ZERO_FILL_CHUNK_BYTES: usize = 1 << 20;
@@ -157,12 +168,13 @@ const ZERO_FILL_CHUNK_BYTES: usize = 1 << 20;
 const DIRECT_ALIGNMENT_BYTES: usize = 4096;
 const _: () = assert!(ZERO_FILL_CHUNK_BYTES.is_multiple_of(DIRECT_ALIGNMENT_BYTES));
 
-/// A zero-filled file of the segment size, not yet a segment.
+/// A file of the segment size, zero-filled or an old segment kept for reuse, not yet a segment.
 #[derive(Debug)]
 pub struct PreparedSegment {
     file: File,
     path: PathBuf,
     segment_bytes: u64,
+    reused: bool,
 }
 
 impl PreparedSegment {
@@ -177,8 +189,14 @@ impl PreparedSegment {
     /// through the cache, 64 MiB of dirty pages joined the ext4 journal's ordered data, and
     /// every log fdatasync in the second after a roll waited for them (open loop at
     /// 300,000/s: a p99 of 15-40 ms in every third second, the segments' lifetime).
+    ///
+    /// An old segment kept for reuse ([`reuse`]) of the same size is taken instead, if any:
+    /// its blocks are written already.
     pub fn prepare(dir: &Path, segment_bytes: u64) -> io::Result<PreparedSegment> {
         let path = dir.join(PREPARED_FILE_NAME);
+        if let Some(reused) = reuse::take(dir, &path, segment_bytes)? {
+            return Ok(reused);
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -219,15 +237,35 @@ impl PreparedSegment {
             file,
             path,
             segment_bytes,
+            reused: false,
         })
     }
 
-    /// Gives the prepared file its header, syncs it, and renames it to the segment name of
-    /// `first_lsn` (replacing a segment of that name, which the caller has made sure holds
-    /// no records), then syncs the dir.
+    /// An old segment of `segment_bytes`, already renamed to `path` ([`reuse::take`]).
+    pub(super) fn reused(file: File, path: PathBuf, segment_bytes: u64) -> PreparedSegment {
+        PreparedSegment {
+            file,
+            path,
+            segment_bytes,
+            reused: true,
+        }
+    }
+
+    /// Whether this is an old segment taken for reuse rather than a zero-filled file.
+    pub fn is_reused(&self) -> bool {
+        self.reused
+    }
+
+    /// Gives the prepared file its header and zeroes to the end of its first page (over a
+    /// reused segment's old records: the new segment reads as empty), syncs it, and renames it
+    /// to the segment name of `first_lsn` (replacing a segment of that name, which the caller
+    /// has made sure holds no records), then syncs the dir.
     pub fn activate(self, dir: &Path, first_lsn: Lsn) -> io::Result<SegmentFile> {
         let path = dir.join(segment_file_name(first_lsn));
-        self.file.write_all_at(&encode_segment_header(first_lsn), 0)?;
+        let mut first_page = [0; PAGE_BYTES as usize];
+        first_page[..SEGMENT_HEADER_BYTES as usize].copy_from_slice(&encode_segment_header(first_lsn));
+        let first_page_bytes = PAGE_BYTES.min(self.segment_bytes) as usize;
+        self.file.write_all_at(&first_page[..first_page_bytes], 0)?;
         self.file.sync_data()?;
         fs::rename(&self.path, &path)?;
         sync_dir(dir)?;
@@ -236,6 +274,7 @@ impl PreparedSegment {
             path,
             write_offset: SEGMENT_HEADER_BYTES,
             capacity: self.segment_bytes,
+            reused: self.reused,
         })
     }
 }
@@ -251,23 +290,33 @@ impl SegmentFile {
         &self.path
     }
 
+    /// Whether the file is an old segment reused ([`reuse`]) rather than a zero-filled one.
+    pub fn is_reused(&self) -> bool {
+        self.reused
+    }
+
     /// Bytes still free for records.
     pub fn remaining(&self) -> u64 {
         self.capacity.saturating_sub(self.write_offset)
     }
 
-    /// Writes `bytes` after the last record, and zeroes up to the next page boundary (zeroes
-    /// are there already, and the next write starts over them): so every page a write
-    /// touches is either cached (the one the last write ended in) or overwritten whole, and
-    /// the kernel never reads a page from disk to complete it. The zero-fill bypasses the
-    /// cache, and without the padding each record that started a page made the pwrite wait
-    /// for a read of that page (`ext4_block_write_begin` in a profile of the open loop).
+    /// Writes `bytes` after the last record, and zeroes up to the next page boundary, or to
+    /// the one after when fewer than a record header's bytes are left before it (and never past
+    /// the end of the file). The zeroes end the segment's records for recovery: after them may
+    /// come a reused segment's old records. And every page a write touches is either cached
+    /// (the one the last write ended in) or overwritten whole, so the kernel never reads a page
+    /// from disk to complete it: the zero-fill bypasses the cache, and without the padding each
+    /// record that started a page made the pwrite wait for a read of that page
+    /// (`ext4_block_write_begin` in a profile of the open loop).
     pub fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
         debug_assert!(bytes.len() as u64 <= self.remaining());
         let end = self.write_offset + bytes.len() as u64;
-        let to_boundary = (PAGE_BYTES - end % PAGE_BYTES) % PAGE_BYTES;
+        let mut to_boundary = (PAGE_BYTES - end % PAGE_BYTES) % PAGE_BYTES;
+        if to_boundary < RECORD_HEADER_BYTES as u64 {
+            to_boundary += PAGE_BYTES;
+        }
         let padding = to_boundary.min(self.capacity.saturating_sub(end)) as usize;
-        let slices = [io::IoSlice::new(bytes), io::IoSlice::new(&ZERO_PAGE[..padding])];
+        let slices = [io::IoSlice::new(bytes), io::IoSlice::new(&ZEROES[..padding])];
         let written = match rustix::io::pwritev(&self.file, &slices, self.write_offset) {
             Ok(written) => written.min(bytes.len()),
             Err(rustix::io::Errno::INTR) => 0,
@@ -375,6 +424,49 @@ mod tests {
         assert!(bytes[SEGMENT_HEADER_BYTES as usize + 10..]
             .iter()
             .all(|&byte| byte == 0));
+    }
+
+    #[test]
+    fn over_a_reused_segment_every_append_is_followed_by_a_zero_record_header() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let size = 3 * PAGE_BYTES;
+        let free = dir
+            .path()
+            .join(format!("{}{}", segment_file_name(1), reuse::FREE_SUFFIX));
+        fs::write(&free, vec![0xEE; size as usize]).expect("write");
+        let prepared = PreparedSegment::prepare(dir.path(), size).expect("prepare");
+        assert!(prepared.is_reused() && !free.exists());
+        let mut segment = prepared.activate(dir.path(), 7).expect("activate");
+        assert!(segment.is_reused());
+        let bytes = fs::read(segment.path()).expect("read");
+        assert_eq!(decode_segment_header(&bytes), Ok(7));
+        let page = PAGE_BYTES as usize;
+        assert!(bytes[SEGMENT_HEADER_BYTES as usize..page]
+            .iter()
+            .all(|&byte| byte == 0));
+        assert!(
+            bytes[page..].iter().all(|&byte| byte == 0xEE),
+            "nothing zero-filled"
+        );
+        // One byte at a time, so that a write ends at every offset, near page boundaries too,
+        // and at the end of the file (no padding past it).
+        let mut end = SEGMENT_HEADER_BYTES as usize;
+        while segment.remaining() > 0 {
+            segment.append(&[0x11]).expect("append");
+            end += 1;
+            let bytes = fs::read(segment.path()).expect("read");
+            assert_eq!(bytes.len() as u64, size, "padding never grows the file");
+            let after = &bytes[end..(end + RECORD_HEADER_BYTES).min(bytes.len())];
+            assert!(
+                after.iter().all(|&byte| byte == 0),
+                "after a write ending at {end}"
+            );
+            // Past the padding, the old bytes are left alone.
+            let padded_to = (end + RECORD_HEADER_BYTES)
+                .next_multiple_of(page)
+                .min(bytes.len());
+            assert!(bytes[padded_to..].iter().all(|&byte| byte == 0xEE), "end {end}");
+        }
     }
 
     #[test]

@@ -78,6 +78,8 @@ pub struct WalStats {
     pub sync_us_max: u64,
     pub bytes_written: u64,
     pub segments_created: u64,
+    /// Of `segments_created`, old segments reused instead of zero-filled files ([`super::reuse`]).
+    pub segments_reused: u64,
     /// Times an `append` waited for room in the pending buffer (backpressure).
     pub append_waits: u64,
     /// Batches committed by the caller of [`Batch::commit`] itself, the log being idle (the
@@ -106,6 +108,7 @@ pub(super) struct Counters {
     sync_tally: Mutex<SyncTally>,
     pub(super) bytes_written: AtomicU64,
     pub(super) segments_created: AtomicU64,
+    pub(super) segments_reused: AtomicU64,
     append_waits: AtomicU64,
     commits_in_place: AtomicU64,
     commit_delays: AtomicU64,
@@ -117,6 +120,14 @@ impl Counters {
     /// for syncs (fsync never).
     pub(super) fn count_sync(&self, sync_us: u64, previous_us: Option<u64>) {
         self.sync_tally.lock().count(sync_us, previous_us);
+    }
+
+    /// Counts a segment started, `reused` or zero-filled.
+    pub(super) fn count_segment(&self, reused: bool) {
+        count(&self.segments_created, 1);
+        if reused {
+            count(&self.segments_reused, 1);
+        }
     }
 
     /// Every counter, those of the syncs read together under their lock.
@@ -136,6 +147,7 @@ impl Counters {
             sync_us_max: latency.map_or(0, |histogram| histogram.max()),
             bytes_written: load(&self.bytes_written),
             segments_created: load(&self.segments_created),
+            segments_reused: load(&self.segments_reused),
             append_waits: load(&self.append_waits),
             commits_in_place: load(&self.commits_in_place),
             commit_delays: load(&self.commit_delays),
@@ -270,6 +282,8 @@ pub struct Wal {
     writer: Mutex<Option<JoinHandle<()>>>,
     dir: PathBuf,
     fsync_mode: FsyncMode,
+    segment_bytes: u64,
+    reuse_bytes_max: u64,
     _lock: DirLock,
 }
 
@@ -339,6 +353,7 @@ impl Wal {
             let path = config.dir.join(segment::segment_file_name(next_lsn));
             WalError::io("create segment", &path, error)
         })?;
+        let is_reused = segment.is_reused();
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending {
                 buffer: Vec::with_capacity(config.pending_bytes_max),
@@ -360,7 +375,7 @@ impl Wal {
             notifiers: RwLock::new(Vec::new()),
             counters: Counters::default(),
         });
-        count(&shared.counters.segments_created, 1);
+        shared.counters.count_segment(is_reused);
         let writer = Arc::clone(&shared);
         let delay = CommitDelay::new(&config);
         let handle = std::thread::Builder::new()
@@ -371,6 +386,8 @@ impl Wal {
             shared,
             writer: Mutex::new(Some(handle)),
             fsync_mode: config.fsync_mode,
+            segment_bytes: config.segment_bytes,
+            reuse_bytes_max: config.reuse_bytes_max,
             dir: config.dir,
             _lock: lock,
         })
@@ -583,6 +600,28 @@ impl Wal {
     /// The data dir.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Which of `segments` (redundant ones, oldest first) to keep for reuse
+    /// ([`super::reuse`]): those of the configured size, newest first, up to
+    /// [`WalConfig::reuse_bytes_max`] bytes in all. A segment whose size cannot be read is not
+    /// kept.
+    pub fn segments_to_reuse<'a>(&self, segments: &'a [PathBuf]) -> Vec<&'a PathBuf> {
+        let mut room = self.reuse_bytes_max;
+        let mut kept: Vec<&PathBuf> = segments
+            .iter()
+            .rev()
+            .filter(|path| {
+                let fits = std::fs::metadata(path)
+                    .is_ok_and(|meta| meta.len() == self.segment_bytes && meta.len() <= room);
+                if fits {
+                    room -= self.segment_bytes;
+                }
+                fits
+            })
+            .collect();
+        kept.reverse();
+        kept
     }
 }
 

@@ -2,7 +2,9 @@
 //! threads and prints each lsn only once it is durable; the parent SIGKILLs it at random
 //! moments, reopens the log and checks that every printed lsn is there with its exact payload
 //! and that the log is contiguous. The same data dir is reused across kills, so each child
-//! also recovers from the previous crash.
+//! also recovers from the previous crash. Before each child, two segments are put up for
+//! reuse (`engine::wal::reuse`), which it writes over: one of random bytes, and a copy of the
+//! oldest segment (old records, as a snapshot's leftovers are).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -11,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use engine::wal::{read_log, DirLock, Lsn, ReadOptions, Wal, WalConfig, WalError};
+use engine::wal::{read_log, reuse, segment, DirLock, Lsn, ReadOptions, Wal, WalConfig, WalError};
 
 const CHILD_DIR_ENV: &str = "AUTHD_WAL_CRASH_CHILD_DIR";
 const CHILD_ITERATION_ENV: &str = "AUTHD_WAL_CRASH_CHILD_ITERATION";
@@ -106,8 +108,24 @@ impl Random {
 /// Acknowledged records: lsn -> (iteration, thread, counter).
 type Acknowledged = BTreeMap<Lsn, (u64, u64, u64)>;
 
+/// Puts two segments up for reuse in `dir`: random bytes, and a copy of the oldest segment.
+fn offer_segments_for_reuse(dir: &Path, iteration: u64, random: &mut Random) {
+    let free = |index: u64| {
+        let name = segment::segment_file_name(1_000_000_000_000 + iteration * 2 + index);
+        dir.join(format!("{name}{}", reuse::FREE_SUFFIX))
+    };
+    let noise: Vec<u8> = (0..SEGMENT_BYTES).map(|_| random.below(256) as u8).collect();
+    std::fs::write(free(0), noise).expect("write a free segment");
+    if let Some(oldest) = segment::list_segments(dir).expect("list").first() {
+        if std::fs::metadata(&oldest.path).expect("stat").len() == SEGMENT_BYTES {
+            std::fs::copy(&oldest.path, free(1)).expect("copy a free segment");
+        }
+    }
+}
+
 /// Runs one child, kills it, and adds what it acknowledged.
 fn crash_once(dir: &Path, iteration: u64, random: &mut Random, acknowledged: &mut Acknowledged) {
+    offer_segments_for_reuse(dir, iteration, random);
     let mut child = Command::new(std::env::current_exe().expect("current exe"))
         .args(["crash_child", "--exact", "--nocapture", "--test-threads", "1"])
         .env(CHILD_DIR_ENV, dir)

@@ -447,13 +447,13 @@ fn removing_segments_before_a_snapshot_keeps_the_rest_readable() {
 const WRITTEN: Lsn = 6_000;
 /// The segments whose records all come at or before it are kept for reuse.
 const FREED_BEFORE: Lsn = 4_000;
-/// Lsns written after: the free segments take them (the first segment after comes from the
-/// zero-filling that began before, and the newest is reused).
-const LAST: Lsn = 9_000;
+/// Lsns written after: the free segments take them (the first segment after may come from the
+/// zero-filling that began before; the three after it are reused, the newest one part full).
+const LAST: Lsn = 9_500;
 
 /// Writes lsns 1..=WRITTEN, keeps for reuse the segments that lsn FREED_BEFORE makes
-/// redundant, and writes lsns up to LAST over them; drops the log without closing it (a crash
-/// of the process).
+/// redundant, and writes lsns up to LAST over them, then closes the log (which leaves the
+/// newest segment as it is: its old records after the new ones).
 fn log_over_reused_segments(dir: &Path) {
     let lock = DirLock::acquire(dir).expect("lock");
     let (wal, _) = Wal::open(config(dir), lock, 0, &ReadOptions::default(), |_, _, _| {
@@ -477,7 +477,7 @@ fn log_over_reused_segments(dir: &Path) {
     write(WRITTEN + 1..=LAST);
     let reused = wal.stats().segments_reused;
     assert!(
-        reused >= 2 && reused < freed,
+        reused >= 3 && reused <= freed,
         "{reused} of {freed} free segments reused"
     );
     drop(wal);
@@ -497,7 +497,7 @@ fn reused_segments_read_to_their_zeroes_whatever_old_records_follow() {
         "old records after the end"
     );
     assert_eq!(report.torn_tail, None);
-    // Reopening cuts nothing away and goes on after 12000.
+    // Reopening cuts nothing away and goes on after LAST.
     let lock = DirLock::acquire(dir.path()).expect("lock");
     let (wal, report) = Wal::open(
         config(dir.path()),
@@ -542,6 +542,69 @@ fn zeroes_where_a_record_the_log_still_expects_was_are_corruption_in_a_reused_se
             other => panic!("segment {index}: expected Corrupt, got {other:?}"),
         }
     }
+}
+
+#[test]
+fn a_missing_segment_among_reused_ones_is_a_gap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    log_over_reused_segments(dir.path());
+    let segments = segment::list_segments(dir.path()).expect("list");
+    let [before, missing, newest] = &segments[segments.len() - 3..] else {
+        unreachable!("three segments")
+    };
+    // The segment before the missing one ends with a zero record header and old bytes
+    // (made sure of: a full segment's old records rarely reach past its padding).
+    let end = record_offset(before.first_lsn, missing.first_lsn) + record::RECORD_HEADER_BYTES as u64;
+    let length = fs::metadata(&before.path).expect("stat").len();
+    assert!(end < length, "{end} of {length}");
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .open(&before.path)
+        .expect("open");
+    file.write_all_at(&vec![0xEE; (length - end) as usize], end)
+        .expect("old bytes");
+    fs::remove_file(&missing.path).expect("remove");
+    match replay(dir.path(), FREED_BEFORE, ReadOptions::default()) {
+        Err(WalError::Gap {
+            first,
+            last,
+            next_file,
+        }) => assert_eq!(
+            (first, last, next_file),
+            (missing.first_lsn, newest.first_lsn - 1, newest.path.clone())
+        ),
+        other => panic!("expected a gap, got {other:?}"),
+    }
+}
+
+#[test]
+fn with_reuse_off_free_segments_are_not_taken() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let free = dir
+        .path()
+        .join(format!("{}{}", segment::segment_file_name(1), reuse::FREE_SUFFIX));
+    fs::write(&free, vec![0xEE; SEGMENT_BYTES_SMALL as usize]).expect("write");
+    let mut off = config(dir.path());
+    off.reuse_bytes_max = 0;
+    let lock = DirLock::acquire(dir.path()).expect("lock");
+    let (wal, _) = Wal::open(off, lock, 0, &ReadOptions::default(), |_, _, _| {
+        Ok::<(), WalError>(())
+    })
+    .expect("open");
+    for lsn in 1..=2_000 {
+        wal.append(timestamp_us(lsn), &payload(lsn)).expect("append");
+    }
+    wal.wait_durable(2_000).expect("durable");
+    let stats = wal.stats();
+    assert!(stats.segments_created >= 2, "{stats:?}");
+    assert_eq!(stats.segments_reused, 0);
+    assert!(free.exists());
+    drop(wal);
+    // With reuse on, the next open takes it.
+    append_records(dir.path(), config(dir.path()), ReadOptions::default(), 1);
+    assert!(!free.exists());
+    let (_, lsns) = replay(dir.path(), 0, ReadOptions::default()).expect("read");
+    assert_eq!(lsns, (1..=2_001).collect::<Vec<_>>());
 }
 
 /// A log of 60 records written once, copied by each proptest case.

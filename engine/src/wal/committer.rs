@@ -26,6 +26,8 @@ pub(super) struct Committer {
     dir: PathBuf,
     segment: SegmentFile,
     segment_bytes: u64,
+    /// Whether old segments kept for reuse are taken ([`WalConfig::reuse_bytes_max`] > 0).
+    reuse: bool,
     mode: FsyncMode,
     faults: Option<Arc<FaultInjection>>,
     /// The buffer swapped with the pending one; allocated once.
@@ -48,6 +50,7 @@ impl Committer {
             dir: config.dir.clone(),
             segment,
             segment_bytes: config.segment_bytes,
+            reuse: config.reuse_bytes_max > 0,
             mode: config.fsync_mode,
             faults: config.faults.clone(),
             spare: Vec::with_capacity(config.pending_bytes_max),
@@ -208,7 +211,7 @@ impl Committer {
         let prepared = match self.next_segment.take().map(JoinHandle::join) {
             Some(Ok(prepared)) => prepared,
             Some(Err(panic)) => std::panic::resume_unwind(panic),
-            None => PreparedSegment::prepare(&self.dir, self.segment_bytes),
+            None => PreparedSegment::reuse_or_prepare(&self.dir, self.segment_bytes, self.reuse),
         };
         let activated = prepared.and_then(|prepared| prepared.activate(&self.dir, next_lsn));
         self.segment = activated.map_err(|error| {
@@ -224,10 +227,10 @@ impl Committer {
     /// leaves it to the roll).
     fn prepare_next_segment(&mut self) {
         let dir = self.dir.clone();
-        let segment_bytes = self.segment_bytes;
+        let (segment_bytes, reuse) = (self.segment_bytes, self.reuse);
         self.next_segment = std::thread::Builder::new()
             .name("wal-prepare".into())
-            .spawn(move || PreparedSegment::prepare(&dir, segment_bytes))
+            .spawn(move || PreparedSegment::reuse_or_prepare(&dir, segment_bytes, reuse))
             .ok();
     }
 

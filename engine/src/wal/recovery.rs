@@ -10,7 +10,7 @@
 //! | # | what the reader finds                                              | decision |
 //! |---|--------------------------------------------------------------------|----------|
 //! | 1 | no segment files                                                   | empty log; next lsn = after + 1 |
-//! | 2 | records, then end of file, only zero bytes, or a record header of zero bytes followed by no valid record with lsn >= expected (newest segment) or by a successor starting at the lsn expected (older segment) | clean end of that segment: what follows is the old records of a reused segment (format 2) or zeroes |
+//! | 2 | records, then end of file, only zero bytes, or a record header of zero bytes followed by no valid record with lsn >= expected | clean end of that segment: what follows is the old records of a reused segment (format 2) or zeroes; a successor must then start at the lsn expected (rows 8, 9) |
 //! | 3 | newest segment: bad bytes at X, no valid record after X            | torn tail: the log ends at X; reported in [`RecoveryReport::torn_tail`], its bytes kept aside (`<segment>.torn-<X>`) and cut by `Wal::open` |
 //! | 4 | newest segment: bad bytes at X, a valid record (lsn >= expected) later in it | [`WalError::Corrupt`] naming file and X |
 //! | 5 | older segment: bad bytes at X (a successor exists, and a segment is synced before its successor is created) | [`WalError::Corrupt`] naming file and X |
@@ -151,10 +151,9 @@ where
     let mut bytes = Vec::new();
     for (index, segment) in segments.iter().enumerate().skip(start) {
         check_continuity(segment, expected, after)?;
-        let successor = segments.get(index + 1).map(|next| next.first_lsn);
-        read_segment_file(&segment.path, &mut bytes, successor.is_none())?;
+        read_segment_file(&segment.path, &mut bytes, index + 1 == segments.len())?;
         report.segments_read += 1;
-        let stop = replay_segment(&bytes, segment, successor, &mut expected, &mut report, &mut visit)?;
+        let stop = replay_segment(&bytes, segment, &mut expected, &mut report, &mut visit)?;
         let offset = match stop {
             SegmentStop::Clean { offset } => offset as u64,
             SegmentStop::Bad { offset, fault } => {
@@ -247,12 +246,10 @@ fn read_segment_file(path: &Path, bytes: &mut Vec<u8>, from_disk: bool) -> Resul
     Ok(())
 }
 
-/// Visits the segment's valid records in order and says how they end. `successor` is the
-/// first lsn of the next segment, if this is not the newest.
+/// Visits the segment's valid records in order and says how they end.
 fn replay_segment<E, F>(
     bytes: &[u8],
     segment: &SegmentName,
-    successor: Option<Lsn>,
     expected: &mut Lsn,
     report: &mut RecoveryReport,
     visit: &mut F,
@@ -289,13 +286,10 @@ where
                 if !zero_header {
                     return Ok(SegmentStop::Bad { offset, fault });
                 }
-                // Row 2: a reused segment's old records follow, unless something the log
-                // still expects does.
-                let ends_here = match successor {
-                    Some(first_lsn) => first_lsn == *expected,
-                    None => find_valid_record(bytes, offset + 1, *expected).is_none(),
-                };
-                if ends_here {
+                // Row 2: a reused segment's old records follow (their lsns are all below the
+                // segment's first), unless a record the log still expects does. An older
+                // segment that ends early leaves a gap before its successor (row 8).
+                if find_valid_record(bytes, offset + 1, *expected).is_none() {
                     return Ok(SegmentStop::Clean { offset });
                 }
                 let fault = RecordFault::ZeroesBeforeData;
@@ -333,14 +327,10 @@ fn classify_bad(
         }
     };
     let Some((followed_by, followed_at)) = evidence else {
-        let nonzero_end = bytes
-            .iter()
-            .rposition(|&byte| byte != 0)
-            .map_or(offset, |at| at + 1);
         report.torn_tail = Some(TornTail {
             file: segment.path.clone(),
             offset: offset as u64,
-            bytes: nonzero_end.saturating_sub(offset) as u64,
+            bytes: torn_end(bytes, offset).saturating_sub(offset) as u64,
             fault,
         });
         return Ok(());
@@ -361,6 +351,23 @@ fn classify_bad(
         later_segments: later.iter().map(|next| next.path.clone()).collect(),
     });
     Ok(())
+}
+
+/// Where the torn bytes from `offset` end: at the first record header's worth of zeroes
+/// after them (the padding of the torn write, if it got there; past it, a reused segment's
+/// old records), else after the file's last non-zero byte.
+fn torn_end(bytes: &[u8], offset: usize) -> usize {
+    let mut zeroes = 0;
+    for (at, &byte) in bytes.iter().enumerate().skip(offset) {
+        zeroes = if byte == 0 { zeroes + 1 } else { 0 };
+        if zeroes == RECORD_HEADER_BYTES {
+            return at + 1 - RECORD_HEADER_BYTES;
+        }
+    }
+    bytes
+        .iter()
+        .rposition(|&byte| byte != 0)
+        .map_or(offset, |at| (at + 1).max(offset))
 }
 
 /// The first offset at or after `from` holding a valid record with lsn >= `min_lsn`. No

@@ -21,7 +21,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::segment::{sync_dir, PreparedSegment};
+use super::segment::{parse_segment_file_name, sync_dir, PreparedSegment};
 use super::WalError;
 
 /// What a segment kept for reuse is called: its name and this.
@@ -35,14 +35,16 @@ pub fn set_free(path: &Path) -> Result<(), WalError> {
     fs::rename(path, &free).map_err(|error| WalError::io("rename", path, error))
 }
 
-/// The segments kept for reuse in `dir`, by name (oldest first).
+/// The segments kept for reuse in `dir` (a segment's name and [`FREE_SUFFIX`]), by name
+/// (oldest first).
 pub fn free_segments(dir: &Path) -> Result<Vec<PathBuf>, WalError> {
     let mut paths = Vec::new();
     let entries = fs::read_dir(dir).map_err(|error| WalError::io("list", dir, error))?;
     for entry in entries {
         let entry = entry.map_err(|error| WalError::io("list", dir, error))?;
         let name = entry.file_name();
-        if name.to_str().is_some_and(|name| name.ends_with(FREE_SUFFIX)) {
+        let segment = name.to_str().and_then(|name| name.strip_suffix(FREE_SUFFIX));
+        if segment.and_then(parse_segment_file_name).is_some() {
             paths.push(entry.path());
         }
     }
@@ -51,12 +53,15 @@ pub fn free_segments(dir: &Path) -> Result<Vec<PathBuf>, WalError> {
 }
 
 /// Takes a free segment of `segment_bytes` as the next one to write, if `dir` has one: renamed
-/// to `prepared` and the dir synced. One of another size (`--segment-bytes` changed) is left
-/// under `prepared` for the caller to truncate and fill. A free segment that went meanwhile (a
+/// to `prepared` and the dir synced. One of another size (`--segment-bytes` changed) stays
+/// free, for the next snapshot's removal to take apart at its pace; one that went meanwhile (a
 /// removal took it) is skipped.
 pub(super) fn take(dir: &Path, prepared: &Path, segment_bytes: u64) -> io::Result<Option<PreparedSegment>> {
     let free = free_segments(dir).map_err(|error| io::Error::other(error.to_string()))?;
     for path in free {
+        if !fs::metadata(&path).is_ok_and(|meta| meta.len() == segment_bytes) {
+            continue;
+        }
         match fs::rename(&path, prepared) {
             Ok(()) => {}
             Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
@@ -64,13 +69,51 @@ pub(super) fn take(dir: &Path, prepared: &Path, segment_bytes: u64) -> io::Resul
         }
         sync_dir(dir)?;
         let file = fs::OpenOptions::new().read(true).write(true).open(prepared)?;
-        if file.metadata()?.len() == segment_bytes {
-            return Ok(Some(PreparedSegment::reused(
-                file,
-                prepared.to_path_buf(),
-                segment_bytes,
-            )));
-        }
+        return Ok(Some(PreparedSegment::reused(
+            file,
+            prepared.to_path_buf(),
+            segment_bytes,
+        )));
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wal::segment::{segment_file_name, PREPARED_FILE_NAME};
+
+    fn free_file(dir: &Path, first_lsn: u64, bytes: usize) -> PathBuf {
+        let path = dir.join(format!("{}{FREE_SUFFIX}", segment_file_name(first_lsn)));
+        fs::write(&path, vec![0xEE; bytes]).expect("write");
+        path
+    }
+
+    #[test]
+    fn only_free_segments_of_the_size_are_taken_and_other_files_are_left_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let prepared = dir.path().join(PREPARED_FILE_NAME);
+        // Another size (--segment-bytes changed), and names that are no segment's.
+        let other_size = free_file(dir.path(), 1, 8192);
+        let strangers = ["notes.free", "wal-1.log.free", "wal-00000000000000000003.log"];
+        for name in strangers {
+            fs::write(dir.path().join(name), vec![0xEE; 4096]).expect("write");
+        }
+        assert_eq!(
+            free_segments(dir.path()).expect("list"),
+            std::slice::from_ref(&other_size)
+        );
+        assert!(take(dir.path(), &prepared, 4096).expect("take").is_none());
+        assert!(other_size.exists() && !prepared.exists());
+        // One of the size is taken, once.
+        let fitting = free_file(dir.path(), 2, 4096);
+        let taken = take(dir.path(), &prepared, 4096)
+            .expect("take")
+            .expect("one fits");
+        assert!(taken.is_reused() && prepared.exists() && !fitting.exists());
+        assert!(take(dir.path(), &prepared, 4096).expect("take").is_none());
+        for name in strangers {
+            assert!(dir.path().join(name).exists(), "{name}");
+        }
+    }
 }

@@ -189,14 +189,8 @@ impl PreparedSegment {
     /// through the cache, 64 MiB of dirty pages joined the ext4 journal's ordered data, and
     /// every log fdatasync in the second after a roll waited for them (open loop at
     /// 300,000/s: a p99 of 15-40 ms in every third second, the segments' lifetime).
-    ///
-    /// An old segment kept for reuse ([`reuse`]) of the same size is taken instead, if any:
-    /// its blocks are written already.
     pub fn prepare(dir: &Path, segment_bytes: u64) -> io::Result<PreparedSegment> {
         let path = dir.join(PREPARED_FILE_NAME);
-        if let Some(reused) = reuse::take(dir, &path, segment_bytes)? {
-            return Ok(reused);
-        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -239,6 +233,17 @@ impl PreparedSegment {
             segment_bytes,
             reused: false,
         })
+    }
+
+    /// With `reuse`, an old segment of `segment_bytes` kept for reuse ([`reuse`]), if there is
+    /// one: its blocks are written already. Else [`PreparedSegment::prepare`].
+    pub fn reuse_or_prepare(dir: &Path, segment_bytes: u64, reuse: bool) -> io::Result<PreparedSegment> {
+        if reuse {
+            if let Some(reused) = reuse::take(dir, &dir.join(PREPARED_FILE_NAME), segment_bytes)? {
+                return Ok(reused);
+            }
+        }
+        PreparedSegment::prepare(dir, segment_bytes)
     }
 
     /// An old segment of `segment_bytes`, already renamed to `path` ([`reuse::take`]).
@@ -318,13 +323,21 @@ impl SegmentFile {
         let padding = to_boundary.min(self.capacity.saturating_sub(end)) as usize;
         let slices = [io::IoSlice::new(bytes), io::IoSlice::new(&ZEROES[..padding])];
         let written = match rustix::io::pwritev(&self.file, &slices, self.write_offset) {
-            Ok(written) => written.min(bytes.len()),
+            Ok(written) => written,
             Err(rustix::io::Errno::INTR) => 0,
             Err(error) => return Err(error.into()),
         };
-        // A short write: the rest of the records without padding.
-        self.file
-            .write_all_at(&bytes[written..], self.write_offset + written as u64)?;
+        // A short write: the rest of the records, then the rest of the padding (the zeroes
+        // that end the records must be there whatever the write did).
+        if written < bytes.len() {
+            self.file
+                .write_all_at(&bytes[written..], self.write_offset + written as u64)?;
+        }
+        let padded = written.saturating_sub(bytes.len());
+        if padded < padding {
+            self.file
+                .write_all_at(&ZEROES[padded..padding], end + padded as u64)?;
+        }
         self.write_offset = end;
         Ok(())
     }
@@ -434,7 +447,7 @@ mod tests {
             .path()
             .join(format!("{}{}", segment_file_name(1), reuse::FREE_SUFFIX));
         fs::write(&free, vec![0xEE; size as usize]).expect("write");
-        let prepared = PreparedSegment::prepare(dir.path(), size).expect("prepare");
+        let prepared = PreparedSegment::reuse_or_prepare(dir.path(), size, true).expect("prepare");
         assert!(prepared.is_reused() && !free.exists());
         let mut segment = prepared.activate(dir.path(), 7).expect("activate");
         assert!(segment.is_reused());

@@ -38,7 +38,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use super::committer::Committer;
 use super::record::{self, RECORD_PAYLOAD_BYTES_MAX};
 use super::recovery::{self, ReadOptions, RecoveryReport};
-use super::segment::{self, SegmentFile};
+use super::segment::{self, PreparedSegment};
 use super::{DirLock, FsyncMode, Lsn, WalConfig, WalError};
 
 /// What a notifier is told after a published batch, or when the log fails.
@@ -349,7 +349,10 @@ impl Wal {
     }
 
     fn start(config: WalConfig, lock: DirLock, next_lsn: Lsn) -> Result<Wal, WalError> {
-        let segment = SegmentFile::create(&config.dir, next_lsn, config.segment_bytes).map_err(|error| {
+        let reuse = config.reuse_bytes_max > 0;
+        let segment = PreparedSegment::reuse_or_prepare(&config.dir, config.segment_bytes, reuse);
+        let segment = segment.and_then(|prepared| prepared.activate(&config.dir, next_lsn));
+        let segment = segment.map_err(|error| {
             let path = config.dir.join(segment::segment_file_name(next_lsn));
             WalError::io("create segment", &path, error)
         })?;

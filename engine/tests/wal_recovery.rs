@@ -545,36 +545,75 @@ fn zeroes_where_a_record_the_log_still_expects_was_are_corruption_in_a_reused_se
 }
 
 #[test]
-fn a_missing_segment_among_reused_ones_is_a_gap() {
+fn a_missing_segment_after_a_reused_one_is_a_gap() {
     let dir = tempfile::tempdir().expect("tempdir");
     log_over_reused_segments(dir.path());
-    let segments = segment::list_segments(dir.path()).expect("list");
-    let [before, missing, newest] = &segments[segments.len() - 3..] else {
-        unreachable!("three segments")
-    };
-    // The segment before the missing one ends with a zero record header and old bytes
-    // (made sure of: a full segment's old records rarely reach past its padding).
-    let end = record_offset(before.first_lsn, missing.first_lsn) + record::RECORD_HEADER_BYTES as u64;
-    let length = fs::metadata(&before.path).expect("stat").len();
-    assert!(end < length, "{end} of {length}");
-    let file = fs::OpenOptions::new()
-        .write(true)
-        .open(&before.path)
-        .expect("open");
-    file.write_all_at(&vec![0xEE; (length - end) as usize], end)
-        .expect("old bytes");
-    fs::remove_file(&missing.path).expect("remove");
+    // The newest segment, reused, holds old records after its own; a later segment makes it
+    // an older one, with the segments between missing.
+    let reused = segment::list_segments(dir.path())
+        .expect("list")
+        .pop()
+        .expect("newest");
+    let bytes = fs::read(&reused.path).expect("read");
+    let end = record_offset(reused.first_lsn, LAST + 1) as usize;
+    let padded_to = (end + record::RECORD_HEADER_BYTES).next_multiple_of(4096);
+    assert!(
+        bytes[padded_to..].iter().any(|&byte| byte != 0),
+        "old records after {padded_to}"
+    );
+    let later = segment::SegmentFile::create(dir.path(), LAST + 100, SEGMENT_BYTES_SMALL).expect("create");
     match replay(dir.path(), FREED_BEFORE, ReadOptions::default()) {
         Err(WalError::Gap {
             first,
             last,
             next_file,
         }) => assert_eq!(
-            (first, last, next_file),
-            (missing.first_lsn, newest.first_lsn - 1, newest.path.clone())
+            (first, last, next_file.as_path()),
+            (LAST + 1, LAST + 99, later.path())
         ),
         other => panic!("expected a gap, got {other:?}"),
     }
+}
+
+#[test]
+fn bytes_inside_a_writes_padding_are_a_torn_tail_kept_up_to_the_padding() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    log_over_reused_segments(dir.path());
+    let newest = segment::list_segments(dir.path())
+        .expect("list")
+        .pop()
+        .expect("newest");
+    let end = record_offset(newest.first_lsn, LAST + 1);
+    let padded_to = (end + record::RECORD_HEADER_BYTES as u64).next_multiple_of(4096);
+    // A stray byte after the last record's zero header, inside the padding: no writer put it
+    // there, so it is no reused segment's old record.
+    let stray = end + 30;
+    assert!(stray < padded_to, "{stray} {padded_to}");
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .open(&newest.path)
+        .expect("open");
+    file.write_all_at(&[1], stray).expect("stray byte");
+    let (report, lsns) = replay(dir.path(), FREED_BEFORE, ReadOptions::default()).expect("read");
+    assert_eq!(lsns, (FREED_BEFORE + 1..=LAST).collect::<Vec<_>>());
+    let torn = report.torn_tail.expect("a torn tail");
+    // Kept up to the zeroes that run to the page boundary, not the old records after it.
+    assert_eq!((torn.offset, torn.bytes), (end, stray + 1 - end));
+    let lock = DirLock::acquire(dir.path()).expect("lock");
+    let (wal, report) = Wal::open(
+        config(dir.path()),
+        lock,
+        FREED_BEFORE,
+        &ReadOptions::default(),
+        |_, _, _| Ok::<(), WalError>(()),
+    )
+    .expect("reopen");
+    assert_eq!(report.next_lsn, LAST + 1);
+    let [aside] = report.kept_aside.as_slice() else {
+        panic!("one file kept aside: {:?}", report.kept_aside)
+    };
+    assert_eq!(fs::read(aside).expect("kept").len() as u64, stray + 1 - end);
+    drop(wal);
 }
 
 #[test]

@@ -10,7 +10,7 @@
 //! | # | what the reader finds                                              | decision |
 //! |---|--------------------------------------------------------------------|----------|
 //! | 1 | no segment files                                                   | empty log; next lsn = after + 1 |
-//! | 2 | records, then end of file, only zero bytes, or a record header of zero bytes followed by no valid record with lsn >= expected | clean end of that segment: what follows is the old records of a reused segment (format 2) or zeroes; a successor must then start at the lsn expected (rows 8, 9) |
+//! | 2 | records, then end of file, only zero bytes, or zero bytes up to the page boundary at least a record header away and then no valid record with lsn >= expected | clean end of that segment: what follows is the old records of a reused segment (format 2) or zeroes; a successor must then start at the lsn expected (rows 8, 9) |
 //! | 3 | newest segment: bad bytes at X, no valid record after X            | torn tail: the log ends at X; reported in [`RecoveryReport::torn_tail`], its bytes kept aside (`<segment>.torn-<X>`) and cut by `Wal::open` |
 //! | 4 | newest segment: bad bytes at X, a valid record (lsn >= expected) later in it | [`WalError::Corrupt`] naming file and X |
 //! | 5 | older segment: bad bytes at X (a successor exists, and a segment is synced before its successor is created) | [`WalError::Corrupt`] naming file and X |
@@ -24,16 +24,17 @@
 //! a zero record header that row 2 does not take for the end. Row 4 also catches an unsynced
 //! tail that the kernel wrote out of order before a power loss: such records were never
 //! acknowledged, so cutting with the truncate option loses nothing acknowledged; the log
-//! refuses to decide alone. An unsynced fragment with no whole record in it, after zeroes,
-//! reads as a reused segment's old bytes (row 2): the segment is cut there, as the torn tail
-//! of row 3 would be, but the fragment is not kept aside.
+//! refuses to decide alone. An unsynced fragment with no whole record in it, past the zeroes
+//! that pad a write to a page boundary, reads as a reused segment's old bytes (row 2): the
+//! segment is cut there, as the torn tail of row 3 would be, but the fragment is not kept
+//! aside. Non-zero bytes before that boundary are bad bytes.
 
 use std::fs::{self, File};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::record::{self, RecordFault, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX};
-use super::segment::{self, SegmentName, SEGMENT_HEADER_BYTES};
+use super::segment::{self, SegmentName, PAGE_BYTES, SEGMENT_HEADER_BYTES};
 use super::{Lsn, WalError, SEGMENT_BYTES_MAX};
 
 /// How [`read_log`] treats corruption.
@@ -56,7 +57,8 @@ pub struct LogEnd {
 pub struct TornTail {
     pub file: PathBuf,
     pub offset: u64,
-    /// Bytes from `offset` to the last non-zero byte.
+    /// Bytes from `offset` to the zeroes of a write's padding, or else to the file's last
+    /// non-zero byte (kept aside by `Wal::open`).
     pub bytes: u64,
     pub fault: RecordFault,
 }
@@ -286,10 +288,16 @@ where
                 if !zero_header {
                     return Ok(SegmentStop::Bad { offset, fault });
                 }
-                // Row 2: a reused segment's old records follow (their lsns are all below the
-                // segment's first), unless a record the log still expects does. An older
-                // segment that ends early leaves a gap before its successor (row 8).
-                if find_valid_record(bytes, offset + 1, *expected).is_none() {
+                // Row 2: the writer's padding (zeroes up to the page boundary at least a
+                // header away), then a reused segment's old records (their lsns are all below
+                // the segment's first), unless a record the log still expects follows. An
+                // older segment that ends early leaves a gap before its successor (row 8).
+                let padded_to = (offset + RECORD_HEADER_BYTES)
+                    .next_multiple_of(PAGE_BYTES as usize)
+                    .min(bytes.len());
+                if is_all_zero(&bytes[offset..padded_to])
+                    && find_valid_record(bytes, offset + 1, *expected).is_none()
+                {
                     return Ok(SegmentStop::Clean { offset });
                 }
                 let fault = RecordFault::ZeroesBeforeData;
@@ -353,15 +361,21 @@ fn classify_bad(
     Ok(())
 }
 
-/// Where the torn bytes from `offset` end: at the first record header's worth of zeroes
-/// after them (the padding of the torn write, if it got there; past it, a reused segment's
-/// old records), else after the file's last non-zero byte.
+/// Where the torn bytes from `offset` end: where zeroes run, at least a record header's
+/// worth, to a page boundary (a write's padding: past it, a reused segment may hold its old
+/// records), else after the file's last non-zero byte. Zeroes inside a payload do not end it
+/// unless they reach a boundary.
 fn torn_end(bytes: &[u8], offset: usize) -> usize {
-    let mut zeroes = 0;
+    let mut zeroes_from = None;
     for (at, &byte) in bytes.iter().enumerate().skip(offset) {
-        zeroes = if byte == 0 { zeroes + 1 } else { 0 };
-        if zeroes == RECORD_HEADER_BYTES {
-            return at + 1 - RECORD_HEADER_BYTES;
+        if byte != 0 {
+            zeroes_from = None;
+            continue;
+        }
+        let from = *zeroes_from.get_or_insert(at);
+        let next = at + 1;
+        if next.is_multiple_of(PAGE_BYTES as usize) && next - from >= RECORD_HEADER_BYTES {
+            return from;
         }
     }
     bytes
@@ -391,7 +405,7 @@ fn find_valid_record(bytes: &[u8], from: usize, min_lsn: Lsn) -> Option<usize> {
 pub fn prepare_for_append(dir: &Path, report: &RecoveryReport) -> Result<Vec<PathBuf>, WalError> {
     let mut kept_aside = Vec::new();
     if let Some(cut) = &report.cut {
-        let aside = keep_tail_aside(&cut.file, cut.offset, "cut")?;
+        let aside = keep_tail_aside(&cut.file, cut.offset, None, "cut")?;
         kept_aside.push(aside);
         for later in &cut.later_segments {
             let aside = unused_name(later, ".cut");
@@ -402,7 +416,8 @@ pub fn prepare_for_append(dir: &Path, report: &RecoveryReport) -> Result<Vec<Pat
     // A torn tail is most likely a write the crash interrupted, never acknowledged; but
     // damage to the last acknowledged record looks the same. Its bytes are kept, not lost.
     if let Some(torn) = report.torn_tail.as_ref().filter(|torn| torn.bytes > 0) {
-        kept_aside.push(keep_tail_aside(&torn.file, torn.offset, "torn")?);
+        let end = torn.offset + torn.bytes;
+        kept_aside.push(keep_tail_aside(&torn.file, torn.offset, Some(end), "torn")?);
     }
     segment::sync_dir(dir).map_err(|error| WalError::io("sync", dir, error))?;
     if let Some(end) = &report.end {
@@ -431,16 +446,21 @@ fn unused_name(path: &Path, suffix: &str) -> PathBuf {
         .unwrap_or(plain)
 }
 
-/// Copies the bytes of `file` from `offset` to its last non-zero byte into
-/// `<file>.<what>-<offset>` (numbered if taken), synced.
-fn keep_tail_aside(file: &Path, offset: u64, what: &str) -> Result<PathBuf, WalError> {
+/// Copies the bytes of `file` from `offset` to `end`, or without one to its last non-zero
+/// byte, into `<file>.<what>-<offset>` (numbered if taken), synced.
+fn keep_tail_aside(file: &Path, offset: u64, end: Option<u64>, what: &str) -> Result<PathBuf, WalError> {
     let mut bytes = Vec::new();
     read_segment_file(file, &mut bytes, false)?;
     let start = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
-    let end = bytes
-        .iter()
-        .rposition(|&byte| byte != 0)
-        .map_or(start, |at| (at + 1).max(start));
+    let end = match end {
+        Some(end) => usize::try_from(end)
+            .unwrap_or(usize::MAX)
+            .clamp(start, bytes.len()),
+        None => bytes
+            .iter()
+            .rposition(|&byte| byte != 0)
+            .map_or(start, |at| (at + 1).max(start)),
+    };
     let aside = unused_name(file, &format!(".{what}-{offset}"));
     fs::write(&aside, &bytes[start..end]).map_err(|error| WalError::io("write", &aside, error))?;
     File::open(&aside)

@@ -5,7 +5,9 @@
 //! disk with a write-back cache every log fdatasync during the fill waits for its zeroes too.
 //! At 500,000 purchases a second, a roll every ~1.7 s: in ten runs (five pairs) with one
 //! segment big enough for the whole run against the default, the share of requests that
-//! fdatasyncs alone held past 10 ms was 0.2-1.0% against 8.9-17% (BENCHMARKS.md).
+//! fdatasyncs alone held past 10 ms was 0.2-1.0% against 8.9-17%; with reuse in a steady state
+//! (a snapshot every 10 s), 2.9-4.7% against 10.4-13.3% without (BENCHMARKS.md, "Zero-filled
+//! segments").
 //!
 //! A segment that a snapshot made redundant has every block written already. Instead of being
 //! removed, it is renamed `<name>.free` ([`set_free`]), and the writer takes it ([`take`]) in

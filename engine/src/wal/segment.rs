@@ -156,7 +156,7 @@ pub struct SegmentFile {
 /// Name of the file a segment is prepared in before it gets its header and its name.
 pub const PREPARED_FILE_NAME: &str = "wal-next.prepare";
 /// The page size the log pads its writes to (see [`SegmentFile::append`]).
-const PAGE_BYTES: u64 = 4096;
+pub const PAGE_BYTES: u64 = 4096;
 /// Zeroes for a write's padding: up to the next page boundary, and a page more when that is
 /// shorter than a record header (see [`SegmentFile::append`]).
 static ZEROES: [u8; 2 * PAGE_BYTES as usize] = [0; 2 * PAGE_BYTES as usize];
@@ -236,10 +236,11 @@ impl PreparedSegment {
     }
 
     /// With `reuse`, an old segment of `segment_bytes` kept for reuse ([`reuse`]), if there is
-    /// one: its blocks are written already. Else [`PreparedSegment::prepare`].
+    /// one: its blocks are written already. Else, or if taking one fails (the log must not
+    /// stop for want of what is an optimisation), [`PreparedSegment::prepare`].
     pub fn reuse_or_prepare(dir: &Path, segment_bytes: u64, reuse: bool) -> io::Result<PreparedSegment> {
         if reuse {
-            if let Some(reused) = reuse::take(dir, &dir.join(PREPARED_FILE_NAME), segment_bytes)? {
+            if let Ok(Some(reused)) = reuse::take(dir, &dir.join(PREPARED_FILE_NAME), segment_bytes) {
                 return Ok(reused);
             }
         }

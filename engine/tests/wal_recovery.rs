@@ -483,6 +483,15 @@ fn log_over_reused_segments(dir: &Path) {
     drop(wal);
 }
 
+/// The newest segment of [`log_over_reused_segments`], where its records end, and where the
+/// padding after them does (the page boundary at least a record header further).
+fn newest_and_its_end(dir: &Path) -> (segment::SegmentName, u64, u64) {
+    let newest = segment::list_segments(dir).expect("list").pop().expect("newest");
+    let end = record_offset(newest.first_lsn, LAST + 1);
+    let padded_to = (end + record::RECORD_HEADER_BYTES as u64).next_multiple_of(4096);
+    (newest, end, padded_to)
+}
+
 #[test]
 fn reused_segments_read_to_their_zeroes_whatever_old_records_follow() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -550,15 +559,10 @@ fn a_missing_segment_after_a_reused_one_is_a_gap() {
     log_over_reused_segments(dir.path());
     // The newest segment, reused, holds old records after its own; a later segment makes it
     // an older one, with the segments between missing.
-    let reused = segment::list_segments(dir.path())
-        .expect("list")
-        .pop()
-        .expect("newest");
+    let (reused, _, padded_to) = newest_and_its_end(dir.path());
     let bytes = fs::read(&reused.path).expect("read");
-    let end = record_offset(reused.first_lsn, LAST + 1) as usize;
-    let padded_to = (end + record::RECORD_HEADER_BYTES).next_multiple_of(4096);
     assert!(
-        bytes[padded_to..].iter().any(|&byte| byte != 0),
+        bytes[padded_to as usize..].iter().any(|&byte| byte != 0),
         "old records after {padded_to}"
     );
     let later = segment::SegmentFile::create(dir.path(), LAST + 100, SEGMENT_BYTES_SMALL).expect("create");
@@ -579,12 +583,7 @@ fn a_missing_segment_after_a_reused_one_is_a_gap() {
 fn bytes_inside_a_writes_padding_are_a_torn_tail_kept_up_to_the_padding() {
     let dir = tempfile::tempdir().expect("tempdir");
     log_over_reused_segments(dir.path());
-    let newest = segment::list_segments(dir.path())
-        .expect("list")
-        .pop()
-        .expect("newest");
-    let end = record_offset(newest.first_lsn, LAST + 1);
-    let padded_to = (end + record::RECORD_HEADER_BYTES as u64).next_multiple_of(4096);
+    let (newest, end, padded_to) = newest_and_its_end(dir.path());
     // A stray byte after the last record's zero header, inside the padding: no writer put it
     // there, so it is no reused segment's old record.
     let stray = end + 30;

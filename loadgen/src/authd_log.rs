@@ -45,6 +45,11 @@ pub struct AuthdLog {
     /// Whether every reply waits for its fdatasync; `None` from an authd that does not say
     /// (one older than the held-time counters).
     pub fsync_always: Option<bool>,
+    /// Log segments started, and of those reused rather than zero-filled (each of the rest
+    /// wrote a segment of zeroes, which the log's fdatasyncs wait behind on a disk with a
+    /// write-back cache).
+    pub segments_started: u64,
+    pub segments_reused: u64,
     /// When it was read (loadgen's monotonic clock), nanoseconds; for a phase, its length.
     pub read_at_ns: u64,
 }
@@ -153,6 +158,8 @@ impl AuthdLog {
                 counter::LOG_SYNC_MAX_US => log.sync_max_us = value,
                 counter::LOG_SYNC_US => log.sync_us = value,
                 counter::LOG_FSYNC_ALWAYS => log.fsync_always = Some(value == 1),
+                counter::LOG_SEGMENTS_STARTED => log.segments_started = value,
+                counter::LOG_SEGMENTS_REUSED => log.segments_reused = value,
                 _ => {
                     if let Some(index) = counter::LOG_HELD_PAST.iter().position(|(past, _)| *past == id) {
                         log.held_us_past[index] = value;
@@ -186,6 +193,8 @@ impl AuthdLog {
             records: self.records.saturating_sub(before.records),
             syncs: self.syncs.saturating_sub(before.syncs),
             sync_us: self.sync_us.saturating_sub(before.sync_us),
+            segments_started: self.segments_started.saturating_sub(before.segments_started),
+            segments_reused: self.segments_reused.saturating_sub(before.segments_reused),
             held_us_past: std::array::from_fn(|index| {
                 self.held_us_past[index].saturating_sub(before.held_us_past[index])
             }),
@@ -220,11 +229,13 @@ impl AuthdLog {
             );
         }
         format!(
-            "authd log: {} records in {} fdatasyncs while measuring ({:.1} each); fdatasync p50 {} us, \
-             p99 {} us, max {} us since authd started",
+            "authd log: {} records in {} fdatasyncs while measuring ({:.1} each), {} segments \
+             started ({} zero-filled); fdatasync p50 {} us, p99 {} us, max {} us since authd started",
             self.records,
             self.syncs,
             self.records as f64 / self.syncs as f64,
+            self.segments_started,
+            self.segments_started.saturating_sub(self.segments_reused),
             self.sync_p50_us,
             self.sync_p99_us,
             self.sync_max_us
@@ -242,6 +253,7 @@ impl AuthdLog {
                 "max": self.sync_max_us,
             },
             "sync_time_us": self.sync_us,
+            "segments": {"started": self.segments_started, "reused": self.segments_reused},
             "held_time_past_us": by_threshold(self.held_us_past.iter().map(|value| json!(value))),
         })
     }
@@ -253,11 +265,17 @@ mod tests {
 
     #[test]
     fn the_log_counters_are_picked_by_id_and_the_run_is_the_difference() {
-        let before = AuthdLog::from_counters([(counter::LOG_RECORDS, 100), (counter::LOG_SYNCS, 10)]);
+        let before = AuthdLog::from_counters([
+            (counter::LOG_RECORDS, 100),
+            (counter::LOG_SYNCS, 10),
+            (counter::LOG_SEGMENTS_STARTED, 1),
+        ]);
         let after = AuthdLog::from_counters([
             (counter::REPLIES, 999),
             (counter::LOG_RECORDS, 1_100),
             (counter::LOG_SYNCS, 60),
+            (counter::LOG_SEGMENTS_STARTED, 4),
+            (counter::LOG_SEGMENTS_REUSED, 2),
             (counter::LOG_SYNC_P50_US, 120),
             (counter::LOG_SYNC_P99_US, 350),
             (counter::LOG_SYNC_MAX_US, 4_000),
@@ -272,15 +290,18 @@ mod tests {
                 sync_p50_us: 120,
                 sync_p99_us: 350,
                 sync_max_us: 4_000,
+                segments_started: 3,
+                segments_reused: 2,
                 ..AuthdLog::default()
             }
         );
         assert_eq!(
             run.summary(),
-            "authd log: 1000 records in 50 fdatasyncs while measuring (20.0 each); fdatasync p50 120 us, \
-             p99 350 us, max 4000 us since authd started"
+            "authd log: 1000 records in 50 fdatasyncs while measuring (20.0 each), 3 segments started \
+             (1 zero-filled); fdatasync p50 120 us, p99 350 us, max 4000 us since authd started"
         );
         assert_eq!(run.to_json()["sync_us"]["p99"], 350);
+        assert_eq!(run.to_json()["segments"]["reused"], 2);
     }
 
     #[test]

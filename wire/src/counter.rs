@@ -47,6 +47,11 @@ pub const LOG_HELD_PAST_10MS_US: u16 = 17;
 pub const LOG_HELD_PAST_20MS_US: u16 = 18;
 /// 1 if every reply waits for its record's fdatasync (`--fsync always`), 0 if not.
 pub const LOG_FSYNC_ALWAYS: u16 = 19;
+/// Log segments started since start, zero-filled or reused.
+pub const LOG_SEGMENTS_STARTED: u16 = 20;
+/// Of [`LOG_SEGMENTS_STARTED`], old segments written over instead of zero-filled files
+/// (`--wal-reuse-mb`): the rest wrote a whole segment of zeroes first.
+pub const LOG_SEGMENTS_REUSED: u16 = 21;
 /// The held-time counters with their thresholds in microseconds, shortest first.
 pub const LOG_HELD_PAST: [(u16, u64); 5] = [
     (LOG_HELD_PAST_1MS_US, 1_000),

@@ -75,6 +75,8 @@ impl Stats {
                 counter::LOG_FSYNC_ALWAYS,
                 u64::from(wal.fsync_mode == FsyncMode::Always),
             ),
+            (counter::LOG_SEGMENTS_STARTED, wal.segments_created),
+            (counter::LOG_SEGMENTS_REUSED, wal.segments_reused),
         ];
         counters.extend(
             counter::LOG_HELD_PAST
@@ -130,6 +132,9 @@ mod tests {
             assert_eq!(value(counter::REASON_BASE + reason as u16), Some(1), "{reason:?}");
         }
         assert_eq!(value(counter::LOG_FSYNC_ALWAYS), Some(1));
+        // The store opened with its first segment, a zero-filled one (nothing to reuse).
+        assert_eq!(value(counter::LOG_SEGMENTS_STARTED), Some(1));
+        assert_eq!(value(counter::LOG_SEGMENTS_REUSED), Some(0));
         for (id, _) in counter::LOG_HELD_PAST {
             assert!(value(id).is_some(), "held-time counter {id}");
         }

@@ -98,6 +98,8 @@ pub fn counter_name(id: u16) -> String {
         counter::FRAMES_MALFORMED => "frames malformed",
         counter::LOG_SYNC_US => "log sync time us",
         counter::LOG_FSYNC_ALWAYS => "log fsync always",
+        counter::LOG_SEGMENTS_STARTED => "log segments started",
+        counter::LOG_SEGMENTS_REUSED => "log segments reused",
         _ => {
             if let Some((_, threshold_us)) = counter::LOG_HELD_PAST.iter().find(|(held, _)| *held == id) {
                 return format!("log held past {} ms us", threshold_us / 1_000);

@@ -451,10 +451,17 @@ const FREED_BEFORE: Lsn = 4_000;
 /// zero-filling that began before; the three after it are reused, the newest one part full).
 const LAST: Lsn = 9_500;
 
+/// A dir where [`write_over_reused_segments`] wrote its log.
+fn log_over_reused_segments() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_over_reused_segments(dir.path());
+    dir
+}
+
 /// Writes lsns 1..=WRITTEN, keeps for reuse the segments that lsn FREED_BEFORE makes
 /// redundant, and writes lsns up to LAST over them, then closes the log (which leaves the
 /// newest segment as it is: its old records after the new ones).
-fn log_over_reused_segments(dir: &Path) {
+fn write_over_reused_segments(dir: &Path) {
     let lock = DirLock::acquire(dir).expect("lock");
     let (wal, _) = Wal::open(config(dir), lock, 0, &ReadOptions::default(), |_, _, _| {
         Ok::<(), WalError>(())
@@ -483,7 +490,16 @@ fn log_over_reused_segments(dir: &Path) {
     drop(wal);
 }
 
-/// The newest segment of [`log_over_reused_segments`], where its records end, and where the
+/// Opens the log in `dir` for appending after `after`, without checking what it replays.
+fn reopen_after(dir: &Path, after: Lsn) -> (Wal, RecoveryReport) {
+    let lock = DirLock::acquire(dir).expect("lock");
+    Wal::open(config(dir), lock, after, &ReadOptions::default(), |_, _, _| {
+        Ok::<(), WalError>(())
+    })
+    .expect("reopen")
+}
+
+/// The newest segment of [`write_over_reused_segments`], where its records end, and where the
 /// padding after them does (the page boundary at least a record header further).
 fn newest_and_its_end(dir: &Path) -> (segment::SegmentName, u64, u64) {
     let newest = segment::list_segments(dir).expect("list").pop().expect("newest");
@@ -494,8 +510,7 @@ fn newest_and_its_end(dir: &Path) -> (segment::SegmentName, u64, u64) {
 
 #[test]
 fn reused_segments_read_to_their_zeroes_whatever_old_records_follow() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    log_over_reused_segments(dir.path());
+    let dir = log_over_reused_segments();
     // The newest segment is a reused one: old records follow its own.
     let (report, lsns) = replay(dir.path(), FREED_BEFORE, ReadOptions::default()).expect("read");
     assert_eq!(lsns, (FREED_BEFORE + 1..=LAST).collect::<Vec<_>>());
@@ -507,15 +522,7 @@ fn reused_segments_read_to_their_zeroes_whatever_old_records_follow() {
     );
     assert_eq!(report.torn_tail, None);
     // Reopening cuts nothing away and goes on after LAST.
-    let lock = DirLock::acquire(dir.path()).expect("lock");
-    let (wal, report) = Wal::open(
-        config(dir.path()),
-        lock,
-        FREED_BEFORE,
-        &ReadOptions::default(),
-        |_, _, _| Ok::<(), WalError>(()),
-    )
-    .expect("reopen");
+    let (wal, report) = reopen_after(dir.path(), FREED_BEFORE);
     assert_eq!((report.next_lsn, report.kept_aside.len()), (LAST + 1, 0));
     wal.append(timestamp_us(LAST + 1), &payload(LAST + 1))
         .expect("append");
@@ -526,8 +533,7 @@ fn reused_segments_read_to_their_zeroes_whatever_old_records_follow() {
 
 #[test]
 fn zeroes_where_a_record_the_log_still_expects_was_are_corruption_in_a_reused_segment() {
-    let original = tempfile::tempdir().expect("tempdir");
-    log_over_reused_segments(original.path());
+    let original = log_over_reused_segments();
     let segments = segment::list_segments(original.path()).expect("list");
     let count = segments.len();
     // The newest segment (a record after the zeroes) and an older one (its successor starts
@@ -555,8 +561,7 @@ fn zeroes_where_a_record_the_log_still_expects_was_are_corruption_in_a_reused_se
 
 #[test]
 fn a_missing_segment_after_a_reused_one_is_a_gap() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    log_over_reused_segments(dir.path());
+    let dir = log_over_reused_segments();
     // The newest segment, reused, holds old records after its own; a later segment makes it
     // an older one, with the segments between missing.
     let (reused, _, padded_to) = newest_and_its_end(dir.path());
@@ -581,8 +586,7 @@ fn a_missing_segment_after_a_reused_one_is_a_gap() {
 
 #[test]
 fn bytes_inside_a_writes_padding_are_a_torn_tail_kept_up_to_the_padding() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    log_over_reused_segments(dir.path());
+    let dir = log_over_reused_segments();
     let (newest, end, padded_to) = newest_and_its_end(dir.path());
     // A stray byte after the last record's zero header, inside the padding: no writer put it
     // there, so it is no reused segment's old record.
@@ -598,15 +602,7 @@ fn bytes_inside_a_writes_padding_are_a_torn_tail_kept_up_to_the_padding() {
     let torn = report.torn_tail.expect("a torn tail");
     // Kept up to the zeroes that run to the page boundary, not the old records after it.
     assert_eq!((torn.offset, torn.bytes), (end, stray + 1 - end));
-    let lock = DirLock::acquire(dir.path()).expect("lock");
-    let (wal, report) = Wal::open(
-        config(dir.path()),
-        lock,
-        FREED_BEFORE,
-        &ReadOptions::default(),
-        |_, _, _| Ok::<(), WalError>(()),
-    )
-    .expect("reopen");
+    let (wal, report) = reopen_after(dir.path(), FREED_BEFORE);
     assert_eq!(report.next_lsn, LAST + 1);
     let [aside] = report.kept_aside.as_slice() else {
         panic!("one file kept aside: {:?}", report.kept_aside)

@@ -605,26 +605,16 @@ impl Wal {
         &self.dir
     }
 
-    /// Which of `segments` (redundant ones, oldest first) to keep for reuse
-    /// ([`super::reuse`]): those of the configured size, newest first, up to
-    /// [`WalConfig::reuse_bytes_max`] bytes in all. A segment whose size cannot be read is not
-    /// kept.
+    /// Which of `segments` (redundant ones) to keep for reuse ([`super::reuse`]): those of the
+    /// configured size, as many as [`WalConfig::reuse_bytes_max`] bytes hold. A segment whose
+    /// size cannot be read is not kept.
     pub fn segments_to_reuse<'a>(&self, segments: &'a [PathBuf]) -> Vec<&'a PathBuf> {
-        let mut room = self.reuse_bytes_max;
-        let mut kept: Vec<&PathBuf> = segments
+        let room = self.reuse_bytes_max / self.segment_bytes;
+        segments
             .iter()
-            .rev()
-            .filter(|path| {
-                let fits = std::fs::metadata(path)
-                    .is_ok_and(|meta| meta.len() == self.segment_bytes && meta.len() <= room);
-                if fits {
-                    room -= self.segment_bytes;
-                }
-                fits
-            })
-            .collect();
-        kept.reverse();
-        kept
+            .filter(|path| std::fs::metadata(path).is_ok_and(|meta| meta.len() == self.segment_bytes))
+            .take(usize::try_from(room).unwrap_or(usize::MAX))
+            .collect()
     }
 }
 

@@ -641,6 +641,47 @@ fn with_reuse_off_free_segments_are_not_taken() {
     assert_eq!(lsns, (1..=2_001).collect::<Vec<_>>());
 }
 
+#[test]
+fn segments_written_ahead_are_what_the_log_writes_even_with_reuse_off() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut ahead = config(dir.path());
+    ahead.reuse_bytes_max = 0;
+    ahead.preallocate_bytes = 4 * SEGMENT_BYTES_SMALL + 1;
+    let free_count = || reuse::free_segments(dir.path()).expect("list").len();
+    let open = |config: WalConfig| {
+        let lock = DirLock::acquire(dir.path()).expect("lock");
+        Wal::open(config, lock, 0, &ReadOptions::default(), |_, _, _| {
+            Ok::<(), WalError>(())
+        })
+        .expect("open")
+    };
+    let (wal, report) = open(ahead.clone());
+    assert_eq!(report.preallocated, 4);
+    // Three segments' worth of records: the first segment and both rolls take a free one.
+    for lsn in 1..=2_000 {
+        wal.append(timestamp_us(lsn), &payload(lsn)).expect("append");
+    }
+    wal.wait_durable(2_000).expect("durable");
+    let stats = wal.stats();
+    assert!(stats.segments_created >= 3, "{stats:?}");
+    assert_eq!(stats.segments_reused, stats.segments_created, "{stats:?}");
+    drop(wal);
+    // The next open writes ahead what was taken, and no more.
+    let left = free_count();
+    assert!(left < 4, "{left} free");
+    let (wal, report) = open(ahead);
+    assert_eq!(report.preallocated, 4 - left);
+    drop(wal);
+    let (_, lsns) = replay(dir.path(), 0, ReadOptions::default()).expect("read");
+    assert_eq!(lsns, (1..=2_000).collect::<Vec<_>>());
+    // Without it, nothing is written ahead.
+    let before = free_count();
+    let (wal, report) = open(config(dir.path()));
+    assert_eq!(report.preallocated, 0);
+    drop(wal);
+    assert!(free_count() < before);
+}
+
 /// A log of 60 records written once, copied by each proptest case.
 fn template_log() -> &'static Path {
     static TEMPLATE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();

@@ -674,6 +674,7 @@ fn limits_outside_their_range_are_refused_at_start_with_the_range() {
         ("--segment-bytes", "4151"),
         ("--segment-bytes", "1073741825"),
         ("--wal-reuse-mb", "1048577"),
+        ("--wal-preallocate-mb", "1048577"),
         ("--commit-delay-us", "10001"),
         ("--commit-delay-min-records", "0"),
         ("--snapshot-write-mb-s", "100001"),

@@ -151,26 +151,67 @@ fn a_clean_stop_writes_a_snapshot_so_the_restart_replays_nothing() {
 
 /// The records authd said it replayed at start (its `recovered` line, waited for).
 fn records_replayed(authd: &Authd) -> u64 {
+    logged(authd, "recovered", "records_replayed")
+}
+
+/// The value of `key` in the first line authd logged for `event` (waited for).
+fn logged(authd: &Authd, event: &str, key: &str) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(5);
+    let (event, key) = (format!("event={event} "), format!(" {key}="));
     loop {
         let stderr = authd.stderr();
         let found = stderr
             .lines()
-            .filter(|line| line.contains("event=recovered"))
-            .find_map(|line| {
-                line.split("records_replayed=")
-                    .nth(1)?
-                    .split(' ')
-                    .next()?
-                    .parse()
-                    .ok()
-            });
-        if let Some(replayed) = found {
-            return replayed;
+            .filter(|line| line.contains(&event))
+            .find_map(|line| line.split(&key).nth(1)?.split(' ').next()?.parse().ok());
+        if let Some(value) = found {
+            return value;
         }
-        assert!(Instant::now() < deadline, "no recovered line: {stderr}");
+        assert!(Instant::now() < deadline, "no {event} line with{key}: {stderr}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn segments_written_ahead_are_there_before_authd_listens_and_topped_up_at_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // 1 MiB ahead in 64 KiB segments, with reuse off: only what was written ahead is free.
+    let flags = [
+        "--segment-bytes",
+        "65536",
+        "--wal-preallocate-mb",
+        "1",
+        "--wal-reuse-mb",
+        "0",
+    ];
+    let free = || {
+        let entries = std::fs::read_dir(dir.path()).expect("list");
+        entries
+            .filter(|entry| {
+                let name = entry.as_ref().expect("entry").file_name();
+                name.to_string_lossy().ends_with(".free")
+            })
+            .count() as u64
+    };
+    let authd = Authd::start_in(dir.path(), &flags);
+    assert_eq!(logged(&authd, "log_preallocated", "segments"), 16);
+    let mut operator = authd.operator();
+    let shop = shop(&mut operator, FEE_BPS, 100);
+    let alice = payer(&mut operator, 0, 1_000_000);
+    let mut till = authd.client(Role::Terminal, shop.terminal, shop.secret);
+    for _ in 0..1_500 {
+        assert_eq!(hold_of(&till.call(&purchase(alice, 1)).expect("purchase")).0, 0);
+    }
+    let before = books_of(&mut operator, &[alice, shop.settlement]);
+    drop((till, operator));
+    assert_eq!(authd.terminate().code(), Some(0));
+    let left = free();
+    assert!(left <= 16 - 3, "the log took at least three: {left} free");
+
+    let authd = Authd::start_in(dir.path(), &flags);
+    assert_eq!(logged(&authd, "log_preallocated", "segments"), 16 - left);
+    let mut operator = authd.operator();
+    assert_eq!(books_of(&mut operator, &[alice, shop.settlement]), before);
 }
 
 #[test]

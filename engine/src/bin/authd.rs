@@ -109,6 +109,11 @@ struct Flags {
     #[arg(long, default_value_t = engine::wal::REUSE_BYTES_MAX_DEFAULT >> 20,
           value_parser = clap::value_parser!(u64).range(0..=REUSE_MB_MAX))]
     wal_reuse_mb: u64,
+    /// Mebibytes of log segments zero-filled ahead when authd starts, before it listens, and
+    /// kept ahead by snapshots: a fresh data dir then does not zero-fill a segment per 64 MiB
+    /// of records under load (0: none; at most 1048576). Rounded down to whole segments.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=REUSE_MB_MAX))]
+    wal_preallocate_mb: u64,
     /// Microseconds the log's writer waits before a commit that follows a batch of at least
     /// --commit-delay-min-records records: fewer, larger fdatasyncs under heavy load (0: never
     /// waits; at most 10000).
@@ -126,8 +131,8 @@ struct Flags {
     truncate_corrupt_log: bool,
 }
 
-/// Largest --wal-reuse-mb (1 TiB).
-const REUSE_MB_MAX: u64 = 1 << 20;
+/// Largest --wal-reuse-mb and --wal-preallocate-mb (1 TiB).
+const REUSE_MB_MAX: u64 = engine::wal::FREE_BYTES_MAX_MAX >> 20;
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
@@ -151,6 +156,7 @@ fn store_config(flags: &Flags) -> StoreConfig {
     let mut wal = WalConfig::new(&flags.data_dir);
     wal.segment_bytes = flags.segment_bytes;
     wal.reuse_bytes_max = flags.wal_reuse_mb << 20;
+    wal.preallocate_bytes = flags.wal_preallocate_mb << 20;
     wal.commit_delay_us = flags.commit_delay_us;
     wal.commit_delay_min_records = flags.commit_delay_min_records;
     wal.fsync_mode = match flags.fsync {
@@ -290,6 +296,16 @@ fn report_recovery(flags: &Flags, recovered: &engine::store::Recovered) {
                     "msg",
                     &"the newest snapshot covers records the log no longer holds; --truncate-corrupt-log went on from the snapshot",
                 ),
+            ],
+        );
+    }
+    if recovered.log.preallocated > 0 {
+        log(
+            Level::Info,
+            "log_preallocated",
+            &[
+                ("segments", &recovered.log.preallocated),
+                ("segment_bytes", &flags.segment_bytes),
             ],
         );
     }

@@ -480,9 +480,10 @@ impl Store {
 
     /// Sets aside for removal the snapshots before `before` and the segments whose records
     /// all come before it, except the segments kept for reuse ([`wal::reuse`]): what the log
-    /// did not take of those kept last time goes, and as many of these as
-    /// `--wal-reuse-mb` allows are kept in their place. So what is kept is at most what the
-    /// last snapshot freed, what the log held anyway. Returns how many were kept. Failures to
+    /// did not take of those kept last time goes (but for as many as `--wal-preallocate-mb`
+    /// wrote ahead), and as many of these as `--wal-reuse-mb` allows are kept in their place.
+    /// So what is kept is at most what the last snapshot freed, what the log held anyway, and
+    /// what was written ahead. Returns how many were kept. Failures to
     /// set one file aside are pushed to `failed`; one to list the dir ends it.
     fn set_aside_redundant(&self, before: Lsn, failed: &mut Vec<WalError>) -> Result<usize, WalError> {
         let dir = self.wal.dir();
@@ -494,7 +495,9 @@ impl Store {
             other => other,
         };
         let unused = wal::reuse::free_segments(dir)?;
-        failed.extend(unused.iter().filter_map(|path| set_aside(path).err()));
+        let ahead = self.wal.free_to_keep(&unused);
+        let unwanted = unused.iter().filter(|path| !ahead.contains(path));
+        failed.extend(unwanted.filter_map(|path| set_aside(path).err()));
         let reuse = self.wal.segments_to_reuse(&segments);
         let mut kept = 0;
         for path in &segments {

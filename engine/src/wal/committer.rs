@@ -26,7 +26,7 @@ pub(super) struct Committer {
     dir: PathBuf,
     segment: SegmentFile,
     segment_bytes: u64,
-    /// Whether old segments kept for reuse are taken ([`WalConfig::reuse_bytes_max`] > 0).
+    /// Whether free segments are taken ([`WalConfig::takes_free_segments`]).
     reuse: bool,
     mode: FsyncMode,
     faults: Option<Arc<FaultInjection>>,
@@ -50,7 +50,7 @@ impl Committer {
             dir: config.dir.clone(),
             segment,
             segment_bytes: config.segment_bytes,
-            reuse: config.reuse_bytes_max > 0,
+            reuse: config.takes_free_segments(),
             mode: config.fsync_mode,
             faults: config.faults.clone(),
             spare: Vec::with_capacity(config.pending_bytes_max),

@@ -107,6 +107,19 @@ pub enum WalError {
     /// A payload over [`super::RECORD_PAYLOAD_BYTES_MAX`]: a caller's bug.
     #[error("payload of {bytes} bytes exceeds the record limit of {max} bytes")]
     PayloadTooLarge { bytes: usize, max: usize },
+    /// Writing segments ahead ([`super::WalConfig::preallocate_bytes`]) failed.
+    #[error(
+        "cannot write {wanted_mb} MiB of log segments ahead in {dir} ({ready} of {wanted} \
+             segments ready): {source}; free disk space, or lower --wal-preallocate-mb"
+    )]
+    Preallocate {
+        dir: PathBuf,
+        wanted_mb: u64,
+        wanted: usize,
+        ready: usize,
+        #[source]
+        source: Arc<io::Error>,
+    },
     /// A [`super::WalConfig`] value out of range.
     #[error("{setting} = {value} is out of range {min}..={max}")]
     Config {

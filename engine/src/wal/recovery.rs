@@ -97,6 +97,9 @@ pub struct RecoveryReport {
     /// Lsns the snapshot covers that the log does not hold, skipped on the operator's word
     /// ([`ReadOptions::truncate_corrupt`]; `Wal::open_covering` only): first and last.
     pub lsns_skipped: Option<(Lsn, Lsn)>,
+    /// Free segments `Wal::open` zero-filled ahead ([`super::reuse::preallocate`]; 0 from
+    /// [`read_log`]).
+    pub preallocated: usize,
 }
 
 impl RecoveryReport {
@@ -114,6 +117,7 @@ impl RecoveryReport {
             cut: None,
             kept_aside: Vec::new(),
             lsns_skipped: None,
+            preallocated: 0,
         }
     }
 }

@@ -18,13 +18,20 @@
 //!
 //! What is free is renamed `wal-next.prepare` before a byte of it changes, and the dir synced:
 //! a crash can leave it under no segment name with a new header.
+//!
+//! A fresh data dir has nothing to reuse until its second snapshot. With
+//! `--wal-preallocate-mb` the log zero-fills free segments when it opens, before authd
+//! serves ([`preallocate`]), and a snapshot's removal keeps that many of those the log did not
+//! take.
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::segment::{parse_segment_file_name, sync_dir, PreparedSegment};
-use super::WalError;
+use super::segment::{
+    parse_segment_file_name, segment_file_name, sync_dir, PreparedSegment, PREPARED_FILE_NAME,
+};
+use super::{Lsn, WalConfig, WalError};
 
 /// What a segment kept for reuse is called: its name and this.
 pub const FREE_SUFFIX: &str = ".free";
@@ -80,10 +87,114 @@ pub(super) fn take(dir: &Path, prepared: &Path, segment_bytes: u64) -> io::Resul
     Ok(None)
 }
 
+/// Zero-fills free segments of the configured size until `config.dir` holds as many as
+/// [`WalConfig::preallocate_bytes`] make, counting those there already; returns how many it
+/// wrote. Each is prepared like any segment ([`PreparedSegment::prepare`]: reserved first, so a
+/// full disk fails here and not under load), then renamed free under a name no segment of this
+/// log will have (the first lsns counted down from `u64::MAX`, so that segments a snapshot
+/// freed, named by lower lsns, are taken before these); the dir is synced once at the end. A
+/// failure removes the unfinished file and tells what was ready.
+pub fn preallocate(config: &WalConfig) -> Result<usize, WalError> {
+    let dir = config.dir.as_path();
+    let wanted = usize::try_from(config.preallocate_bytes / config.segment_bytes).unwrap_or(usize::MAX);
+    let of_size = |path: &PathBuf| fs::metadata(path).is_ok_and(|meta| meta.len() == config.segment_bytes);
+    let ready = free_segments(dir)?.iter().filter(|path| of_size(path)).count();
+    let mut name_lsn = Lsn::MAX;
+    let mut written = 0;
+    while ready + written < wanted {
+        let free = loop {
+            let free = dir.join(format!("{}{FREE_SUFFIX}", segment_file_name(name_lsn)));
+            name_lsn -= 1;
+            if !free.exists() {
+                break free;
+            }
+        };
+        let prepared = PreparedSegment::prepare(dir, config.segment_bytes)
+            .and_then(|prepared| fs::rename(dir.join(PREPARED_FILE_NAME), &free).map(|()| drop(prepared)));
+        if let Err(error) = prepared {
+            let _ = fs::remove_file(dir.join(PREPARED_FILE_NAME));
+            return Err(WalError::Preallocate {
+                dir: dir.to_path_buf(),
+                wanted_mb: config.preallocate_bytes >> 20,
+                wanted,
+                ready: ready + written,
+                source: std::sync::Arc::new(error),
+            });
+        }
+        written += 1;
+    }
+    if written > 0 {
+        sync_dir(dir).map_err(|error| WalError::io("sync", dir, error))?;
+    }
+    Ok(written)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wal::segment::{segment_file_name, PREPARED_FILE_NAME};
+
+    fn written_ahead(dir: &Path, segments: u64) -> WalConfig {
+        let mut config = WalConfig::new(dir);
+        config.segment_bytes = 8192;
+        config.preallocate_bytes = segments * config.segment_bytes;
+        config
+    }
+
+    #[test]
+    fn preallocation_tops_up_the_free_segments_of_the_size_with_zeroes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = written_ahead(dir.path(), 3);
+        // One of the size counts; one of another size does not.
+        let there = free_file(dir.path(), 7, 8192);
+        let other_size = free_file(dir.path(), 8, 4096);
+        assert_eq!(preallocate(&config).expect("preallocate"), 2);
+        let free = free_segments(dir.path()).expect("list");
+        assert_eq!(free.len(), 4, "{free:?}");
+        // Named after the segments a snapshot frees, so that those are taken first.
+        assert_eq!(&free[..2], &[there, other_size]);
+        for path in &free[2..] {
+            let bytes = fs::read(path).expect("read");
+            assert!(
+                bytes.len() == 8192 && bytes.iter().all(|&byte| byte == 0),
+                "{path:?}"
+            );
+        }
+        assert!(!dir.path().join(PREPARED_FILE_NAME).exists());
+        assert_eq!(preallocate(&config).expect("again"), 0);
+        // Taken, they are written again at the next open, under names still free.
+        let prepared = dir.path().join(PREPARED_FILE_NAME);
+        for _ in 0..3 {
+            take(dir.path(), &prepared, 8192)
+                .expect("take")
+                .expect("one fits");
+            fs::remove_file(&prepared).expect("remove");
+        }
+        assert_eq!(preallocate(&config).expect("after taking"), 3);
+        assert_eq!(free_segments(dir.path()).expect("list").len(), 4);
+        assert_eq!(preallocate(&written_ahead(dir.path(), 0)).expect("none"), 0);
+    }
+
+    #[test]
+    fn a_failed_preallocation_says_what_was_ready_and_what_to_do() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        free_file(dir.path(), 7, 8192);
+        // The file being prepared cannot be made (a dir of its name stands in for a full disk).
+        fs::create_dir(dir.path().join(PREPARED_FILE_NAME)).expect("mkdir");
+        let error = preallocate(&written_ahead(dir.path(), 2)).expect_err("fails");
+        let message = error.to_string();
+        assert!(
+            matches!(
+                error,
+                WalError::Preallocate {
+                    wanted: 2,
+                    ready: 1,
+                    ..
+                }
+            ),
+            "{message}"
+        );
+        assert!(message.contains("lower --wal-preallocate-mb"), "{message}");
+    }
 
     fn free_file(dir: &Path, first_lsn: u64, bytes: usize) -> PathBuf {
         let path = dir.join(format!("{}{FREE_SUFFIX}", segment_file_name(first_lsn)));

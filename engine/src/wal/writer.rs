@@ -284,6 +284,7 @@ pub struct Wal {
     fsync_mode: FsyncMode,
     segment_bytes: u64,
     reuse_bytes_max: u64,
+    preallocate_bytes: u64,
     _lock: DirLock,
 }
 
@@ -344,12 +345,13 @@ impl Wal {
             report.next_lsn = covered + 1;
         }
         report.kept_aside = recovery::prepare_for_append(&config.dir, &report)?;
+        report.preallocated = super::reuse::preallocate(&config)?;
         let wal = Wal::start(config, lock, report.next_lsn)?;
         Ok((wal, report))
     }
 
     fn start(config: WalConfig, lock: DirLock, next_lsn: Lsn) -> Result<Wal, WalError> {
-        let reuse = config.reuse_bytes_max > 0;
+        let reuse = config.takes_free_segments();
         let segment = PreparedSegment::reuse_or_prepare(&config.dir, config.segment_bytes, reuse);
         let segment = segment.and_then(|prepared| prepared.activate(&config.dir, next_lsn));
         let segment = segment.map_err(|error| {
@@ -391,6 +393,7 @@ impl Wal {
             fsync_mode: config.fsync_mode,
             segment_bytes: config.segment_bytes,
             reuse_bytes_max: config.reuse_bytes_max,
+            preallocate_bytes: config.preallocate_bytes,
             dir: config.dir,
             _lock: lock,
         })
@@ -609,11 +612,22 @@ impl Wal {
     /// configured size, as many as [`WalConfig::reuse_bytes_max`] bytes hold. A segment whose
     /// size cannot be read is not kept.
     pub fn segments_to_reuse<'a>(&self, segments: &'a [PathBuf]) -> Vec<&'a PathBuf> {
-        let room = self.reuse_bytes_max / self.segment_bytes;
+        self.of_size_within(segments, self.reuse_bytes_max)
+    }
+
+    /// Which of `free` (free segments the log did not take since the last snapshot) to keep
+    /// all the same: those of the configured size, as many as
+    /// [`WalConfig::preallocate_bytes`] hold (written ahead, they stay ahead).
+    pub fn free_to_keep<'a>(&self, free: &'a [PathBuf]) -> Vec<&'a PathBuf> {
+        self.of_size_within(free, self.preallocate_bytes)
+    }
+
+    fn of_size_within<'a>(&self, segments: &'a [PathBuf], bytes: u64) -> Vec<&'a PathBuf> {
+        let room = usize::try_from(bytes / self.segment_bytes).unwrap_or(usize::MAX);
         segments
             .iter()
             .filter(|path| std::fs::metadata(path).is_ok_and(|meta| meta.len() == self.segment_bytes))
-            .take(usize::try_from(room).unwrap_or(usize::MAX))
+            .take(room)
             .collect()
     }
 }

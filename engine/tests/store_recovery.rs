@@ -603,32 +603,33 @@ fn snapshots_keep_old_segments_for_reuse_up_to_the_limit_and_remove_the_rest() {
 }
 
 #[test]
-fn snapshots_keep_what_was_written_ahead_and_the_log_did_not_take() {
-    let segment_bytes = config(Path::new(".")).wal.segment_bytes;
-    for ahead in [0u64, 8] {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = config(dir.path());
-        config.wal.reuse_bytes_max = 0;
-        let (store, _) = Store::open(config.clone()).expect("open");
-        let payers = set_up(&store, 8);
-        pay(&store, &payers, 1, 2_000);
-        store.snapshot().expect("first");
-        drop(store);
-        // Reopened with segments written ahead: the log takes some, snapshots keep the rest.
-        config.wal.preallocate_bytes = ahead * segment_bytes;
-        let (store, recovered) = Store::open(config.clone()).expect("reopen");
-        assert_eq!(recovered.log.preallocated as u64, ahead);
-        let free = || engine::wal::reuse::free_segments(dir.path()).expect("list");
-        pay(&store, &payers, 2_000, 3_000);
-        let untaken = free();
-        assert!(!untaken.is_empty() || ahead == 0, "{untaken:?}");
-        store.snapshot().expect("second");
-        store.snapshot().expect("third");
-        assert_eq!(free(), untaken, "written ahead {ahead}");
-        let live = store.books().digest();
-        drop(store);
-        assert_eq!(reopen_digest(dir.path()), live);
-    }
+fn snapshots_keep_as_many_free_segments_as_were_written_ahead() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = config(dir.path());
+    config.wal.reuse_bytes_max = 0;
+    let (store, _) = Store::open(config.clone()).expect("open");
+    let payers = set_up(&store, 8);
+    pay(&store, &payers, 1, 2_000);
+    store.snapshot().expect("first");
+    drop(store);
+    // Reopened with 8 segments written ahead: the log takes some, snapshots keep the rest.
+    config.wal.preallocate_bytes = 8 * config.wal.segment_bytes;
+    let (store, recovered) = Store::open(config.clone()).expect("reopen");
+    assert_eq!(recovered.log.preallocated, 8);
+    let free = || engine::wal::reuse::free_segments(dir.path()).expect("list");
+    pay(&store, &payers, 2_000, 3_000);
+    let untaken = free();
+    store.snapshot().expect("second");
+    store.snapshot().expect("third");
+    // (The preparer of the last roll may have taken one more meanwhile.)
+    let kept = free();
+    assert!(
+        kept.len() >= 2 && kept.len() + 1 >= untaken.len() && kept.iter().all(|path| untaken.contains(path)),
+        "{kept:?} kept of {untaken:?}"
+    );
+    let live = store.books().digest();
+    drop(store);
+    assert_eq!(reopen_digest(dir.path()), live);
 }
 
 /// Parallel replay (engine/src/store/replay.rs) must build exactly the books a sequential

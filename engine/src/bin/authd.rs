@@ -111,7 +111,7 @@ struct Flags {
     wal_reuse_mb: u64,
     /// Mebibytes of log segments zero-filled ahead when authd starts, before it listens, and
     /// kept ahead by snapshots: a fresh data dir then does not zero-fill a segment per 64 MiB
-    /// of records under load (0: none; at most 1048576). Rounded down to whole segments.
+    /// of records under load (0: none; at most 1048576). Rounded up to whole segments.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=REUSE_MB_MAX))]
     wal_preallocate_mb: u64,
     /// Microseconds the log's writer waits before a commit that follows a batch of at least
@@ -224,6 +224,14 @@ fn raise_open_files_limit(connections_max: u64) {
 
 fn run(flags: Flags) -> anyhow::Result<()> {
     raise_open_files_limit(flags.connections_max);
+    if flags.wal_preallocate_mb > 0 {
+        let msg = "zero-filling the free log segments missing, before listening";
+        log(
+            Level::Info,
+            "log_preallocating",
+            &[("mb", &flags.wal_preallocate_mb), ("msg", &msg)],
+        );
+    }
     let (store, recovered) = Store::open(store_config(&flags))?;
     report_recovery(&flags, &recovered);
     if matches!(flags.fsync, Fsync::Never) {

@@ -481,9 +481,9 @@ impl Store {
     /// Sets aside for removal the snapshots before `before` and the segments whose records
     /// all come before it, except the segments kept for reuse ([`wal::reuse`]): what the log
     /// did not take of those kept last time goes (but for as many as `--wal-preallocate-mb`
-    /// wrote ahead), and as many of these as `--wal-reuse-mb` allows are kept in their place.
-    /// So what is kept is at most what the last snapshot freed, what the log held anyway, and
-    /// what was written ahead. Returns how many were kept. Failures to
+    /// makes, whichever they are), and as many of these as `--wal-reuse-mb` allows are kept
+    /// in their place. So what is kept is at most what the last snapshot freed, what the log
+    /// held anyway, and what is written ahead. Returns how many were kept. Failures to
     /// set one file aside are pushed to `failed`; one to list the dir ends it.
     fn set_aside_redundant(&self, before: Lsn, failed: &mut Vec<WalError>) -> Result<usize, WalError> {
         let dir = self.wal.dir();

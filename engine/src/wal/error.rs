@@ -109,16 +109,16 @@ pub enum WalError {
     PayloadTooLarge { bytes: usize, max: usize },
     /// Writing segments ahead ([`super::WalConfig::preallocate_bytes`]) failed.
     #[error(
-        "cannot write {wanted_mb} MiB of log segments ahead in {dir} ({ready} of {wanted} \
-             segments ready): {source}; free disk space, or lower --wal-preallocate-mb"
+        "cannot write {wanted} log segments ahead in {dir} (--wal-preallocate-mb; {ready} \
+             ready): {source}; {advice}, or lower --wal-preallocate-mb"
     )]
     Preallocate {
         dir: PathBuf,
-        wanted_mb: u64,
         wanted: usize,
         ready: usize,
         #[source]
         source: Arc<io::Error>,
+        advice: &'static str,
     },
     /// A [`super::WalConfig`] value out of range.
     #[error("{setting} = {value} is out of range {min}..={max}")]
@@ -143,6 +143,26 @@ impl WalError {
             action,
             path: path.to_path_buf(),
             source: Arc::new(source),
+        }
+    }
+
+    /// A [`WalError::Preallocate`] with `ready` of `wanted` segments there, with advice chosen
+    /// by the cause.
+    pub fn preallocate(dir: &Path, wanted: usize, ready: usize, source: io::Error) -> WalError {
+        let no_room = [rustix::io::Errno::NOSPC, rustix::io::Errno::DQUOT]
+            .map(|errno| Some(errno.raw_os_error()))
+            .contains(&source.raw_os_error());
+        let advice = if no_room {
+            "free disk space"
+        } else {
+            "check that the data dir is writable and the disk healthy"
+        };
+        WalError::Preallocate {
+            dir: dir.to_path_buf(),
+            wanted,
+            ready,
+            source: Arc::new(source),
+            advice,
         }
     }
 

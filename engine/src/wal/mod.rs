@@ -150,10 +150,10 @@ pub struct WalConfig {
     /// Bytes of old segments kept for reuse instead of removed after a snapshot
     /// ([`reuse`]; the store decides which); 0 removes them all.
     pub reuse_bytes_max: u64,
-    /// Bytes of segments written ahead when the log opens ([`reuse::preallocate`]): zero-filled
-    /// and kept free until there are this many, and never fewer kept by a snapshot's removal, so
-    /// that a fresh data dir does not zero-fill a segment per 64 MiB of records under load.
-    /// 0 (the default) writes none ahead.
+    /// Bytes of segments written ahead when the log opens ([`reuse::preallocate`]): free
+    /// segments zero-filled until there are this many (rounded up to whole segments), and as
+    /// many free segments kept by a snapshot's removal, so that a fresh data dir does not
+    /// zero-fill a segment per 64 MiB of records under load. 0 (the default) writes none ahead.
     pub preallocate_bytes: u64,
     /// Injected failures, for tests.
     pub faults: Option<std::sync::Arc<FaultInjection>>,
@@ -229,5 +229,10 @@ impl WalConfig {
     /// or with segments written ahead.
     pub(crate) fn takes_free_segments(&self) -> bool {
         self.reuse_bytes_max > 0 || self.preallocate_bytes > 0
+    }
+
+    /// How many segments `bytes` make, rounded up (written ahead, at least what was asked).
+    pub(crate) fn segments_for(&self, bytes: u64) -> usize {
+        usize::try_from(bytes.div_ceil(self.segment_bytes)).unwrap_or(usize::MAX)
     }
 }

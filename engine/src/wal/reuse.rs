@@ -28,6 +28,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::removal::REMOVING_SUFFIX;
 use super::segment::{
     parse_segment_file_name, segment_file_name, sync_dir, PreparedSegment, PREPARED_FILE_NAME,
 };
@@ -88,41 +89,37 @@ pub(super) fn take(dir: &Path, prepared: &Path, segment_bytes: u64) -> io::Resul
 }
 
 /// Zero-fills free segments of the configured size until `config.dir` holds as many as
-/// [`WalConfig::preallocate_bytes`] make, counting those there already; returns how many it
-/// wrote. Each is prepared like any segment ([`PreparedSegment::prepare`]: reserved first, so a
-/// full disk fails here and not under load), then renamed free under a name no segment of this
-/// log will have (the first lsns counted down from `u64::MAX`, so that segments a snapshot
-/// freed, named by lower lsns, are taken before these); the dir is synced once at the end. A
-/// failure removes the unfinished file and tells what was ready.
+/// [`WalConfig::preallocate_bytes`] make (rounded up to whole segments), counting those there
+/// already; returns how many it wrote. Each is prepared like any segment
+/// ([`PreparedSegment::prepare`]: reserved first, so a full disk fails here and not under
+/// load), then renamed free under a name no segment of this log will have: the first lsns
+/// counted down from `u64::MAX` whose free name, and that name set aside for removal, are not
+/// taken, so that segments a snapshot freed, named by lower lsns, are taken first. The dir is
+/// synced once at the end. A failure removes the unfinished file and tells what was ready.
 pub fn preallocate(config: &WalConfig) -> Result<usize, WalError> {
     let dir = config.dir.as_path();
-    let wanted = usize::try_from(config.preallocate_bytes / config.segment_bytes).unwrap_or(usize::MAX);
+    let wanted = config.segments_for(config.preallocate_bytes);
     let of_size = |path: &PathBuf| fs::metadata(path).is_ok_and(|meta| meta.len() == config.segment_bytes);
-    let ready = free_segments(dir)?.iter().filter(|path| of_size(path)).count();
-    let mut name_lsn = Lsn::MAX;
-    let mut written = 0;
-    while ready + written < wanted {
-        let free = loop {
-            let free = dir.join(format!("{}{FREE_SUFFIX}", segment_file_name(name_lsn)));
-            name_lsn -= 1;
-            if !free.exists() {
-                break free;
-            }
-        };
+    let found = free_segments(dir)?.iter().filter(|path| of_size(path)).count();
+    let unused_name = |free: &PathBuf| {
+        let mut removing = free.as_os_str().to_owned();
+        removing.push(REMOVING_SUFFIX);
+        !free.exists() && !Path::new(&removing).exists()
+    };
+    let mut names = (0..=Lsn::MAX)
+        .rev()
+        .map(|lsn| dir.join(format!("{}{FREE_SUFFIX}", segment_file_name(lsn))))
+        .filter(unused_name);
+    for ready in found..wanted {
+        let Some(free) = names.next() else { break };
         let prepared = PreparedSegment::prepare(dir, config.segment_bytes)
             .and_then(|prepared| fs::rename(dir.join(PREPARED_FILE_NAME), &free).map(|()| drop(prepared)));
         if let Err(error) = prepared {
             let _ = fs::remove_file(dir.join(PREPARED_FILE_NAME));
-            return Err(WalError::Preallocate {
-                dir: dir.to_path_buf(),
-                wanted_mb: config.preallocate_bytes >> 20,
-                wanted,
-                ready: ready + written,
-                source: std::sync::Arc::new(error),
-            });
+            return Err(WalError::preallocate(dir, wanted, ready, error));
         }
-        written += 1;
     }
+    let written = wanted.saturating_sub(found);
     if written > 0 {
         sync_dir(dir).map_err(|error| WalError::io("sync", dir, error))?;
     }
@@ -143,25 +140,50 @@ mod tests {
     #[test]
     fn preallocation_tops_up_the_free_segments_of_the_size_with_zeroes() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = written_ahead(dir.path(), 3);
-        // One of the size counts; one of another size does not.
-        let there = free_file(dir.path(), 7, 8192);
+        // Four segments: part of one rounds up to a whole.
+        let mut config = written_ahead(dir.path(), 3);
+        config.preallocate_bytes += 1;
+        // Free ones of the size count (a freed one, one written ahead by an earlier start),
+        // one of another size does not; neither a free name nor a name set aside for removal
+        // is written over.
+        let freed = free_file(dir.path(), 7, 8192);
         let other_size = free_file(dir.path(), 8, 4096);
+        let ahead_before = free_file(dir.path(), Lsn::MAX, 8192);
+        let removing = dir.path().join(format!(
+            "{}{FREE_SUFFIX}{REMOVING_SUFFIX}",
+            segment_file_name(Lsn::MAX - 1)
+        ));
+        fs::write(&removing, vec![0xEE; 8192]).expect("write");
         assert_eq!(preallocate(&config).expect("preallocate"), 2);
         let free = free_segments(dir.path()).expect("list");
-        assert_eq!(free.len(), 4, "{free:?}");
-        // Named after the segments a snapshot frees, so that those are taken first.
-        assert_eq!(&free[..2], &[there, other_size]);
-        for path in &free[2..] {
+        let written = dir
+            .path()
+            .join(format!("{}{FREE_SUFFIX}", segment_file_name(Lsn::MAX - 2)));
+        let written_too = dir
+            .path()
+            .join(format!("{}{FREE_SUFFIX}", segment_file_name(Lsn::MAX - 3)));
+        // By name: what a snapshot freed is taken before what was written ahead.
+        assert_eq!(
+            free,
+            [freed, other_size, written_too, written, ahead_before.clone()]
+        );
+        for path in &free[2..4] {
             let bytes = fs::read(path).expect("read");
             assert!(
                 bytes.len() == 8192 && bytes.iter().all(|&byte| byte == 0),
                 "{path:?}"
             );
         }
+        for untouched in [&ahead_before, &removing] {
+            assert_eq!(
+                fs::read(untouched).expect("read"),
+                vec![0xEE; 8192],
+                "{untouched:?}"
+            );
+        }
         assert!(!dir.path().join(PREPARED_FILE_NAME).exists());
         assert_eq!(preallocate(&config).expect("again"), 0);
-        // Taken, they are written again at the next open, under names still free.
+        // Taken, they are written again at the next open.
         let prepared = dir.path().join(PREPARED_FILE_NAME);
         for _ in 0..3 {
             take(dir.path(), &prepared, 8192)
@@ -170,30 +192,38 @@ mod tests {
             fs::remove_file(&prepared).expect("remove");
         }
         assert_eq!(preallocate(&config).expect("after taking"), 3);
-        assert_eq!(free_segments(dir.path()).expect("list").len(), 4);
+        assert_eq!(free_segments(dir.path()).expect("list").len(), 5);
         assert_eq!(preallocate(&written_ahead(dir.path(), 0)).expect("none"), 0);
     }
 
     #[test]
-    fn a_failed_preallocation_says_what_was_ready_and_what_to_do() {
+    fn a_failed_preallocation_removes_its_file_and_says_what_was_ready_and_what_to_do() {
         let dir = tempfile::tempdir().expect("tempdir");
-        free_file(dir.path(), 7, 8192);
-        // The file being prepared cannot be made (a dir of its name stands in for a full disk).
-        fs::create_dir(dir.path().join(PREPARED_FILE_NAME)).expect("mkdir");
-        let error = preallocate(&written_ahead(dir.path(), 2)).expect_err("fails");
+        // Segments larger than any file the file system allows stand in for a full disk.
+        let mut config = written_ahead(dir.path(), 2);
+        config.segment_bytes = 1 << 60;
+        config.preallocate_bytes = 2 << 60;
+        let error = preallocate(&config).expect_err("fails");
         let message = error.to_string();
         assert!(
             matches!(
                 error,
                 WalError::Preallocate {
                     wanted: 2,
-                    ready: 1,
+                    ready: 0,
                     ..
                 }
             ),
             "{message}"
         );
-        assert!(message.contains("lower --wal-preallocate-mb"), "{message}");
+        assert!(message.contains("or lower --wal-preallocate-mb"), "{message}");
+        assert!(!dir.path().join(PREPARED_FILE_NAME).exists());
+        let full = WalError::preallocate(dir.path(), 4, 1, io::Error::from_raw_os_error(28));
+        assert!(
+            full.to_string().contains("(--wal-preallocate-mb; 1 ready)"),
+            "{full}"
+        );
+        assert!(full.to_string().contains("free disk space, or lower"), "{full}");
     }
 
     fn free_file(dir: &Path, first_lsn: u64, bytes: usize) -> PathBuf {

@@ -284,7 +284,8 @@ pub struct Wal {
     fsync_mode: FsyncMode,
     segment_bytes: u64,
     reuse_bytes_max: u64,
-    preallocate_bytes: u64,
+    /// Segments written ahead ([`WalConfig::preallocate_bytes`]).
+    preallocate_segments: usize,
     _lock: DirLock,
 }
 
@@ -393,7 +394,7 @@ impl Wal {
             fsync_mode: config.fsync_mode,
             segment_bytes: config.segment_bytes,
             reuse_bytes_max: config.reuse_bytes_max,
-            preallocate_bytes: config.preallocate_bytes,
+            preallocate_segments: config.segments_for(config.preallocate_bytes),
             dir: config.dir,
             _lock: lock,
         })
@@ -612,22 +613,22 @@ impl Wal {
     /// configured size, as many as [`WalConfig::reuse_bytes_max`] bytes hold. A segment whose
     /// size cannot be read is not kept.
     pub fn segments_to_reuse<'a>(&self, segments: &'a [PathBuf]) -> Vec<&'a PathBuf> {
-        self.of_size_within(segments, self.reuse_bytes_max)
+        let room = usize::try_from(self.reuse_bytes_max / self.segment_bytes).unwrap_or(usize::MAX);
+        self.of_size(segments, room)
     }
 
     /// Which of `free` (free segments the log did not take since the last snapshot) to keep
-    /// all the same: those of the configured size, as many as
-    /// [`WalConfig::preallocate_bytes`] hold (written ahead, they stay ahead).
+    /// all the same: those of the configured size, as many as segments written ahead
+    /// ([`WalConfig::preallocate_bytes`]), whichever they are.
     pub fn free_to_keep<'a>(&self, free: &'a [PathBuf]) -> Vec<&'a PathBuf> {
-        self.of_size_within(free, self.preallocate_bytes)
+        self.of_size(free, self.preallocate_segments)
     }
 
-    fn of_size_within<'a>(&self, segments: &'a [PathBuf], bytes: u64) -> Vec<&'a PathBuf> {
-        let room = usize::try_from(bytes / self.segment_bytes).unwrap_or(usize::MAX);
+    fn of_size<'a>(&self, segments: &'a [PathBuf], count_max: usize) -> Vec<&'a PathBuf> {
         segments
             .iter()
             .filter(|path| std::fs::metadata(path).is_ok_and(|meta| meta.len() == self.segment_bytes))
-            .take(room)
+            .take(count_max)
             .collect()
     }
 }

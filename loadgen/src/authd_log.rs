@@ -228,18 +228,25 @@ impl AuthdLog {
                 self.records
             );
         }
-        format!(
+        let zero_filled = self.segments_started.saturating_sub(self.segments_reused);
+        let mut line = format!(
             "authd log: {} records in {} fdatasyncs while measuring ({:.1} each), {} segments \
-             started ({} zero-filled); fdatasync p50 {} us, p99 {} us, max {} us since authd started",
+             started ({zero_filled} zero-filled); fdatasync p50 {} us, p99 {} us, max {} us since authd started",
             self.records,
             self.syncs,
             self.records as f64 / self.syncs as f64,
             self.segments_started,
-            self.segments_started.saturating_sub(self.segments_reused),
             self.sync_p50_us,
             self.sync_p99_us,
             self.sync_max_us
-        )
+        );
+        if zero_filled > 0 {
+            line.push_str(
+                "\n  each zero-fill wrote a segment of zeroes beside the log, as a fresh data dir \
+                 does; a node in service writes over old segments (authd --wal-preallocate-mb)",
+            );
+        }
+        line
     }
 
     /// The `authd_log` object of the JSON report.
@@ -298,8 +305,17 @@ mod tests {
         assert_eq!(
             run.summary(),
             "authd log: 1000 records in 50 fdatasyncs while measuring (20.0 each), 3 segments started \
-             (1 zero-filled); fdatasync p50 120 us, p99 350 us, max 4000 us since authd started"
+             (1 zero-filled); fdatasync p50 120 us, p99 350 us, max 4000 us since authd started\n  \
+             each zero-fill wrote a segment of zeroes beside the log, as a fresh data dir does; a node \
+             in service writes over old segments (authd --wal-preallocate-mb)"
         );
+        let all_reused = AuthdLog {
+            segments_reused: 3,
+            ..run
+        };
+        assert!(all_reused
+            .summary()
+            .ends_with("(0 zero-filled); fdatasync p50 120 us, p99 350 us, max 4000 us since authd started"));
         assert_eq!(run.to_json()["sync_us"]["p99"], 350);
         assert_eq!(run.to_json()["segments"]["reused"], 2);
     }

@@ -21,8 +21,8 @@
 //!
 //! A fresh data dir has nothing to reuse until its second snapshot. With
 //! `--wal-preallocate-mb` the log zero-fills free segments when it opens, before authd
-//! serves ([`preallocate`]), and a snapshot's removal keeps that many of those the log did not
-//! take.
+//! serves ([`preallocate`]), and a snapshot's removal keeps that many of the free segments the
+//! log did not take, whichever they are.
 
 use std::fs;
 use std::io;

@@ -254,6 +254,30 @@ fn a_decline_prints_the_reason_and_iso_code_and_exits_3() {
 }
 
 #[test]
+fn an_alias_taken_is_named_in_the_decline() {
+    let authd = Authd::start(&[]);
+    let merchant = [
+        "register-merchant",
+        "--origin",
+        "CAFE42",
+        "--fee-bps",
+        "150",
+        "--fee-bps-with-product",
+        "90",
+    ];
+    for args in [&merchant[..], &["open-account", "--mobile", "+33612345678"]] {
+        authctl(&authd, args).ok();
+        let again = authctl(&authd, args);
+        assert_eq!(again.status, Some(3), "{}", again.stderr);
+        let asked = format!(
+            "{} {} {} declined: InvalidRequest (ISO 12)",
+            args[0], args[1], args[2]
+        );
+        assert!(again.stderr.contains(&asked), "{}", again.stderr);
+    }
+}
+
+#[test]
 fn too_many_decimals_are_refused_with_the_rule() {
     let authd = Authd::start(&[]);
     let account = open_account(&authd, &[]).to_string();

@@ -670,6 +670,8 @@ fn limits_outside_their_range_are_refused_at_start_with_the_range() {
         ("--logon-failures-max", "0"),
         ("--logon-failure-window-s", "0"),
         ("--logon-failure-window-s", "86401"),
+        ("--idempotency-window", "0"),
+        ("--idempotency-window", "1048577"),
         ("--holds-per-shard-max", "0"),
         ("--segment-bytes", "4151"),
         ("--segment-bytes", "1073741825"),
@@ -690,6 +692,32 @@ fn limits_outside_their_range_are_refused_at_start_with_the_range() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("is not in"), "{flag} {value}: {stderr}");
     }
+}
+
+#[test]
+fn a_data_dir_authd_cannot_use_is_refused_saying_why_once_and_what_to_do() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a dir").expect("write");
+    let refused = |data_dir: &std::path::Path| {
+        let output = std::process::Command::new(authd_tests::authd_binary())
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .output()
+            .expect("run authd");
+        assert_eq!(output.status.code(), Some(1), "{data_dir:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let stderr = refused(&file);
+    assert!(
+        stderr.contains("is not a directory; pass --data-dir with a directory"),
+        "{stderr}"
+    );
+    // Below a file: the system's cause, told once, and the advice.
+    let stderr = refused(&file.join("below"));
+    assert_eq!(stderr.matches("os error 20").count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot create data dir"), "{stderr}");
+    assert!(std::fs::read(&file).expect("read") == b"not a dir");
 }
 
 #[test]

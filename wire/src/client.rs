@@ -47,12 +47,13 @@ pub const SET_ASIDE_MAX: usize = 65_536;
 /// What went wrong talking to the server.
 #[derive(Debug, Error)]
 pub enum ClientError {
-    /// The socket failed (connect, read, write, timeout).
+    /// The socket failed (connect, read, write, timeout). The cause is told in the message,
+    /// so it is not a `source` too (a chain printed whole would repeat it).
     #[error("connection to the authd server failed: {0}")]
-    Io(#[from] std::io::Error),
-    /// The server sent bytes that are not a valid frame.
+    Io(std::io::Error),
+    /// The server sent bytes that are not a valid frame (told in the message, as above).
     #[error("the server sent an invalid frame: {0}")]
-    Decode(#[from] DecodeError),
+    Decode(DecodeError),
     /// The server closed the connection; call `reconnect` to resend what is unanswered.
     #[error("the server closed the connection; reconnect to resend unanswered requests")]
     Closed,
@@ -77,6 +78,18 @@ pub enum ClientError {
         /// The count that hit the limit.
         count: usize,
     },
+}
+
+impl From<std::io::Error> for ClientError {
+    fn from(error: std::io::Error) -> ClientError {
+        ClientError::Io(error)
+    }
+}
+
+impl From<DecodeError> for ClientError {
+    fn from(error: DecodeError) -> ClientError {
+        ClientError::Decode(error)
+    }
 }
 
 /// A frame from the server after log-on.

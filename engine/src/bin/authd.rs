@@ -27,7 +27,7 @@ enum Fsync {
 
 /// authd: the issuer's authorization engine for direct micro-payments.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(name = "authd", version, about, long_about = None)]
 struct Flags {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7700")]
@@ -38,7 +38,7 @@ struct Flags {
     /// Durability of replies.
     #[arg(long, value_enum, default_value_t = Fsync::Always)]
     fsync: Fsync,
-    /// Shards of the books (a power of two); fixed for a data directory.
+    /// Shards of the books (a power of two up to 4096); fixed for a data directory.
     #[arg(long, default_value_t = engine::limits::SHARDS_DEFAULT)]
     shards: u32,
     /// Event loop threads, 1 to 256 (default: one per core).
@@ -47,16 +47,17 @@ struct Flags {
     /// ISO 4217 numeric currency of the books (1..=999); fixed for a data directory.
     #[arg(long, default_value_t = 978, value_parser = clap::value_parser!(u16).range(1..=999))]
     currency: u16,
-    /// Connections open at once; more are answered "busy" and closed.
+    /// Connections open at once (1 to 1000000); more are answered "busy" and closed.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     connections_max: u64,
-    /// Unanswered requests per connection before authd stops reading it.
+    /// Unanswered requests per connection before authd stops reading it (1 to 1000000).
     #[arg(long, default_value_t = 1_024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     in_flight_max: u32,
     /// Largest frame accepted, bytes, length prefix included (1024..=1048576).
     #[arg(long, default_value_t = wire::FRAME_BYTES_MAX, value_parser = clap::value_parser!(u32).range(1_024..=1_048_576))]
     frame_bytes_max: u32,
-    /// Unwritten reply bytes per connection before authd stops reading it.
+    /// Unwritten reply bytes per connection before authd stops reading it (65536 to
+    /// 1073741824).
     #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(65_536..=1_073_741_824))]
     write_bytes_max: u64,
     /// Milliseconds a new connection has to log on (1..=3600000).
@@ -76,7 +77,8 @@ struct Flags {
     /// Seconds a logged-on connection may stay silent with nothing in flight (1..=604800).
     #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     idle_timeout_s: u64,
-    /// Failed log-ons per peer (IPv4 address or IPv6 /64) per --logon-failure-window-s before it is refused.
+    /// Failed log-ons per peer (IPv4 address or IPv6 /64) per --logon-failure-window-s before it is refused
+    /// (at least 1).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     logon_failures_max: u32,
     /// The window of --logon-failures-max, seconds.
@@ -92,8 +94,9 @@ struct Flags {
     #[arg(long, default_value_t = engine::server::SNAPSHOT_WRITE_MB_S_DEFAULT,
           value_parser = clap::value_parser!(u64).range(0..=engine::server::SNAPSHOT_WRITE_MB_S_MAX))]
     snapshot_write_mb_s: u64,
-    /// Idempotency window: remembered requests per shard.
-    #[arg(long, default_value_t = engine::limits::IDEMPOTENCY_WINDOW_DEFAULT)]
+    /// Idempotency window: remembered requests per shard (1 to 1048576).
+    #[arg(long, default_value_t = engine::limits::IDEMPOTENCY_WINDOW_DEFAULT,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(engine::limits::IDEMPOTENCY_WINDOW_MAX)))]
     idempotency_window: u32,
     /// Holds kept per shard (live and refundable), at least 1.
     #[arg(long, default_value_t = engine::limits::HOLDS_PER_SHARD_DEFAULT,

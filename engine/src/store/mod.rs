@@ -192,6 +192,12 @@ impl Store {
     /// Open (or create) the data dir `config.wal.dir` and recover the books in it.
     pub fn open(config: StoreConfig) -> Result<(Store, Recovered), StoreError> {
         let created = !config.wal.dir.exists();
+        if !created && !config.wal.dir.is_dir() {
+            return Err(WalError::NotADir {
+                dir: config.wal.dir.clone(),
+            }
+            .into());
+        }
         std::fs::create_dir_all(&config.wal.dir)
             .map_err(|error| WalError::io("create data dir", &config.wal.dir, error))?;
         if created {
@@ -491,7 +497,7 @@ impl Store {
         let snapshots = wal::snapshot_file::snapshots_before(dir, before)?;
         let set_aside = |path: &PathBuf| match wal::removal::set_aside(path) {
             // Taken for reuse by the log meanwhile.
-            Err(WalError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(WalError::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => Ok(()),
             other => other,
         };
         let unused = wal::reuse::free_segments(dir)?;

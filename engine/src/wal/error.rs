@@ -27,29 +27,31 @@ impl fmt::Display for LockHolder {
 pub enum WalError {
     /// Opening, reading, renaming or removing a file failed outside the writer.
     #[error(
-        "cannot {action} {path}: {source}; check that the data dir exists, is writable and \
+        "cannot {action} {path}: {cause}; check that the data dir exists, is writable and \
              the disk is healthy"
     )]
     Io {
         action: &'static str,
         path: PathBuf,
-        #[source]
-        source: Arc<io::Error>,
+        /// Told in the message, so not a `source` too (a chain printed whole would repeat it).
+        cause: Arc<io::Error>,
     },
+    /// The data dir is a file (or something else that is not a directory).
+    #[error("data dir {dir} is not a directory; pass --data-dir with a directory, or a path to create one")]
+    NotADir { dir: PathBuf },
     /// Another process holds the data dir.
     #[error("data dir {dir} is locked by {holder}; stop it or pass --data-dir")]
     Locked { dir: PathBuf, holder: LockHolder },
     /// The writer failed; the log is stopped for good. Nothing after `durable_lsn` was
     /// acknowledged.
     #[error(
-        "{operation} {file} failed: {source}; {advice}; nothing after lsn {durable_lsn} \
+        "{operation} {file} failed: {cause}; {advice}; nothing after lsn {durable_lsn} \
              was acknowledged"
     )]
     Failed {
         operation: &'static str,
         file: PathBuf,
-        #[source]
-        source: Arc<io::Error>,
+        cause: Arc<io::Error>,
         advice: &'static str,
         durable_lsn: Lsn,
     },
@@ -110,14 +112,13 @@ pub enum WalError {
     /// Writing segments ahead ([`super::WalConfig::preallocate_bytes`]) failed.
     #[error(
         "cannot write {wanted} log segments ahead in {dir} (--wal-preallocate-mb; {ready} \
-             ready): {source}; {advice}, or lower --wal-preallocate-mb"
+             ready): {cause}; {advice}, or lower --wal-preallocate-mb"
     )]
     Preallocate {
         dir: PathBuf,
         wanted: usize,
         ready: usize,
-        #[source]
-        source: Arc<io::Error>,
+        cause: Arc<io::Error>,
         advice: &'static str,
     },
     /// A [`super::WalConfig`] value out of range.
@@ -142,7 +143,7 @@ impl WalError {
         WalError::Io {
             action,
             path: path.to_path_buf(),
-            source: Arc::new(source),
+            cause: Arc::new(source),
         }
     }
 
@@ -161,7 +162,7 @@ impl WalError {
             dir: dir.to_path_buf(),
             wanted,
             ready,
-            source: Arc::new(source),
+            cause: Arc::new(source),
             advice,
         }
     }
@@ -177,7 +178,7 @@ impl WalError {
         WalError::Failed {
             operation,
             file: file.to_path_buf(),
-            source: Arc::new(source),
+            cause: Arc::new(source),
             advice,
             durable_lsn,
         }

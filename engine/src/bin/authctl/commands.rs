@@ -34,7 +34,12 @@ pub fn open_account(
         mobile: mobile.unwrap_or(0),
         limits,
     });
-    let Reply::OpenAccount(reply) = operator.call("open-account", &request)? else {
+    // The mobile is named so that a decline for an alias taken says which.
+    let what = match mobile {
+        Some(mobile) => format!("open-account --mobile {}", format_mobile(mobile)),
+        None => "open-account".to_string(),
+    };
+    let Reply::OpenAccount(reply) = operator.call(&what, &request)? else {
         bail!("authd answered open-account with another reply type");
     };
     Ok(format!(
@@ -148,7 +153,8 @@ pub fn register_merchant(
         fee_bps_with_product,
         origin,
     });
-    let Reply::RegisterMerchant(reply) = operator.call("register-merchant", &request)? else {
+    let what = format!("register-merchant --origin {}", origin.as_str());
+    let Reply::RegisterMerchant(reply) = operator.call(&what, &request)? else {
         bail!("authd answered register-merchant with another reply type");
     };
     Ok(format!(

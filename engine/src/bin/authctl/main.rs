@@ -48,7 +48,7 @@ const EXIT_OUTCOME_UNKNOWN: u8 = 4;
 /// Exit status: 0 done, 1 error, 2 bad flags, 3 authd declined the request (reason and ISO code
 /// printed), 4 no reply (the request may or may not have been applied: look before retrying).
 #[derive(Parser, Debug)]
-#[command(version, about, long_about)]
+#[command(name = "authctl", version, about, long_about)]
 struct Flags {
     /// authd's address.
     #[arg(long, global = true, value_name = "ADDR", default_value = "127.0.0.1:7700", help_heading = GLOBAL)]

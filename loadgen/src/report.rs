@@ -366,7 +366,11 @@ impl Report {
                 }
             }
             None => {
-                let _ = writeln!(text, "books check: not run");
+                let _ = writeln!(
+                    text,
+                    "books check: not run (it needs the operator key: --data-dir or --key, and \
+                     --books-sample above 0)"
+                );
             }
         }
         text
@@ -554,5 +558,12 @@ mod tests {
         assert!(text.contains("51: 10"));
         assert!(text.contains("books check: OK"));
         assert!(text.contains("CPU per request: loadgen 1.50 us"));
+        let unchecked = Report {
+            books: None,
+            ..report()
+        };
+        assert!(unchecked
+            .summary()
+            .contains("books check: not run (it needs the operator key: --data-dir or --key"));
     }
 }

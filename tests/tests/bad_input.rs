@@ -721,6 +721,27 @@ fn a_data_dir_authd_cannot_use_is_refused_saying_why_once_and_what_to_do() {
 }
 
 #[test]
+fn an_address_in_use_is_refused_before_anything_is_written() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("address").to_string();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().join("data");
+    let output = std::process::Command::new(authd_tests::authd_binary())
+        .args(["--listen", &address, "--wal-preallocate-mb", "1024", "--data-dir"])
+        .arg(&data_dir)
+        .output()
+        .expect("run authd");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let said = format!("cannot listen on {address}: ");
+    assert!(
+        stderr.contains(&said) && stderr.contains("pass --listen with a free address"),
+        "{stderr}"
+    );
+    assert!(!data_dir.exists(), "{stderr}");
+}
+
+#[test]
 fn authd_raises_its_open_files_limit_and_warns_when_the_hard_one_is_too_low() {
     // --shards 3 makes authd stop right after the check, before it opens anything.
     let run = |limits: &str| {

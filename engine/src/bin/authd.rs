@@ -225,8 +225,19 @@ fn raise_open_files_limit(connections_max: u64) {
     }
 }
 
+fn cannot_listen(flags: &Flags, error: std::io::Error) -> anyhow::Error {
+    anyhow::anyhow!(
+        "cannot listen on {}: {error}; pass --listen with a free address",
+        flags.listen
+    )
+}
+
 fn run(flags: Flags) -> anyhow::Result<()> {
     raise_open_files_limit(flags.connections_max);
+    // An address in use fails the start at once, not after recovery and segments written
+    // ahead took their time, and before the data dir is made. Bound as the server binds it
+    // (mio: SO_REUSEADDR), so that a restart is not refused over the last run's TIME_WAITs.
+    drop(mio::net::TcpListener::bind(flags.listen).map_err(|error| cannot_listen(&flags, error))?);
     if flags.wal_preallocate_mb > 0 {
         let msg = "zero-filling the free log segments missing, before listening";
         log(
@@ -245,12 +256,8 @@ fn run(flags: Flags) -> anyhow::Result<()> {
         anyhow::anyhow!("cannot draw a random operator key: {error}; check that the kernel's getrandom works")
     })?;
     let operator_secret = operator_key::load_or_create(&flags.data_dir, fresh)?;
-    let server = Server::start(Arc::new(store), server_config(&flags), operator_secret).map_err(|error| {
-        anyhow::anyhow!(
-            "cannot listen on {}: {error}; pass --listen with a free address",
-            flags.listen
-        )
-    })?;
+    let server = Server::start(Arc::new(store), server_config(&flags), operator_secret)
+        .map_err(|error| cannot_listen(&flags, error))?;
     println!("authd listening on {}", server.local_addr());
     log(
         Level::Info,

@@ -627,6 +627,17 @@ fn snapshots_keep_as_many_free_segments_as_were_written_ahead() {
         kept.len() >= 2 && kept.len() + 1 >= untaken.len() && kept.iter().all(|path| untaken.contains(path)),
         "{kept:?} kept of {untaken:?}"
     );
+    // More free segments than were written ahead: the next snapshot keeps 8 of them.
+    for index in 0..10 {
+        let name = engine::wal::segment::segment_file_name(1_000_000_000 + index);
+        let extra = dir
+            .path()
+            .join(format!("{name}{}", engine::wal::reuse::FREE_SUFFIX));
+        std::fs::write(extra, vec![0; config.wal.segment_bytes as usize]).expect("write");
+    }
+    store.snapshot().expect("fourth");
+    assert_eq!(free().len(), 8, "{:?}", free());
+
     let live = store.books().digest();
     drop(store);
     assert_eq!(reopen_digest(dir.path()), live);

@@ -742,6 +742,35 @@ fn an_address_in_use_is_refused_before_anything_is_written() {
 }
 
 #[test]
+fn a_second_authd_on_the_same_address_and_data_dir_is_told_of_the_lock() {
+    let first = Authd::start(&[]);
+    let output = std::process::Command::new(authd_tests::authd_binary())
+        .args(["--listen", &first.addr.to_string(), "--data-dir"])
+        .arg(&first.dir)
+        .output()
+        .expect("run authd");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let said = format!("is locked by pid {}; stop it or pass --data-dir", first.pid());
+    assert!(stderr.contains(&said), "{stderr}");
+}
+
+#[test]
+fn the_binaries_name_themselves_in_their_version() {
+    for (binary, name) in [
+        (authd_tests::authd_binary(), "authd "),
+        (authd_tests::authctl_binary(), "authctl "),
+    ] {
+        let output = std::process::Command::new(&binary)
+            .arg("--version")
+            .output()
+            .expect("run --version");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success() && stdout.starts_with(name), "{stdout}");
+    }
+}
+
+#[test]
 fn authd_raises_its_open_files_limit_and_warns_when_the_hard_one_is_too_low() {
     // --shards 3 makes authd stop right after the check, before it opens anything.
     let run = |limits: &str| {

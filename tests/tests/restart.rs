@@ -156,18 +156,24 @@ fn records_replayed(authd: &Authd) -> u64 {
 
 /// The value of `key` in the first line authd logged for `event` (waited for).
 fn logged(authd: &Authd, event: &str, key: &str) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(5);
     let (event, key) = (format!("event={event} "), format!(" {key}="));
-    loop {
-        let stderr = authd.stderr();
-        let found = stderr
+    waited_for(authd, &event, |stderr| {
+        stderr
             .lines()
             .filter(|line| line.contains(&event))
-            .find_map(|line| line.split(&key).nth(1)?.split(' ').next()?.parse().ok());
-        if let Some(value) = found {
-            return value;
+            .find_map(|line| line.split(&key).nth(1)?.split(' ').next()?.parse().ok())
+    })
+}
+
+/// What `find` finds in authd's stderr, waited for (it is read on a thread of its own).
+fn waited_for<T>(authd: &Authd, what: &str, find: impl Fn(&str) -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let stderr = authd.stderr();
+        if let Some(found) = find(&stderr) {
+            return found;
         }
-        assert!(Instant::now() < deadline, "no {event} line with{key}: {stderr}");
+        assert!(Instant::now() < deadline, "no {what} in: {stderr}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -195,6 +201,14 @@ fn segments_written_ahead_are_there_before_authd_listens_and_topped_up_at_a_rest
     };
     let authd = Authd::start_in(dir.path(), &flags);
     assert_eq!(logged(&authd, "log_preallocated", "segments"), 16);
+    let stderr = waited_for(&authd, "listening", |stderr| {
+        stderr.contains("event=listening ").then(|| stderr.to_string())
+    });
+    let (written, listening) = (
+        stderr.find("event=log_preallocated "),
+        stderr.find("event=listening "),
+    );
+    assert!(written < listening && written.is_some(), "{stderr}");
     let mut operator = authd.operator();
     let shop = shop(&mut operator, FEE_BPS, 100);
     let alice = payer(&mut operator, 0, 1_000_000);

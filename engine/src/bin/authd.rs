@@ -108,7 +108,7 @@ struct Flags {
     segment_bytes: u64,
     /// Mebibytes of old log segments kept to be written over instead of removed after a
     /// snapshot, so that the log does not zero-fill a new file per segment (0: remove them
-    /// all; at most 1048576).
+    /// all but as many as --wal-preallocate-mb makes; at most 1048576).
     #[arg(long, default_value_t = engine::wal::REUSE_BYTES_MAX_DEFAULT >> 20,
           value_parser = clap::value_parser!(u64).range(0..=REUSE_MB_MAX))]
     wal_reuse_mb: u64,
@@ -227,7 +227,7 @@ fn raise_open_files_limit(connections_max: u64) {
 
 fn cannot_listen(flags: &Flags, error: std::io::Error) -> anyhow::Error {
     anyhow::anyhow!(
-        "cannot listen on {}: {error}; pass --listen with a free address",
+        "cannot listen on {}: {error}; is another program (another authd?) listening there? stop it, or pass --listen with a free address",
         flags.listen
     )
 }
@@ -235,11 +235,20 @@ fn cannot_listen(flags: &Flags, error: std::io::Error) -> anyhow::Error {
 fn run(flags: Flags) -> anyhow::Result<()> {
     raise_open_files_limit(flags.connections_max);
     // An address in use fails the start at once, not after recovery and segments written
-    // ahead took their time, and before the data dir is made. Bound as the server binds it
-    // (mio: SO_REUSEADDR), so that a restart is not refused over the last run's TIME_WAITs.
-    drop(mio::net::TcpListener::bind(flags.listen).map_err(|error| cannot_listen(&flags, error))?);
+    // ahead took their time, and before the data dir is made; bound as the server binds it.
+    // Most often it is another authd on the same defaults: then its lock says which.
+    if let Err(error) = std::net::TcpListener::bind(flags.listen) {
+        if flags.data_dir.is_dir() {
+            if let Err(locked @ engine::wal::WalError::Locked { .. }) =
+                engine::wal::DirLock::acquire(&flags.data_dir)
+            {
+                return Err(locked.into());
+            }
+        }
+        return Err(cannot_listen(&flags, error));
+    }
     if flags.wal_preallocate_mb > 0 {
-        let msg = "zero-filling the free log segments missing, before listening";
+        let msg = "after recovery, zero-filling the free log segments missing, before listening";
         log(
             Level::Info,
             "log_preallocating",

@@ -15,12 +15,13 @@ pub const FILE_NAME: &str = "operator.key";
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// Reading or writing the file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The key file.
         path: PathBuf,
-        /// The error.
-        source: io::Error,
+        /// The error: told in the message, so not a `source` too (a chain printed whole
+        /// would repeat it).
+        cause: io::Error,
     },
     /// The file is not 64 hex digits.
     #[error("{path} is not an operator key (64 hex digits); restore it, or remove it to have authd create a new one")]
@@ -32,9 +33,9 @@ pub enum KeyError {
 
 /// Read the key at `path`.
 pub fn read(path: &Path) -> Result<[u8; 32], KeyError> {
-    let text = wire::logon::read_secret_file(path).map_err(|source| KeyError::Io {
+    let text = wire::logon::read_secret_file(path).map_err(|cause| KeyError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     secret_from_hex(&text).map_err(|_| KeyError::Malformed {
         path: path.to_path_buf(),
@@ -57,9 +58,9 @@ pub fn load_or_create(dir: &Path, fresh: [u8; 32]) -> Result<[u8; 32], KeyError>
         }
         return Ok(key);
     }
-    let io_error = |source| KeyError::Io {
+    let io_error = |cause| KeyError::Io {
         path: path.clone(),
-        source,
+        cause,
     };
     let mut file = OpenOptions::new()
         .write(true)

@@ -65,16 +65,16 @@ pub fn key_path(data_dir: &Path, key: Option<&Path>) -> PathBuf {
 /// The operator secret at `path`.
 pub fn read_key(path: &Path) -> anyhow::Result<[u8; 32]> {
     operator_key::read(path).map_err(|error| match error {
-        KeyError::Io { source, .. } if source.kind() == ErrorKind::NotFound => anyhow!(
+        KeyError::Io { cause, .. } if cause.kind() == ErrorKind::NotFound => anyhow!(
             "no operator key at {}; pass --data-dir of the authd data dir or --key",
             path.display()
         ),
-        KeyError::Io { source, .. } if source.kind() == ErrorKind::InvalidData => anyhow!(
-            "{} is not an operator key ({source}); pass --key with authd's DATA_DIR/operator.key",
+        KeyError::Io { cause, .. } if cause.kind() == ErrorKind::InvalidData => anyhow!(
+            "{} is not an operator key ({cause}); pass --key with authd's DATA_DIR/operator.key",
             path.display()
         ),
-        KeyError::Io { source, .. } => anyhow!(
-            "cannot read the operator key at {}: {source}; check its permissions, or pass --key",
+        KeyError::Io { cause, .. } => anyhow!(
+            "cannot read the operator key at {}: {cause}; check its permissions, or pass --key",
             path.display()
         ),
         KeyError::Malformed { .. } => anyhow!(

@@ -742,6 +742,21 @@ fn an_address_in_use_is_refused_before_anything_is_written() {
 }
 
 #[test]
+fn shards_the_books_refuse_leave_no_data_dir_behind() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().join("data");
+    let output = std::process::Command::new(authd_tests::authd_binary())
+        .args(["--listen", "127.0.0.1:0", "--shards", "100", "--data-dir"])
+        .arg(&data_dir)
+        .output()
+        .expect("run authd");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("shards must be a power of two"), "{stderr}");
+    assert!(!data_dir.exists(), "{stderr}");
+}
+
+#[test]
 fn a_second_authd_on_the_same_address_and_data_dir_is_told_of_the_lock() {
     let first = Authd::start(&[]);
     let output = std::process::Command::new(authd_tests::authd_binary())

@@ -191,6 +191,10 @@ pub struct Store {
 impl Store {
     /// Open (or create) the data dir `config.wal.dir` and recover the books in it.
     pub fn open(config: StoreConfig) -> Result<(Store, Recovered), StoreError> {
+        // Settings that cannot work are refused before anything is made, and a configuration
+        // that cannot build books is never recorded as the dir's shape.
+        config.books.validate()?;
+        config.wal.validate()?;
         let created = !config.wal.dir.exists();
         if !created && !config.wal.dir.is_dir() {
             return Err(WalError::NotADir {
@@ -211,8 +215,6 @@ impl Store {
         let lock = DirLock::acquire(&config.wal.dir)?;
         // A crash while a snapshot was written leaves its temporary file: nothing reads it.
         wal::snapshot_file::remove_stale_temporaries(&config.wal.dir)?;
-        // A configuration that cannot build books must not be recorded as the dir's shape.
-        config.books.validate()?;
         let recorded = books_file::check(&config.wal.dir, &config.books)?;
         let scan = wal::read_newest_snapshot(&config.wal.dir)?;
         if let Some(found) = &scan.newest {

@@ -462,11 +462,7 @@ fn log_over_reused_segments() -> tempfile::TempDir {
 /// redundant, and writes lsns up to LAST over them, then closes the log (which leaves the
 /// newest segment as it is: its old records after the new ones).
 fn write_over_reused_segments(dir: &Path) {
-    let lock = DirLock::acquire(dir).expect("lock");
-    let (wal, _) = Wal::open(config(dir), lock, 0, &ReadOptions::default(), |_, _, _| {
-        Ok::<(), WalError>(())
-    })
-    .expect("open");
+    let (wal, _) = reopen_after(dir, 0);
     let write = |lsns: std::ops::RangeInclusive<Lsn>| {
         for lsn in lsns.clone() {
             wal.append(timestamp_us(lsn), &payload(lsn)).expect("append");
@@ -492,11 +488,17 @@ fn write_over_reused_segments(dir: &Path) {
 
 /// Opens the log in `dir` for appending after `after`, without checking what it replays.
 fn reopen_after(dir: &Path, after: Lsn) -> (Wal, RecoveryReport) {
-    let lock = DirLock::acquire(dir).expect("lock");
-    Wal::open(config(dir), lock, after, &ReadOptions::default(), |_, _, _| {
+    open_with(config(dir), after)
+}
+
+/// Opens the log `config` describes for appending after `after`, without checking what it
+/// replays.
+fn open_with(config: WalConfig, after: Lsn) -> (Wal, RecoveryReport) {
+    let lock = DirLock::acquire(&config.dir).expect("lock");
+    Wal::open(config, lock, after, &ReadOptions::default(), |_, _, _| {
         Ok::<(), WalError>(())
     })
-    .expect("reopen")
+    .expect("open")
 }
 
 /// The newest segment of [`write_over_reused_segments`], where its records end, and where the
@@ -620,11 +622,7 @@ fn with_reuse_off_free_segments_are_not_taken() {
     fs::write(&free, vec![0xEE; SEGMENT_BYTES_SMALL as usize]).expect("write");
     let mut off = config(dir.path());
     off.reuse_bytes_max = 0;
-    let lock = DirLock::acquire(dir.path()).expect("lock");
-    let (wal, _) = Wal::open(off, lock, 0, &ReadOptions::default(), |_, _, _| {
-        Ok::<(), WalError>(())
-    })
-    .expect("open");
+    let (wal, _) = open_with(off, 0);
     for lsn in 1..=2_000 {
         wal.append(timestamp_us(lsn), &payload(lsn)).expect("append");
     }
@@ -649,14 +647,7 @@ fn segments_written_ahead_are_what_the_log_writes_even_with_reuse_off() {
     // Part of a segment rounds up to a whole one: 5.
     ahead.preallocate_bytes = 4 * SEGMENT_BYTES_SMALL + 1;
     let free_count = || reuse::free_segments(dir.path()).expect("list").len();
-    let open = |config: WalConfig| {
-        let lock = DirLock::acquire(dir.path()).expect("lock");
-        Wal::open(config, lock, 0, &ReadOptions::default(), |_, _, _| {
-            Ok::<(), WalError>(())
-        })
-        .expect("open")
-    };
-    let (wal, report) = open(ahead.clone());
+    let (wal, report) = open_with(ahead.clone(), 0);
     assert_eq!(report.preallocated, 5);
     // Three segments' worth of records: the first segment and both rolls take a free one.
     for lsn in 1..=2_000 {
@@ -670,14 +661,14 @@ fn segments_written_ahead_are_what_the_log_writes_even_with_reuse_off() {
     // The next open writes ahead what was taken, and no more.
     let left = free_count();
     assert!(left < 5, "{left} free");
-    let (wal, report) = open(ahead);
+    let (wal, report) = open_with(ahead, 0);
     assert_eq!(report.preallocated, 5 - left);
     drop(wal);
     let (_, lsns) = replay(dir.path(), 0, ReadOptions::default()).expect("read");
     assert_eq!(lsns, (1..=2_000).collect::<Vec<_>>());
     // Without it, nothing is written ahead.
     let before = free_count();
-    let (wal, report) = open(config(dir.path()));
+    let (wal, report) = open_with(config(dir.path()), 0);
     assert_eq!(report.preallocated, 0);
     drop(wal);
     assert!(free_count() < before);

@@ -6,6 +6,7 @@
 mod support;
 
 use std::io::{ErrorKind, Write};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use authd_tests::{balances, payer, shop, Authd};
@@ -682,16 +683,25 @@ fn limits_outside_their_range_are_refused_at_start_with_the_range() {
         ("--snapshot-write-mb-s", "100001"),
     ] {
         let dir = tempfile::tempdir().expect("temp dir");
-        let output = std::process::Command::new(authd_tests::authd_binary())
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
-            .args([flag, value])
-            .output()
-            .expect("run authd");
-        assert!(!output.status.success(), "{flag} {value} must be refused");
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let (code, stderr) = refused_start("127.0.0.1:0", dir.path(), &[flag, value]);
+        assert!(code != Some(0), "{flag} {value} must be refused");
         assert!(stderr.contains("is not in"), "{flag} {value}: {stderr}");
     }
+}
+
+/// authd started on `listen` and `data_dir` with `flags`, for a start that must fail: its exit
+/// code and what it wrote to stderr.
+fn refused_start(listen: &str, data_dir: &Path, flags: &[&str]) -> (Option<i32>, String) {
+    let output = std::process::Command::new(authd_tests::authd_binary())
+        .args(["--listen", listen, "--data-dir"])
+        .arg(data_dir)
+        .args(flags)
+        .output()
+        .expect("run authd");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -699,14 +709,10 @@ fn a_data_dir_authd_cannot_use_is_refused_saying_why_once_and_what_to_do() {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("a-file");
     std::fs::write(&file, b"not a dir").expect("write");
-    let refused = |data_dir: &std::path::Path| {
-        let output = std::process::Command::new(authd_tests::authd_binary())
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .output()
-            .expect("run authd");
-        assert_eq!(output.status.code(), Some(1), "{data_dir:?}");
-        String::from_utf8_lossy(&output.stderr).into_owned()
+    let refused = |data_dir: &Path| {
+        let (code, stderr) = refused_start("127.0.0.1:0", data_dir, &[]);
+        assert_eq!(code, Some(1), "{data_dir:?}");
+        stderr
     };
     let stderr = refused(&file);
     assert!(
@@ -726,13 +732,8 @@ fn an_address_in_use_is_refused_before_anything_is_written() {
     let address = taken.local_addr().expect("address").to_string();
     let dir = tempfile::tempdir().expect("temp dir");
     let data_dir = dir.path().join("data");
-    let output = std::process::Command::new(authd_tests::authd_binary())
-        .args(["--listen", &address, "--wal-preallocate-mb", "1024", "--data-dir"])
-        .arg(&data_dir)
-        .output()
-        .expect("run authd");
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (code, stderr) = refused_start(&address, &data_dir, &["--wal-preallocate-mb", "1024"]);
+    assert_eq!(code, Some(1));
     let said = format!("cannot listen on {address}: ");
     assert!(
         stderr.contains(&said) && stderr.contains("pass --listen with a free address"),
@@ -745,13 +746,8 @@ fn an_address_in_use_is_refused_before_anything_is_written() {
 fn shards_the_books_refuse_leave_no_data_dir_behind() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data_dir = dir.path().join("data");
-    let output = std::process::Command::new(authd_tests::authd_binary())
-        .args(["--listen", "127.0.0.1:0", "--shards", "100", "--data-dir"])
-        .arg(&data_dir)
-        .output()
-        .expect("run authd");
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (code, stderr) = refused_start("127.0.0.1:0", &data_dir, &["--shards", "100"]);
+    assert_eq!(code, Some(1));
     assert!(stderr.contains("shards must be a power of two"), "{stderr}");
     assert!(!data_dir.exists(), "{stderr}");
 }
@@ -759,13 +755,8 @@ fn shards_the_books_refuse_leave_no_data_dir_behind() {
 #[test]
 fn a_second_authd_on_the_same_address_and_data_dir_is_told_of_the_lock() {
     let first = Authd::start(&[]);
-    let output = std::process::Command::new(authd_tests::authd_binary())
-        .args(["--listen", &first.addr.to_string(), "--data-dir"])
-        .arg(&first.dir)
-        .output()
-        .expect("run authd");
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (code, stderr) = refused_start(&first.addr.to_string(), &first.dir, &[]);
+    assert_eq!(code, Some(1));
     let said = format!("is locked by pid {}; stop it or pass --data-dir", first.pid());
     assert!(stderr.contains(&said), "{stderr}");
 }

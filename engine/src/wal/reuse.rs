@@ -62,6 +62,11 @@ pub fn free_segments(dir: &Path) -> Result<Vec<PathBuf>, WalError> {
     Ok(paths)
 }
 
+/// Whether the file at `path` is `segment_bytes` long (one whose size cannot be read is not).
+pub(super) fn is_of_size(path: &Path, segment_bytes: u64) -> bool {
+    fs::metadata(path).is_ok_and(|meta| meta.len() == segment_bytes)
+}
+
 /// Takes a free segment of `segment_bytes` as the next one to write, if `dir` has one: renamed
 /// to `prepared` and the dir synced. One of another size (`--segment-bytes` changed) stays
 /// free, for the next snapshot's removal to take apart at its pace; one that went meanwhile (a
@@ -69,7 +74,7 @@ pub fn free_segments(dir: &Path) -> Result<Vec<PathBuf>, WalError> {
 pub(super) fn take(dir: &Path, prepared: &Path, segment_bytes: u64) -> io::Result<Option<PreparedSegment>> {
     let free = free_segments(dir).map_err(|error| io::Error::other(error.to_string()))?;
     for path in free {
-        if !fs::metadata(&path).is_ok_and(|meta| meta.len() == segment_bytes) {
+        if !is_of_size(&path, segment_bytes) {
             continue;
         }
         match fs::rename(&path, prepared) {
@@ -99,19 +104,20 @@ pub(super) fn take(dir: &Path, prepared: &Path, segment_bytes: u64) -> io::Resul
 pub fn preallocate(config: &WalConfig) -> Result<usize, WalError> {
     let dir = config.dir.as_path();
     let wanted = config.segments_for(config.preallocate_bytes);
-    let of_size = |path: &PathBuf| fs::metadata(path).is_ok_and(|meta| meta.len() == config.segment_bytes);
-    let found = free_segments(dir)?.iter().filter(|path| of_size(path)).count();
+    let found = free_segments(dir)?
+        .iter()
+        .filter(|path| is_of_size(path, config.segment_bytes))
+        .count();
     let unused_name = |free: &PathBuf| {
         let mut removing = free.as_os_str().to_owned();
         removing.push(REMOVING_SUFFIX);
         !free.exists() && !Path::new(&removing).exists()
     };
-    let mut names = (0..=Lsn::MAX)
+    let names = (0..=Lsn::MAX)
         .rev()
         .map(|lsn| dir.join(format!("{}{FREE_SUFFIX}", segment_file_name(lsn))))
         .filter(unused_name);
-    for ready in found..wanted {
-        let Some(free) = names.next() else { break };
+    for (ready, free) in (found..wanted).zip(names) {
         let prepared = PreparedSegment::prepare(dir, config.segment_bytes)
             .and_then(|prepared| fs::rename(dir.join(PREPARED_FILE_NAME), &free).map(|()| drop(prepared)));
         if let Err(error) = prepared {

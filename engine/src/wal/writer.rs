@@ -627,7 +627,7 @@ impl Wal {
     fn of_size<'a>(&self, segments: &'a [PathBuf], count_max: usize) -> Vec<&'a PathBuf> {
         segments
             .iter()
-            .filter(|path| std::fs::metadata(path).is_ok_and(|meta| meta.len() == self.segment_bytes))
+            .filter(|path| super::reuse::is_of_size(path, self.segment_bytes))
             .take(count_max)
             .collect()
     }

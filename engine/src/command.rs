@@ -186,6 +186,9 @@ pub enum Command {
     DisputeResolve { dispute: DisputeId, for_payer: bool },
     /// Time has reached `now_us` in `shard`: expire its holds and prune finished ones.
     AdvanceTime { shard: u32 },
+    /// A start of the server: the shard's next hold gets id serial `serial`, past every id the
+    /// run before may have shown ahead of its log (`books::hold_ids`).
+    StartHoldIds { shard: u32, serial: u64 },
 }
 
 impl Command {

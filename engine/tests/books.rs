@@ -1502,3 +1502,31 @@ fn an_increment_past_the_pin_threshold_needs_a_pin() {
     assert_eq!(grown.reason, Reason::Approved);
     shop.assert_invariants();
 }
+
+/// Every start skips 2^32 hold ids; a start that would leave no room for its run's holds is
+/// refused, naming the shard, and the largest start allowed still gives ids that work.
+#[test]
+fn a_start_with_no_hold_ids_left_is_refused_naming_the_shard() {
+    use engine::books::hold_ids::HOLD_SERIAL_SKIP;
+    use engine::books::HoldIdsError;
+    let mut shop = Shop::with_config(BooksConfig {
+        shards: 2,
+        ..BooksConfig::default()
+    });
+    let shard = shop.books.shard_of_account(shop.payer).expect("a payer's shard");
+    let serial_max = (u64::MAX >> 1) - HOLD_SERIAL_SKIP;
+    let start = |serial| Command::StartHoldIds { shard, serial };
+    assert_eq!(shop.set(start(serial_max + 1)).reason, Reason::InvalidRequest);
+    assert_eq!(shop.set(start(serial_max)).reason, Reason::Approved);
+    let hold = shop.authorize(100);
+    assert_eq!(hold.id, (serial_max << 1) | u64::from(shard));
+    assert_eq!(shop.void(hold.id).reason, Reason::Approved);
+    assert_eq!(
+        shop.books.start_hold_ids(NOON_US, &NoJournal),
+        Err(HoldIdsError::UsedUp {
+            shard,
+            serial: serial_max + 1 + HOLD_SERIAL_SKIP,
+            serial_max,
+        })
+    );
+}

@@ -39,6 +39,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use engine::books::hold::{Hold, HoldState};
+use engine::books::hold_ids::HOLD_SERIAL_SKIP;
 use engine::limits::{
     AMOUNT_MINOR_MAX, DAY_US, FEE_BPS_MAX, HOLD_LIFETIME_DEFAULT_US, HOLD_LIFETIME_MAX_US,
     LOYALTY_POINTS_MAX, PAYER_ID_BASE, PIN_TRIES_MAX,
@@ -348,6 +349,17 @@ impl Model {
                 None => Err(Reason::InvalidRequest),
                 Some(_) => Ok(Outcome::approved(0, self.advance_time(shard as usize, now_us))),
             },
+            // The model numbers holds by their ids' serials: a start moves the next one on.
+            Command::StartHoldIds { shard, serial } => {
+                let serial_max = (u64::MAX >> self.shard_bits) - HOLD_SERIAL_SKIP;
+                match self.shards.get_mut(shard as usize) {
+                    Some(model) if serial >= model.next_sequence && serial <= serial_max => {
+                        model.next_sequence = serial;
+                        Ok(Outcome::approved(serial, 0))
+                    }
+                    _ => Err(Reason::InvalidRequest),
+                }
+            }
         };
         result.unwrap_or_else(Outcome::declined)
     }
@@ -1155,6 +1167,13 @@ enum Step {
         shard: u8,
     },
     AdvanceAll,
+    /// A start of the server moving a shard's hold ids on: to the next serial (0), one past
+    /// it (1), a start's skip (2), one before it (3, refused), the largest a start may give
+    /// (4) or one more (5, refused).
+    StartHoldIds {
+        shard: u8,
+        skip: u8,
+    },
 }
 
 fn who() -> impl Strategy<Value = Who> {
@@ -1278,6 +1297,7 @@ fn step() -> impl Strategy<Value = Step> {
         8 => clock.prop_map(Step::Clock),
         2 => any::<u8>().prop_map(|shard| Step::AdvanceShard { shard }),
         2 => Just(Step::AdvanceAll),
+        1 => (any::<u8>(), 0u8..6).prop_map(|(shard, skip)| Step::StartHoldIds { shard, skip }),
     ]
 }
 
@@ -1698,6 +1718,24 @@ impl Harness {
             Step::AdvanceShard { shard } => Some(Command::AdvanceTime {
                 shard: u32::from(shard) % (self.model.shards.len() as u32 + 1),
             }),
+            Step::StartHoldIds { shard, skip } => {
+                let shard = u32::from(shard) % (self.model.shards.len() as u32 + 1);
+                let next = self
+                    .model
+                    .shards
+                    .get(shard as usize)
+                    .map_or(1, |model| model.next_sequence);
+                let serial_max = (u64::MAX >> self.model.shard_bits) - HOLD_SERIAL_SKIP;
+                let serial = match skip {
+                    0 => next,
+                    1 => next.saturating_add(1),
+                    2 => next.saturating_add(HOLD_SERIAL_SKIP),
+                    3 => next - 1,
+                    4 => serial_max,
+                    _ => serial_max + 1,
+                };
+                Some(Command::StartHoldIds { shard, serial })
+            }
             Step::AdvanceAll => {
                 let expired = self.books.advance_time(self.now_us, &NoJournal);
                 let shards = self.model.shards.len();

@@ -263,11 +263,11 @@ fn a_failed_stop_snapshot_leaves_the_tail_for_the_next_start() {
     assert_eq!(store.wal().last_lsn(), last);
 }
 
-/// An offer is presented to the payer's device only once its record is durable: shown
-/// before, a crash could lose it while the device holds it, and the next start would give
-/// its id to another offer. On a failed log the device sees nothing at all.
+/// An offer is presented to the payer's device at once, before its record is durable. A
+/// crash (here a log that fails) may lose it while the device holds it: after the restart its
+/// id names no offer, and the next offer gets another id, which the stale answer cannot touch.
 #[test]
-fn an_offer_is_presented_only_once_its_record_is_durable() {
+fn an_offer_shown_before_its_record_was_lost_cannot_be_answered_after_a_restart() {
     use wire::messages::operator::{LoadFunds, RegisterDevice, RegisterMerchant, RegisterTerminal};
     use wire::messages::terminal::Offer;
     use wire::types::{AccountNumber, MerchantId, PayerRef, ShortText};
@@ -354,20 +354,50 @@ fn an_offer_is_presented_only_once_its_record_is_durable() {
         phone.recv().expect("the offer is presented"),
         wire::client::Incoming::Push(wire::Push::OfferPresented(_))
     ));
-    // Its record never becomes durable: the terminal is answered 96, the device sees nothing.
-    faults.fail_syncs.store(true, Ordering::SeqCst);
+    // Its record is never written: the terminal is answered 96, but the device was shown it.
+    faults.fail_writes.store(true, Ordering::SeqCst);
     match till.call(&offer()).expect("reply") {
         Reply::Error(error) => assert_eq!(error.code, 96),
         other => panic!("a refused offer must not be approved: {other:?}"),
     }
-    match phone.recv() {
-        Err(wire::client::ClientError::Io(error))
-            if matches!(
-                error.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ) => {}
-        other => panic!("the device must see nothing of an offer the log never kept: {other:?}"),
-    }
+    let lost = match phone.recv().expect("shown at once") {
+        wire::client::Incoming::Push(wire::Push::OfferPresented(shown)) => shown.offer_id,
+        other => panic!("expected the offer: {other:?}"),
+    };
     server.shutdown();
     assert!(server.join().is_err(), "the log failed");
+
+    let server = start(
+        dir.path(),
+        FsyncMode::Always,
+        &Arc::new(FaultInjection::default()),
+    );
+    let log_on = |role, id, secret| {
+        let mut client = Client::connect(server.local_addr(), role, id, secret).expect("log on");
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .expect("timeout");
+        client
+    };
+    let mut phone = log_on(Role::PayerDevice, device.device_id.0, device.secret);
+    let mut till = log_on(Role::Terminal, terminal.terminal_id.0, terminal.secret);
+    let Reply::Offer(next) = till.call(&offer()).expect("reply") else {
+        panic!("an offer reply")
+    };
+    assert_eq!(next.code, 0);
+    assert_ne!(next.offer_id, lost, "the lost offer's id is not given again");
+    let reject = |offer_id| Request::RejectOffer(wire::messages::device::RejectOffer { offer_id });
+    match phone.call(&reject(lost)).expect("reply") {
+        Reply::RejectOffer(reply) => {
+            assert_eq!(reply.reason, engine::Reason::HoldUnknown as u8, "{reply:?}")
+        }
+        other => panic!("unexpected reply {other:?}"),
+    }
+    // The stale answer touched nothing: the new offer is still there to reject.
+    match phone.call(&reject(next.offer_id)).expect("reply") {
+        Reply::RejectOffer(reply) => assert_eq!(reply.code, 0, "{reply:?}"),
+        other => panic!("unexpected reply {other:?}"),
+    }
+    server.shutdown();
+    server.join().expect("a clean stop");
 }

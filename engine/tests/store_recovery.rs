@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use engine::books::hold_ids::HOLD_SERIAL_SKIP;
 use engine::store::books_file::RULES;
 use engine::store::{Store, StoreConfig, StoreError};
 use engine::wal::{ReadOptions, WalConfig, WalError};
@@ -1366,4 +1367,78 @@ fn a_record_that_is_no_command_is_refused_naming_its_lsn() {
     );
     assert!(message.contains(&format!("log record {}", last + 1)), "{message}");
     assert!(message.contains("a newer authd wrote it"), "{message}");
+}
+
+/// A refund of 1 from `hold`, by request `request_id`.
+fn refund(request_id: u64, hold: u64) -> Command {
+    let Command::Terminal { origin, .. } = purchase(request_id, AccountId(0), 0) else {
+        unreachable!("a purchase is a terminal command")
+    };
+    Command::Terminal {
+        origin,
+        op: TerminalOp::Refund {
+            hold: engine::HoldId(hold),
+            amount: 1,
+        },
+    }
+}
+
+/// The server shows an offer before its record is durable: a start skips hold ids past any a
+/// crashed run may have shown, so an id whose record was lost names no hold after the restart,
+/// never a new one; the skips survive snapshots and replay.
+#[test]
+fn a_hold_id_whose_record_was_lost_is_never_given_again() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let faults = std::sync::Arc::new(engine::wal::FaultInjection::default());
+    let mut failing = config(dir.path());
+    failing.wal.faults = Some(std::sync::Arc::clone(&faults));
+    let (store, _) = Store::open(failing).expect("open");
+    let payers = set_up(&store, 8);
+    store.start_hold_ids(NOON_US).expect("the first start");
+    let kept = run(&store, purchase(1, payers[0], 10));
+    assert_eq!(kept.reason, Reason::Approved);
+    // Shown (a server would push it at once), but its record never reaches the disk.
+    faults
+        .fail_writes
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let lost = store.execute(&purchase(2, payers[0], 10), NOON_US);
+    assert_eq!(lost.outcome.reason, Reason::Approved);
+    assert!(store.wal().wait_durable(lost.lsn).is_err());
+    drop(store);
+
+    let (store, _) = Store::open(config(dir.path())).expect("reopen");
+    assert_eq!(
+        run(&store, refund(3, lost.outcome.id)).reason,
+        Reason::HoldUnknown,
+        "before the start"
+    );
+    store.start_hold_ids(NOON_US).expect("the second start");
+    let after = run(&store, purchase(4, payers[0], 10));
+    assert_eq!(after.reason, Reason::Approved);
+    // The same sequence of the same shard (of 4: two bits), its serial a skip further.
+    assert_eq!(after.id, lost.outcome.id + (HOLD_SERIAL_SKIP << 2));
+    assert_eq!(
+        run(&store, refund(5, lost.outcome.id)).reason,
+        Reason::HoldUnknown
+    );
+    assert_eq!(run(&store, refund(6, kept.id)).reason, Reason::Approved);
+    assert_eq!(run(&store, refund(7, after.id)).reason, Reason::Approved);
+    let digest = store.books().digest();
+    drop(store);
+    // Replayed from the log alone, then from a snapshot: the same ids name the same holds.
+    assert_eq!(reopen_digest(dir.path()), digest);
+    let (store, _) = Store::open(config(dir.path())).expect("reopen");
+    store.snapshot().expect("snapshot");
+    drop(store);
+    let (store, recovered) = Store::open(config(dir.path())).expect("reopen from the snapshot");
+    assert_eq!(recovered.records_applied, 0, "everything is in the snapshot");
+    assert_eq!(store.books().digest(), digest);
+    store.start_hold_ids(NOON_US).expect("the third start");
+    assert_eq!(run(&store, refund(8, after.id)).reason, Reason::Approved);
+    assert_eq!(
+        run(&store, refund(9, lost.outcome.id)).reason,
+        Reason::HoldUnknown
+    );
+    let third = run(&store, purchase(10, payers[0], 10));
+    assert_eq!(third.id, after.id + ((1 + HOLD_SERIAL_SKIP) << 2));
 }

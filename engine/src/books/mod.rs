@@ -9,6 +9,7 @@
 pub mod account;
 pub mod dispute;
 pub mod hold;
+pub mod hold_ids;
 pub mod idempotency;
 pub mod offer;
 pub mod payment;
@@ -100,6 +101,24 @@ pub struct JournalError(pub String);
 /// A journal that keeps nothing: for tests, benchmarks and replay.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoJournal;
+
+/// Why a start could not move a shard's hold ids on.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HoldIdsError {
+    /// The shard's ids are used up: every start skips `hold_ids::HOLD_SERIAL_SKIP` of them.
+    #[error(
+        "shard {shard} has no hold ids left for another start (each start skips 2^32 ids; \
+         the next would have serial {serial}, above {serial_max})"
+    )]
+    UsedUp {
+        shard: u32,
+        serial: u64,
+        serial_max: u64,
+    },
+    /// The log could not take the record.
+    #[error("the log did not take the start of shard {shard}'s hold ids")]
+    Log { shard: u32 },
+}
 
 impl Journal for NoJournal {
     fn append(&self, _timestamp_us: u64, _command: &Command) -> Result<Lsn, JournalError> {
@@ -355,9 +374,9 @@ impl Books {
                 | TerminalOp::OfferCancel { offer: hold }
                 | TerminalOp::ReportFailedProvisioning { hold, .. } => self.shard_of_hold(hold),
             },
-            Command::OpenAccount { shard, .. } | Command::AdvanceTime { shard } => {
-                (shard < self.config.shards).then_some(shard)
-            }
+            Command::OpenAccount { shard, .. }
+            | Command::AdvanceTime { shard }
+            | Command::StartHoldIds { shard, .. } => (shard < self.config.shards).then_some(shard),
             Command::Load { account, .. }
             | Command::SetLimits { account, .. }
             | Command::SetPin { account, .. }
@@ -474,6 +493,7 @@ impl Books {
                 let expired = shard.advance_time(now_us, self.config.hold_retention_us);
                 Outcome::approved(0, expired)
             }
+            Command::StartHoldIds { serial, .. } => shard.start_hold_ids(serial),
             Command::OfferAnswer {
                 offer,
                 payer,
@@ -616,6 +636,36 @@ impl Books {
         expired
     }
 
+    /// A start of the server: every shard's next hold id skips past any the run before may
+    /// have shown ahead of its log (`hold_ids`). Returns the last record's lsn, which must be
+    /// durable before anything is shown; `Err` names a shard with no ids left to skip to.
+    pub fn start_hold_ids(&self, now_us: u64, journal: &impl Journal) -> Result<Lsn, HoldIdsError> {
+        let mut last = 0;
+        for index in 0..self.config.shards {
+            let (serial, serial_max) = {
+                let shard = self.shards[index as usize].lock();
+                (
+                    shard.hold_ids.next_start(shard.holds.next_sequence()),
+                    shard.serial_max(),
+                )
+            };
+            let executed = self.execute(&Command::StartHoldIds { shard: index, serial }, now_us, journal);
+            match executed.outcome.reason {
+                Reason::Approved => {}
+                Reason::SystemMalfunction => return Err(HoldIdsError::Log { shard: index }),
+                _ => {
+                    return Err(HoldIdsError::UsedUp {
+                        shard: index,
+                        serial,
+                        serial_max,
+                    })
+                }
+            }
+            last = executed.lsn;
+        }
+        Ok(last)
+    }
+
     pub(crate) fn lock_all(&self) -> Vec<MutexGuard<'_, Shard>> {
         self.shards.iter().map(|shard| shard.lock()).collect()
     }
@@ -632,7 +682,9 @@ fn unroutable_reason(command: &Command) -> Reason {
                 | TerminalOp::Refund { .. },
             ..
         } => Reason::HoldUnknown,
-        Command::OpenAccount { .. } | Command::AdvanceTime { .. } => Reason::InvalidRequest,
+        Command::OpenAccount { .. } | Command::AdvanceTime { .. } | Command::StartHoldIds { .. } => {
+            Reason::InvalidRequest
+        }
         _ => Reason::AccountUnknown,
     }
 }

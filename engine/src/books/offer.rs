@@ -253,7 +253,7 @@ impl Shard {
         if payer.is_some() && slot.is_none() {
             return;
         }
-        let from = self.first_sequence_after(after.0);
+        let from = self.first_hold_sequence_after(after.0);
         let sequences: Box<dyn Iterator<Item = u64> + '_> = match slot {
             Some(slot) => Box::new(
                 self.pending_offers_by_payer

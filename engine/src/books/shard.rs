@@ -4,6 +4,7 @@
 
 use crate::books::account::{pin_verifier, Payer, PayerCold};
 use crate::books::hold::{HoldState, HoldTable};
+use crate::books::hold_ids::HoldIds;
 use crate::books::idempotency::Window;
 use crate::command::{Limits, Outcome};
 use crate::ids::{AccountId, Currency, HoldId, PinBlock, Status};
@@ -26,6 +27,8 @@ pub struct Shard {
     pub(crate) payers: Vec<Payer>,
     pub(crate) cold: Vec<PayerCold>,
     pub(crate) holds: HoldTable,
+    /// The serials of the holds' ids, which skip ahead at every start of the server.
+    pub(crate) hold_ids: HoldIds,
     /// This shard's part of every ledger account's balance, by ledger index (funding 0, fee 1,
     /// merchant m at 1 + m). Signed: the funding account goes negative by design.
     pub(crate) stripes: Vec<i128>,
@@ -80,6 +83,7 @@ impl Shard {
             payers: Vec::new(),
             cold: Vec::new(),
             holds: HoldTable::new(),
+            hold_ids: HoldIds::default(),
             stripes: vec![0; 2],
             window: Window::new(window_entries),
             references: std::collections::HashMap::new(),
@@ -108,17 +112,32 @@ impl Shard {
 
     /// The hold id of a sequence of this shard.
     pub fn hold_id(&self, sequence: u64) -> HoldId {
-        HoldId((sequence << self.shard_bits) | u64::from(self.index))
+        HoldId((self.hold_ids.serial(sequence) << self.shard_bits) | u64::from(self.index))
     }
 
-    /// The first sequence whose id (`sequence << shard_bits | index`, as hold and dispute ids
-    /// are made) is above `id`: a shard's ids grow with its sequences, so a page of a list
-    /// starts there.
+    /// The largest serial a start may give: the largest an id of this shard can carry, less
+    /// a skip's room for the holds of the run it starts.
+    pub fn serial_max(&self) -> u64 {
+        (u64::MAX >> self.shard_bits) - crate::books::hold_ids::HOLD_SERIAL_SKIP
+    }
+
+    /// The serial of the largest id of this shard at or below `id`, if any.
+    fn serial_at_or_below(&self, id: u64) -> Option<u64> {
+        id.checked_sub(u64::from(self.index))
+            .map(|beyond| beyond >> self.shard_bits)
+    }
+
+    /// The first sequence whose dispute id (`sequence << shard_bits | index`) is above `id`: a
+    /// shard's dispute ids grow with its sequences, so a page of a list starts there.
     pub fn first_sequence_after(&self, id: u64) -> u64 {
-        match id.checked_sub(u64::from(self.index)) {
-            Some(beyond) => (beyond >> self.shard_bits).saturating_add(1),
-            None => 0,
-        }
+        self.serial_at_or_below(id)
+            .map_or(0, |serial| serial.saturating_add(1))
+    }
+
+    /// The first hold sequence whose id is above `id` (hold ids grow with their sequences).
+    pub fn first_hold_sequence_after(&self, id: u64) -> u64 {
+        self.serial_at_or_below(id)
+            .map_or(0, |serial| self.hold_ids.first_sequence_after(serial))
     }
 
     /// Keeps the indexes of pending offers in step with the offer at `sequence`, of the payer
@@ -133,10 +152,23 @@ impl Shard {
         }
     }
 
-    /// The sequence of a hold id of this shard.
+    /// The sequence of a hold id of this shard (whether or not the hold is still kept).
     pub fn sequence_of(&self, hold: HoldId) -> Option<u64> {
         let mask = (1u64 << self.shard_bits) - 1;
-        (hold.0 & mask == u64::from(self.index)).then_some(hold.0 >> self.shard_bits)
+        if hold.0 & mask != u64::from(self.index) {
+            return None;
+        }
+        self.hold_ids.sequence(hold.0 >> self.shard_bits)
+    }
+
+    /// A start of the server: holds from the next one on get serials from `serial` on.
+    /// Declined if that would give a serial twice or pass the largest.
+    pub fn start_hold_ids(&mut self, serial: u64) -> Outcome {
+        let next = self.holds.next_sequence();
+        match self.hold_ids.start(next, serial, self.serial_max()) {
+            true => Outcome::approved(serial, 0),
+            false => Outcome::declined(Reason::InvalidRequest),
+        }
     }
 
     /// Add to a ledger stripe (growing the stripes when a new merchant is first paid here).

@@ -14,6 +14,7 @@
 //! | window entry count W, then W entries | u32, W x 47 |
 //! | offer reference count R, then R x (hold sequence u64, length u8, 32 bytes) | u32, R x 41 |
 //! | dispute count D, then D x (hold sequence u64, payer slot u32, merchant u32, amount u64, cause u8, state u8) | u32, D x 26 |
+//! | hold id run count J, then J x (first hold sequence u64, its id serial u64) (`hold_ids`; from books format 2) | u32, J x 16 |
 //!
 //! A payer: balance, held (u64, u64); limits: payment max, day amount max (u64, u64), day
 //! count max (u32), PIN above (u64); day amount (u64), day count (u32), day (u32), loyalty
@@ -25,6 +26,7 @@ use sha2::{Digest, Sha256};
 use crate::books::account::{Payer, PayerCold};
 use crate::books::dispute::{Dispute, DisputeState};
 use crate::books::hold::{Hold, HoldState, HoldTable};
+use crate::books::hold_ids::{HoldIds, Run};
 use crate::books::idempotency::Entry;
 use crate::books::registry::{Fees, Registry};
 use crate::books::shard::Shard;
@@ -69,6 +71,7 @@ pub struct ShardImage {
     window: Vec<Entry>,
     references: Vec<(u64, Reference)>,
     disputes: Vec<Dispute>,
+    hold_id_runs: Vec<Run>,
 }
 
 /// How much of a shard to make room for before copying it.
@@ -148,6 +151,8 @@ impl ShardImage {
         );
         self.disputes.clear();
         self.disputes.extend_from_slice(&shard.disputes);
+        self.hold_id_runs.clear();
+        self.hold_id_runs.extend_from_slice(shard.hold_ids.runs());
     }
 
     /// The length of the encoded form.
@@ -163,6 +168,8 @@ impl ShardImage {
             + self.references.len() * (9 + REFERENCE_BYTES_MAX)
             + 4
             + self.disputes.len() * 26
+            + 4
+            + self.hold_id_runs.len() * 16
     }
 
     /// Append the canonical form of the copied shard.
@@ -202,6 +209,11 @@ impl ShardImage {
             out.extend_from_slice(&dispute.amount.to_le_bytes());
             out.push(dispute.cause);
             out.push(dispute.state as u8);
+        }
+        out.extend_from_slice(&(self.hold_id_runs.len() as u32).to_le_bytes());
+        for run in &self.hold_id_runs {
+            out.extend_from_slice(&run.sequence.to_le_bytes());
+            out.extend_from_slice(&run.serial.to_le_bytes());
         }
     }
 }
@@ -398,8 +410,13 @@ impl<'a> Reader<'a> {
 }
 
 /// Rebuild a shard from its canonical form; `window_entries` and `holds_max` come from the
-/// configuration, not the bytes.
-pub fn decode_shard(bytes: &[u8], window_entries: u32, holds_max: u32) -> Result<Shard, StateError> {
+/// configuration, not the bytes. Books format 1 had no hold id runs (`with_runs` false).
+pub fn decode_shard(
+    bytes: &[u8],
+    window_entries: u32,
+    holds_max: u32,
+    with_runs: bool,
+) -> Result<Shard, StateError> {
     let mut reader = Reader::new(bytes);
     let index = reader.u32()?;
     let shard_bits = reader.u32()?;
@@ -471,6 +488,24 @@ pub fn decode_shard(bytes: &[u8], window_entries: u32, holds_max: u32) -> Result
             cause,
             state,
         });
+    }
+    if with_runs {
+        let count = reader.count(16)?;
+        let runs = (0..count)
+            .map(|_| {
+                Ok(Run {
+                    sequence: reader.u64()?,
+                    serial: reader.u64()?,
+                })
+            })
+            .collect::<Result<Vec<_>, StateError>>()?;
+        if runs
+            .last()
+            .is_some_and(|run| run.sequence > shard.holds.next_sequence())
+        {
+            return Err(reader.error("hold id run past the next hold"));
+        }
+        shard.hold_ids = HoldIds::restore(runs).map_err(|what| reader.error(what))?;
     }
     if !reader.is_done() {
         return Err(reader.error("bytes after the shard"));
@@ -667,5 +702,55 @@ mod tests {
         }
         let cut = Reader::new(&[3, 1, 2]).reference().expect_err("cut short");
         assert_eq!(cut.what, "truncated");
+    }
+
+    /// `shard`'s canonical form.
+    fn encoded(shard: &Shard) -> Vec<u8> {
+        let mut image = ShardImage::default();
+        image.capture(shard);
+        let mut bytes = Vec::new();
+        image.encode(&mut bytes);
+        bytes
+    }
+
+    #[test]
+    fn hold_id_runs_round_trip_and_a_books_format_1_shard_reads_without_them() {
+        let mut shard = Shard::new(1, 1, 16, 64);
+        assert!(shard.start_hold_ids(5).reason.is_approved());
+        let bytes = encoded(&shard);
+        let read = decode_shard(&bytes, 16, 64, true).expect("decodes");
+        assert_eq!(read.hold_ids, shard.hold_ids);
+        assert_eq!(read.hold_id(1), crate::ids::HoldId((5 << 1) | 1));
+        assert_eq!(
+            decode_shard(&bytes, 16, 64, false)
+                .expect_err("runs read as format 1")
+                .what,
+            "bytes after the shard"
+        );
+        // Format 1 ended before the run count (4 bytes) and the one run (16).
+        let format_1 = &bytes[..bytes.len() - 20];
+        let read = decode_shard(format_1, 16, 64, false).expect("a format 1 shard decodes");
+        assert!(read.hold_ids.is_empty());
+        assert!(decode_shard(format_1, 16, 64, true).is_err());
+    }
+
+    #[test]
+    fn stored_hold_id_runs_past_the_next_hold_or_overlapping_are_refused() {
+        let mut shard = Shard::new(0, 1, 16, 64);
+        assert!(shard.start_hold_ids(1).reason.is_approved());
+        let bytes = encoded(&shard);
+        let at = bytes.len() - 16;
+        let mut past = bytes.clone();
+        past[at..at + 8].copy_from_slice(&2u64.to_le_bytes());
+        assert_eq!(
+            decode_shard(&past, 16, 64, true).expect_err("refused").what,
+            "hold id run past the next hold"
+        );
+        let mut below = bytes;
+        below[at + 8..].copy_from_slice(&0u64.to_le_bytes());
+        assert_eq!(
+            decode_shard(&below, 16, 64, true).expect_err("refused").what,
+            "hold id run overlapping the one before"
+        );
     }
 }

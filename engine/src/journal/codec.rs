@@ -19,6 +19,7 @@
 //! | 13 | OfferAnswer | offer u64, payer u64 (0 = a gateway), accept u8, PIN |
 //! | 14 | DisputeOpen | hold u64, amount u64, cause u8 |
 //! | 15 | DisputeResolve | dispute u64, for payer u8 |
+//! | 16 | StartHoldIds | shard u32, serial u64 |
 //!
 //! Limits are payment max u64, day amount max u64, day count max u32, PIN above u64. Terminal
 //! ops (op tag = `TerminalOp::kind`): 1 Authorize (payer u64, amount u64, currency u16, PIN,
@@ -186,6 +187,9 @@ pub fn encode(command: &Command) -> Encoded {
         Command::DisputeResolve { dispute, for_payer } => {
             out.u8(15).u64(dispute.0).u8(u8::from(for_payer));
         }
+        Command::StartHoldIds { shard, serial } => {
+            out.u8(16).u32(shard).u64(serial);
+        }
     }
     out
 }
@@ -342,6 +346,10 @@ pub fn decode(bytes: &[u8]) -> Result<Command, StateError> {
         15 => Command::DisputeResolve {
             dispute: DisputeId(reader.u64()?),
             for_payer: flag(&mut reader)?,
+        },
+        16 => Command::StartHoldIds {
+            shard: reader.u32()?,
+            serial: reader.u64()?,
         },
         _ => {
             return Err(StateError {

@@ -169,6 +169,7 @@ mod tests {
                 status
             }),
             any::<u32>().prop_map(|shard| Command::AdvanceTime { shard }),
+            (any::<u32>(), any::<u64>()).prop_map(|(shard, serial)| Command::StartHoldIds { shard, serial }),
             (id(), prop::option::of(1..u64::MAX), any::<bool>(), pin()).prop_map(
                 |(o, payer, accept, pin)| {
                     Command::OfferAnswer {

@@ -232,6 +232,11 @@ impl Server {
         let limiter = LogonLimiter::new(config.logon_failures_max, config.logon_failure_window);
         let threads = config.threads.max(1);
         let clock = clock::Clock::new(u64::try_from(config.clock_step_max.as_micros()).unwrap_or(u64::MAX));
+        // Offers are shown to devices ahead of their records (push.rs): before any can be,
+        // new hold ids skip past those a crashed run may have shown, durably.
+        store
+            .start_hold_ids(clock.now_us())
+            .map_err(|error| io::Error::other(format!("could not log the start of hold ids: {error}")))?;
         let shared = Arc::new(Shared {
             store,
             stats: Stats::default(),

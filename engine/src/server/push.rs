@@ -4,9 +4,9 @@
 //! Logged-on devices and terminals subscribe here with their loop, slab key and connection
 //! number. Whoever executes commands drains the books' offer changes ([`PushHub::route`]) and
 //! drops each push into the inbox of the loop that owns the target connection, then wakes that
-//! loop; the loop queues the push behind the connection's replies. Every push is tagged with
+//! loop; the loop queues the push behind the connection's replies. An outcome is tagged with
 //! the log position of the change it announces, so, like a reply, it leaves only once that is
-//! durable: an offer too (see `route` for why).
+//! durable; an offer is shown at once (see `route` for why that is safe).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, OnceLock};
@@ -129,12 +129,13 @@ impl PushHub {
                     .into_iter()
                     .chain(devices.get(&0))
                     .flatten();
-                // An offer is shown only once its record is durable. Shown before, a crash
-                // could lose it while the payer's device holds it, and the next start hands
-                // its id to another offer: an answer to the one shown would then answer that
-                // one (another merchant, another amount).
+                // An offer is shown at once, without waiting for its record: one fdatasync
+                // less from offer to outcome. Any answer is a later record, durable only
+                // after this one. A crash may lose the offer while a device holds it; the
+                // next start skips hold ids past it (books::hold_ids), so the stale answer
+                // names no offer rather than another one. Outcomes (money moved) wait.
                 for target in targets {
-                    self.deliver(*target, lsn, push.clone(), router);
+                    self.deliver(*target, 0, push.clone(), router);
                 }
             } else {
                 let push = Push::OfferOutcome(outcome(&view));

@@ -44,6 +44,9 @@ pub enum StoreError {
     /// The configuration is unusable.
     #[error(transparent)]
     Config(#[from] crate::books::ConfigError),
+    /// A shard's hold ids are used up.
+    #[error(transparent)]
+    HoldIds(#[from] crate::books::HoldIdsError),
     /// The newest valid snapshot cannot be loaded into these books.
     #[error("snapshot {path}: {error}")]
     Snapshot {
@@ -380,6 +383,19 @@ impl Store {
     /// Execute a command at `now_us`; release its outcome once `wal().durable_lsn() >= lsn`.
     pub fn execute(&self, command: &Command, now_us: u64) -> Executed {
         self.books.execute(command, now_us, &self.wal)
+    }
+
+    /// A start of the server, before it listens: every shard's next hold id skips past any
+    /// an earlier run may have shown ahead of its log, and the records are durable on return.
+    pub fn start_hold_ids(&self, now_us: u64) -> Result<(), StoreError> {
+        let lsn = match self.books.start_hold_ids(now_us, &self.wal) {
+            Ok(lsn) => lsn,
+            Err(crate::books::HoldIdsError::Log { .. }) => {
+                return Err(self.wal.failure().unwrap_or(WalError::Closed).into())
+            }
+            Err(used_up) => return Err(used_up.into()),
+        };
+        Ok(self.wal.wait_durable(lsn)?)
     }
 
     /// Expire due holds at `now_us` (logged per shard).

@@ -19,8 +19,10 @@ use crate::ids::{Currency, Lsn};
 
 /// Identifies the meta section.
 pub const MAGIC: [u8; 8] = *b"authdbk1";
-/// Version of the section layout; bump on any change of the canonical forms.
-pub const BOOKS_FORMAT_VERSION: u32 = 1;
+/// Version of the section layout written; bump on any change of the canonical forms. History:
+/// 1, the first; 2 adds each shard's hold id runs at the end of its section (a version 1
+/// shard has none, and is read as such).
+pub const BOOKS_FORMAT_VERSION: u32 = 2;
 
 /// The log positions a snapshot covers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,7 +148,7 @@ pub fn load(config: BooksConfig, sections: &[&[u8]]) -> Result<(Books, Coverage)
         return Err(bad("not an authd books snapshot"));
     }
     let version = reader.u32().map_err(|error| section_error(0, error))?;
-    if version != BOOKS_FORMAT_VERSION {
+    if !(1..=BOOKS_FORMAT_VERSION).contains(&version) {
         return Err(bad("unknown books format version"));
     }
     let shards = reader.u32().map_err(|error| section_error(0, error))?;
@@ -176,8 +178,14 @@ pub fn load(config: BooksConfig, sections: &[&[u8]]) -> Result<(Books, Coverage)
         .iter()
         .enumerate()
         .map(|(index, bytes)| {
-            state::decode_shard(bytes, config.idempotency_window, config.holds_per_shard_max)
-                .map_err(|error| section_error(2 + index, error))
+            let with_runs = version >= 2;
+            state::decode_shard(
+                bytes,
+                config.idempotency_window,
+                config.holds_per_shard_max,
+                with_runs,
+            )
+            .map_err(|error| section_error(2 + index, error))
         })
         .collect::<Result<Vec<Shard>, _>>()?;
     let books = Books::from_parts(config, registry, parts).map_err(|error| LoadError::Differs {

@@ -10,8 +10,9 @@
 //! | 3 ..= 2 + `MERCHANTS_MAX` | merchant `id - 2`'s settlement account |
 //! | `PAYER_ID_BASE` + (slot << shard_bits \| shard) | a payer in `shard` at `slot` |
 //!
-//! Hold ids are `(sequence << shard_bits) | shard` with the sequence starting at 1 in each
-//! shard, so no hold id is 0 and every hold id names its shard.
+//! Hold ids are `(serial << shard_bits) | shard`, the serial following the hold's sequence
+//! (from 1 in each shard) with a skip at every start of the server (`books::hold_ids`), so no
+//! hold id is 0 and every hold id names its shard.
 
 use crate::limits::PAYER_ID_BASE;
 

@@ -1442,3 +1442,35 @@ fn a_hold_id_whose_record_was_lost_is_never_given_again() {
     let third = run(&store, purchase(10, payers[0], 10));
     assert_eq!(third.id, after.id + ((1 + HOLD_SERIAL_SKIP) << 2));
 }
+
+/// Starts with no hold between them (a crash loop) replace their run instead of adding one;
+/// replayed from the log or loaded from a snapshot, the ids are the same.
+#[test]
+fn starts_without_holds_between_them_replay_and_load_alike() {
+    let (dir, store, payers) = store_with_payers();
+    for _ in 0..3 {
+        store.start_hold_ids(NOON_US).expect("start");
+    }
+    let hold = run(&store, purchase(1, payers[1], 10));
+    let serial = hold.id >> 2;
+    assert!(
+        (2 * HOLD_SERIAL_SKIP..3 * HOLD_SERIAL_SKIP).contains(&serial),
+        "the first start keeps serials, the next two skip: {serial}"
+    );
+    let kept = store
+        .books()
+        .hold(engine::HoldId(hold.id))
+        .expect("the hold by its id");
+    let digest = store.books().digest();
+    drop(store);
+    for snapshot in [false, true] {
+        let (store, recovered) = Store::open(config(dir.path())).expect("reopen");
+        assert_eq!(recovered.snapshot.is_some(), snapshot);
+        assert_eq!(store.books().digest(), digest, "snapshot {snapshot}");
+        let found = store.books().hold(engine::HoldId(hold.id));
+        assert_eq!(found.as_ref(), Some(&kept), "snapshot {snapshot}");
+        if !snapshot {
+            store.snapshot().expect("snapshot");
+        }
+    }
+}

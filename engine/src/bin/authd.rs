@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use engine::books::BooksConfig;
 use engine::server::lifecycle::{log, Level};
-use engine::server::{operator_key, random_secret, Server, ServerConfig};
+use engine::server::{operator_key, random_secret, Server, ServerConfig, StartError};
 use engine::store::{Store, StoreConfig};
 use engine::wal::{FsyncMode, ReadOptions, WalConfig};
 use engine::Currency;
@@ -265,8 +265,13 @@ fn run(flags: Flags) -> anyhow::Result<()> {
         anyhow::anyhow!("cannot draw a random operator key: {error}; check that the kernel's getrandom works")
     })?;
     let operator_secret = operator_key::load_or_create(&flags.data_dir, fresh)?;
-    let server = Server::start(Arc::new(store), server_config(&flags), operator_secret)
-        .map_err(|error| cannot_listen(&flags, error))?;
+    let server =
+        Server::start(Arc::new(store), server_config(&flags), operator_secret).map_err(
+            |error| match error {
+                StartError::Listen(error) => cannot_listen(&flags, error),
+                other => other.into(),
+            },
+        )?;
     println!("authd listening on {}", server.local_addr());
     log(
         Level::Info,

@@ -15,10 +15,9 @@
 //! added only by a start that follows new holds, 16 bytes each.
 
 /// How far the next serial moves at a start: more holds than a run can have handed out
-/// without their records being durable. The log's unwritten records are bounded by its
-/// pending buffer (64 MiB at most, ~1.2 M records), and what is written but not synced by one
-/// batch, or with fsync `interval` or `never`, by what a segment or two holds; 2^32 serials
-/// would need hundreds of GiB of log in flight.
+/// without their records being durable. With fsync `always` that is what the log has not yet
+/// synced: its pending buffer (64 MiB at most) and the batch being written. With fsync `never`
+/// it is what the page cache held at a power loss. 2^32 hold records are hundreds of GiB.
 pub const HOLD_SERIAL_SKIP: u64 = 1 << 32;
 
 /// From `sequence` on, holds get serials from `serial` on.
@@ -43,8 +42,9 @@ const IDENTITY: Run = Run {
 };
 
 impl HoldIds {
-    /// Runs read from a snapshot, checked: each must start past the serials of the one before.
-    pub fn restore(runs: Vec<Run>) -> Result<HoldIds, &'static str> {
+    /// Runs read from a snapshot, checked: each must start past the serials of the one before,
+    /// at a serial no start could pass (`serial_max`).
+    pub fn restore(runs: Vec<Run>, serial_max: u64) -> Result<HoldIds, &'static str> {
         let mut previous = IDENTITY;
         for (index, run) in runs.iter().enumerate() {
             if index > 0 && run.sequence <= previous.sequence {
@@ -54,6 +54,9 @@ impl HoldIds {
             let reached = previous.serial.checked_add(run.sequence - previous.sequence);
             if reached.is_none_or(|reached| run.serial < reached) {
                 return Err("hold id run overlapping the one before");
+            }
+            if run.serial > serial_max {
+                return Err("hold id run past the largest serial");
             }
             previous = *run;
         }
@@ -226,17 +229,22 @@ mod tests {
     #[test]
     fn restored_runs_must_not_overlap() {
         let runs = three_starts().runs().to_vec();
-        assert_eq!(HoldIds::restore(runs.clone()), Ok(three_starts()));
+        let last = runs[2].serial;
+        assert_eq!(HoldIds::restore(runs.clone(), last), Ok(three_starts()));
+        assert_eq!(
+            HoldIds::restore(runs.clone(), last - 1),
+            Err("hold id run past the largest serial")
+        );
         let mut overlapping = runs.clone();
         overlapping[2].serial = overlapping[1].serial + 4;
-        assert!(HoldIds::restore(overlapping).is_err());
+        assert!(HoldIds::restore(overlapping, u64::MAX).is_err());
         let mut backwards = runs;
         backwards[2].sequence = 10;
-        assert!(HoldIds::restore(backwards).is_err());
-        assert!(HoldIds::restore(vec![Run {
+        assert!(HoldIds::restore(backwards, u64::MAX).is_err());
+        let below = vec![Run {
             sequence: 5,
-            serial: 4
-        }])
-        .is_err());
+            serial: 4,
+        }];
+        assert!(HoldIds::restore(below, u64::MAX).is_err());
     }
 }

@@ -505,7 +505,7 @@ pub fn decode_shard(
         {
             return Err(reader.error("hold id run past the next hold"));
         }
-        shard.hold_ids = HoldIds::restore(runs).map_err(|what| reader.error(what))?;
+        shard.hold_ids = HoldIds::restore(runs, shard.serial_max()).map_err(|what| reader.error(what))?;
     }
     if !reader.is_done() {
         return Err(reader.error("bytes after the shard"));

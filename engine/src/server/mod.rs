@@ -206,6 +206,20 @@ pub fn random_secret() -> std::io::Result<[u8; 32]> {
     Ok(secret)
 }
 
+/// Why a server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The start of hold ids could not be logged (the log failed, or the ids are used up).
+    #[error("cannot log the start of hold ids: {0}")]
+    HoldIds(crate::store::StoreError),
+    /// The listening address could not be bound.
+    #[error("cannot listen: {0}")]
+    Listen(io::Error),
+    /// A thread, a poll or a socket option could not be set up.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
 /// A running server.
 pub struct Server {
     shared: Arc<Shared>,
@@ -217,26 +231,26 @@ pub struct Server {
 }
 
 impl Server {
-    /// Bind, start the loops, the ticker and the snapshot thread.
+    /// Log the start of hold ids, bind, start the loops, the ticker and the snapshot thread.
     pub fn start(
         store: Arc<Store>,
         mut config: ServerConfig,
         operator_secret: [u8; 32],
-    ) -> io::Result<Server> {
+    ) -> Result<Server, StartError> {
         // Every connection's decoder holds the frame limit to the range the protocol allows;
         // LOGON_OK must announce the limit enforced, not the one asked for.
         config.frame_bytes_max = wire::Decoder::new(config.frame_bytes_max).frame_bytes_max();
-        let listener = TcpListener::bind(config.listen)?;
-        listener.set_nonblocking(true)?;
-        let local_addr = listener.local_addr()?;
-        let limiter = LogonLimiter::new(config.logon_failures_max, config.logon_failure_window);
-        let threads = config.threads.max(1);
         let clock = clock::Clock::new(u64::try_from(config.clock_step_max.as_micros()).unwrap_or(u64::MAX));
         // Offers are shown to devices ahead of their records (push.rs): before any can be,
         // new hold ids skip past those a crashed run may have shown, durably.
         store
             .start_hold_ids(clock.now_us())
-            .map_err(|error| io::Error::other(format!("could not log the start of hold ids: {error}")))?;
+            .map_err(StartError::HoldIds)?;
+        let listener = TcpListener::bind(config.listen).map_err(StartError::Listen)?;
+        listener.set_nonblocking(true)?;
+        let local_addr = listener.local_addr()?;
+        let limiter = LogonLimiter::new(config.logon_failures_max, config.logon_failure_window);
+        let threads = config.threads.max(1);
         let shared = Arc::new(Shared {
             store,
             stats: Stats::default(),

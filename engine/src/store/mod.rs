@@ -395,7 +395,10 @@ impl Store {
             }
             Err(used_up) => return Err(used_up.into()),
         };
-        Ok(self.wal.wait_durable(lsn)?)
+        self.wal.wait_durable(lsn)?;
+        // With fsync `never`, durable means written: a power loss could take the records
+        // with the offers shown after them, and the next start would give their ids again.
+        Ok(self.wal.sync_written()?)
     }
 
     /// Expire due holds at `now_us` (logged per shard).

@@ -263,91 +263,84 @@ fn a_failed_stop_snapshot_leaves_the_tail_for_the_next_start() {
     assert_eq!(store.wal().last_lsn(), last);
 }
 
-/// An offer is presented to the payer's device at once, before its record is durable. A
-/// crash (here a log that fails) may lose it while the device holds it: after the restart its
-/// id names no offer, and the next offer gets another id, which the stale answer cannot touch.
-#[test]
-fn an_offer_shown_before_its_record_was_lost_cannot_be_answered_after_a_restart() {
+const MOBILE: u64 = 33_612_345_678;
+
+/// A terminal and a payer device (with 100.00 loaded) registered through `server`: their
+/// (id, secret) pairs.
+fn offer_parties(server: &Server) -> ((u32, [u8; 32]), (u32, [u8; 32])) {
     use wire::messages::operator::{LoadFunds, RegisterDevice, RegisterMerchant, RegisterTerminal};
-    use wire::messages::terminal::Offer;
-    use wire::types::{AccountNumber, MerchantId, PayerRef, ShortText};
-    const MOBILE: u64 = 33_612_345_678;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let faults = Arc::new(FaultInjection::default());
-    let server = start(dir.path(), FsyncMode::Always, &faults);
+    use wire::types::{AccountNumber, MerchantId, ShortText};
     let mut operator =
         Client::connect(server.local_addr(), Role::Operator, 1, OPERATOR_SECRET).expect("log on");
-    let call = |operator: &mut Client, request: Request| operator.call(&request).expect("reply");
-    let Reply::RegisterMerchant(merchant) = call(
-        &mut operator,
-        Request::RegisterMerchant(RegisterMerchant {
-            fee_bps: 0,
-            fee_bps_with_product: 0,
-            origin: ShortText::new("CAFE").expect("text"),
-        }),
-    ) else {
+    let mut call = |request: Request| operator.call(&request).expect("reply");
+    let Reply::RegisterMerchant(merchant) = call(Request::RegisterMerchant(RegisterMerchant {
+        fee_bps: 0,
+        fee_bps_with_product: 0,
+        origin: ShortText::new("CAFE").expect("text"),
+    })) else {
         panic!("register merchant")
     };
-    let Reply::RegisterTerminal(terminal) = call(
-        &mut operator,
-        Request::RegisterTerminal(RegisterTerminal {
-            merchant_id: MerchantId(merchant.merchant_id.0),
-        }),
-    ) else {
+    let Reply::RegisterTerminal(terminal) = call(Request::RegisterTerminal(RegisterTerminal {
+        merchant_id: MerchantId(merchant.merchant_id.0),
+    })) else {
         panic!("register terminal")
     };
-    let Reply::OpenAccount(payer) = call(
-        &mut operator,
-        Request::OpenAccount(OpenAccount {
-            kind: AccountKind::Payer,
-            currency: 978,
-            mobile: MOBILE,
-            limits: Limits::NONE,
-        }),
-    ) else {
+    let Reply::OpenAccount(payer) = call(Request::OpenAccount(OpenAccount {
+        kind: AccountKind::Payer,
+        currency: 978,
+        mobile: MOBILE,
+        limits: Limits::NONE,
+    })) else {
         panic!("open account")
     };
     let load = LoadFunds {
         account: payer.account,
         amount_minor: 10_000,
     };
-    assert!(
-        matches!(call(&mut operator, Request::LoadFunds(load)), Reply::LoadFunds(loaded) if loaded.code == 0)
-    );
-    let Reply::RegisterDevice(device) = call(
-        &mut operator,
-        Request::RegisterDevice(RegisterDevice {
-            account: AccountNumber(payer.account.0),
-        }),
-    ) else {
+    assert!(matches!(call(Request::LoadFunds(load)), Reply::LoadFunds(loaded) if loaded.code == 0));
+    let Reply::RegisterDevice(device) = call(Request::RegisterDevice(RegisterDevice {
+        account: AccountNumber(payer.account.0),
+    })) else {
         panic!("register device")
     };
-    let mut phone = Client::connect(
-        server.local_addr(),
-        Role::PayerDevice,
-        device.device_id.0,
-        device.secret,
+    (
+        (terminal.terminal_id.0, terminal.secret),
+        (device.device_id.0, device.secret),
     )
-    .expect("device log on");
-    phone
-        .set_read_timeout(Some(std::time::Duration::from_millis(500)))
+}
+
+/// Log on to `server` as `role`, with a read timeout.
+fn log_on(server: &Server, role: Role, (id, secret): (u32, [u8; 32])) -> Client {
+    let mut client = Client::connect(server.local_addr(), role, id, secret).expect("log on");
+    client
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
         .expect("timeout");
-    let mut till = Client::connect(
-        server.local_addr(),
-        Role::Terminal,
-        terminal.terminal_id.0,
-        terminal.secret,
-    )
-    .expect("terminal log on");
-    let offer = || {
-        Request::Offer(Offer {
-            payer: PayerRef::Mobile(MOBILE),
-            amount_minor: 500,
-            currency: 978,
-            expires_in_s: 60,
-            reference: ShortText::new("2 coffees").expect("text"),
-        })
-    };
+    client
+}
+
+/// An offer of 5.00 to the payer of [`offer_parties`].
+fn offer() -> Request {
+    use wire::types::{PayerRef, ShortText};
+    Request::Offer(wire::messages::terminal::Offer {
+        payer: PayerRef::Mobile(MOBILE),
+        amount_minor: 500,
+        currency: 978,
+        expires_in_s: 60,
+        reference: ShortText::new("2 coffees").expect("text"),
+    })
+}
+
+/// An offer is presented to the payer's device at once, before its record is durable. A
+/// crash (here a log that fails) may lose it while the device holds it: after the restart its
+/// id names no offer, and the next offer gets another id, which the stale answer cannot touch.
+#[test]
+fn an_offer_shown_before_its_record_was_lost_cannot_be_answered_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let faults = Arc::new(FaultInjection::default());
+    let server = start(dir.path(), FsyncMode::Always, &faults);
+    let (terminal, device) = offer_parties(&server);
+    let mut phone = log_on(&server, Role::PayerDevice, device);
+    let mut till = log_on(&server, Role::Terminal, terminal);
     // A healthy log: the device is shown the offer.
     assert!(matches!(till.call(&offer()).expect("reply"), Reply::Offer(reply) if reply.code == 0));
     assert!(matches!(
@@ -372,15 +365,8 @@ fn an_offer_shown_before_its_record_was_lost_cannot_be_answered_after_a_restart(
         FsyncMode::Always,
         &Arc::new(FaultInjection::default()),
     );
-    let log_on = |role, id, secret| {
-        let mut client = Client::connect(server.local_addr(), role, id, secret).expect("log on");
-        client
-            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
-            .expect("timeout");
-        client
-    };
-    let mut phone = log_on(Role::PayerDevice, device.device_id.0, device.secret);
-    let mut till = log_on(Role::Terminal, terminal.terminal_id.0, terminal.secret);
+    let mut phone = log_on(&server, Role::PayerDevice, device);
+    let mut till = log_on(&server, Role::Terminal, terminal);
     let Reply::Offer(next) = till.call(&offer()).expect("reply") else {
         panic!("an offer reply")
     };
@@ -398,6 +384,42 @@ fn an_offer_shown_before_its_record_was_lost_cannot_be_answered_after_a_restart(
         Reply::RejectOffer(reply) => assert_eq!(reply.code, 0, "{reply:?}"),
         other => panic!("unexpected reply {other:?}"),
     }
+    server.shutdown();
+    server.join().expect("a clean stop");
+}
+
+/// With one loop, which commits its batch in place (the fdatasync on its own thread), an offer
+/// reaches the device before that sync, not after it: here a sync made to take 600 ms.
+#[test]
+fn an_offer_reaches_the_device_before_its_loop_syncs_the_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let faults = Arc::new(FaultInjection::default());
+    let server = start(dir.path(), FsyncMode::Always, &faults);
+    let (terminal, device) = offer_parties(&server);
+    let mut phone = log_on(&server, Role::PayerDevice, device);
+    let mut till = log_on(&server, Role::Terminal, terminal);
+    const SYNC: std::time::Duration = std::time::Duration::from_millis(600);
+    faults
+        .sync_delay_us
+        .store(SYNC.as_micros() as u64, Ordering::SeqCst);
+    let sent = std::time::Instant::now();
+    till.send(&offer()).expect("send the offer");
+    assert!(matches!(
+        phone.recv().expect("the offer is presented"),
+        wire::client::Incoming::Push(wire::Push::OfferPresented(_))
+    ));
+    let shown = sent.elapsed();
+    assert!(matches!(
+        till.recv().expect("reply"),
+        wire::client::Incoming::Reply { reply: Reply::Offer(reply), .. } if reply.code == 0
+    ));
+    let answered = sent.elapsed();
+    assert!(answered >= SYNC, "the reply waits for the sync: {answered:?}");
+    assert!(
+        shown < SYNC / 2,
+        "shown after {shown:?}, answered after {answered:?}"
+    );
+    faults.sync_delay_us.store(0, Ordering::SeqCst);
     server.shutdown();
     server.join().expect("a clean stop");
 }

@@ -115,9 +115,18 @@ impl Connection {
         }
     }
 
-    /// Queue a push behind the replies; it leaves once `lsn` is durable (every push announces
-    /// a logged change).
+    /// Queue a push: behind the replies if it waits for `lsn` to be durable (an outcome); to
+    /// be written at once, ahead of them, with `lsn` 0 (an offer shown at once: no reply
+    /// waits for it, nor it for a reply).
     pub fn queue_push(&mut self, lsn: Lsn, push: wire::Push) {
+        if lsn == 0 {
+            Frame {
+                request_id: 0,
+                message: Message::Push(push),
+            }
+            .encode(&mut self.write);
+            return;
+        }
         self.waiting_pushes += 1;
         self.queue(lsn, 0, Message::Push(push));
     }

@@ -4,7 +4,8 @@
 //! (through each loop's hand-off inbox and waker), so both cores serve whatever the order of
 //! wake-ups. Per iteration: poll; open a batch of the log; accept until the listener would
 //! block (first loop); adopt connections handed over; for each readable connection read and
-//! handle every whole frame; commit the batch (in place when the log is idle: the records are
+//! handle every whole frame; queue the pushes routed to this loop, writing offers shown at once
+//! straight away; commit the batch (in place when the log is idle: the records are
 //! durable when it returns; else the writer thread takes them); then, for every connection
 //! with replies in flight, release those whose record is durable (one `durable_lsn` read for
 //! the whole iteration) and write them with one `write` per connection. Before sleeping, the
@@ -355,6 +356,7 @@ impl EventLoop {
         let config = &self.shared.config;
         let push_bytes_max = push_bytes_max(config.write_bytes_max, config.in_flight_max);
         let mut stopped_reading = Vec::new();
+        let mut shown_at_once = Vec::new();
         for delivery in self.shared.pushes.take(self.index) {
             let key = delivery.target.key;
             match self.connections.get_mut(key) {
@@ -365,10 +367,21 @@ impl EventLoop {
                         }
                         continue;
                     }
+                    if delivery.lsn == 0 && !shown_at_once.contains(&key) {
+                        shown_at_once.push(key);
+                    }
                     connection.queue_push(delivery.lsn, delivery.push);
                     self.mark_busy(key);
                 }
                 _ => {}
+            }
+        }
+        // Offers shown at once leave now, not after this iteration's batch is committed (an
+        // fdatasync when the loop commits in place). A failed write is seen again, and
+        // handled, when the connection is written after the commit.
+        for &key in &shown_at_once {
+            if let Some(connection) = self.connections.get_mut(key) {
+                let _ = connection.flush();
             }
         }
         for key in stopped_reading {

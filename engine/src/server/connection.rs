@@ -57,6 +57,10 @@ pub struct Connection {
     /// How many of `waiting` are pushes: they do not count against `--in-flight-max`, which
     /// bounds the client's own requests (a gateway gets a push per offer for every payer).
     waiting_pushes: usize,
+    /// How many of `waiting` an offer shown at once must not overtake: a log-on answer (a
+    /// client reads nothing before it) and a LIST_OFFERS reply (a client may take the list as
+    /// its pending offers, and would lose one shown before a list without it).
+    waiting_barriers: usize,
     /// When the connection was accepted.
     pub opened: Instant,
     /// When the last frame arrived.
@@ -92,6 +96,7 @@ impl Connection {
             session: Session::AwaitingHello,
             waiting: VecDeque::new(),
             waiting_pushes: 0,
+            waiting_barriers: 0,
             opened: now,
             last_frame: now,
             closing: false,
@@ -117,9 +122,9 @@ impl Connection {
 
     /// Queue a push: behind the replies if it waits for `lsn` to be durable (an outcome); to
     /// be written at once, ahead of them, with `lsn` 0 (an offer shown at once: no reply
-    /// waits for it, nor it for a reply).
+    /// waits for it, nor it for a reply), unless a barrier waits (`waiting_barriers`).
     pub fn queue_push(&mut self, lsn: Lsn, push: wire::Push) {
-        if lsn == 0 {
+        if lsn == 0 && self.waiting_barriers == 0 {
             Frame {
                 request_id: 0,
                 message: Message::Push(push),
@@ -265,6 +270,9 @@ impl Connection {
     }
 
     fn queue(&mut self, lsn: Lsn, request_id: u64, message: Message) {
+        if is_barrier(&message) {
+            self.waiting_barriers += 1;
+        }
         self.waiting.push_back(Waiting {
             lsn,
             frame: Frame { request_id, message },
@@ -362,6 +370,9 @@ impl Connection {
             if push {
                 self.waiting_pushes -= 1;
             }
+            if is_barrier(&waiting.frame.message) {
+                self.waiting_barriers -= 1;
+            }
             if waiting.lsn > durable && push {
                 continue;
             }
@@ -402,5 +413,103 @@ impl Connection {
             return State::Closed;
         }
         State::Open
+    }
+}
+
+/// True for the replies an offer shown at once must not overtake (`waiting_barriers`).
+fn is_barrier(message: &Message) -> bool {
+    matches!(message, Message::Logon(_) | Message::Reply(Reply::ListOffers(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wire::messages::push::OfferOutcome;
+    use wire::messages::reply::{OfferListReply, StatusReply};
+    use wire::types as w;
+
+    /// A connection over loopback; the client's end is returned to keep it open.
+    fn connection() -> (Connection, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = std::net::TcpStream::connect(listener.local_addr().expect("address")).expect("connect");
+        let (server, peer) = listener.accept().expect("accept");
+        server.set_nonblocking(true).expect("nonblocking");
+        let socket = TcpStream::from_std(server);
+        (Connection::new(socket, peer, 1 << 16, Instant::now(), 1), client)
+    }
+
+    fn a_push() -> wire::Push {
+        wire::Push::OfferOutcome(OfferOutcome {
+            offer_id: w::OfferId(7),
+            state: w::OfferState::Accepted,
+            code: 0,
+            reason: 0,
+            hold_id: w::HoldId(7),
+            amount_minor: 100,
+        })
+    }
+
+    fn encoded(request_id: u64, message: Message) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        Frame { request_id, message }.encode(&mut out);
+        out.to_vec()
+    }
+
+    /// `first` is waiting for lsn 5; an offer shown at once comes; then lsn 5 is durable.
+    /// Returns what was written before lsn 5 and after.
+    fn shown_while_waiting(first: Message) -> (Vec<u8>, Vec<u8>) {
+        let (mut connection, _client) = connection();
+        connection.queue(5, 3, first);
+        connection.queue_push(0, a_push());
+        let before = connection.write.to_vec();
+        connection.release(5, false);
+        (before, connection.write.to_vec())
+    }
+
+    #[test]
+    fn an_offer_shown_at_once_overtakes_replies_waiting_for_the_log() {
+        let reply = Message::Reply(Reply::RejectOffer(StatusReply { code: 0, reason: 0 }));
+        let (before, after) = shown_while_waiting(reply.clone());
+        let push = encoded(0, Message::Push(a_push()));
+        assert_eq!(before, push);
+        assert_eq!(after, [push, encoded(3, reply)].concat());
+    }
+
+    fn an_empty_list() -> Message {
+        Message::Reply(Reply::ListOffers(OfferListReply {
+            code: 0,
+            reason: 0,
+            more: false,
+            offers: w::List::new(Vec::new()).expect("empty"),
+        }))
+    }
+
+    #[test]
+    fn an_offer_shown_at_once_waits_behind_a_log_on_answer_or_an_offer_list() {
+        let logon_ok = Message::Logon(Logon::LogonOk(wire::logon::LogonOk {
+            frame_bytes_max: 1 << 16,
+            requests_in_flight_max: 64,
+        }));
+        for barrier in [logon_ok, an_empty_list()] {
+            let (before, after) = shown_while_waiting(barrier.clone());
+            assert!(before.is_empty(), "{barrier:?}");
+            let push = encoded(0, Message::Push(a_push()));
+            assert_eq!(after, [encoded(3, barrier), push].concat());
+        }
+    }
+
+    #[test]
+    fn once_the_barrier_leaves_offers_go_out_at_once_again() {
+        let (mut connection, _client) = connection();
+        connection.queue(5, 3, an_empty_list());
+        connection.release(5, false);
+        connection.write.clear();
+        connection.queue(
+            9,
+            4,
+            Message::Reply(Reply::RejectOffer(StatusReply { code: 0, reason: 0 })),
+        );
+        connection.queue_push(0, a_push());
+        assert_eq!(connection.write.to_vec(), encoded(0, Message::Push(a_push())));
     }
 }

@@ -361,13 +361,19 @@ impl EventLoop {
             let key = delivery.target.key;
             match self.connections.get_mut(key) {
                 Some(connection) if connection.id == delivery.target.connection => {
+                    // Offers shown at once are already in the write buffer: write what the
+                    // socket takes before judging the client (a failed write is seen again
+                    // after the commit).
+                    if connection.unwritten_bytes() >= push_bytes_max {
+                        let _ = connection.flush();
+                    }
                     if connection.unwritten_bytes() >= push_bytes_max {
                         if !stopped_reading.contains(&key) {
                             stopped_reading.push(key);
                         }
                         continue;
                     }
-                    if delivery.lsn == 0 && !shown_at_once.contains(&key) {
+                    if delivery.lsn == 0 {
                         shown_at_once.push(key);
                     }
                     connection.queue_push(delivery.lsn, delivery.push);
@@ -379,6 +385,8 @@ impl EventLoop {
         // Offers shown at once leave now, not after this iteration's batch is committed (an
         // fdatasync when the loop commits in place). A failed write is seen again, and
         // handled, when the connection is written after the commit.
+        shown_at_once.sort_unstable();
+        shown_at_once.dedup();
         for &key in &shown_at_once {
             if let Some(connection) = self.connections.get_mut(key) {
                 let _ = connection.flush();

@@ -17,7 +17,9 @@
 //! - Double entry: payer balances plus ledger stripes (funding, fee, merchants) sum to zero.
 //! - A payer's `held` is the sum of its active holds and open disputes; `held <= balance`.
 //! - One shard lock per command; registry changes take every shard lock.
-//! - A reply (or push) never leaves before its record, and every record before it, is durable.
+//! - A reply (or outcome push) never leaves before its record, and every record before it, is
+//!   durable. An offer is shown to devices at once; hold ids skip at every start, so one shown
+//!   and lost in a crash is never given again (`books::hold_ids`).
 //!
 //! [`Books::check_invariants`] checks the first two; the tests call it after every concurrent
 //! storm, crash and recovery, and compare [`Books::digest`]s to prove replay rebuilds the books.

@@ -2,7 +2,7 @@
 //!
 //! `Model` below is written from the semantics in the issue, BRIEF.md and the books' module
 //! docs, not from the engine's data structures: payers in vectors per shard, holds in a
-//! `BTreeMap` by sequence, the idempotency window as a `VecDeque` that drops its oldest entry,
+//! `BTreeMap` by their ids' serials, the idempotency window as a `VecDeque` that drops its oldest entry,
 //! ledger accounts as one number each, daily usage as a list of approvals by UTC day. Random
 //! sequences of every command (and balance checks) run against both; after every step the
 //! outcome, every payer's figures, every ledger balance and every hold must agree, and the
@@ -39,7 +39,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use engine::books::hold::{Hold, HoldState};
-use engine::books::hold_ids::HOLD_SERIAL_SKIP;
+use engine::books::hold_ids::{serial_max, HOLD_SERIAL_SKIP};
 use engine::limits::{
     AMOUNT_MINOR_MAX, DAY_US, FEE_BPS_MAX, HOLD_LIFETIME_DEFAULT_US, HOLD_LIFETIME_MAX_US,
     LOYALTY_POINTS_MAX, PAYER_ID_BASE, PIN_TRIES_MAX,
@@ -105,9 +105,9 @@ struct ModelEntry {
 #[derive(Default, Debug)]
 struct ModelShard {
     payers: Vec<ModelPayer>,
-    /// Kept holds by sequence (from 1).
+    /// Kept holds by their ids' serials (from 1; a start may skip).
     holds: BTreeMap<u64, Hold>,
-    next_sequence: u64,
+    next_serial: u64,
     window: VecDeque<ModelEntry>,
 }
 
@@ -158,7 +158,7 @@ impl Model {
             shard_bits: shards.trailing_zeros(),
             shards: (0..shards)
                 .map(|_| ModelShard {
-                    next_sequence: 1,
+                    next_serial: 1,
                     ..ModelShard::default()
                 })
                 .collect(),
@@ -187,8 +187,8 @@ impl Model {
         AccountId(PAYER_ID_BASE + (((slot as u64) << self.shard_bits) | shard as u64))
     }
 
-    fn hold_id(&self, shard: usize, sequence: u64) -> HoldId {
-        HoldId((sequence << self.shard_bits) | shard as u64)
+    fn hold_id(&self, shard: usize, serial: u64) -> HoldId {
+        HoldId((serial << self.shard_bits) | shard as u64)
     }
 
     fn payer(&self, payer: AccountId) -> Option<&ModelPayer> {
@@ -217,8 +217,8 @@ impl Model {
 
     fn hold_mut(&mut self, hold: HoldId) -> Option<&mut Hold> {
         let shard = self.shard_of_hold(hold)?;
-        let sequence = hold.0 >> self.shard_bits;
-        self.shards[shard].holds.get_mut(&sequence)
+        let serial = hold.0 >> self.shard_bits;
+        self.shards[shard].holds.get_mut(&serial)
     }
 
     /// Sum of the payer's active holds.
@@ -351,10 +351,10 @@ impl Model {
             },
             // The model numbers holds by their ids' serials: a start moves the next one on.
             Command::StartHoldIds { shard, serial } => {
-                let serial_max = (u64::MAX >> self.shard_bits) - HOLD_SERIAL_SKIP;
+                let serial_max = serial_max(self.shard_bits);
                 match self.shards.get_mut(shard as usize) {
-                    Some(model) if serial >= model.next_sequence && serial <= serial_max => {
-                        model.next_sequence = serial;
+                    Some(model) if serial >= model.next_serial && serial <= serial_max => {
+                        model.next_serial = serial;
                         Ok(Outcome::approved(serial, 0))
                     }
                     _ => Err(Reason::InvalidRequest),
@@ -466,8 +466,8 @@ impl Model {
             .map(|(&key, _)| key)
             .collect();
         let expired = due.len() as u64;
-        for sequence in due {
-            let id = self.hold_id(shard, sequence);
+        for serial in due {
+            let id = self.hold_id(shard, serial);
             self.release(id, HoldState::Expired, now_us);
         }
         let holds = &mut self.shards[shard].holds;
@@ -711,10 +711,10 @@ impl Model {
     }
 
     fn push_hold(&mut self, shard: usize, hold: Hold) -> HoldId {
-        let sequence = self.shards[shard].next_sequence;
-        self.shards[shard].next_sequence += 1;
-        self.shards[shard].holds.insert(sequence, hold);
-        self.hold_id(shard, sequence)
+        let serial = self.shards[shard].next_serial;
+        self.shards[shard].next_serial += 1;
+        self.shards[shard].holds.insert(serial, hold);
+        self.hold_id(shard, serial)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1724,8 +1724,8 @@ impl Harness {
                     .model
                     .shards
                     .get(shard as usize)
-                    .map_or(1, |model| model.next_sequence);
-                let serial_max = (u64::MAX >> self.model.shard_bits) - HOLD_SERIAL_SKIP;
+                    .map_or(1, |model| model.next_serial);
+                let serial_max = serial_max(self.model.shard_bits);
                 let serial = match skip {
                     0 => next,
                     1 => next.saturating_add(1),

@@ -332,7 +332,8 @@ impl Report {
         if let Some(floor) = self.disk_floor() {
             let _ = writeln!(text, "{}", floor.summary());
             // An offer's outcome is pushed once the ACCEPT's record is durable, and so its
-            // OFFER's too (the log is durable in lsn order): at least the OFFER's own wait.
+            // OFFER's too (the log is durable in lsn order): at least the OFFER's own wait,
+            // though authd shows the offer to the device before that wait ends.
             if let (Some(_), Some(floor_us)) = (&self.offer_outcome, floor.percentile_at_least_us(0.01)) {
                 let _ = writeln!(
                     text,

@@ -216,7 +216,7 @@ impl Shard {
     /// The disputes of this shard with ids above `after`, in id order: a dispute's id is the
     /// id of sequence `index + 1`, so the first index is found by arithmetic.
     pub fn dispute_views_after(&self, after: DisputeId) -> impl Iterator<Item = DisputeView> + '_ {
-        let start = self.first_sequence_after(after.0).saturating_sub(1);
+        let start = self.first_dispute_sequence_after(after.0).saturating_sub(1);
         let start = usize::try_from(start)
             .unwrap_or(usize::MAX)
             .min(self.disputes.len());

@@ -20,6 +20,12 @@
 /// it is what the page cache held at a power loss. 2^32 hold records are hundreds of GiB.
 pub const HOLD_SERIAL_SKIP: u64 = 1 << 32;
 
+/// The largest serial a start may give in a shard of books with `shard_bits`: the largest an
+/// id can carry, less a skip's room for the holds of the run it starts.
+pub const fn serial_max(shard_bits: u32) -> u64 {
+    (u64::MAX >> shard_bits) - HOLD_SERIAL_SKIP
+}
+
 /// From `sequence` on, holds get serials from `serial` on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Run {
@@ -91,13 +97,25 @@ impl HoldIds {
         run.serial + (sequence - run.sequence)
     }
 
+    /// The run whose serials start at or below `serial`, and the run after it, if any.
+    fn runs_by_serial(&self, serial: u64) -> (Run, Option<Run>) {
+        match self.runs.last() {
+            // Recent holds are in the last run: one comparison on the hot path.
+            Some(last) if last.serial <= serial => (*last, None),
+            _ => {
+                let index = self.runs.partition_point(|run| run.serial <= serial);
+                let run = index.checked_sub(1).map_or(IDENTITY, |index| self.runs[index]);
+                (run, self.runs.get(index).copied())
+            }
+        }
+    }
+
     /// The sequence whose serial is `serial`, if a run gives it one (a serial skipped over
     /// names no hold).
     pub fn sequence(&self, serial: u64) -> Option<u64> {
-        let index = self.runs.partition_point(|run| run.serial <= serial);
-        let run = index.checked_sub(1).map_or(IDENTITY, |index| self.runs[index]);
+        let (run, next) = self.runs_by_serial(serial);
         let sequence = run.sequence + (serial - run.serial);
-        match self.runs.get(index) {
+        match next {
             Some(next) if sequence >= next.sequence => None,
             _ => Some(sequence),
         }
@@ -105,10 +123,9 @@ impl HoldIds {
 
     /// The first sequence whose serial is above `serial` (a page of a list starts there).
     pub fn first_sequence_after(&self, serial: u64) -> u64 {
-        let index = self.runs.partition_point(|run| run.serial <= serial);
-        let run = index.checked_sub(1).map_or(IDENTITY, |index| self.runs[index]);
+        let (run, next) = self.runs_by_serial(serial);
         let after = run.sequence.saturating_add(serial - run.serial).saturating_add(1);
-        match self.runs.get(index) {
+        match next {
             Some(next) => after.min(next.sequence),
             None => after,
         }

@@ -115,10 +115,9 @@ impl Shard {
         HoldId((self.hold_ids.serial(sequence) << self.shard_bits) | u64::from(self.index))
     }
 
-    /// The largest serial a start may give: the largest an id of this shard can carry, less
-    /// a skip's room for the holds of the run it starts.
+    /// The largest serial a start may give in this shard (`hold_ids::serial_max`).
     pub fn serial_max(&self) -> u64 {
-        (u64::MAX >> self.shard_bits) - crate::books::hold_ids::HOLD_SERIAL_SKIP
+        crate::books::hold_ids::serial_max(self.shard_bits)
     }
 
     /// The serial of the largest id of this shard at or below `id`, if any.
@@ -128,8 +127,8 @@ impl Shard {
     }
 
     /// The first sequence whose dispute id (`sequence << shard_bits | index`) is above `id`: a
-    /// shard's dispute ids grow with its sequences, so a page of a list starts there.
-    pub fn first_sequence_after(&self, id: u64) -> u64 {
+    /// shard's dispute ids grow with their sequences, so a page of a list starts there.
+    pub fn first_dispute_sequence_after(&self, id: u64) -> u64 {
         self.serial_at_or_below(id)
             .map_or(0, |serial| serial.saturating_add(1))
     }

@@ -490,27 +490,32 @@ pub fn decode_shard(
         });
     }
     if with_runs {
-        let count = reader.count(16)?;
-        let runs = (0..count)
-            .map(|_| {
-                Ok(Run {
-                    sequence: reader.u64()?,
-                    serial: reader.u64()?,
-                })
-            })
-            .collect::<Result<Vec<_>, StateError>>()?;
-        if runs
-            .last()
-            .is_some_and(|run| run.sequence > shard.holds.next_sequence())
-        {
-            return Err(reader.error("hold id run past the next hold"));
-        }
-        shard.hold_ids = HoldIds::restore(runs, shard.serial_max()).map_err(|what| reader.error(what))?;
+        shard.hold_ids = decode_hold_ids(&mut reader, &shard)?;
     }
     if !reader.is_done() {
         return Err(reader.error("bytes after the shard"));
     }
     Ok(shard)
+}
+
+/// The hold id runs of `shard` (whose holds are decoded), checked against them.
+fn decode_hold_ids(reader: &mut Reader<'_>, shard: &Shard) -> Result<HoldIds, StateError> {
+    let count = reader.count(16)?;
+    let runs = (0..count)
+        .map(|_| {
+            Ok(Run {
+                sequence: reader.u64()?,
+                serial: reader.u64()?,
+            })
+        })
+        .collect::<Result<Vec<_>, StateError>>()?;
+    if runs
+        .last()
+        .is_some_and(|run| run.sequence > shard.holds.next_sequence())
+    {
+        return Err(reader.error("hold id run past the next hold"));
+    }
+    HoldIds::restore(runs, shard.serial_max()).map_err(|what| reader.error(what))
 }
 
 fn decode_payer(reader: &mut Reader<'_>) -> Result<(Payer, PayerCold), StateError> {

@@ -3,8 +3,9 @@
 //!
 //! Reading stops (and the connection is left readable in the kernel) while the connection has
 //! `in_flight_max` replies unreleased or `write_bytes_max` bytes unwritten: a client that
-//! pipelines without reading slows only itself. Replies leave in request order once the log's
-//! durable position passes the record each one reflects.
+//! pipelines without reading slows only itself. Replies and outcome pushes leave in order once
+//! the log's durable position passes the record each one reflects. An offer shown at once is
+//! written ahead of them, except of a log-on answer or an offer list (`queue_push`).
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -30,6 +31,8 @@ pub const READ_CHUNK_BYTES: usize = 64 * 1024;
 struct Waiting {
     lsn: Lsn,
     frame: Frame,
+    /// An offer shown at once may not overtake it (`Connection::waiting_barriers`).
+    barrier: bool,
 }
 
 /// What became of the connection after some work.
@@ -58,8 +61,9 @@ pub struct Connection {
     /// bounds the client's own requests (a gateway gets a push per offer for every payer).
     waiting_pushes: usize,
     /// How many of `waiting` an offer shown at once must not overtake: a log-on answer (a
-    /// client reads nothing before it) and a LIST_OFFERS reply (a client may take the list as
-    /// its pending offers, and would lose one shown before a list without it).
+    /// client reads nothing before it), a LIST_OFFERS reply (a client may take the list as
+    /// its pending offers, and would lose one shown before a list without it), and an offer
+    /// queued behind those (offers are shown in order).
     waiting_barriers: usize,
     /// When the connection was accepted.
     pub opened: Instant,
@@ -124,20 +128,21 @@ impl Connection {
     /// be written at once, ahead of them, with `lsn` 0 (an offer shown at once: no reply
     /// waits for it, nor it for a reply), unless a barrier waits (`waiting_barriers`).
     pub fn queue_push(&mut self, lsn: Lsn, push: wire::Push) {
-        if lsn == 0 && self.waiting_barriers == 0 {
-            Frame {
-                request_id: 0,
-                message: Message::Push(push),
-            }
-            .encode(&mut self.write);
+        let frame = Frame {
+            request_id: 0,
+            message: Message::Push(push),
+        };
+        let shown_at_once = lsn == 0;
+        if shown_at_once && self.waiting_barriers == 0 {
+            frame.encode(&mut self.write);
             return;
         }
         self.waiting_pushes += 1;
-        self.queue(lsn, 0, Message::Push(push));
+        self.wait(lsn, frame, shown_at_once);
     }
 
-    /// The lsn the oldest waiting reply (or push) needs before it can leave, if any: replies
-    /// leave in order, so nothing leaves before it.
+    /// The lsn the oldest waiting reply (or push) needs before it can leave, if any: they
+    /// leave in order, so none of them leaves before it.
     pub fn waiting_lsn(&self) -> Option<Lsn> {
         self.waiting.front().map(|waiting| waiting.lsn)
     }
@@ -270,13 +275,14 @@ impl Connection {
     }
 
     fn queue(&mut self, lsn: Lsn, request_id: u64, message: Message) {
-        if is_barrier(&message) {
-            self.waiting_barriers += 1;
-        }
-        self.waiting.push_back(Waiting {
-            lsn,
-            frame: Frame { request_id, message },
-        });
+        // A log-on answer and an offer list: an offer shown at once may not overtake them.
+        let barrier = matches!(message, Message::Logon(_) | Message::Reply(Reply::ListOffers(_)));
+        self.wait(lsn, Frame { request_id, message }, barrier);
+    }
+
+    fn wait(&mut self, lsn: Lsn, frame: Frame, barrier: bool) {
+        self.waiting_barriers += usize::from(barrier);
+        self.waiting.push_back(Waiting { lsn, frame, barrier });
     }
 
     fn handle_frame(&mut self, shared: &Shared, frame: Frame, now_us: u64) {
@@ -355,9 +361,10 @@ impl Connection {
         }
     }
 
-    /// Encode every reply whose record is durable (`durable` lsn); once the log has failed,
-    /// answer the rest with an error (code 96) instead of pretending, and drop the pushes
-    /// (what they announce is not in the log; request id 0 must not carry an error).
+    /// Encode every reply and push whose record is durable (`durable` lsn), in order; once the
+    /// log has failed, answer the rest with an error (code 96) instead of pretending, and drop
+    /// the outcome pushes (what they announce is not in the log; request id 0 must not carry
+    /// an error). Offers shown at once (lsn 0) that waited behind a barrier leave either way.
     pub fn release(&mut self, durable: Lsn, log_failed: bool) {
         while let Some(front) = self.waiting.front() {
             if front.lsn > durable && !log_failed {
@@ -370,9 +377,7 @@ impl Connection {
             if push {
                 self.waiting_pushes -= 1;
             }
-            if is_barrier(&waiting.frame.message) {
-                self.waiting_barriers -= 1;
-            }
+            self.waiting_barriers -= usize::from(waiting.barrier);
             if waiting.lsn > durable && push {
                 continue;
             }
@@ -416,16 +421,10 @@ impl Connection {
     }
 }
 
-/// True for the replies an offer shown at once must not overtake (`waiting_barriers`).
-fn is_barrier(message: &Message) -> bool {
-    matches!(message, Message::Logon(_) | Message::Reply(Reply::ListOffers(_)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wire::messages::push::OfferOutcome;
-    use wire::messages::reply::{OfferListReply, StatusReply};
+    use wire::messages::reply::{OfferListReply, OfferSummary, StatusReply};
     use wire::types as w;
 
     /// A connection over loopback; the client's end is returned to keep it open.
@@ -438,15 +437,21 @@ mod tests {
         (Connection::new(socket, peer, 1 << 16, Instant::now(), 1), client)
     }
 
-    fn a_push() -> wire::Push {
-        wire::Push::OfferOutcome(OfferOutcome {
-            offer_id: w::OfferId(7),
-            state: w::OfferState::Accepted,
-            code: 0,
-            reason: 0,
-            hold_id: w::HoldId(7),
-            amount_minor: 100,
+    /// The offer `offer` shown to a device.
+    fn an_offer(offer: u64) -> wire::Push {
+        wire::Push::OfferPresented(OfferSummary {
+            offer_id: w::OfferId(offer),
+            merchant_id: w::MerchantId(1),
+            origin: w::ShortText::new("CAFE").expect("text"),
+            amount_minor: 500,
+            currency: 978,
+            expires_in_s: 60,
+            reference: w::ShortText::new("2 coffees").expect("text"),
         })
+    }
+
+    fn shown(offer: u64) -> Vec<u8> {
+        encoded(0, Message::Push(an_offer(offer)))
     }
 
     fn encoded(request_id: u64, message: Message) -> Vec<u8> {
@@ -460,7 +465,7 @@ mod tests {
     fn shown_while_waiting(first: Message) -> (Vec<u8>, Vec<u8>) {
         let (mut connection, _client) = connection();
         connection.queue(5, 3, first);
-        connection.queue_push(0, a_push());
+        connection.queue_push(0, an_offer(7));
         let before = connection.write.to_vec();
         connection.release(5, false);
         (before, connection.write.to_vec())
@@ -470,9 +475,8 @@ mod tests {
     fn an_offer_shown_at_once_overtakes_replies_waiting_for_the_log() {
         let reply = Message::Reply(Reply::RejectOffer(StatusReply { code: 0, reason: 0 }));
         let (before, after) = shown_while_waiting(reply.clone());
-        let push = encoded(0, Message::Push(a_push()));
-        assert_eq!(before, push);
-        assert_eq!(after, [push, encoded(3, reply)].concat());
+        assert_eq!(before, shown(7));
+        assert_eq!(after, [shown(7), encoded(3, reply)].concat());
     }
 
     fn an_empty_list() -> Message {
@@ -493,8 +497,7 @@ mod tests {
         for barrier in [logon_ok, an_empty_list()] {
             let (before, after) = shown_while_waiting(barrier.clone());
             assert!(before.is_empty(), "{barrier:?}");
-            let push = encoded(0, Message::Push(a_push()));
-            assert_eq!(after, [encoded(3, barrier), push].concat());
+            assert_eq!(after, [encoded(3, barrier), shown(7)].concat());
         }
     }
 
@@ -509,7 +512,24 @@ mod tests {
             4,
             Message::Reply(Reply::RejectOffer(StatusReply { code: 0, reason: 0 })),
         );
-        connection.queue_push(0, a_push());
-        assert_eq!(connection.write.to_vec(), encoded(0, Message::Push(a_push())));
+        connection.queue_push(0, an_offer(7));
+        assert_eq!(connection.write.to_vec(), shown(7));
+    }
+
+    #[test]
+    fn offers_shown_at_once_keep_their_order_behind_a_barrier() {
+        let (mut connection, _client) = connection();
+        let reply = Message::Reply(Reply::RejectOffer(StatusReply { code: 0, reason: 0 }));
+        connection.queue(5, 3, an_empty_list());
+        connection.queue(9, 4, reply.clone());
+        connection.queue_push(0, an_offer(7));
+        connection.release(5, false);
+        // The list left; offer 7 still waits behind the reply, and offer 8 behind it.
+        connection.queue_push(0, an_offer(8));
+        assert_eq!(connection.write.to_vec(), encoded(3, an_empty_list()));
+        connection.release(9, false);
+        let expected = [encoded(3, an_empty_list()), encoded(4, reply), shown(7), shown(8)];
+        assert_eq!(connection.write.to_vec(), expected.concat());
+        assert_eq!(connection.waiting_barriers, 0);
     }
 }

@@ -43,7 +43,7 @@ pub struct Target {
 pub struct Delivery {
     /// The target.
     pub target: Target,
-    /// Log position to wait for.
+    /// Log position to wait for; 0 for an offer shown at once (no record is 0).
     pub lsn: Lsn,
     /// The push.
     pub push: Push,

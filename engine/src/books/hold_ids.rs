@@ -79,41 +79,30 @@ impl HoldIds {
         self.runs.is_empty()
     }
 
-    /// The run holding `sequence`.
-    fn run_of(&self, sequence: u64) -> Run {
+    /// The run whose `key` (its first sequence, or its first serial) is the last at or below
+    /// `at`, and the run after it, if any. Recent holds are in the last run: one comparison on
+    /// the hot path, a binary search for older ones.
+    fn runs_around(&self, at: u64, key: fn(&Run) -> u64) -> (Run, Option<Run>) {
         match self.runs.last() {
-            // New holds are in the last run: one comparison on the hot path.
-            Some(last) if last.sequence <= sequence => *last,
+            Some(last) if key(last) <= at => (*last, None),
             _ => {
-                let index = self.runs.partition_point(|run| run.sequence <= sequence);
-                index.checked_sub(1).map_or(IDENTITY, |index| self.runs[index])
-            }
-        }
-    }
-
-    /// The serial of the hold at `sequence`.
-    pub fn serial(&self, sequence: u64) -> u64 {
-        let run = self.run_of(sequence);
-        run.serial + (sequence - run.sequence)
-    }
-
-    /// The run whose serials start at or below `serial`, and the run after it, if any.
-    fn runs_by_serial(&self, serial: u64) -> (Run, Option<Run>) {
-        match self.runs.last() {
-            // Recent holds are in the last run: one comparison on the hot path.
-            Some(last) if last.serial <= serial => (*last, None),
-            _ => {
-                let index = self.runs.partition_point(|run| run.serial <= serial);
+                let index = self.runs.partition_point(|run| key(run) <= at);
                 let run = index.checked_sub(1).map_or(IDENTITY, |index| self.runs[index]);
                 (run, self.runs.get(index).copied())
             }
         }
     }
 
+    /// The serial of the hold at `sequence`.
+    pub fn serial(&self, sequence: u64) -> u64 {
+        let (run, _) = self.runs_around(sequence, |run| run.sequence);
+        run.serial + (sequence - run.sequence)
+    }
+
     /// The sequence whose serial is `serial`, if a run gives it one (a serial skipped over
     /// names no hold).
     pub fn sequence(&self, serial: u64) -> Option<u64> {
-        let (run, next) = self.runs_by_serial(serial);
+        let (run, next) = self.runs_around(serial, |run| run.serial);
         let sequence = run.sequence + (serial - run.serial);
         match next {
             Some(next) if sequence >= next.sequence => None,
@@ -123,7 +112,7 @@ impl HoldIds {
 
     /// The first sequence whose serial is above `serial` (a page of a list starts there).
     pub fn first_sequence_after(&self, serial: u64) -> u64 {
-        let (run, next) = self.runs_by_serial(serial);
+        let (run, next) = self.runs_around(serial, |run| run.serial);
         let after = run.sequence.saturating_add(serial - run.serial).saturating_add(1);
         match next {
             Some(next) => after.min(next.sequence),

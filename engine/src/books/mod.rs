@@ -640,14 +640,12 @@ impl Books {
     /// have shown ahead of its log (`hold_ids`). Returns the last record's lsn, which must be
     /// durable before anything is shown; `Err` names a shard with no ids left to skip to.
     pub fn start_hold_ids(&self, now_us: u64, journal: &impl Journal) -> Result<Lsn, HoldIdsError> {
+        let serial_max = hold_ids::serial_max(self.shard_bits);
         let mut last = 0;
         for index in 0..self.config.shards {
-            let (serial, serial_max) = {
+            let serial = {
                 let shard = self.shards[index as usize].lock();
-                (
-                    shard.hold_ids.next_start(shard.holds.next_sequence()),
-                    shard.serial_max(),
-                )
+                shard.hold_ids.next_start(shard.holds.next_sequence())
             };
             let executed = self.execute(&Command::StartHoldIds { shard: index, serial }, now_us, journal);
             match executed.outcome.reason {

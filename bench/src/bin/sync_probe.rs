@@ -1,0 +1,116 @@
+//! How long an fdatasync takes on this machine, alone or while other threads keep its CPUs
+//! busy. On the 2-vCPU VM authd is measured on, a busy vCPU holds up the disk itself: syncs that
+//! take 0.1-0.2 ms stall for ~15 ms, once every 100 ms (BENCHMARKS.md, "The disk waits for the
+//! CPU"). This shows it without authd.
+//!
+//! Run: `cargo run --release -p bench --bin sync_probe -- [SECONDS] [HOGS] [BUSY-MS] [IDLE-MS]`
+//! (defaults 8 s, no hog, 10 ms, 0 ms). It writes 4 KiB with `pwrite` and `fdatasync`s, over and
+//! over, over the first 256 KiB of a file in a temporary dir under the current one (the disk
+//! authd's data dir would be on), while HOGS threads spin for BUSY-MS and sleep for IDLE-MS in
+//! turn (IDLE-MS 0: spin throughout). Prints the syncs' percentiles, the share of the time
+//! spent in syncs over 2 ms, and when in each 100 ms the syncs over 10 ms began.
+
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+fn argument(position: usize, default: u64) -> u64 {
+    match std::env::args().nth(position) {
+        None => default,
+        Some(text) => text.parse().unwrap_or_else(|_| {
+            eprintln!("argument {position} must be a whole number, not {text:?}");
+            std::process::exit(2)
+        }),
+    }
+}
+
+const BLOCK_BYTES: usize = 4_096;
+const BLOCKS: u64 = 64;
+const LONG_US: u64 = 2_000;
+const STALL_US: u64 = 10_000;
+const PERIOD_MS: u64 = 100;
+
+fn main() -> anyhow::Result<()> {
+    let seconds = argument(1, 8);
+    let hogs = argument(2, 0);
+    let busy = Duration::from_millis(argument(3, 10));
+    let idle = Duration::from_millis(argument(4, 0));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let hog_threads: Vec<_> = (0..hogs)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let began = Instant::now();
+                    while began.elapsed() < busy {
+                        std::hint::spin_loop();
+                    }
+                    if !idle.is_zero() {
+                        std::thread::sleep(idle);
+                    }
+                }
+            })
+        })
+        .collect();
+
+    let dir = tempfile::tempdir_in(".")?;
+    let file = std::fs::File::create(dir.path().join("probe"))?;
+    let block = [0x5a_u8; BLOCK_BYTES];
+    let mut syncs = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut long_us = 0u64;
+    let mut stall_phases = [0u64; 10];
+    let began = Instant::now();
+    let end = began + Duration::from_secs(seconds);
+    let mut index = 0u64;
+    while Instant::now() < end {
+        file.write_at(&block, (index % BLOCKS) * BLOCK_BYTES as u64)?;
+        let start = Instant::now();
+        file.sync_data()?;
+        let took_us = start.elapsed().as_micros() as u64;
+        syncs.saturating_record(took_us.max(1));
+        if took_us > LONG_US {
+            long_us += took_us;
+        }
+        if took_us > STALL_US {
+            let phase_ms = start.duration_since(began).as_millis() as u64 % PERIOD_MS;
+            stall_phases[(phase_ms / (PERIOD_MS / 10)) as usize] += 1;
+        }
+        index += 1;
+    }
+    let wall = began.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for thread in hog_threads {
+        let _ = thread.join();
+    }
+
+    println!(
+        "{hogs} hog(s), {} ms busy / {} ms idle: {} syncs ({:.0}/s): p50 {} us, p99 {} us, \
+         p99.9 {} us, max {:.1} ms; syncs over {} ms: {}, {:.1}% of the time",
+        busy.as_millis(),
+        idle.as_millis(),
+        syncs.len(),
+        syncs.len() as f64 / wall.as_secs_f64(),
+        syncs.value_at_quantile(0.5),
+        syncs.value_at_quantile(0.99),
+        syncs.value_at_quantile(0.999),
+        syncs.max() as f64 / 1e3,
+        LONG_US / 1_000,
+        syncs.count_between(LONG_US + 1, u64::MAX),
+        long_us as f64 / 1e4 / wall.as_secs_f64(),
+    );
+    let phases: Vec<String> = stall_phases
+        .iter()
+        .enumerate()
+        .map(|(bucket, count)| format!("{}-{} ms: {count}", bucket * 10, bucket * 10 + 10))
+        .collect();
+    println!(
+        "syncs over {} ms, by when they began within each {PERIOD_MS} ms: {}",
+        STALL_US / 1_000,
+        phases.join(", ")
+    );
+    Ok(())
+}

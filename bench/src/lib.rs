@@ -13,6 +13,18 @@ pub const EUR: Currency = Currency(978);
 /// A fixed instant (2026-11-23 12:00 UTC) the benches run at.
 pub const NOON_US: u64 = 1_795_435_200_000_000;
 
+/// The whole-number command-line argument at `position` of a bench binary, or `default`;
+/// anything else ends the process with a message.
+pub fn argument(position: usize, default: u64) -> u64 {
+    match std::env::args().nth(position) {
+        None => default,
+        Some(text) => text.parse().unwrap_or_else(|_| {
+            eprintln!("argument {position} must be a whole number, not {text:?}");
+            std::process::exit(2)
+        }),
+    }
+}
+
 /// A purchase of `amount` EUR by `payer`, no PIN, no extras.
 pub fn purchase(origin: Origin, payer: AccountId, amount: u64) -> Command {
     Command::Terminal {

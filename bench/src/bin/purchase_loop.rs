@@ -10,18 +10,8 @@
 
 use std::time::Instant;
 
-use bench::{Fixture, Picker, NOON_US};
+use bench::{argument, Fixture, Picker, NOON_US};
 use engine::{BooksConfig, NoJournal};
-
-fn argument(position: usize, default: u64) -> u64 {
-    match std::env::args().nth(position) {
-        None => default,
-        Some(text) => text.parse().unwrap_or_else(|_| {
-            eprintln!("argument {position} must be a whole number, not {text:?}");
-            std::process::exit(2)
-        }),
-    }
-}
 
 /// `count` purchases with request ids from `first_id`, payers from `seed`, each next one
 /// prefetched before the current one executes if `prefetch`; returns approvals.

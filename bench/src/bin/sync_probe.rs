@@ -15,17 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bench::argument;
 use hdrhistogram::Histogram;
-
-fn argument(position: usize, default: u64) -> u64 {
-    match std::env::args().nth(position) {
-        None => default,
-        Some(text) => text.parse().unwrap_or_else(|_| {
-            eprintln!("argument {position} must be a whole number, not {text:?}");
-            std::process::exit(2)
-        }),
-    }
-}
 
 const BLOCK_BYTES: usize = 4_096;
 const BLOCKS: u64 = 64;

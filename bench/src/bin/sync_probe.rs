@@ -1,14 +1,17 @@
 //! How long an fdatasync takes on this machine, alone or while other threads keep its CPUs
-//! busy. On the 2-vCPU VM authd is measured on, a busy vCPU holds up the disk itself: syncs that
-//! take 0.1-0.2 ms stall for ~15 ms, once every 100 ms (BENCHMARKS.md, "The disk waits for the
+//! busy. On the 2-vCPU VM authd is measured on, a busy vCPU holds up the disk: syncs that take
+//! 0.1-0.2 ms stall for ~15 ms in most 100 ms periods (BENCHMARKS.md, "The disk waits for the
 //! CPU"). This shows it without authd.
 //!
 //! Run: `cargo run --release -p bench --bin sync_probe -- [SECONDS] [HOGS] [BUSY-MS] [IDLE-MS]`
-//! (defaults 8 s, no hog, 10 ms, 0 ms). It writes 4 KiB with `pwrite` and `fdatasync`s, over and
-//! over, over the first 256 KiB of a file in a temporary dir under the current one (the disk
-//! authd's data dir would be on), while HOGS threads spin for BUSY-MS and sleep for IDLE-MS in
-//! turn (IDLE-MS 0: spin throughout). Prints the syncs' percentiles, the share of the time
-//! spent in syncs over 2 ms, and when in each 100 ms the syncs over 10 ms began.
+//! (defaults 8 s, no hog, 10 ms, 0 ms). It writes 4 KiB with `pwrite` and `fdatasync`s, over
+//! and over, cycling over 256 KiB (64 blocks, written once before timing) of a file in a
+//! temporary dir under the current one (the disk authd's default `./authd-data` is on; a
+//! killed run leaves its `.tmp*` dir behind), while HOGS threads spin for BUSY-MS and sleep
+//! for IDLE-MS in turn (IDLE-MS 0: spin throughout). Prints the syncs' percentiles, the share
+//! of the time spent in syncs over 2 ms, and when the syncs over 10 ms began within each
+//! 100 ms counted from the probe's start: the host's periods have another origin, so only
+//! whether the stalls bunch in one window says anything, not which window it is.
 
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,6 +54,11 @@ fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir_in(".")?;
     let file = std::fs::File::create(dir.path().join("probe"))?;
     let block = [0x5a_u8; BLOCK_BYTES];
+    // Written and synced once, so that no timed sync also grows the file.
+    for index in 0..BLOCKS {
+        file.write_at(&block, index * BLOCK_BYTES as u64)?;
+    }
+    file.sync_all()?;
     let mut syncs = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut long_us = 0u64;
     let mut stall_phases = [0u64; 10];
@@ -96,7 +104,11 @@ fn main() -> anyhow::Result<()> {
     let phases: Vec<String> = stall_phases
         .iter()
         .enumerate()
-        .map(|(bucket, count)| format!("{}-{} ms: {count}", bucket * 10, bucket * 10 + 10))
+        .map(|(bucket, count)| {
+            let width = PERIOD_MS / 10;
+            let from = bucket as u64 * width;
+            format!("{from}-{} ms: {count}", from + width)
+        })
         .collect();
     println!(
         "syncs over {} ms, by when they began within each {PERIOD_MS} ms: {}",

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use bench::argument;
 use hdrhistogram::Histogram;
 
@@ -51,8 +52,12 @@ fn main() -> anyhow::Result<()> {
         })
         .collect();
 
-    let dir = tempfile::tempdir_in(".")?;
-    let file = std::fs::File::create(dir.path().join("probe"))?;
+    let dir = tempfile::tempdir_in(".").context(
+        "cannot make a temporary dir under the current one: run sync_probe from a writable dir \
+         on the disk to probe",
+    )?;
+    let file = std::fs::File::create(dir.path().join("probe"))
+        .with_context(|| format!("cannot create {}", dir.path().join("probe").display()))?;
     let block = [0x5a_u8; BLOCK_BYTES];
     // Written and synced once, so that no timed sync also grows the file.
     for index in 0..BLOCKS {

@@ -115,11 +115,6 @@ impl Shard {
         HoldId((self.hold_ids.serial(sequence) << self.shard_bits) | u64::from(self.index))
     }
 
-    /// The largest serial a start may give in this shard (`hold_ids::serial_max`).
-    pub fn serial_max(&self) -> u64 {
-        crate::books::hold_ids::serial_max(self.shard_bits)
-    }
-
     /// The serial of the largest id of this shard at or below `id`, if any.
     fn serial_at_or_below(&self, id: u64) -> Option<u64> {
         id.checked_sub(u64::from(self.index))
@@ -164,7 +159,10 @@ impl Shard {
     /// Declined if that would give a serial twice or pass the largest.
     pub fn start_hold_ids(&mut self, serial: u64) -> Outcome {
         let next = self.holds.next_sequence();
-        match self.hold_ids.start(next, serial, self.serial_max()) {
+        match self
+            .hold_ids
+            .start(next, serial, crate::books::hold_ids::serial_max(self.shard_bits))
+        {
             true => Outcome::approved(serial, 0),
             false => Outcome::declined(Reason::InvalidRequest),
         }

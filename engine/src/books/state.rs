@@ -515,7 +515,8 @@ fn decode_hold_ids(reader: &mut Reader<'_>, shard: &Shard) -> Result<HoldIds, St
     {
         return Err(reader.error("hold id run past the next hold"));
     }
-    HoldIds::restore(runs, shard.serial_max()).map_err(|what| reader.error(what))
+    HoldIds::restore(runs, crate::books::hold_ids::serial_max(shard.shard_bits))
+        .map_err(|what| reader.error(what))
 }
 
 fn decode_payer(reader: &mut Reader<'_>) -> Result<(Payer, PayerCold), StateError> {

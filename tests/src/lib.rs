@@ -96,14 +96,28 @@ impl Authd {
         authd
     }
 
+    /// Start on a fresh temporary data dir with `flags` only: authd's own defaults for shards
+    /// and threads, where [`Authd::start`] sets them.
+    pub fn start_bare(flags: &[&str]) -> Authd {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut authd = Authd::launch(temp.path(), flags);
+        authd._temp = Some(temp);
+        authd
+    }
+
     /// Start on `dir` (kept after the test) with extra flags.
     pub fn start_in(dir: &Path, flags: &[&str]) -> Authd {
+        let mut all = vec!["--shards", "4", "--threads", "2"];
+        all.extend_from_slice(flags);
+        Authd::launch(dir, &all)
+    }
+
+    fn launch(dir: &Path, flags: &[&str]) -> Authd {
         let mut child = Command::new(authd_binary())
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(dir)
-            .args(["--shards", "4", "--threads", "2"])
             .args(flags)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

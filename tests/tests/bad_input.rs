@@ -659,6 +659,7 @@ fn limits_outside_their_range_are_refused_at_start_with_the_range() {
         ("--in-flight-max", "1000001"),
         ("--threads", "0"),
         ("--threads", "257"),
+        ("--cpus", "1024"),
         ("--currency", "0"),
         ("--currency", "1000"),
         ("--logon-timeout-ms", "0"),

@@ -1,15 +1,17 @@
 //! How long an fdatasync takes on this machine, alone or while other threads keep its CPUs
 //! busy. On the 2-vCPU VM authd is measured on, a busy vCPU holds up the disk: syncs that take
 //! 0.1-0.2 ms stall for ~15 ms in most 100 ms periods (BENCHMARKS.md, "The disk waits for the
-//! CPU"). This shows it without authd.
+//! CPU"), and so does one that halts for less than ~0.2 ms at a time ("Short idles count as
+//! busy"). This shows it without authd.
 //!
-//! Run: `cargo run --release -p bench --bin sync_probe -- [SECONDS] [HOGS] [BUSY-MS] [IDLE-MS]`
-//! (defaults 8 s, no hog, 10 ms, 0 ms). It writes 4 KiB with `pwrite` and `fdatasync`s, over
+//! Run: `cargo run --release -p bench --bin sync_probe -- [SECONDS] [HOGS] [BUSY-US] [IDLE-US]`
+//! (defaults 8 s, no hog, 10000 us, 0 us). It writes 4 KiB with `pwrite` and `fdatasync`s, over
 //! and over, cycling over 256 KiB (64 blocks, written once before timing) of a file in a
 //! temporary dir under the current one (the disk authd's default `./authd-data` is on; a
-//! killed run leaves its `.tmp*` dir behind), while HOGS threads spin for BUSY-MS and sleep
-//! for IDLE-MS in turn (IDLE-MS 0: spin throughout). Prints the syncs' percentiles, the share
-//! of the time spent in syncs over 2 ms, and when the syncs over 10 ms began within each
+//! killed run leaves its `.tmp*` dir behind), while HOGS threads spin for BUSY-US and sleep
+//! for IDLE-US in turn (IDLE-US 0: spin throughout). Prints the share of the time the hogs
+//! spun and how long their sleeps really lasted (a sleep overshoots by the timer's slack,
+//! ~50 us), the syncs' percentiles, the share of the time spent in syncs over 2 ms, and when the syncs over 10 ms began within each
 //! 100 ms counted from the probe's start: the host's periods have another origin, so only
 //! whether the stalls bunch in one window says anything, not which window it is.
 
@@ -28,26 +30,40 @@ const LONG_US: u64 = 2_000;
 const STALL_US: u64 = 10_000;
 const PERIOD_MS: u64 = 100;
 
+/// What a hog thread did: time spun, time asleep, and how many sleeps.
+#[derive(Default)]
+struct HogTime {
+    busy: Duration,
+    idle: Duration,
+    sleeps: u64,
+}
+
 fn main() -> anyhow::Result<()> {
     let seconds = argument(1, 8);
     let hogs = argument(2, 0);
-    let busy = Duration::from_millis(argument(3, 10));
-    let idle = Duration::from_millis(argument(4, 0));
+    let busy = Duration::from_micros(argument(3, 10_000));
+    let idle = Duration::from_micros(argument(4, 0));
 
     let stop = Arc::new(AtomicBool::new(false));
     let hog_threads: Vec<_> = (0..hogs)
         .map(|_| {
             let stop = Arc::clone(&stop);
             std::thread::spawn(move || {
+                let mut spun = HogTime::default();
                 while !stop.load(Ordering::Relaxed) {
                     let began = Instant::now();
                     while began.elapsed() < busy {
                         std::hint::spin_loop();
                     }
+                    spun.busy += began.elapsed();
                     if !idle.is_zero() {
+                        let slept = Instant::now();
                         std::thread::sleep(idle);
+                        spun.idle += slept.elapsed();
+                        spun.sleeps += 1;
                     }
                 }
+                spun
             })
         })
         .collect();
@@ -87,15 +103,29 @@ fn main() -> anyhow::Result<()> {
     }
     let wall = began.elapsed();
     stop.store(true, Ordering::Relaxed);
+    let mut spun = HogTime::default();
     for thread in hog_threads {
-        let _ = thread.join();
+        if let Ok(time) = thread.join() {
+            spun.busy += time.busy;
+            spun.idle += time.idle;
+            spun.sleeps += time.sleeps;
+        }
+    }
+    if hogs > 0 {
+        let hog_wall = (spun.busy + spun.idle).as_secs_f64().max(f64::MIN_POSITIVE);
+        println!(
+            "hogs spun {:.0}% of their time, sleeps lasted {:.0} us on average ({} sleeps)",
+            100.0 * spun.busy.as_secs_f64() / hog_wall,
+            spun.idle.as_secs_f64() * 1e6 / spun.sleeps.max(1) as f64,
+            spun.sleeps,
+        );
     }
 
     println!(
-        "{hogs} hog(s), {} ms busy / {} ms idle: {} syncs ({:.0}/s): p50 {} us, p99 {} us, \
+        "{hogs} hog(s), {} us busy / {} us idle: {} syncs ({:.0}/s): p50 {} us, p99 {} us, \
          p99.9 {} us, max {:.1} ms; syncs over {} ms: {}, {:.1}% of the time",
-        busy.as_millis(),
-        idle.as_millis(),
+        busy.as_micros(),
+        idle.as_micros(),
         syncs.len(),
         syncs.len() as f64 / wall.as_secs_f64(),
         syncs.value_at_quantile(0.5),

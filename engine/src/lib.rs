@@ -42,6 +42,7 @@
 
 pub mod books;
 pub mod command;
+pub mod cpus;
 pub mod ids;
 pub mod journal;
 pub mod limits;

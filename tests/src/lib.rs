@@ -76,6 +76,21 @@ fn sources_newer_than(binary: &Path) -> bool {
     false
 }
 
+/// authd started on `listen` and `data_dir` with `flags`, for a start that must fail: its exit
+/// code and what it wrote to stderr.
+pub fn refused_start(listen: &str, data_dir: &Path, flags: &[&str]) -> (Option<i32>, String) {
+    let output = std::process::Command::new(authd_binary())
+        .args(["--listen", listen, "--data-dir"])
+        .arg(data_dir)
+        .args(flags)
+        .output()
+        .expect("run authd");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// A running authd.
 pub struct Authd {
     child: Child,

@@ -9,7 +9,7 @@ use std::io::{ErrorKind, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use authd_tests::{balances, payer, shop, Authd};
+use authd_tests::{balances, payer, refused_start, shop, Authd};
 use support::{encoded, error_of, hello, purchase, raw_frame, Random, Raw, REPLY_TIMEOUT};
 use wire::client::Client;
 use wire::messages::reply::{EchoReply, ErrorReply, ProtocolError};
@@ -659,7 +659,6 @@ fn limits_outside_their_range_are_refused_at_start_with_the_range() {
         ("--in-flight-max", "1000001"),
         ("--threads", "0"),
         ("--threads", "257"),
-        ("--cpus", "1024"),
         ("--currency", "0"),
         ("--currency", "1000"),
         ("--logon-timeout-ms", "0"),
@@ -688,21 +687,6 @@ fn limits_outside_their_range_are_refused_at_start_with_the_range() {
         assert!(code != Some(0), "{flag} {value} must be refused");
         assert!(stderr.contains("is not in"), "{flag} {value}: {stderr}");
     }
-}
-
-/// authd started on `listen` and `data_dir` with `flags`, for a start that must fail: its exit
-/// code and what it wrote to stderr.
-fn refused_start(listen: &str, data_dir: &Path, flags: &[&str]) -> (Option<i32>, String) {
-    let output = std::process::Command::new(authd_tests::authd_binary())
-        .args(["--listen", listen, "--data-dir"])
-        .arg(data_dir)
-        .args(flags)
-        .output()
-        .expect("run authd");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 #[test]

@@ -1,26 +1,28 @@
 //! `--cpus`: authd runs every thread on the CPUs given, one event loop per CPU unless
-//! `--threads` says otherwise, and refuses a CPU it cannot run on by name, before it writes
-//! anything.
+//! `--threads` says otherwise, and refuses a CPU it cannot run on by name, with the CPUs it
+//! may use, before it writes anything.
 
-use std::path::Path;
+use authd_tests::{refused_start, Authd};
 
-use authd_tests::Authd;
+/// The CPUs a thread may run on, as /proc lists them ("0-1"), from its status file; None if
+/// the thread has ended.
+fn allowed(status: &std::path::Path) -> Option<String> {
+    let status = std::fs::read_to_string(status).ok()?;
+    let line = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))?;
+    Some(line.trim().to_owned())
+}
 
-/// Each thread of `pid`: its name and the CPUs it may run on, as /proc lists them ("0-1").
+/// Each thread of `pid` still running: its name and the CPUs it may run on.
 fn threads(pid: u32) -> Vec<(String, String)> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("list /proc/PID/task");
     tasks
-        .map(|task| {
-            let task = task.expect("task entry").path();
-            let name = std::fs::read_to_string(task.join("comm")).expect("comm");
-            let status = std::fs::read_to_string(task.join("status")).expect("status");
-            let allowed = status
-                .lines()
-                .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
-                .expect("Cpus_allowed_list in status")
-                .trim()
-                .to_owned();
-            (name.trim().to_owned(), allowed)
+        .filter_map(|task| {
+            // A short-lived thread (the log's segment preparer) may end while this reads.
+            let task = task.ok()?.path();
+            let name = std::fs::read_to_string(task.join("comm")).ok()?;
+            Some((name.trim().to_owned(), allowed(&task.join("status"))?))
         })
         .collect()
 }
@@ -32,9 +34,17 @@ fn loops(threads: &[(String, String)]) -> usize {
         .count()
 }
 
+/// The first CPU this test may run on (not always 0: under `taskset -c 1`, or in a cpuset).
+fn first_cpu() -> String {
+    let list = allowed(std::path::Path::new("/proc/self/status")).expect("own status");
+    let first = list.split(|c: char| !c.is_ascii_digit()).next().expect("a CPU");
+    first.to_owned()
+}
+
 #[test]
 fn every_thread_runs_on_the_cpus_given_with_one_loop_per_cpu() {
-    let authd = Authd::start_bare(&["--cpus", "0"]);
+    let cpu = first_cpu();
+    let authd = Authd::start_bare(&["--cpus", &cpu]);
     // It serves: the operator logs on.
     drop(authd.operator());
     let pinned = threads(authd.pid());
@@ -43,14 +53,11 @@ fn every_thread_runs_on_the_cpus_given_with_one_loop_per_cpu() {
         "main, a loop and the ticker at least: {pinned:?}"
     );
     for (name, allowed) in &pinned {
-        assert_eq!(allowed, "0", "thread {name}");
+        assert_eq!(allowed, &cpu, "thread {name}");
     }
     assert_eq!(loops(&pinned), 1, "{pinned:?}");
-    assert!(
-        authd.stderr().contains("event=cpus_pinned cpus=0"),
-        "{}",
-        authd.stderr()
-    );
+    let said = format!("event=cpus_pinned cpus={cpu}");
+    assert!(authd.stderr().contains(&said), "{}", authd.stderr());
 
     // Without --cpus: the CPUs it was started with, one loop for each.
     let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
@@ -58,36 +65,33 @@ fn every_thread_runs_on_the_cpus_given_with_one_loop_per_cpu() {
     assert_eq!(loops(&threads(unpinned.pid())), cores);
 
     // --threads still decides when given.
-    let two = Authd::start_bare(&["--cpus", "0", "--threads", "2"]);
+    let two = Authd::start_bare(&["--cpus", &cpu, "--threads", "2"]);
     assert_eq!(loops(&threads(two.pid())), 2);
-}
-
-/// authd started with `flags` for a start that must fail: its exit code and its stderr.
-fn refused(data_dir: &Path, flags: &[&str]) -> (Option<i32>, String) {
-    let output = std::process::Command::new(authd_tests::authd_binary())
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .args(flags)
-        .output()
-        .expect("run authd");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    (output.status.code(), stderr)
 }
 
 #[test]
 fn a_cpu_authd_cannot_run_on_is_refused_by_name_before_anything_is_written() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data_dir = dir.path().join("data");
-    // 1023 is the last CPU the flag takes; no machine this runs on has it.
-    let (code, stderr) = refused(&data_dir, &["--cpus", "0,1023"]);
+    let cpu = first_cpu();
+    // 1022 and 1023 are the last CPUs the flag takes; no machine this runs on has them.
+    let asked = format!("{cpu},1022-1023");
+    let (code, stderr) = refused_start("127.0.0.1:0", &data_dir, &["--cpus", &asked]);
     assert_eq!(code, Some(1), "{stderr}");
+    let said = format!("--cpus {asked}: authd cannot run on CPUs 1022-1023 here");
+    assert!(stderr.contains(&said), "{stderr}");
     assert!(
-        stderr.contains("--cpus 0,1023: authd cannot run on CPU 1023 here")
-            && stderr.contains("`taskset -cp $$` lists the CPUs"),
+        stderr.contains("; it may run on ") && stderr.contains("pass CPUs among those, or leave --cpus out"),
         "{stderr}"
     );
-    let (code, stderr) = refused(&data_dir, &["--cpus", "1023"]);
+    let (code, stderr) = refused_start("127.0.0.1:0", &data_dir, &["--cpus", "1023"]);
     assert_eq!(code, Some(1), "{stderr}");
-    assert!(stderr.contains("authd may run on none of them here"), "{stderr}");
+    assert!(stderr.contains("cannot run on CPU 1023 here"), "{stderr}");
+    // Outside the mask, or not a list: refused as the flag is read.
+    for bad in ["1024", "3-1", "one"] {
+        let (code, stderr) = refused_start("127.0.0.1:0", &data_dir, &["--cpus", bad]);
+        assert_eq!(code, Some(2), "{bad}: {stderr}");
+        assert!(stderr.contains("invalid value"), "{bad}: {stderr}");
+    }
     assert!(!data_dir.exists(), "{stderr}");
 }

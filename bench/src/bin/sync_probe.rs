@@ -9,11 +9,13 @@
 //! and over, cycling over 256 KiB (64 blocks, written once before timing) of a file in a
 //! temporary dir under the current one (the disk authd's default `./authd-data` is on; a
 //! killed run leaves its `.tmp*` dir behind), while HOGS threads spin for BUSY-US and sleep
-//! for IDLE-US in turn (IDLE-US 0: spin throughout). Prints the share of the time the hogs
-//! spun and how long their sleeps really lasted (a sleep overshoots by the timer's slack,
-//! ~50 us), the syncs' percentiles, the share of the time spent in syncs over 2 ms, and when the syncs over 10 ms began within each
-//! 100 ms counted from the probe's start: the host's periods have another origin, so only
-//! whether the stalls bunch in one window says anything, not which window it is.
+//! for IDLE-US in turn (IDLE-US 0: spin throughout). Prints the share of the hogs' time spent
+//! in their spin loops (wall time, so a hog preempted while spinning counts as spinning) and
+//! how long their sleeps really lasted (a sleep overshoots by tens of microseconds: the timer's
+//! slack and the wake-up), the syncs' percentiles, the share of the time spent in syncs over
+//! 2 ms, and when the syncs over 10 ms began within each 100 ms counted from the probe's
+//! start: the host's periods have another origin, so only whether the stalls bunch in one
+//! window says anything, not which window it is.
 
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -111,12 +113,14 @@ fn main() -> anyhow::Result<()> {
             spun.sleeps += time.sleeps;
         }
     }
-    if hogs > 0 {
+    if hogs > 0 && spun.sleeps == 0 {
+        println!("hogs spun throughout");
+    } else if hogs > 0 {
         let hog_wall = (spun.busy + spun.idle).as_secs_f64().max(f64::MIN_POSITIVE);
         println!(
             "hogs spun {:.0}% of their time, sleeps lasted {:.0} us on average ({} sleeps)",
             100.0 * spun.busy.as_secs_f64() / hog_wall,
-            spun.idle.as_secs_f64() * 1e6 / spun.sleeps.max(1) as f64,
+            spun.idle.as_secs_f64() * 1e6 / spun.sleeps as f64,
             spun.sleeps,
         );
     }

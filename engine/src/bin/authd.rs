@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use engine::books::BooksConfig;
+use engine::cpus::CpuRange;
 use engine::server::lifecycle::{log, Level};
 use engine::server::{operator_key, random_secret, Server, ServerConfig, StartError};
 use engine::store::{Store, StoreConfig};
@@ -41,14 +42,15 @@ struct Flags {
     /// Shards of the books (a power of two up to 4096); fixed for a data directory.
     #[arg(long, default_value_t = engine::limits::SHARDS_DEFAULT)]
     shards: u32,
-    /// Event loop threads, 1 to 256 (default: one per core authd may run on; see --cpus).
+    /// Event loop threads, 1 to 256 (default: one per CPU authd may run on; see --cpus).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     threads: Option<u16>,
-    /// CPUs authd's threads run on, comma-separated, numbered from 0 as in /proc/cpuinfo
-    /// (0 to 1023; default: the CPUs it was started with). Keeping a vCPU free of authd and
-    /// its clients can keep a VM's host from stalling the disk (BENCHMARKS.md).
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u16).range(0..CPUS_MAX))]
-    cpus: Vec<u16>,
+    /// CPUs authd's threads run on, as taskset writes them: "1", "0,2-3" (0 to 1023; default:
+    /// the CPUs it was started with). --threads and recovery's replay workers then default to
+    /// one per CPU given. Keeping a vCPU free of authd and its clients can keep a VM's host from
+    /// stalling the disk (BENCHMARKS.md, "Short idles count as busy").
+    #[arg(long, value_delimiter = ',', value_parser = CpuRange::parse)]
+    cpus: Vec<CpuRange>,
     /// ISO 4217 numeric currency of the books (1..=999); fixed for a data directory.
     #[arg(long, default_value_t = 978, value_parser = clap::value_parser!(u16).range(1..=999))]
     currency: u16,
@@ -138,9 +140,6 @@ struct Flags {
     #[arg(long)]
     truncate_corrupt_log: bool,
 }
-
-/// One past the largest CPU number --cpus takes: the size of the kernel's affinity mask.
-const CPUS_MAX: i64 = rustix::thread::CpuSet::MAX_CPU as i64;
 
 /// Largest --wal-reuse-mb and --wal-preallocate-mb (1 TiB).
 const REUSE_MB_MAX: u64 = engine::wal::FREE_BYTES_MAX_MAX >> 20;
@@ -233,35 +232,22 @@ fn raise_open_files_limit(connections_max: u64) {
     }
 }
 
-/// Pins the calling thread, and so every thread it starts, to `cpus` (none: left as started).
-/// A CPU the kernel does not let authd run on is refused by name, not quietly dropped.
-fn pin_to_cpus(cpus: &[u16]) -> anyhow::Result<()> {
-    use rustix::thread::{sched_getaffinity, sched_setaffinity, CpuSet};
+/// Pins authd to --cpus, if given, before any thread starts: every thread inherits it.
+fn pin_to_cpus(cpus: &[CpuRange]) -> anyhow::Result<()> {
     if cpus.is_empty() {
         return Ok(());
     }
-    let mut wanted = CpuSet::new();
-    for &cpu in cpus {
-        wanted.set(usize::from(cpu));
-    }
-    let list = cpus.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
-    let refused = |why: String| {
+    let pinned = engine::cpus::pin_process(cpus).map_err(|error| {
+        let asked: Vec<String> = cpus
+            .iter()
+            .map(|range| engine::cpus::list(range.first..=range.last))
+            .collect();
         anyhow::anyhow!(
-            "--cpus {list}: {why}; `taskset -cp $$` lists the CPUs a process may use: pass those, or \
-             leave --cpus out"
+            "--cpus {}: {error}: pass CPUs among those, or leave --cpus out",
+            asked.join(",")
         )
-    };
-    // The kernel drops CPUs that are offline or outside authd's cpuset, and refuses only a
-    // set left empty: read back what it kept.
-    let kept = sched_setaffinity(None, &wanted)
-        .and_then(|()| sched_getaffinity(None))
-        .map_err(|error| refused(format!("authd may run on none of them here ({error})")))?;
-    if let Some(cpu) = cpus.iter().find(|&&cpu| !kept.is_set(usize::from(cpu))) {
-        return Err(refused(format!(
-            "authd cannot run on CPU {cpu} here (offline, absent, or outside its cpuset)"
-        )));
-    }
-    log(Level::Info, "cpus_pinned", &[("cpus", &list)]);
+    })?;
+    log(Level::Info, "cpus_pinned", &[("cpus", &pinned)]);
     Ok(())
 }
 

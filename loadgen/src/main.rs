@@ -130,8 +130,8 @@ struct Flags {
     /// once the oldest has waited this long (its latency includes the wait), so that a write
     /// carries several requests; 0 sends each the moment it is due; at most 1000000. On a
     /// small VM a longer wait (500 us for 10,000 offers/s) also lets the vCPUs halt for long
-    /// spells, which kept its host from stalling the disk (BENCHMARKS.md, "Short idles count
-    /// as busy").
+    /// spells, which in most runs measured kept its host from stalling the disk (BENCHMARKS.md,
+    /// "Short idles count as busy").
     #[arg(long, default_value_t = 50)]
     pacing_us: u64,
     /// Offer flows: microseconds the simulated payer device thinks between the offer's

@@ -44,6 +44,17 @@ impl CpuRange {
     }
 }
 
+/// As a list writes it: "3" or "2-5".
+impl std::fmt::Display for CpuRange {
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.first == self.last {
+            write!(out, "{}", self.first)
+        } else {
+            write!(out, "{}-{}", self.first, self.last)
+        }
+    }
+}
+
 /// The CPUs as a list, consecutive ones as a range: "0-2,5" for 0, 1, 2, 5. `cpus` ascending.
 pub fn list(cpus: impl IntoIterator<Item = usize>) -> String {
     let mut ranges: Vec<CpuRange> = Vec::new();
@@ -56,16 +67,7 @@ pub fn list(cpus: impl IntoIterator<Item = usize>) -> String {
             }),
         }
     }
-    let items: Vec<String> = ranges
-        .iter()
-        .map(|range| {
-            if range.first == range.last {
-                range.first.to_string()
-            } else {
-                format!("{}-{}", range.first, range.last)
-            }
-        })
-        .collect();
+    let items: Vec<String> = ranges.iter().map(CpuRange::to_string).collect();
     items.join(",")
 }
 

@@ -91,6 +91,16 @@ pub fn refused_start(listen: &str, data_dir: &Path, flags: &[&str]) -> (Option<i
     )
 }
 
+/// The value of `field` ("VmRSS", "Cpus_allowed_list") in the /proc status file at `path`,
+/// trimmed; None if the file or the line is gone (a thread that ended).
+pub fn proc_status(path: &Path, field: &str) -> Option<String> {
+    let status = std::fs::read_to_string(path).ok()?;
+    let value = status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?;
+    Some(value.trim().to_owned())
+}
+
 /// A running authd.
 pub struct Authd {
     child: Child,
@@ -105,17 +115,19 @@ pub struct Authd {
 impl Authd {
     /// Start on a fresh temporary data dir with extra flags.
     pub fn start(flags: &[&str]) -> Authd {
-        let temp = tempfile::tempdir().expect("temp dir");
-        let mut authd = Authd::start_in(temp.path(), flags);
-        authd._temp = Some(temp);
-        authd
+        Authd::in_temp_dir(|dir| Authd::start_in(dir, flags))
     }
 
     /// Start on a fresh temporary data dir with `flags` only: authd's own defaults for shards
     /// and threads, where [`Authd::start`] sets them.
     pub fn start_bare(flags: &[&str]) -> Authd {
+        Authd::in_temp_dir(|dir| Authd::launch(dir, flags))
+    }
+
+    /// `start` on a fresh temporary data dir, removed when the authd is dropped.
+    fn in_temp_dir(start: impl FnOnce(&Path) -> Authd) -> Authd {
         let temp = tempfile::tempdir().expect("temp dir");
-        let mut authd = Authd::launch(temp.path(), flags);
+        let mut authd = start(temp.path());
         authd._temp = Some(temp);
         authd
     }

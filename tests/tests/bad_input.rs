@@ -9,7 +9,7 @@ use std::io::{ErrorKind, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use authd_tests::{balances, payer, refused_start, shop, Authd};
+use authd_tests::{balances, payer, proc_status, refused_start, shop, Authd};
 use support::{encoded, error_of, hello, purchase, raw_frame, Random, Raw, REPLY_TIMEOUT};
 use wire::client::Client;
 use wire::messages::reply::{EchoReply, ErrorReply, ProtocolError};
@@ -304,11 +304,8 @@ fn flood(mut raw: Raw, payer: u64, bytes_max: usize) -> (Raw, usize) {
 }
 
 fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+    proc_status(Path::new(&format!("/proc/{pid}/status")), "VmRSS")
+        .and_then(|value| value.trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS line")
 }
 

@@ -2,16 +2,12 @@
 //! `--threads` says otherwise, and refuses a CPU it cannot run on by name, with the CPUs it
 //! may use, before it writes anything.
 
-use authd_tests::{refused_start, Authd};
+use authd_tests::{proc_status, refused_start, Authd};
 
 /// The CPUs a thread may run on, as /proc lists them ("0-1"), from its status file; None if
 /// the thread has ended.
 fn allowed(status: &std::path::Path) -> Option<String> {
-    let status = std::fs::read_to_string(status).ok()?;
-    let line = status
-        .lines()
-        .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))?;
-    Some(line.trim().to_owned())
+    proc_status(status, "Cpus_allowed_list")
 }
 
 /// Each thread of `pid` still running: its name and the CPUs it may run on.

@@ -238,10 +238,7 @@ fn pin_to_cpus(cpus: &[CpuRange]) -> anyhow::Result<()> {
         return Ok(());
     }
     let pinned = engine::cpus::pin_process(cpus).map_err(|error| {
-        let asked: Vec<String> = cpus
-            .iter()
-            .map(|range| engine::cpus::list(range.first..=range.last))
-            .collect();
+        let asked: Vec<String> = cpus.iter().map(CpuRange::to_string).collect();
         anyhow::anyhow!(
             "--cpus {}: {error}: pass CPUs among those, or leave --cpus out",
             asked.join(",")

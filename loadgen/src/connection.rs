@@ -404,16 +404,22 @@ impl Connection {
         });
     }
 
-    /// Every request still unanswered: the connection is being abandoned.
-    pub fn take_unanswered(&mut self) -> impl Iterator<Item = (RequestKind, FlowState)> + '_ {
+    /// The intended send times of every request still unanswered: the connection is being
+    /// abandoned.
+    pub fn take_unanswered(&mut self) -> impl Iterator<Item = u64> + '_ {
         self.in_flight = 0;
         self.ring
             .iter_mut()
             .filter(|pending| pending.sequence != FREE)
             .map(|pending| {
                 pending.sequence = FREE;
-                (pending.kind, pending.state)
+                pending.intended_ns
             })
+    }
+
+    /// Replies that were not understood so far (unknown ids, malformed).
+    pub fn bad_replies(&self) -> u64 {
+        self.anomalies.unknown_request_id + self.anomalies.malformed_reply
     }
 }
 

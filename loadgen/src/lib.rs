@@ -16,6 +16,9 @@
 //!   whatever the server does, and latency counts from when a request was *due*, so a stall is
 //!   charged to every request it delayed ([`schedule`], coordinated omission corrected as
 //!   wrk2 does). A timerfd paces sends to the microsecond rather than epoll's millisecond.
+//!   Flows due before the stop and not yet sent go out during the drain; those without a reply
+//!   at its deadline are errors and count in the latency as waiting until then (a lower bound),
+//!   so a stall at the end cannot vanish from the figures.
 //! * A workload is a weighted mix of flows (purchase; authorize then capture; refund; ...) over
 //!   payers drawn uniformly or by a Zipf law ([`workload`], [`flow`]).
 //! * Offer flows (`--mix offer=N`): the terminal offers, a simulated payer device (one gateway
@@ -86,7 +89,7 @@ use wire::Role;
 use crate::authd_log::AuthdLog;
 use crate::books::{BooksCheck, Snapshot};
 use crate::clock::{now_ns, other_process_cpu_ns, process_cpu_ns};
-use crate::connection::{Connection, TerminalLogon, SEQUENCE_SPAN};
+use crate::connection::{Connection, TerminalLogon, IN_FLIGHT_MAX, SEQUENCE_SPAN};
 use crate::cpu_wait::{CpuWait, Waits};
 use crate::flow::BooksTally;
 use crate::provision::{Credentials, Device, ProvisionPlan};
@@ -115,8 +118,9 @@ pub const THINK_TIME_US_MAX: u64 = 60_000_000;
 pub const PAYERS_MAX: u32 = 10_000_000;
 /// Most self-provisioned merchants.
 pub const MERCHANTS_MAX: u32 = 100_000;
-/// Seconds flows in progress get to finish after the run before they count as unanswered.
-pub const DRAIN_S: u64 = 10;
+/// Longest --drain-s: seconds flows in progress get to finish after the run (plus the think
+/// time of offer flows) before they count as unanswered.
+pub const DRAIN_S_MAX: u64 = 3_600;
 
 /// Where the server is.
 #[derive(Clone, Debug)]
@@ -195,6 +199,8 @@ pub struct Config {
     pub pacing_us: u64,
     /// Offer flows: the simulated payer's think time before accepting, microseconds.
     pub think_time_us: u64,
+    /// Seconds flows in progress get to finish after the run.
+    pub drain_s: u64,
 }
 
 struct Operator {
@@ -285,6 +291,12 @@ fn check_config(config: &Config) -> anyhow::Result<()> {
     }
     if config.think_time_us > THINK_TIME_US_MAX {
         bail!("--think-time-us must be at most {THINK_TIME_US_MAX}");
+    }
+    if config.drain_s == 0 || config.drain_s > DRAIN_S_MAX {
+        bail!("--drain-s must be 1..={DRAIN_S_MAX}");
+    }
+    if config.in_flight_max == 0 || config.in_flight_max > IN_FLIGHT_MAX {
+        bail!("--in-flight-max must be 1..={IN_FLIGHT_MAX}");
     }
     if config.payers == 0 || config.payers > PAYERS_MAX {
         bail!("--payers must be 1..={PAYERS_MAX}");
@@ -407,15 +419,20 @@ fn run_against(
 ) -> anyhow::Result<Report> {
     let (credentials, fee_bps) = credentials(config, operator)?;
     let sample = books::PayerSample::new(credentials.payers.len(), config.books_sample);
-    let mut books_client = match (operator, config.books_sample) {
-        (Some(operator), 1..) => Some(operator.connect()?),
+    let books_operator = match (operator, config.books_sample) {
+        (Some(operator), 1..) => Some(operator),
         _ => {
             eprintln!("loadgen: no operator key (or --books-sample 0): the books check will not run");
             None
         }
     };
-    let before = match &mut books_client {
-        Some(client) => Some(books::snapshot(client, &credentials, &sample)?),
+    // Each reading of the books logs on afresh: one connection held open through the run
+    // would meet authd's idle timeout on a long one.
+    let before = match books_operator {
+        Some(operator) => Some(
+            books::snapshot(&mut operator.connect()?, &credentials, &sample)
+                .context("reading the books before the run")?,
+        ),
         None => None,
     };
     let offers = config.mix.contains(FlowKind::Offer);
@@ -439,11 +456,14 @@ fn run_against(
     let accounts: Arc<[u64]> = credentials.payers.clone().into();
     let start_ns = now_ns() + 50_000_000;
     let measure_from_ns = start_ns + (config.warmup_s * 1e9) as u64;
+    let stop_ns = measure_from_ns + (config.duration_s * 1e9) as u64;
+    // An offer flow in progress at the stop may still have its think time ahead.
+    let think_ns = if offers { config.think_time_us * 1_000 } else { 0 };
     let timeline = Timeline {
         start_ns,
         measure_from_ns,
-        stop_ns: measure_from_ns + (config.duration_s * 1e9) as u64,
-        drain_deadline_ns: measure_from_ns + (config.duration_s * 1e9) as u64 + DRAIN_S * NS_PER_S,
+        stop_ns,
+        drain_deadline_ns: stop_ns + config.drain_s * NS_PER_S + think_ns,
     };
     let (sender, receiver) = mpsc::sync_channel::<Interval>(4096);
     let threads = config.threads;
@@ -477,6 +497,9 @@ fn run_against(
             pacing_ns: config.pacing_us * 1_000,
             think_ns: config.think_time_us * 1_000,
             offer_tag: index as u32 + 1,
+            // Thread i's flows fall due i / rate after the first thread's, so that together
+            // the threads' flows are evenly spaced.
+            phase_ns: config.rate.map_or(0, |rate| (index as f64 * 1e9 / rate) as u64),
         };
         let gateway = gateways.next();
         let handle = std::thread::Builder::new()
@@ -525,15 +548,12 @@ fn run_against(
         flows_started += outcome.flows_started;
         backlog_max = backlog_max.max(outcome.backlog_max);
     }
-    let books = match (&mut books_client, before) {
-        (Some(client), Some(before)) => Some(check_books(
-            client,
-            &credentials,
-            &sample,
-            &before,
-            &tally,
-            fee_bps,
-        )?),
+    // The run's figures stand if the books cannot be read again: the report says so.
+    let books = match (books_operator, before) {
+        (Some(operator), Some(before)) => Some(
+            check_books(operator, &credentials, &sample, &before, &tally, fee_bps)
+                .map_err(|error| format!("{error:#}")),
+        ),
         _ => None,
     };
     let measured_s = (timeline.stop_ns - timeline.measure_from_ns) as f64 / 1e9;
@@ -557,6 +577,8 @@ fn run_against(
         loadgen_cpu_ns_per_request: watched.loadgen_cpu_ns as f64 / requests.max(1) as f64,
         authd_cpu_ns_per_request: watched.authd_cpu_ns.map(|ns| ns as f64 / requests.max(1) as f64),
         backlog_max,
+        follow_ups_dropped: tally.follow_ups_dropped,
+        lower_bounds: outcomes.iter().map(|outcome| outcome.recorder.lower_bounds).sum(),
         timeline: watched.timeline,
         offer_outcome: offers.then_some(offer_outcome),
         accept,
@@ -587,14 +609,14 @@ fn read_log_counters(operator: &Operator) -> Option<AuthdLog> {
 }
 
 fn check_books(
-    client: &mut Client,
+    operator: &Operator,
     credentials: &Credentials,
     sample: &books::PayerSample,
     before: &Snapshot,
     tally: &BooksTally,
     fee_bps: Option<u16>,
 ) -> anyhow::Result<BooksCheck> {
-    let after = books::snapshot(client, credentials, sample)?;
+    let after = books::snapshot(&mut operator.connect()?, credentials, sample)?;
     Ok(books::compare(before, &after, tally, fee_bps.is_some()))
 }
 
@@ -673,32 +695,39 @@ fn watch(
         if end.is_none() && now >= timeline.stop_ns {
             end = Some(read_now());
         }
-        let mut disconnected = false;
-        match receiver.recv_timeout(Duration::from_millis(5)) {
-            Ok(interval) => merge_interval(&mut seconds, interval),
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => disconnected = true,
+        // Once every thread has finished, everything they sent is in the channel: take it
+        // all before printing, or a last second would print in parts.
+        let finished = handles.iter().all(JoinHandle::is_finished);
+        if finished {
+            while let Ok(interval) = receiver.try_recv() {
+                merge_interval(&mut seconds, interval);
+            }
+        } else if let Ok(interval) = receiver.recv_timeout(Duration::from_millis(5)) {
+            merge_interval(&mut seconds, interval);
         }
-        // A second is complete when every thread reported it (or all are done).
-        let finished = disconnected || handles.iter().all(JoinHandle::is_finished);
-        if disconnected {
-            seconds.sort_by_key(|(_, interval)| interval.second);
-            printed = seconds
-                .first()
-                .map_or(printed, |(_, interval)| interval.second.saturating_sub(1));
-        }
-        while let Some(position) = seconds.iter().position(|(count, interval)| {
-            interval.second == printed + 1 && (*count == config.threads || finished)
-        }) {
+        // A second is complete when every thread reported it; at the end, whatever came.
+        loop {
+            let next = if finished {
+                seconds
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, (_, interval))| interval.second)
+                    .map(|(position, _)| position)
+            } else {
+                seconds
+                    .iter()
+                    .position(|(count, interval)| interval.second == printed + 1 && *count == config.threads)
+            };
+            let Some(position) = next else { break };
             let (_, interval) = seconds.remove(position);
-            printed += 1;
+            printed = interval.second;
             let second = to_second(&interval, timeline);
             if config.progress {
                 eprintln!("{}", second.line());
             }
             timeline_out.push(second);
         }
-        if disconnected || (finished && seconds.is_empty()) {
+        if finished {
             break;
         }
     }
@@ -745,8 +774,10 @@ fn to_second(interval: &Interval, timeline: &Timeline) -> Second {
         replies: interval.replies,
         declines: interval.declines,
         errors: interval.errors,
-        p50_us: interval.latency.value_at_quantile(0.5) as f64 / 1_000.0,
-        p99_us: interval.latency.value_at_quantile(0.99) as f64 / 1_000.0,
+        p50_us: (!interval.latency.is_empty())
+            .then(|| interval.latency.value_at_quantile(0.5) as f64 / 1_000.0),
+        p99_us: (!interval.latency.is_empty())
+            .then(|| interval.latency.value_at_quantile(0.99) as f64 / 1_000.0),
         warmup: end_ns <= timeline.measure_from_ns,
     }
 }
@@ -786,13 +817,30 @@ mod tests {
             spin_us: 100,
             pacing_us: 50,
             think_time_us: 1_000,
+            drain_s: 10,
         }
     }
 
     #[test]
     fn every_bound_of_the_flags_is_accepted_and_one_past_it_refused() {
         type Change = fn(&mut Config);
-        let edges: [(&str, Change, Change); 12] = [
+        let edges: [(&str, Change, Change); 16] = [
+            (
+                "--drain-s",
+                |c| c.drain_s = DRAIN_S_MAX,
+                |c| c.drain_s = DRAIN_S_MAX + 1,
+            ),
+            ("--drain-s", |c| c.drain_s = 1, |c| c.drain_s = 0),
+            (
+                "--in-flight-max",
+                |c| c.in_flight_max = IN_FLIGHT_MAX,
+                |c| c.in_flight_max = IN_FLIGHT_MAX + 1,
+            ),
+            (
+                "--in-flight-max",
+                |c| c.in_flight_max = 1,
+                |c| c.in_flight_max = 0,
+            ),
             (
                 "--threads",
                 |c| (c.threads, c.connections) = (THREADS_MAX, 100),

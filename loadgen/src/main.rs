@@ -55,7 +55,8 @@ struct Flags {
     /// most 100,000,000).
     #[arg(long)]
     rate: Option<f64>,
-    /// Open loop: most requests in flight per connection (the server's limit also applies).
+    /// Open loop: most requests in flight per connection, 1 to 16384 (the server's limit also
+    /// applies).
     #[arg(long, default_value_t = 1024)]
     in_flight_max: u32,
     /// Flow mix, name=weight,...: purchase, authorize_capture, authorize_void,
@@ -138,6 +139,11 @@ struct Flags {
     /// presentation and its accept (at most 60000000).
     #[arg(long, default_value_t = 1_000)]
     think_time_us: u64,
+    /// Seconds the flows in progress get to finish after --duration (plus the think time of
+    /// offer flows); a request still unanswered then, or due and never sent, is an error and
+    /// counts in the latency as waiting until then (at most 3600)
+    #[arg(long, default_value_t = 10)]
+    drain_s: u64,
 }
 
 fn main() -> ExitCode {
@@ -193,6 +199,7 @@ fn run(flags: Flags) -> anyhow::Result<ExitCode> {
         spin_us: flags.spin_us,
         pacing_us: flags.pacing_us,
         think_time_us: flags.think_time_us,
+        drain_s: flags.drain_s,
     };
     let report = loadgen::run(&config)?;
     print!("{}", report.summary());
@@ -208,8 +215,16 @@ fn run(flags: Flags) -> anyhow::Result<ExitCode> {
     if let Some(path) = &flags.plot {
         loadgen::plot::write_svg(path, &flags.title, &report)?;
     }
-    let books_failed = report.books.as_ref().is_some_and(|books| !books.ok);
-    let broken = report.errors.protocol + report.errors.bad_reply > 0;
+    let books_failed = report
+        .books
+        .as_ref()
+        .is_some_and(|books| books.as_ref().map_or(true, |books| !books.ok));
+    // Busy replies are the server shedding load, which a run may measure; anything else
+    // means requests were lost or misunderstood.
+    let errors = &report.errors;
+    let broken =
+        errors.protocol + errors.bad_reply + errors.connections_lost + errors.unanswered + errors.not_sent
+            > 0;
     Ok(if books_failed || broken {
         ExitCode::FAILURE
     } else {

@@ -28,12 +28,15 @@ pub struct Errors {
     pub connections_lost: u64,
     /// Requests never answered (connection lost or drain timeout).
     pub unanswered: u64,
+    /// Open loop: flows due before the stop time and still not sent at the drain deadline
+    /// (every connection full or lost): the server fell that far behind.
+    pub not_sent: u64,
 }
 
 impl Errors {
     /// All errors.
     pub fn total(&self) -> u64 {
-        self.busy + self.protocol + self.bad_reply + self.connections_lost + self.unanswered
+        self.busy + self.protocol + self.bad_reply + self.connections_lost + self.unanswered + self.not_sent
     }
 
     /// Adds another's counts.
@@ -43,6 +46,7 @@ impl Errors {
         self.bad_reply += other.bad_reply;
         self.connections_lost += other.connections_lost;
         self.unanswered += other.unanswered;
+        self.not_sent += other.not_sent;
     }
 }
 
@@ -110,6 +114,10 @@ pub struct Recorder {
     pub accept: Histogram<u64>,
     /// Offer flows: counts, whole run.
     pub offers: OfferCounts,
+    /// Measured requests with no reply by the drain deadline (unanswered, or due and never
+    /// sent), recorded in `latency` at the time from when they were due to the deadline: a
+    /// lower bound of what they would have waited.
+    pub lower_bounds: u64,
     interval: Histogram<u64>,
     interval_replies: u64,
     interval_declines: u64,
@@ -134,6 +142,7 @@ impl Recorder {
             offer_outcome: latency_histogram(),
             accept: latency_histogram(),
             offers: OfferCounts::default(),
+            lower_bounds: 0,
             interval: latency_histogram(),
             interval_replies: 0,
             interval_declines: 0,
@@ -153,6 +162,33 @@ impl Recorder {
             self.service.saturating_record(service_ns.max(1));
             self.codes[usize::from(code)] += 1;
             self.replies += 1;
+        }
+    }
+
+    /// Records `count` measured requests still without a reply when loadgen gave up on them,
+    /// due `latency_ns` before that (the longest of them; they were due `spacing_ns` apart, as
+    /// the open loop's schedule spaces them, or 0 when they all share one latency): their
+    /// latency is at least that. Not a reply: no code, no service time.
+    pub fn unanswered(&mut self, latency_ns: u64, count: u64, spacing_ns: u64) {
+        if count == 0 {
+            return;
+        }
+        self.lower_bounds += count;
+        if spacing_ns == 0 {
+            self.latency.saturating_record_n(latency_ns.max(1), count);
+            return;
+        }
+        // At most this many histogram writes, each standing for a run of equal-enough values.
+        const STEPS_MAX: u64 = 65_536;
+        let per_step = count.div_ceil(STEPS_MAX);
+        let mut done = 0;
+        while done < count {
+            let run = per_step.min(count - done);
+            // The run's middle request.
+            let offset = (done + run / 2).saturating_mul(spacing_ns);
+            self.latency
+                .saturating_record_n(latency_ns.saturating_sub(offset).max(1), run);
+            done += run;
         }
     }
 
@@ -205,5 +241,31 @@ mod tests {
         assert_eq!(interval.latency.len(), 2);
         let next = recorder.take_interval(2);
         assert_eq!((next.replies, next.errors), (0, 0));
+    }
+
+    #[test]
+    fn requests_given_up_count_in_the_latency_at_least_as_long_as_they_waited() {
+        let mut recorder = Recorder::new();
+        recorder.reply(1_000_000, 900_000, 0, true);
+        // Three unanswered, each due 2 s before the deadline.
+        recorder.unanswered(2_000_000_000, 3, 0);
+        // Ten never sent, due 1 ms apart, the oldest 1 s before the deadline.
+        recorder.unanswered(1_000_000_000, 10, 1_000_000);
+        assert_eq!((recorder.replies, recorder.lower_bounds), (1, 13));
+        assert_eq!(recorder.latency.len(), 14);
+        assert_eq!(recorder.service.len(), 1);
+        assert!(recorder.latency.equivalent(recorder.latency.max(), 2_000_000_000));
+        // The youngest never-sent one waited 0.991 s.
+        assert!(recorder
+            .latency
+            .equivalent(recorder.latency.value_at_quantile(0.1), 991_000_000));
+        assert_eq!(recorder.latency.count_between(990_000_000, 1_001_000_000), 10);
+        // Millions given up are recorded in a bounded number of steps, all of them.
+        recorder.unanswered(10_000_000_000, 5_000_000, 1_000);
+        assert_eq!(recorder.latency.len(), 14 + 5_000_000);
+        assert_eq!(
+            recorder.latency.count_between(4_990_000_000, 10_010_000_000),
+            5_000_000
+        );
     }
 }

@@ -23,10 +23,10 @@ pub struct Second {
     pub declines: u64,
     /// Errors in it.
     pub errors: u64,
-    /// Median latency, microseconds.
-    pub p50_us: f64,
-    /// 99th percentile, microseconds.
-    pub p99_us: f64,
+    /// Median latency, microseconds; `None` in a second without replies (a stall, not zero).
+    pub p50_us: Option<f64>,
+    /// 99th percentile, microseconds; `None` in a second without replies.
+    pub p99_us: Option<f64>,
     /// True while warming up.
     pub warmup: bool,
 }
@@ -34,12 +34,13 @@ pub struct Second {
 impl Second {
     /// The progress line.
     pub fn line(&self) -> String {
+        let shown = |us: Option<f64>| us.map_or_else(|| "-".to_string(), |us| format!("{us:.1}"));
         format!(
-            "[{:>4}s] {:>10} req/s  p50 {:>9.1} us  p99 {:>9.1} us  declines {:>6}  errors {:>4}{}",
+            "[{:>4}s] {:>10} req/s  p50 {:>9} us  p99 {:>9} us  declines {:>6}  errors {:>4}{}",
             self.second,
             self.replies,
-            self.p50_us,
-            self.p99_us,
+            shown(self.p50_us),
+            shown(self.p99_us),
             self.declines,
             self.errors,
             if self.warmup { "  (warm-up)" } else { "" }
@@ -70,14 +71,20 @@ pub struct Report {
     pub codes: Vec<(u8, u64)>,
     /// Errors.
     pub errors: Errors,
-    /// The books check, if it ran.
-    pub books: Option<BooksCheck>,
+    /// The books check, if asked for: its result, or why it could not run.
+    pub books: Option<Result<BooksCheck, String>>,
     /// loadgen's CPU time per measured request, nanoseconds.
     pub loadgen_cpu_ns_per_request: f64,
     /// A spawned authd's CPU time per measured request, nanoseconds.
     pub authd_cpu_ns_per_request: Option<f64>,
     /// Most flows due and not yet sent at once (open loop: the generator fell behind).
     pub backlog_max: u64,
+    /// Follow-up requests (capture, void, refund...) that found their connection's write
+    /// buffer full and were not sent: their flows ended early, so the mix ran lighter.
+    pub follow_ups_dropped: u64,
+    /// Measured requests without a reply at the drain deadline, in `latency` at the time
+    /// they had waited by then (a lower bound).
+    pub lower_bounds: u64,
     /// Per second.
     pub timeline: Vec<Second>,
     /// Offer flows (when the mix has them): from the OFFER's intended send to the OFFER_OUTCOME
@@ -203,8 +210,13 @@ impl Report {
                 "bad_reply": self.errors.bad_reply,
                 "connections_lost": self.errors.connections_lost,
                 "unanswered": self.errors.unanswered,
+                "not_sent": self.errors.not_sent,
             },
-            "books": self.books.as_ref().map(|books| json!({
+            "latency_lower_bounds": self.lower_bounds,
+            "follow_ups_dropped": self.follow_ups_dropped,
+            "books": self.books.as_ref().map(|books| match books {
+                Err(error) => json!({"ok": false, "error": error}),
+                Ok(books) => json!({
                 "ok": books.ok,
                 "payers_checked": books.payers_checked,
                 "merchants_checked": books.merchants_checked,
@@ -212,7 +224,7 @@ impl Report {
                 "unknown_outcomes": books.unknown_outcomes,
                 "mismatch_count": books.mismatch_count,
                 "mismatches": books.mismatches,
-            })),
+            })}),
             "cpu": {
                 "loadgen_us_per_request": self.loadgen_cpu_ns_per_request / 1_000.0,
                 "authd_us_per_request": self.authd_cpu_ns_per_request.map(|ns| ns / 1_000.0),
@@ -307,14 +319,31 @@ impl Report {
         let errors = &self.errors;
         let _ = writeln!(
             text,
-            "errors: {} (busy {}, protocol {}, bad reply {}, connections lost {}, unanswered {})",
+            "errors: {} (busy {}, protocol {}, bad reply {}, connections lost {}, unanswered {}, not sent {})",
             errors.total(),
             errors.busy,
             errors.protocol,
             errors.bad_reply,
             errors.connections_lost,
-            errors.unanswered
+            errors.unanswered,
+            errors.not_sent
         );
+        if self.lower_bounds > 0 {
+            let _ = writeln!(
+                text,
+                "latency above counts {} measured requests that had no reply by the drain deadline \
+                 (unanswered, or due and never sent) as waiting until then: for them it is a lower bound",
+                self.lower_bounds
+            );
+        }
+        if self.follow_ups_dropped > 0 {
+            let _ = writeln!(
+                text,
+                "follow-up requests not sent (write buffer full): {}; their flows ended early, so the \
+                 mix ran lighter than asked (lower --pipeline or --in-flight-max)",
+                self.follow_ups_dropped
+            );
+        }
         let mut cpu = format!(
             "CPU per request: loadgen {:.2} us",
             self.loadgen_cpu_ns_per_request / 1_000.0
@@ -343,7 +372,14 @@ impl Report {
             }
         }
         match &self.books {
-            Some(books) if books.ok => {
+            Some(Err(error)) => {
+                let _ = writeln!(
+                    text,
+                    "books check: could not run: {error} (the figures above stand; check authd's \
+                     stderr)"
+                );
+            }
+            Some(Ok(books)) if books.ok => {
                 let _ = writeln!(
                     text,
                     "books check: OK ({} payers, {} merchants{}; nothing lost, nothing doubled)",
@@ -356,7 +392,7 @@ impl Report {
                     }
                 );
             }
-            Some(books) => {
+            Some(Ok(books)) => {
                 let _ = writeln!(
                     text,
                     "books check: FAILED, {} mismatches ({} requests with unknown outcome):",
@@ -386,7 +422,10 @@ impl Report {
 /// `histogram` (nanoseconds) as HdrHistogram's percentile distribution, microseconds.
 pub fn hgrm(histogram: &Histogram<u64>) -> String {
     let mut text = String::from("       Value     Percentile TotalCount 1/(1-Percentile)\n\n");
+    // TotalCount is cumulative: the values recorded up to this line's.
+    let mut total = 0u64;
     for value in histogram.iter_quantiles(5) {
+        total += value.count_since_last_iteration();
         let quantile = value.quantile_iterated_to();
         let inverse = if quantile < 1.0 {
             format!("{:.2}", 1.0 / (1.0 - quantile))
@@ -398,7 +437,7 @@ pub fn hgrm(histogram: &Histogram<u64>) -> String {
             "{:12.3} {:14.12} {:10} {:>14}",
             us(value.value_iterated_to()),
             quantile,
-            value.count_since_last_iteration(),
+            total,
             inverse
         );
     }
@@ -444,13 +483,15 @@ mod tests {
             latency,
             codes: vec![(0, 990), (51, 10)],
             errors: Errors::default(),
-            books: Some(BooksCheck {
+            books: Some(Ok(BooksCheck {
                 ok: true,
                 ..BooksCheck::default()
-            }),
+            })),
             loadgen_cpu_ns_per_request: 1_500.0,
             authd_cpu_ns_per_request: None,
             backlog_max: 0,
+            follow_ups_dropped: 0,
+            lower_bounds: 0,
             timeline: vec![],
             offer_outcome: None,
             accept: crate::recorder::latency_histogram(),
@@ -550,6 +591,15 @@ mod tests {
         assert!(text.contains("Total count    =         1000]"));
         let last_value_line = text.lines().rfind(|line| !line.starts_with('#')).unwrap_or("");
         assert!(last_value_line.contains("1.000000000000"), "{last_value_line}");
+        // TotalCount (third column) is cumulative: it grows line by line to every value.
+        let totals: Vec<u64> = text
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| line.split_whitespace().nth(2)?.parse().ok())
+            .collect();
+        assert!(totals.len() > 10, "{text}");
+        assert!(totals.windows(2).all(|pair| pair[0] <= pair[1]), "{totals:?}");
+        assert_eq!(totals.last(), Some(&1000));
     }
 
     #[test]
@@ -566,5 +616,65 @@ mod tests {
         assert!(unchecked
             .summary()
             .contains("books check: not run (it needs the operator key: --data-dir or --key"));
+        let unreadable = Report {
+            books: Some(Err("server closed the connection".into())),
+            ..report()
+        };
+        assert!(unreadable
+            .summary()
+            .contains("books check: could not run: server closed the connection"));
+        assert_eq!(unreadable.to_json()["books"]["ok"], json!(false));
+        assert!(
+            !text.contains("lower bound") && !text.contains("follow-up"),
+            "{text}"
+        );
+        let mut stalled = report();
+        stalled.lower_bounds = 7;
+        stalled.follow_ups_dropped = 3;
+        stalled.errors.not_sent = 5;
+        let text = stalled.summary();
+        assert!(
+            text.contains("counts 7 measured requests that had no reply by the drain deadline"),
+            "{text}"
+        );
+        assert!(
+            text.contains("follow-up requests not sent (write buffer full): 3"),
+            "{text}"
+        );
+        assert!(text.contains("unanswered 0, not sent 5)"), "{text}");
+        let value = stalled.to_json();
+        assert_eq!(value["errors"], json!(5));
+        assert_eq!(value["errors_by_cause"]["not_sent"], json!(5));
+        assert_eq!(value["latency_lower_bounds"], json!(7));
+        assert_eq!(value["follow_ups_dropped"], json!(3));
+    }
+
+    #[test]
+    fn a_second_without_replies_shows_no_latency_rather_than_zero() {
+        let stalled = Second {
+            second: 7,
+            replies: 0,
+            declines: 0,
+            errors: 0,
+            p50_us: None,
+            p99_us: None,
+            warmup: false,
+        };
+        assert!(
+            stalled.line().contains("p50         - us  p99         - us"),
+            "{}",
+            stalled.line()
+        );
+        let busy = Second {
+            p50_us: Some(12.5),
+            p99_us: Some(40.0),
+            replies: 1000,
+            ..stalled
+        };
+        assert!(
+            busy.line().contains("p50      12.5 us  p99      40.0 us"),
+            "{}",
+            busy.line()
+        );
     }
 }

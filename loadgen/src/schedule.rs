@@ -70,6 +70,17 @@ impl Schedule {
         due_count.saturating_sub(self.issued)
     }
 
+    /// How many flows (taken or not) are due strictly before `at_ns`.
+    pub fn count_due_before(&self, at_ns: u64) -> u64 {
+        if at_ns <= self.start_ns {
+            return 0;
+        }
+        // Flow k is due before `at_ns` when k * 10^12 / rate_milli < elapsed.
+        let scaled = u128::from(at_ns - self.start_ns) * u128::from(self.rate_milli);
+        let unit = u128::from(NS_PER_S) * 1000;
+        scaled.div_ceil(unit) as u64
+    }
+
     /// Flows taken so far.
     pub fn issued(&self) -> u64 {
         self.issued
@@ -128,6 +139,29 @@ mod tests {
         assert_eq!(schedule.backlog(1_000 + NS_PER_S), 10);
         assert_eq!(schedule.issued(), 1);
         assert_eq!(schedule.next_due_ns(), 1_000 + NS_PER_S / 10);
+    }
+
+    #[test]
+    fn flows_due_before_a_time_are_counted_exactly() {
+        let schedule = Schedule::new(1_000, 10.0);
+        assert_eq!(schedule.count_due_before(1_000), 0);
+        assert_eq!(schedule.count_due_before(1_001), 1);
+        // Flow 10 is due at exactly 1 s: not before it.
+        assert_eq!(schedule.count_due_before(1_000 + NS_PER_S), 10);
+        assert_eq!(schedule.count_due_before(1_001 + NS_PER_S), 11);
+        let fractional = Schedule::new(0, 3.0);
+        for at_ns in [
+            1,
+            333_333_333,
+            333_333_334,
+            666_666_666,
+            666_666_667,
+            NS_PER_S,
+            NS_PER_S + 1,
+        ] {
+            let by_hand = (0..10).filter(|k| fractional.due_ns(*k) < at_ns).count() as u64;
+            assert_eq!(fractional.count_due_before(at_ns), by_hand, "at {at_ns}");
+        }
     }
 
     #[test]

@@ -107,6 +107,9 @@ pub struct Plan {
     pub think_ns: u64,
     /// Offer flows: this thread's tag in its offers' reference (nonzero).
     pub offer_tag: u32,
+    /// Open loop: this thread's schedule starts this long after the others' start, so that
+    /// the threads' flows interleave rather than fall due together.
+    pub phase_ns: u64,
 }
 
 /// What a thread measured.
@@ -214,7 +217,10 @@ pub fn run(plan: Plan, mut connections: Vec<Connection>, gateway: Option<Connect
     let mut cpu_wait_from: Option<Option<ThreadWait>> = None;
     let mut cpu_wait_to: Option<ThreadWait> = None;
     let mut schedule = match worker.plan.mode {
-        Mode::Open { rate_per_s } => Some(Schedule::new(timeline.start_ns, rate_per_s)),
+        Mode::Open { rate_per_s } => Some(Schedule::new(
+            timeline.start_ns + worker.plan.phase_ns,
+            rate_per_s,
+        )),
         Mode::Closed { .. } => None,
     };
     let timer = match (&schedule, gateway_index) {
@@ -236,7 +242,11 @@ pub fn run(plan: Plan, mut connections: Vec<Connection>, gateway: Option<Connect
         let now = now_ns();
         for index in 0..terminals {
             for _ in 0..pipeline.min(worker.connections[index].in_flight_max) {
-                worker.start_flow(index, now, now);
+                if !worker.start_flow(index, now, now) {
+                    // The write buffer is full: top the pipeline up once it has drained.
+                    worker.mark_starved(index);
+                    break;
+                }
             }
         }
     }
@@ -259,23 +269,35 @@ pub fn run(plan: Plan, mut connections: Vec<Connection>, gateway: Option<Connect
         }
         if worker.stopping {
             let in_flight: u64 = worker.connections.iter().map(|c| u64::from(c.in_flight)).sum();
-            if in_flight == 0 && worker.waiting.is_empty() && worker.thinking.is_empty() {
+            // Flows due before the stop time and not sent yet are sent while draining: they
+            // are part of the measured load, and dropping them would hide a stall.
+            let backlog = schedule
+                .as_ref()
+                .is_some_and(|schedule| schedule.next_due_ns() < timeline.stop_ns)
+                && worker.connections[..terminals].iter().any(|c| c.open);
+            if in_flight == 0 && !backlog && worker.waiting.is_empty() && worker.thinking.is_empty() {
                 break;
             }
             if now >= timeline.drain_deadline_ns {
-                worker.abandon_all();
+                worker.abandon_all(now);
                 break;
             }
         }
         let mut timer_wake_ns = u64::MAX;
-        if let (Some(schedule), false) = (schedule.as_mut(), worker.stopping) {
-            backlog_max = backlog_max.max(schedule.backlog(now));
-            // Batch: send once the oldest due flow has waited `pacing_ns` (charged to its
-            // latency), so one write carries several requests at high rates.
-            if schedule.next_due_ns() + pacing_ns <= now {
-                worker.start_due(schedule, now);
+        if let Some(schedule) = schedule.as_mut() {
+            if worker.stopping {
+                if schedule.next_due_ns() < timeline.stop_ns {
+                    worker.start_due(schedule, now.min(timeline.stop_ns - 1));
+                }
+            } else {
+                backlog_max = backlog_max.max(schedule.backlog(now));
+                // Batch: send once the oldest due flow has waited `pacing_ns` (charged to its
+                // latency), so one write carries several requests at high rates.
+                if schedule.next_due_ns() + pacing_ns <= now {
+                    worker.start_due(schedule, now);
+                }
+                timer_wake_ns = schedule.next_due_ns() + pacing_ns;
             }
-            timer_wake_ns = schedule.next_due_ns() + pacing_ns;
         }
         // Accepts are sent while draining too: the flows in progress need them.
         if let Some(&(due_ns, _)) = worker.thinking.front() {
@@ -331,7 +353,10 @@ pub fn run(plan: Plan, mut connections: Vec<Connection>, gateway: Option<Connect
                 continue;
             }
             if event.is_readable() || event.is_read_closed() || event.is_error() {
+                let bad_before = worker.connections[index].bad_replies();
                 let result = worker.connections[index].receive(&mut completed, &mut pushes, now_ns);
+                // Counted as they come, so that each second's errors include them.
+                worker.recorder.errors.bad_reply += worker.connections[index].bad_replies() - bad_before;
                 if Some(index) == worker.gateway {
                     for done in completed.drain(..) {
                         worker.on_accept_reply(&done);
@@ -357,13 +382,12 @@ pub fn run(plan: Plan, mut connections: Vec<Connection>, gateway: Option<Connect
             }
         }
     }
+    if let Some(schedule) = &schedule {
+        worker.never_sent(schedule, now_ns().max(timeline.stop_ns));
+    }
     let mut recorder = worker.recorder;
     let last = recorder.take_interval(second);
     let _ = worker.plan.progress.try_send(last);
-    for connection in &worker.connections {
-        recorder.errors.bad_reply +=
-            connection.anomalies.unknown_request_id + connection.anomalies.malformed_reply;
-    }
     Ok(Outcome {
         recorder,
         books: worker.books,
@@ -606,11 +630,17 @@ impl Worker {
         let connection = &mut self.connections[index];
         connection.flows = connection.flows.saturating_sub(1);
         if let (Mode::Closed { .. }, false) = (self.plan.mode, self.stopping) {
-            if connection.open && !self.start_flow(index, now, now) && !self.is_starved[index] {
+            if connection.open && !self.start_flow(index, now, now) {
                 // The write buffer is full: top the pipeline up once it has drained.
-                self.is_starved[index] = true;
-                self.starved.push(index);
+                self.mark_starved(index);
             }
+        }
+    }
+
+    fn mark_starved(&mut self, index: usize) {
+        if !self.is_starved[index] {
+            self.is_starved[index] = true;
+            self.starved.push(index);
         }
     }
 
@@ -650,11 +680,57 @@ impl Worker {
         self.books.unknown_outcomes += unanswered;
     }
 
-    fn abandon_all(&mut self) {
+    /// Open loop, at the end: flows due before the stop time that were never sent (every
+    /// connection full or lost until `now`) are errors, and those of the measured phase count
+    /// in the latency as waiting until `now`, at least.
+    fn never_sent(&mut self, schedule: &Schedule, now: u64) {
+        let timeline = self.plan.timeline;
+        let first = schedule.issued();
+        let count = schedule.count_due_before(timeline.stop_ns).saturating_sub(first);
+        if count == 0 {
+            return;
+        }
+        self.recorder.errors.not_sent += count;
+        // Those due in warm-up are not measured.
+        let skipped = schedule
+            .count_due_before(timeline.measure_from_ns)
+            .saturating_sub(first)
+            .min(count);
+        let measured = count - skipped;
+        if measured > 0 {
+            let oldest_ns = schedule.due_ns(first + skipped);
+            let spacing_ns = if measured > 1 {
+                (schedule.due_ns(first + skipped + measured - 1) - oldest_ns) / (measured - 1)
+            } else {
+                0
+            };
+            self.recorder
+                .unanswered(latency_ns(oldest_ns, now), measured, spacing_ns);
+        }
+    }
+
+    /// The drain deadline passed at `now`: requests still unanswered are given up. Those of
+    /// the measured phase count in the latency as waiting until now, at least.
+    fn abandon_all(&mut self, now: u64) {
+        let timeline = self.plan.timeline;
+        let measured =
+            |intended_ns: u64| intended_ns >= timeline.measure_from_ns && intended_ns < timeline.stop_ns;
         for connection in &mut self.connections {
-            let unanswered = connection.take_unanswered().count() as u64;
+            let mut unanswered = 0;
+            for intended_ns in connection.take_unanswered() {
+                unanswered += 1;
+                if measured(intended_ns) {
+                    self.recorder.unanswered(latency_ns(intended_ns, now), 1, 0);
+                }
+            }
             self.recorder.errors.unanswered += unanswered;
             self.books.unknown_outcomes += unanswered;
+        }
+        for waiting in self.waiting.values() {
+            if measured(waiting.intended_ns) {
+                self.recorder
+                    .unanswered(latency_ns(waiting.intended_ns, now), 1, 0);
+            }
         }
         // An offer whose outcome never came may have been accepted or not.
         let missing = self.waiting.len() as u64;

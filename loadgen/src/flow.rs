@@ -66,13 +66,15 @@ pub fn start(kind: FlowKind, payer: u32, account: u64, amount: u64, offer_tag: u
         held: 0,
     };
     let request = match kind {
-        FlowKind::Purchase | FlowKind::Refund | FlowKind::Reversal => RequestKind::Purchase,
+        FlowKind::Purchase | FlowKind::Refund | FlowKind::Reversal | FlowKind::FailedProvisioning => {
+            RequestKind::Purchase
+        }
         FlowKind::AuthorizeCapture | FlowKind::AuthorizeVoid | FlowKind::AuthorizeIncrementCapture => {
             RequestKind::Authorize
         }
         FlowKind::BalanceCheck => RequestKind::BalanceCheck,
         FlowKind::Echo => RequestKind::Echo,
-        FlowKind::OfferCancel | FlowKind::Offer => RequestKind::Offer,
+        FlowKind::OfferCancel | FlowKind::Offer | FlowKind::OfferStatus => RequestKind::Offer,
     };
     Step {
         kind: request,
@@ -283,15 +285,24 @@ pub fn advance(done: &Completed, merchant: u32, books: &mut BooksTally) -> Optio
             }
             None
         }
-        (FlowKind::OfferCancel, 0) => {
+        (FlowKind::OfferCancel | FlowKind::OfferStatus, 0) => {
             if !approved {
                 return None;
             }
             books.hold(payer, state.amount as i64);
             state.held = state.amount;
+            let ask = if state.flow.kind() == FlowKind::OfferStatus {
+                RequestKind::OfferStatus
+            } else {
+                RequestKind::OfferCancel
+            };
+            next(ask, done.id, 0, state)
+        }
+        (FlowKind::OfferStatus, 1) => {
+            // Moves nothing; the reply names the offer (pending), which is then cancelled.
             next(RequestKind::OfferCancel, done.id, 0, state)
         }
-        (FlowKind::OfferCancel, _) => {
+        (FlowKind::OfferCancel, _) | (FlowKind::OfferStatus, _) => {
             if approved {
                 books.hold(payer, (state.held as i64).wrapping_neg());
             }
@@ -301,6 +312,22 @@ pub fn advance(done: &Completed, merchant: u32, books: &mut BooksTally) -> Optio
             // The flow goes on with the OFFER_OUTCOME push (see `awaits_outcome`, `outcome`).
             if approved {
                 books.hold(payer, state.amount as i64);
+            }
+            None
+        }
+        (FlowKind::FailedProvisioning, 0) => {
+            if !approved {
+                return None;
+            }
+            books.pay(payer, merchant, state.amount);
+            // Half the goods could not be delivered.
+            state.held = (state.amount / 2).max(1);
+            next(RequestKind::ReportFailedProvisioning, done.id, state.held, state)
+        }
+        (FlowKind::FailedProvisioning, _) => {
+            if approved {
+                // Like a refund: the merchant bears it in full, the fee stays paid.
+                books.move_money(payer, merchant, (state.held as i64).wrapping_neg(), 0);
             }
             None
         }
@@ -421,6 +448,50 @@ mod tests {
         assert_eq!((books.merchant_net[0], books.fee), (990, 10));
         let declined = reply(&first, 51, 0, 0, 2);
         assert!(!awaits_outcome(&declined));
+    }
+
+    #[test]
+    fn offer_status_asks_then_cancels_and_leaves_nothing_held() {
+        let mut books = BooksTally::new(PayerSample::new(1, 1), 1, 100);
+        let first = start(FlowKind::OfferStatus, 0, 1_000_000, 1_000, 0);
+        assert_eq!(first.kind, RequestKind::Offer);
+        let status = advance(&reply(&first, 0, 501, 0, 1), 0, &mut books).expect("status");
+        assert_eq!((status.kind, status.fields.hold), (RequestKind::OfferStatus, 501));
+        assert_eq!(books.payer_held[0], 1_000);
+        let cancel = advance(&reply(&status, 0, 501, 0, 2), 0, &mut books).expect("cancel");
+        assert_eq!((cancel.kind, cancel.fields.hold), (RequestKind::OfferCancel, 501));
+        assert_eq!(books.payer_held[0], 1_000, "asking moves nothing");
+        assert!(advance(&reply(&cancel, 0, 0, 0, 3), 0, &mut books).is_none());
+        assert_eq!(
+            (books.payer_balance[0], books.payer_held[0], books.fee),
+            (0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn failed_provisioning_refunds_half_and_keeps_the_fee() {
+        let mut books = BooksTally::new(PayerSample::new(1, 1), 1, 100);
+        let first = start(FlowKind::FailedProvisioning, 0, 1_000_000, 1_000, 0);
+        assert_eq!(first.kind, RequestKind::Purchase);
+        let report = advance(&reply(&first, 0, 9002, 0, 1), 0, &mut books).expect("report");
+        assert_eq!(
+            (report.kind, report.fields.hold, report.fields.amount),
+            (RequestKind::ReportFailedProvisioning, 9002, 500)
+        );
+        // The reply carries the dispute's id, not an amount: the tally books what was asked.
+        assert!(advance(&reply(&report, 0, 31, 0, 2), 0, &mut books).is_none());
+        assert_eq!(
+            (books.payer_balance[0], books.merchant_net[0], books.fee),
+            (-500, 990 - 500, 10)
+        );
+        let declined = start(FlowKind::FailedProvisioning, 0, 1_000_000, 1_000, 0);
+        let report = advance(&reply(&declined, 0, 9003, 0, 3), 0, &mut books).expect("report");
+        assert!(advance(&reply(&report, 12, 0, 0, 4), 0, &mut books).is_none());
+        assert_eq!(
+            books.payer_balance[0],
+            -500 - 1_000,
+            "a declined report refunds nothing"
+        );
     }
 
     #[test]

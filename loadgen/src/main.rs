@@ -60,7 +60,8 @@ struct Flags {
     #[arg(long, default_value_t = 1024)]
     in_flight_max: u32,
     /// Flow mix, name=weight,...: purchase, authorize_capture, authorize_void,
-    /// authorize_increment_capture, refund, reversal, balance_check, echo, offer_cancel, offer.
+    /// authorize_increment_capture, refund, reversal, balance_check, echo, offer_cancel, offer,
+    /// offer_status, failed_provisioning.
     #[arg(long, default_value = "purchase=100")]
     mix: String,
     /// Payer choice: uniform or zipf:S.

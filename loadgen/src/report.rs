@@ -382,7 +382,8 @@ impl Report {
             Some(Ok(books)) if books.ok => {
                 let _ = writeln!(
                     text,
-                    "books check: OK ({} payers, {} merchants{}; nothing lost, nothing doubled)",
+                    "books check: OK ({} sampled payers' balances and holds, {} merchants{}, the fee \
+                     account; nothing lost, nothing doubled in what was read)",
                     books.payers_checked,
                     books.merchants_checked,
                     if books.exact_per_merchant {
@@ -395,7 +396,8 @@ impl Report {
             Some(Ok(books)) => {
                 let _ = writeln!(
                     text,
-                    "books check: FAILED, {} mismatches ({} requests with unknown outcome):",
+                    "books check: FAILED, {} mismatches ({} requests with unknown outcome, which \
+                     authd may or may not have executed: with any, a mismatch may be theirs):",
                     books.mismatch_count, books.unknown_outcomes
                 );
                 for mismatch in &books.mismatches {

@@ -6,9 +6,10 @@
 use bytes::BytesMut;
 use wire::messages::device::AcceptOffer;
 use wire::messages::terminal::{
-    Authorize, BalanceCheck, Capture, Echo, Increment, Offer, OfferCancel, Purchase, Refund, Reversal, Void,
+    Authorize, BalanceCheck, Capture, Echo, Increment, Offer, OfferCancel, OfferStatus, Purchase, Refund,
+    ReportFailedProvisioning, Reversal, Void,
 };
-use wire::types::{AccountNumber, HoldId, OfferId, PayerRef, ShortText};
+use wire::types::{AccountNumber, DisputeCause, HoldId, OfferId, PayerRef, ShortText};
 use wire::{Frame, Message, PinBlock, Request};
 
 /// Currency of every amount loadgen sends (EUR; authd's default books currency).
@@ -22,7 +23,8 @@ const BODY: usize = 16;
 const PAYER_ACCOUNT: usize = BODY + 1;
 /// The amount that follows a PayerRef (Authorize, Purchase, BalanceCheck, Offer).
 const AMOUNT_AFTER_PAYER: usize = BODY + 9;
-/// A hold id at the start of the body (Increment, Capture, Void, Refund, OfferCancel).
+/// A hold or offer id at the start of the body (Increment, Capture, Void, Refund,
+/// OfferCancel, OfferStatus, ReportFailedProvisioning).
 const HOLD: usize = BODY;
 /// The amount that follows a leading hold id.
 const AMOUNT_AFTER_HOLD: usize = BODY + 8;
@@ -72,11 +74,15 @@ pub enum RequestKind {
     Echo,
     /// ACCEPT_OFFER (offer) with `OFFER_PIN`, sent by a payer device.
     AcceptOffer,
+    /// OFFER_STATUS (offer).
+    OfferStatus,
+    /// REPORT_FAILED_PROVISIONING (hold, amount), cause "not delivered".
+    ReportFailedProvisioning,
 }
 
 impl RequestKind {
     /// Every kind, in `repr` order.
-    pub const ALL: [RequestKind; 12] = [
+    pub const ALL: [RequestKind; 14] = [
         RequestKind::Authorize,
         RequestKind::Increment,
         RequestKind::Capture,
@@ -89,6 +95,8 @@ impl RequestKind {
         RequestKind::OfferCancel,
         RequestKind::Echo,
         RequestKind::AcceptOffer,
+        RequestKind::OfferStatus,
+        RequestKind::ReportFailedProvisioning,
     ];
 
     /// The message type of its reply.
@@ -148,6 +156,14 @@ impl RequestKind {
                 reference: ShortText::new("loadgen:00000000").unwrap_or_default(),
             }),
             RequestKind::OfferCancel => Request::OfferCancel(OfferCancel { offer_id: OfferId(0) }),
+            RequestKind::OfferStatus => Request::OfferStatus(OfferStatus { offer_id: OfferId(0) }),
+            RequestKind::ReportFailedProvisioning => {
+                Request::ReportFailedProvisioning(ReportFailedProvisioning {
+                    hold_id: HoldId(0),
+                    amount_minor: 0,
+                    cause: DisputeCause::NotDelivered,
+                })
+            }
             RequestKind::Echo => Request::Echo(Echo { value: 0 }),
             RequestKind::AcceptOffer => Request::AcceptOffer(AcceptOffer {
                 offer_id: OfferId(0),
@@ -234,11 +250,16 @@ impl Templates {
                 put_tag(frame, fields.hold as u32);
             }
             RequestKind::AcceptOffer => put_u64(frame, ACCEPT_OFFER_ID, fields.hold),
-            RequestKind::Increment | RequestKind::Capture | RequestKind::Refund => {
+            RequestKind::Increment
+            | RequestKind::Capture
+            | RequestKind::Refund
+            | RequestKind::ReportFailedProvisioning => {
                 put_u64(frame, HOLD, fields.hold);
                 put_u64(frame, AMOUNT_AFTER_HOLD, fields.amount);
             }
-            RequestKind::Void | RequestKind::OfferCancel => put_u64(frame, HOLD, fields.hold),
+            RequestKind::Void | RequestKind::OfferCancel | RequestKind::OfferStatus => {
+                put_u64(frame, HOLD, fields.hold)
+            }
             RequestKind::Reversal => {
                 put_u64(frame, PAYER_ACCOUNT, fields.account);
                 put_u64(frame, ORIGINAL_REQUEST_ID, fields.amount);
@@ -361,6 +382,16 @@ mod tests {
                 Request::OfferCancel(_) => Request::OfferCancel(OfferCancel {
                     offer_id: OfferId(77),
                 }),
+                Request::OfferStatus(_) => Request::OfferStatus(OfferStatus {
+                    offer_id: OfferId(77),
+                }),
+                Request::ReportFailedProvisioning(body) => {
+                    Request::ReportFailedProvisioning(ReportFailedProvisioning {
+                        hold_id: HoldId(77),
+                        amount_minor: fields.amount,
+                        ..body
+                    })
+                }
                 Request::Reversal(_) => Request::Reversal(Reversal {
                     payer,
                     original_request_id: fields.amount,

@@ -587,9 +587,9 @@ impl Worker {
         }
         match done.error {
             Some(ERROR_BUSY) => {
-                // Not executed: try again at once.
+                // Not executed: try again at once, still timed from when it was first due.
                 self.recorder.errors.busy += 1;
-                self.thinking.push_front((done.reply_ns, done.state.held));
+                self.thinking.push_front((done.intended_ns, done.state.held));
             }
             Some(_) => {
                 self.recorder.errors.protocol += 1;

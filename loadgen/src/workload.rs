@@ -35,11 +35,16 @@ pub enum FlowKind {
     /// OFFER; the simulated payer device accepts it with the PIN after the think time; the flow
     /// ends with the OFFER_OUTCOME push to the terminal.
     Offer,
+    /// OFFER, OFFER_STATUS (the terminal asks where it stands), then OFFER_CANCEL.
+    OfferStatus,
+    /// PURCHASE of digital goods, then REPORT_FAILED_PROVISIONING of half of it (the goods
+    /// could not be delivered: the payer is refunded, a dispute recorded).
+    FailedProvisioning,
 }
 
 impl FlowKind {
     /// Every kind, in mix-name order.
-    pub const ALL: [FlowKind; 10] = [
+    pub const ALL: [FlowKind; 12] = [
         FlowKind::Purchase,
         FlowKind::AuthorizeCapture,
         FlowKind::AuthorizeVoid,
@@ -50,6 +55,8 @@ impl FlowKind {
         FlowKind::Echo,
         FlowKind::OfferCancel,
         FlowKind::Offer,
+        FlowKind::OfferStatus,
+        FlowKind::FailedProvisioning,
     ];
 
     /// The name used in `--mix`.
@@ -65,6 +72,8 @@ impl FlowKind {
             FlowKind::Echo => "echo",
             FlowKind::OfferCancel => "offer_cancel",
             FlowKind::Offer => "offer",
+            FlowKind::OfferStatus => "offer_status",
+            FlowKind::FailedProvisioning => "failed_provisioning",
         }
     }
 

@@ -44,8 +44,9 @@ fn open_loop_run_reports_json_and_the_books_agree() {
     let hgrm_path = dir.path().join("result.hgrm");
     let plot_path = dir.path().join("result.svg");
     let (hgrm, plot) = (hgrm_path.to_string_lossy(), plot_path.to_string_lossy());
-    let mix = "purchase=40,authorize_capture=10,authorize_void=5,authorize_increment_capture=10,\
-               refund=10,reversal=10,balance_check=5,echo=5,offer_cancel=5";
+    let mix = "purchase=25,authorize_capture=10,authorize_void=5,authorize_increment_capture=10,\
+               refund=10,reversal=10,balance_check=5,echo=5,offer_cancel=5,offer_status=5,\
+               failed_provisioning=10";
     let Run { stdout, text, report } = spawned_run(
         dir.path(),
         &[

@@ -7,7 +7,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use support::authd_binary;
+use support::loadgen_spawn;
 
 /// What a run of `loadgen --spawn` printed and reported.
 struct Run {
@@ -21,15 +21,7 @@ struct Run {
 /// into `dir`; the run must succeed.
 fn spawned_run(dir: &Path, args: &[&str]) -> Run {
     let json_path = dir.join("report.json");
-    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .arg("--spawn")
-        .arg("--authd")
-        .arg(authd_binary())
-        .args(args)
-        .arg("--json")
-        .arg(&json_path)
-        .output()
-        .expect("run loadgen");
+    let output = loadgen_spawn(args, &json_path).output().expect("run loadgen");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "loadgen failed:\n{stdout}\n{stderr}");

@@ -8,12 +8,12 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::process::{kill_process, Pid, Signal};
 
-use support::authd_binary;
+use support::loadgen_spawn;
 
 /// What a stalled run printed and reported.
 struct Stalled {
@@ -60,13 +60,7 @@ fn spawned_authd(pid: u32) -> Pid {
 /// progress line), stops the authd it started for `stall`, then resumes it.
 fn run_with_stall(dir: &Path, args: &[&str], stall: Duration) -> Stalled {
     let json_path = dir.join("report.json");
-    let mut loadgen = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .arg("--spawn")
-        .arg("--authd")
-        .arg(authd_binary())
-        .args(args)
-        .arg("--json")
-        .arg(&json_path)
+    let mut loadgen = loadgen_spawn(args, &json_path)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

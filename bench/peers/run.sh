@@ -120,6 +120,9 @@ run() {
   CHILD=$!
   local rc=0
   wait "$CHILD" || rc=$?
+  # The tool is done; anything it started and left (loadgen killed before stopping its authd)
+  # is stopped here, before its files are removed.
+  if group_alive "$CHILD"; then stop_group "$CHILD"; fi
   CHILD=""
   return "$rc"
 }
@@ -441,10 +444,13 @@ authd_bench() {
   fi
   # loadgen's authd data dir (several GB) goes to TMPDIR, that is WORK (exported below), so
   # cleanup removes it even when the run is cut short.
-  # shellcheck disable=SC2086
+  # (A non-zero exit is said after the report is read: it says why.)
+  local loadgen_rc=0
+  # shellcheck disable=SC2086 # AUTHD_FLAGS is a list of flags
   run "$ROOT/target/release/loadgen" --spawn --fsync always --payers "$ACCOUNTS" \
     --mix purchase=100 --duration "$DURATION" --warmup 2 --quiet $AUTHD_FLAGS --json "$json" \
-    "${extra[@]}" >&2 || die "loadgen failed"
+    ${extra[@]+"${extra[@]}"} >&2 || loadgen_rc=$?
+  [[ -s $json ]] || die "loadgen failed (exit $loadgen_rc) before writing its report"
   local vals requests approved
   vals=$(python3 - "$json" <<'PY'
 import json, sys
@@ -464,6 +470,7 @@ print("%.2f %.0f %.0f %d %d %s" % (d["ops_per_s"], lat["p50"], lat["p99"], d["re
       d.get("codes", {}).get("00", 0), "passed" if books else "not run"))
 PY
   ) || exit 1
+  ((loadgen_rc == 0)) || die "loadgen exited $loadgen_rc"
   read -r AUTHD_RPS AUTHD_P50_US AUTHD_P99_US requests approved books <<<"$vals"
   log "authd check: $requests requests, $approved approved, no errors, books check $books"
 }

@@ -122,6 +122,9 @@ pub const MERCHANTS_MAX: u32 = 100_000;
 /// time of offer flows) before they count as unanswered.
 pub const DRAIN_S_MAX: u64 = 3_600;
 
+/// How long an operator connection waits to connect, and for each read or write.
+const OPERATOR_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Where the server is.
 #[derive(Clone, Debug)]
 pub enum Target {
@@ -211,10 +214,16 @@ struct Operator {
 
 impl Operator {
     fn connect(&self) -> anyhow::Result<Client> {
-        let mut client = Client::connect(self.address, Role::Operator, self.id, self.secret)
-            .with_context(|| format!("operator log-on to {} failed", self.address))?;
-        client.set_read_timeout(Some(Duration::from_secs(60)))?;
-        Ok(client)
+        // A timeout on the log-on too: a wedged authd that still accepts connections must not
+        // hang loadgen's readings of its counters or books.
+        Client::connect_timeout(
+            self.address,
+            Role::Operator,
+            self.id,
+            self.secret,
+            OPERATOR_TIMEOUT,
+        )
+        .with_context(|| format!("operator log-on to {} failed", self.address))
     }
 }
 
@@ -499,7 +508,10 @@ fn run_against(
             offer_tag: index as u32 + 1,
             // Thread i's flows fall due i / rate after the first thread's, so that together
             // the threads' flows are evenly spaced.
-            phase_ns: config.rate.map_or(0, |rate| (index as f64 * 1e9 / rate) as u64),
+            // (At most a second: a rate below one flow a second needs no phasing.)
+            phase_ns: config
+                .rate
+                .map_or(0, |rate| (index as f64 * 1e9 / rate).min(1e9) as u64),
         };
         let gateway = gateways.next();
         let handle = std::thread::Builder::new()
@@ -579,6 +591,10 @@ fn run_against(
         backlog_max,
         follow_ups_dropped: tally.follow_ups_dropped,
         lower_bounds: outcomes.iter().map(|outcome| outcome.recorder.lower_bounds).sum(),
+        answered_after_stop: outcomes
+            .iter()
+            .map(|outcome| outcome.recorder.answered_after_stop)
+            .sum(),
         timeline: watched.timeline,
         offer_outcome: offers.then_some(offer_outcome),
         accept,

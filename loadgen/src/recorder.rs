@@ -118,6 +118,8 @@ pub struct Recorder {
     /// sent), recorded in `latency` at the time from when they were due to the deadline: a
     /// lower bound of what they would have waited.
     pub lower_bounds: u64,
+    /// Measured requests answered after the stop time, while draining.
+    pub answered_after_stop: u64,
     interval: Histogram<u64>,
     interval_replies: u64,
     interval_declines: u64,
@@ -143,6 +145,7 @@ impl Recorder {
             accept: latency_histogram(),
             offers: OfferCounts::default(),
             lower_bounds: 0,
+            answered_after_stop: 0,
             interval: latency_histogram(),
             interval_replies: 0,
             interval_declines: 0,

@@ -85,6 +85,9 @@ pub struct Report {
     /// Measured requests without a reply at the drain deadline, in `latency` at the time
     /// they had waited by then (a lower bound).
     pub lower_bounds: u64,
+    /// Measured requests answered after the stop, while draining: counted in `requests` and
+    /// `ops_per_s`, though the CPU and authd's counters are read at the stop.
+    pub answered_after_stop: u64,
     /// Per second.
     pub timeline: Vec<Second>,
     /// Offer flows (when the mix has them): from the OFFER's intended send to the OFFER_OUTCOME
@@ -213,6 +216,7 @@ impl Report {
                 "not_sent": self.errors.not_sent,
             },
             "latency_lower_bounds": self.lower_bounds,
+            "answered_after_stop": self.answered_after_stop,
             "follow_ups_dropped": self.follow_ups_dropped,
             "books": self.books.as_ref().map(|books| match books {
                 Err(error) => json!({"ok": false, "error": error}),
@@ -276,11 +280,13 @@ impl Report {
         if self.mode == "open" {
             let _ = writeln!(
                 text,
-                "service time (us, from the actual send): p50 {:.1} p99 {:.1} max {:.1}; generator backlog max {}",
+                "service time (us, from the actual send): p50 {:.1} p99 {:.1} max {:.1}; generator backlog max {}; \
+                 answered after the stop (while draining) {}",
                 us(self.service.value_at_quantile(0.5)),
                 us(self.service.value_at_quantile(0.99)),
                 us(self.service.max()),
-                self.backlog_max
+                self.backlog_max,
+                self.answered_after_stop
             );
         }
         if let Some(histogram) = &self.offer_outcome {
@@ -309,6 +315,13 @@ impl Report {
                 offers.outcomes_other,
                 offers.outcomes_missing
             );
+            if offers.outcomes_missing > 0 {
+                let _ = writeln!(
+                    text,
+                    "offer flows whose outcome never came count in offer to outcome as waiting until \
+                     the drain deadline: for them it is a lower bound"
+                );
+            }
         }
         let codes: Vec<String> = self
             .codes
@@ -494,6 +507,7 @@ mod tests {
             backlog_max: 0,
             follow_ups_dropped: 0,
             lower_bounds: 0,
+            answered_after_stop: 0,
             timeline: vec![],
             offer_outcome: None,
             accept: crate::recorder::latency_histogram(),

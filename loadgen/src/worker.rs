@@ -287,14 +287,14 @@ pub fn run(plan: Plan, mut connections: Vec<Connection>, gateway: Option<Connect
         if let Some(schedule) = schedule.as_mut() {
             if worker.stopping {
                 if schedule.next_due_ns() < timeline.stop_ns {
-                    worker.start_due(schedule, now.min(timeline.stop_ns - 1));
+                    worker.start_due(schedule, now.min(timeline.stop_ns - 1), now);
                 }
             } else {
                 backlog_max = backlog_max.max(schedule.backlog(now));
                 // Batch: send once the oldest due flow has waited `pacing_ns` (charged to its
                 // latency), so one write carries several requests at high rates.
                 if schedule.next_due_ns() + pacing_ns <= now {
-                    worker.start_due(schedule, now);
+                    worker.start_due(schedule, now, now);
                 }
                 timer_wake_ns = schedule.next_due_ns() + pacing_ns;
             }
@@ -369,7 +369,7 @@ pub fn run(plan: Plan, mut connections: Vec<Connection>, gateway: Option<Connect
                         worker.on_reply(index, &done);
                     }
                     for pushed in pushes.drain(..) {
-                        worker.on_outcome(index, &pushed);
+                        worker.on_outcome(&pushed);
                     }
                 }
                 if let Err(error) = result {
@@ -432,16 +432,17 @@ impl Worker {
     /// Open loop: starts every flow that is due. A turn's flows go to one connection while it
     /// has room (one write carries them all); the next turn starts on the next connection, so
     /// the load spreads over every connection and authd event loop.
-    fn start_due(&mut self, schedule: &mut Schedule, now: u64) {
+    /// Flows due after `due_until` wait (while draining: flows due from the stop on).
+    fn start_due(&mut self, schedule: &mut Schedule, due_until: u64, now: u64) {
         let count = self.terminals;
         self.open_cursor = (self.open_cursor + 1) % count.max(1);
         let mut cursor = self.open_cursor;
         let mut tries = 0;
-        while schedule.next_due_ns() <= now && tries < count {
+        while schedule.next_due_ns() <= due_until && tries < count {
             if self.connections[cursor].has_room(crate::template::TEMPLATE_BYTES_MAX) {
                 let due = schedule.next_due_ns();
                 if self.start_flow(cursor, due, now) {
-                    let _ = schedule.take_due(now);
+                    let _ = schedule.take_due(due_until);
                     continue;
                 }
             }
@@ -493,6 +494,9 @@ impl Worker {
             done.code,
             measured,
         );
+        if measured && done.reply_ns >= timeline.stop_ns {
+            self.recorder.answered_after_stop += 1;
+        }
         let merchant = self.connections[index].merchant;
         match flow::advance(done, merchant, &mut self.books) {
             Some(step) => {
@@ -602,15 +606,15 @@ impl Worker {
 
     /// A terminal received a push: an offer flow's outcome ends it.
     #[inline]
-    fn on_outcome(&mut self, index: usize, pushed: &Pushed) {
+    fn on_outcome(&mut self, pushed: &Pushed) {
         if pushed.kind != PUSH_OFFER_OUTCOME {
             return;
         }
         let Some(waiting) = self.waiting.remove(&pushed.offer_id) else {
-            // Cancelled offers of offer_cancel flows end here; an accepted offer loadgen
-            // does not know is an anomaly.
+            // Cancelled offers of offer_cancel and offer_status flows end here; an accepted
+            // offer loadgen does not know is a bad reply.
             if pushed.state == OFFER_ACCEPTED {
-                self.connections[index].anomalies.unknown_request_id += 1;
+                self.recorder.errors.bad_reply += 1;
             }
             return;
         };
@@ -715,21 +719,26 @@ impl Worker {
         let timeline = self.plan.timeline;
         let measured =
             |intended_ns: u64| intended_ns >= timeline.measure_from_ns && intended_ns < timeline.stop_ns;
-        for connection in &mut self.connections {
+        let terminals = self.terminals;
+        for (index, connection) in self.connections.iter_mut().enumerate() {
             let mut unanswered = 0;
             for intended_ns in connection.take_unanswered() {
                 unanswered += 1;
-                if measured(intended_ns) {
+                // The gateway's accepts are timed in their own histogram, not this one.
+                if index < terminals && measured(intended_ns) {
                     self.recorder.unanswered(latency_ns(intended_ns, now), 1, 0);
                 }
             }
             self.recorder.errors.unanswered += unanswered;
             self.books.unknown_outcomes += unanswered;
         }
+        // An offer flow's OFFER was answered (and timed); its outcome never came: offer to
+        // outcome is at least the time until now.
         for waiting in self.waiting.values() {
             if measured(waiting.intended_ns) {
                 self.recorder
-                    .unanswered(latency_ns(waiting.intended_ns, now), 1, 0);
+                    .offer_outcome
+                    .saturating_record(latency_ns(waiting.intended_ns, now).max(1));
             }
         }
         // An offer whose outcome never came may have been accepted or not.

@@ -23,17 +23,22 @@ struct Stalled {
     report: serde_json::Value,
 }
 
-/// Resumes the stopped authd and ends loadgen if a test fails half way, so that neither is
-/// left behind stopped.
+/// Ends loadgen and the authd it started if a test fails half way, so that neither is left
+/// behind (stopped, or orphaned by a killed loadgen). Disarmed once loadgen has exited.
 struct Guard {
     loadgen: Child,
     authd: Option<Pid>,
+    armed: bool,
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
         if let Some(authd) = self.authd {
             let _ = kill_process(authd, Signal::CONT);
+            let _ = kill_process(authd, Signal::TERM);
         }
         let _ = self.loadgen.kill();
         let _ = self.loadgen.wait();
@@ -73,7 +78,11 @@ fn run_with_stall(dir: &Path, args: &[&str], stall: Duration) -> Stalled {
     });
     let mut lines = BufReader::new(loadgen.stderr.take().expect("stderr piped")).lines();
     let pid = loadgen.id();
-    let mut guard = Guard { loadgen, authd: None };
+    let mut guard = Guard {
+        loadgen,
+        authd: None,
+        armed: true,
+    };
     let mut stderr = String::new();
     for line in lines.by_ref() {
         let line = line.expect("loadgen's stderr");
@@ -91,12 +100,12 @@ fn run_with_stall(dir: &Path, args: &[&str], stall: Duration) -> Stalled {
         .unwrap_or_else(|| panic!("no first progress line:\n{stderr}"));
     std::thread::sleep(stall);
     kill_process(authd, Signal::CONT).expect("resume authd");
-    guard.authd = None;
     for line in lines {
         stderr.push_str(&line.expect("loadgen's stderr"));
         stderr.push('\n');
     }
     let status = guard.loadgen.wait().expect("wait for loadgen");
+    guard.armed = false;
     let stdout = stdout_reader.join().expect("stdout reader");
     let text = std::fs::read_to_string(&json_path)
         .unwrap_or_else(|error| panic!("no JSON report ({error}):\n{stdout}\n{stderr}"));
@@ -154,6 +163,11 @@ fn flows_due_before_the_stop_are_sent_after_it_and_charged_the_stall() {
     // Every flow due in the 2 s was measured: 200 a second, none dropped at the stop.
     assert_eq!(report["requests"].as_u64(), Some(400), "{context}");
     assert_eq!(report["latency_lower_bounds"].as_u64(), Some(0), "{context}");
+    // The backlog went out after the stop: its replies came while draining.
+    assert!(
+        report["answered_after_stop"].as_u64().unwrap_or(0) >= 100,
+        "{context}"
+    );
     // The flows due during the stall waited for its end: up to 1.5 s, and more than a
     // hundredth of them over 1 s.
     assert!(latency_us(report, "max") >= 1_300_000.0, "{context}");
@@ -192,18 +206,20 @@ fn requests_without_a_reply_at_the_drain_deadline_count_until_it() {
     let unanswered = causes["unanswered"].as_u64().unwrap_or(0);
     let not_sent = causes["not_sent"].as_u64().unwrap_or(0);
     // At most one request in flight per connection; the ~2 s of flows due after the stall
-    // began were never sent.
+    // began were never sent (fewer if the stall began late on a slow machine).
     assert!((1..=2).contains(&unanswered), "{context}");
-    assert!((300..=400).contains(&not_sent), "{context}");
+    assert!((200..=400).contains(&not_sent), "{context}");
+    // Every flow due in the 3 s is accounted for, once: answered, unanswered or never sent.
+    let requests = report["requests"].as_u64().unwrap_or(0);
+    assert_eq!(requests + unanswered + not_sent, 600, "{context}");
     assert_eq!(
         report["latency_lower_bounds"].as_u64(),
         Some(unanswered + not_sent),
         "{context}"
     );
-    // The oldest waited from ~1 s to the deadline at 4 s.
-    assert!(latency_us(report, "max") >= 2_500_000.0, "{context}");
+    // The oldest waited from when the stall began (~1 s) to the deadline at 4 s.
+    assert!(latency_us(report, "max") >= 2_000_000.0, "{context}");
     assert!(latency_us(report, "p50") >= 100_000.0, "{context}");
-    assert!(report["requests"].as_u64().unwrap_or(0) < 260, "{context}");
     assert!(
         run.stdout
             .contains("no reply by the drain deadline (unanswered, or due and never sent)"),

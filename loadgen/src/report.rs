@@ -341,6 +341,14 @@ impl Report {
             errors.unanswered,
             errors.not_sent
         );
+        if errors.busy > 0 {
+            let _ = writeln!(
+                text,
+                "{} requests were refused Busy (authd shedding load, nothing executed) and are not in \
+                 the latency above, which describes the requests served",
+                errors.busy
+            );
+        }
         if self.lower_bounds > 0 {
             let _ = writeln!(
                 text,
@@ -648,6 +656,7 @@ mod tests {
         stalled.lower_bounds = 7;
         stalled.follow_ups_dropped = 3;
         stalled.errors.not_sent = 5;
+        stalled.errors.busy = 2;
         let text = stalled.summary();
         assert!(
             text.contains("counts 7 measured requests that had no reply by the drain deadline"),
@@ -658,8 +667,9 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("unanswered 0, not sent 5)"), "{text}");
+        assert!(text.contains("2 requests were refused Busy"), "{text}");
         let value = stalled.to_json();
-        assert_eq!(value["errors"], json!(5));
+        assert_eq!(value["errors"], json!(7));
         assert_eq!(value["errors_by_cause"]["not_sent"], json!(5));
         assert_eq!(value["latency_lower_bounds"], json!(7));
         assert_eq!(value["follow_ups_dropped"], json!(3));

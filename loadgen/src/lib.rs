@@ -122,6 +122,12 @@ pub const MERCHANTS_MAX: u32 = 100_000;
 /// time of offer flows) before they count as unanswered.
 pub const DRAIN_S_MAX: u64 = 3_600;
 
+// No latency can reach the histograms' bound: a run lasts at most this long.
+const _: () = assert!(
+    (WARMUP_S_MAX + DURATION_S_MAX) as u64 + DRAIN_S_MAX + THINK_TIME_US_MAX / 1_000_000
+        < crate::recorder::LATENCY_NS_MAX / 1_000_000_000
+);
+
 /// How long an operator connection waits to connect, and for each read or write.
 const OPERATOR_TIMEOUT: Duration = Duration::from_secs(30);
 

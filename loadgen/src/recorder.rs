@@ -4,8 +4,10 @@
 
 use hdrhistogram::Histogram;
 
-/// Largest latency recorded, nanoseconds (an hour); larger values saturate.
-pub const LATENCY_NS_MAX: u64 = 3_600 * 1_000_000_000;
+/// Largest latency recorded, nanoseconds (30 hours): longer than a run can last (warm-up,
+/// duration and drain at their limits), so that no latency, a lower bound at the drain
+/// deadline included, is clamped.
+pub const LATENCY_NS_MAX: u64 = 30 * 3_600 * 1_000_000_000;
 /// Significant decimal digits of the histograms.
 pub const SIGNIFICANT_DIGITS: u8 = 3;
 

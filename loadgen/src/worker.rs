@@ -431,8 +431,8 @@ impl Worker {
 
     /// Open loop: starts every flow that is due. A turn's flows go to one connection while it
     /// has room (one write carries them all); the next turn starts on the next connection, so
-    /// the load spreads over every connection and authd event loop.
-    /// Flows due after `due_until` wait (while draining: flows due from the stop on).
+    /// the load spreads over every connection and authd event loop. Flows due after
+    /// `due_until` wait (while draining: the flows due from the stop on, which are not sent).
     fn start_due(&mut self, schedule: &mut Schedule, due_until: u64, now: u64) {
         let count = self.terminals;
         self.open_cursor = (self.open_cursor + 1) % count.max(1);

@@ -452,6 +452,8 @@ authd_bench() {
     ${extra[@]+"${extra[@]}"} >&2 || loadgen_rc=$?
   [[ -s $json ]] || die "loadgen failed (exit $loadgen_rc) before writing its report"
   local vals requests approved
+  # Any error fails the comparison, Busy refusals included (loadgen itself exits 0 on those):
+  # authd's figure must be of requests served, none shed.
   vals=$(python3 - "$json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))

@@ -661,6 +661,7 @@ fn settings_json(config: &Config, credentials: &Credentials, fee_bps: Option<u16
         "spin_us": config.rate.is_none().then_some(config.spin_us),
         "pacing_us": config.rate.map(|_| config.pacing_us),
         "think_time_us": config.mix.contains(FlowKind::Offer).then_some(config.think_time_us),
+        "drain_s": config.drain_s,
         "warmup_s": config.warmup_s,
         "target": match &config.target {
             Target::Connect(address) => json!({"connect": address.to_string()}),
@@ -841,6 +842,40 @@ mod tests {
             think_time_us: 1_000,
             drain_s: 10,
         }
+    }
+
+    #[test]
+    fn a_second_without_replies_has_no_latency_in_the_timeline() {
+        let timeline = Timeline {
+            start_ns: 0,
+            measure_from_ns: NS_PER_S,
+            stop_ns: 10 * NS_PER_S,
+            drain_deadline_ns: 20 * NS_PER_S,
+        };
+        let mut latency = latency_histogram();
+        let silent = Interval {
+            second: 3,
+            replies: 0,
+            declines: 0,
+            errors: 0,
+            latency: latency.clone(),
+        };
+        let second = to_second(&silent, &timeline);
+        assert_eq!((second.p50_us, second.p99_us, second.warmup), (None, None, false));
+        latency.record(2_000_000).expect("record");
+        let busy = Interval {
+            second: 1,
+            replies: 1,
+            latency,
+            ..silent
+        };
+        let second = to_second(&busy, &timeline);
+        // Within the histogram's three significant digits of the 2 ms recorded.
+        assert!(
+            second.p99_us.is_some_and(|us| (1_998.0..2_003.0).contains(&us)),
+            "{second:?}"
+        );
+        assert!(second.warmup, "the first second ends as the warm-up does");
     }
 
     #[test]

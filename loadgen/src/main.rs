@@ -12,7 +12,16 @@ use loadgen::{Config, Target};
 /// Load generator for authd: closed or open loop, latency from the intended send time
 /// (coordinated omission corrected), books checked afterwards.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(
+    version,
+    about,
+    long_about = None,
+    after_help = "Exit status: 0 when every request was answered and understood and the books check \
+                  passed (or did not run: no operator key, or --books-sample 0); 1 when a request was \
+                  lost, unanswered, never sent or misunderstood (ERROR Busy, authd shedding load, \
+                  excepted), when the books check failed or could not run, or on any error before \
+                  the report."
+)]
 struct Flags {
     /// Address of a running authd.
     #[arg(long, conflicts_with = "spawn", required_unless_present = "spawn")]
@@ -142,7 +151,7 @@ struct Flags {
     think_time_us: u64,
     /// Seconds the flows in progress get to finish after --duration (plus the think time of
     /// offer flows); a request still unanswered then, or due and never sent, is an error and
-    /// counts in the latency as waiting until then (at most 3600)
+    /// counts in the latency as waiting until then (at most 3600).
     #[arg(long, default_value_t = 10)]
     drain_s: u64,
 }

@@ -28,7 +28,8 @@ pub struct Errors {
     pub bad_reply: u64,
     /// Connections lost during the run.
     pub connections_lost: u64,
-    /// Requests never answered (connection lost or drain timeout).
+    /// Requests never answered (connection lost or drain timeout), and offer flows whose
+    /// outcome never came.
     pub unanswered: u64,
     /// Open loop: flows due before the stop time and still not sent at the drain deadline
     /// (every connection full or lost): the server fell that far behind.
@@ -174,7 +175,7 @@ impl Recorder {
     /// due `latency_ns` before that (the longest of them; they were due `spacing_ns` apart, as
     /// the open loop's schedule spaces them, or 0 when they all share one latency): their
     /// latency is at least that. Not a reply: no code, no service time.
-    pub fn unanswered(&mut self, latency_ns: u64, count: u64, spacing_ns: u64) {
+    pub fn given_up(&mut self, latency_ns: u64, count: u64, spacing_ns: u64) {
         if count == 0 {
             return;
         }
@@ -253,9 +254,9 @@ mod tests {
         let mut recorder = Recorder::new();
         recorder.reply(1_000_000, 900_000, 0, true);
         // Three unanswered, each due 2 s before the deadline.
-        recorder.unanswered(2_000_000_000, 3, 0);
+        recorder.given_up(2_000_000_000, 3, 0);
         // Ten never sent, due 1 ms apart, the oldest 1 s before the deadline.
-        recorder.unanswered(1_000_000_000, 10, 1_000_000);
+        recorder.given_up(1_000_000_000, 10, 1_000_000);
         assert_eq!((recorder.replies, recorder.lower_bounds), (1, 13));
         assert_eq!(recorder.latency.len(), 14);
         assert_eq!(recorder.service.len(), 1);
@@ -266,7 +267,7 @@ mod tests {
             .equivalent(recorder.latency.value_at_quantile(0.1), 991_000_000));
         assert_eq!(recorder.latency.count_between(990_000_000, 1_001_000_000), 10);
         // Millions given up are recorded in a bounded number of steps, all of them.
-        recorder.unanswered(10_000_000_000, 5_000_000, 1_000);
+        recorder.given_up(10_000_000_000, 5_000_000, 1_000);
         assert_eq!(recorder.latency.len(), 14 + 5_000_000);
         assert_eq!(
             recorder.latency.count_between(4_990_000_000, 10_010_000_000),

@@ -396,8 +396,8 @@ impl Report {
             Some(Err(error)) => {
                 let _ = writeln!(
                     text,
-                    "books check: could not run: {error} (the figures above stand; check authd's \
-                     stderr)"
+                    "books check: could not run: {error} (the figures above stand; is authd still \
+                     running and reachable?)"
                 );
             }
             Some(Ok(books)) if books.ok => {

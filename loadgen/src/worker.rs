@@ -73,6 +73,15 @@ pub struct Timeline {
     pub drain_deadline_ns: u64,
 }
 
+impl Timeline {
+    /// Whether a request due (or sent, closed loop) at `intended_ns` is measured: after the
+    /// warm-up, before the stop.
+    #[inline]
+    pub fn measures(&self, intended_ns: u64) -> bool {
+        intended_ns >= self.measure_from_ns && intended_ns < self.stop_ns
+    }
+}
+
 /// What a thread does.
 pub struct Plan {
     /// Closed or open loop.
@@ -478,7 +487,7 @@ impl Worker {
     #[inline]
     fn on_reply(&mut self, index: usize, done: &Completed) {
         let timeline = self.plan.timeline;
-        let measured = done.intended_ns >= timeline.measure_from_ns && done.intended_ns < timeline.stop_ns;
+        let measured = timeline.measures(done.intended_ns);
         if let Some(error) = done.error {
             if error == ERROR_BUSY {
                 self.recorder.errors.busy += 1;
@@ -581,10 +590,7 @@ impl Worker {
     #[inline]
     fn on_accept_reply(&mut self, done: &Completed) {
         let timeline = self.plan.timeline;
-        if done.error.is_none()
-            && done.intended_ns >= timeline.measure_from_ns
-            && done.intended_ns < timeline.stop_ns
-        {
+        if done.error.is_none() && timeline.measures(done.intended_ns) {
             self.recorder
                 .accept
                 .saturating_record(latency_ns(done.intended_ns, done.reply_ns).max(1));
@@ -619,8 +625,7 @@ impl Worker {
             return;
         };
         let timeline = self.plan.timeline;
-        let measured =
-            waiting.intended_ns >= timeline.measure_from_ns && waiting.intended_ns < timeline.stop_ns;
+        let measured = timeline.measures(waiting.intended_ns);
         let accepted = pushed.state == OFFER_ACCEPTED;
         self.recorder
             .offer_outcome(latency_ns(waiting.intended_ns, pushed.at_ns), accepted, measured);
@@ -678,8 +683,23 @@ impl Worker {
         eprintln!("loadgen: connection {index} lost: {error}");
         connection.open = false;
         connection.flows = 0;
-        let unanswered = connection.take_unanswered().count() as u64;
         self.recorder.errors.connections_lost += 1;
+        self.give_up(index, now_ns());
+    }
+
+    /// Connection `index`'s unanswered requests are given up at `now`: errors with unknown
+    /// outcomes, and a terminal's measured ones count in the latency as waiting until now, at
+    /// least (the gateway's accepts are timed in their own histogram).
+    fn give_up(&mut self, index: usize, now: u64) {
+        let timeline = self.plan.timeline;
+        let is_terminal = index < self.terminals;
+        let mut unanswered = 0;
+        for intended_ns in self.connections[index].take_unanswered() {
+            unanswered += 1;
+            if is_terminal && timeline.measures(intended_ns) {
+                self.recorder.given_up(latency_ns(intended_ns, now), 1, 0);
+            }
+        }
         self.recorder.errors.unanswered += unanswered;
         self.books.unknown_outcomes += unanswered;
     }
@@ -709,7 +729,7 @@ impl Worker {
                 0
             };
             self.recorder
-                .unanswered(latency_ns(oldest_ns, now), measured, spacing_ns);
+                .given_up(latency_ns(oldest_ns, now), measured, spacing_ns);
         }
     }
 
@@ -717,25 +737,13 @@ impl Worker {
     /// the measured phase count in the latency as waiting until now, at least.
     fn abandon_all(&mut self, now: u64) {
         let timeline = self.plan.timeline;
-        let measured =
-            |intended_ns: u64| intended_ns >= timeline.measure_from_ns && intended_ns < timeline.stop_ns;
-        let terminals = self.terminals;
-        for (index, connection) in self.connections.iter_mut().enumerate() {
-            let mut unanswered = 0;
-            for intended_ns in connection.take_unanswered() {
-                unanswered += 1;
-                // The gateway's accepts are timed in their own histogram, not this one.
-                if index < terminals && measured(intended_ns) {
-                    self.recorder.unanswered(latency_ns(intended_ns, now), 1, 0);
-                }
-            }
-            self.recorder.errors.unanswered += unanswered;
-            self.books.unknown_outcomes += unanswered;
+        for index in 0..self.connections.len() {
+            self.give_up(index, now);
         }
         // An offer flow's OFFER was answered (and timed); its outcome never came: offer to
         // outcome is at least the time until now.
         for waiting in self.waiting.values() {
-            if measured(waiting.intended_ns) {
+            if timeline.measures(waiting.intended_ns) {
                 self.recorder
                     .offer_outcome
                     .saturating_record(latency_ns(waiting.intended_ns, now).max(1));

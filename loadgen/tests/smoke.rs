@@ -86,6 +86,11 @@ fn open_loop_run_reports_json_and_the_books_agree() {
         report["codes"]
     );
     assert_eq!(report["errors"].as_u64(), Some(0), "{text}");
+    // Payers hold far more than the run spends: every request of every flow is approved,
+    // the follow-ups (captures, voids, refunds, reversals, cancels, status, failed
+    // provisioning) included.
+    assert_eq!(report["declines"].as_u64(), Some(0), "{text}");
+    assert_eq!(report["follow_ups_dropped"].as_u64(), Some(0), "{text}");
     assert_eq!(report["books"]["ok"].as_bool(), Some(true), "{text}");
     assert_eq!(report["books"]["exact_per_merchant"].as_bool(), Some(true));
     assert!(report["cpu"]["loadgen_us_per_request"].as_f64().unwrap_or(0.0) > 0.0);

@@ -24,8 +24,8 @@ pub const HOLDS_PER_SHARD_DEFAULT: u32 = 1 << 18;
 /// key is among the last this many keyed requests that reached its shard.
 pub const IDEMPOTENCY_WINDOW_DEFAULT: u32 = 1 << 15;
 
-/// Entries of the idempotency window per shard, at most (72 bytes each: at the most, 75 MB per
-/// shard).
+/// Entries of the idempotency window per shard, at most (88 bytes each for a power of two, up
+/// to 120 otherwise: at the most, 92 MB per shard).
 pub const IDEMPOTENCY_WINDOW_MAX: u32 = 1 << 20;
 
 /// Merchants at most; a merchant's settlement account id must stay below the payer id base.

@@ -12,9 +12,12 @@ use resident::resident_bytes;
 #[test]
 fn the_window_index_is_resident_as_soon_as_the_books_exist() {
     let config = BooksConfig::default();
-    // Two 8-byte slots per entry, rounded up to a power of two, in every shard.
-    let index_bytes =
-        (u64::from(config.idempotency_window) * 2).next_power_of_two() * 8 * u64::from(config.shards);
+    // A 64-byte bucket per two entries, rounded up to a power of two, in every shard.
+    let index_bytes = u64::from(config.idempotency_window)
+        .div_ceil(2)
+        .next_power_of_two()
+        * 64
+        * u64::from(config.shards);
     let before = resident_bytes();
     let books = Books::new(config).expect("default config");
     let grown = resident_bytes() - before;

@@ -5,9 +5,11 @@
 //! last `capacity` keyed requests of its shard.
 //!
 //! The entries live in a ring in insertion order (fixed size, allocated as it fills, reused
-//! oldest first) and a `RingIndex` maps a key's hash to its ring position. The index never
-//! holds more than `capacity` positions, so it never grows after it is sized; the ring costs
-//! 56 bytes an entry and the index 16 (a table of 8-byte slots at most half full). (A map
+//! oldest first) and a `RingIndex` maps a key's hash to its ring position. Its entries expire
+//! as the ring overwrites their positions, so it never grows after it is sized and evicting
+//! needs no work there; the ring costs 56 bytes an entry and the index 32 (cache-line buckets
+//! of seven slots, sized for two live entries each and rounded up to a power of two: up to 64
+//! bytes an entry for a window just above a power of two). (A map
 //! from key to entry holding up to twice the window, as before, grew to about 1 GB over 64
 //! shards and spent a quarter of the server's CPU faulting in fresh pages while it grew.)
 
@@ -55,15 +57,11 @@ struct Stored {
     kind: u8,
     reason: Reason,
     reversed: bool,
-    /// The upper half of the key's hash: all the index reads of a hash, kept so evicting
-    /// the entry needs no second hashing.
-    index_tag: u32,
 }
 
 impl Stored {
-    fn new(entry: &Entry, hash: u64) -> Stored {
+    fn new(entry: &Entry) -> Stored {
         Stored {
-            index_tag: (hash >> 32) as u32,
             key: entry.key,
             fingerprint: entry.fingerprint,
             id: entry.outcome.id,
@@ -73,11 +71,6 @@ impl Stored {
             reason: entry.outcome.reason,
             reversed: entry.reversed,
         }
-    }
-
-    /// The key's hash as far as the index reads it (its upper half).
-    fn index_hash(&self) -> u64 {
-        u64::from(self.index_tag) << 32
     }
 
     fn entry(&self) -> Entry {
@@ -164,22 +157,19 @@ impl Window {
         let mut entry = self.ring[position].entry();
         change(&mut entry);
         entry.key = *key;
-        self.ring[position] = Stored::new(&entry, hash);
+        self.ring[position] = Stored::new(&entry);
         Some(entry)
     }
 
     /// Start loading what looking up the key hashed `key_hash` and inserting it will read: its
-    /// index slot and the index slot of the key the insert evicts. Prefetch for this window's next
-    /// inserts: the index slot of the key evicted after this one (its ring slot was prefetched
-    /// by the previous call) and the ring slot after that. See `Shard::warm_up`.
+    /// index bucket, and the ring slots this insert and the next overwrite (the index needs
+    /// nothing for the entry evicted). See `Shard::warm_up`.
     pub fn warm_up(&self, key_hash: u64) {
-        std::hint::black_box(*self.index.home_slot(key_hash));
+        std::hint::black_box(self.index.home_slot(key_hash).first_slot());
         if self.ring.len() == self.capacity {
-            let evicted = self.ring[self.head].index_hash();
-            std::hint::black_box(*self.index.home_slot(evicted));
-            let next = self.next(self.head);
-            prefetch::prefetch_value(self.index.home_slot(self.ring[next].index_hash()));
-            prefetch::prefetch_value(&self.ring[self.next(next)]);
+            // The ring slots this insert and the next overwrite (evicting reads nothing else).
+            prefetch::prefetch_value(&self.ring[self.head]);
+            prefetch::prefetch_value(&self.ring[self.next(self.head)]);
         }
     }
 
@@ -209,20 +199,18 @@ impl Window {
     /// `insert` with the key's `hash` computed already.
     pub(crate) fn insert_hashed(&mut self, entry: Entry, hash: u64) {
         debug_assert!(self.get(&entry.key).is_none());
-        let stored = Stored::new(&entry, hash);
-        let position = if self.ring.len() < self.capacity {
+        let stored = Stored::new(&entry);
+        // The index numbers inserts as the ring takes them: the position it gives is the
+        // ring's next (while it fills) or its oldest entry's, which the index forgets now.
+        let position = self.index.insert(hash) as usize;
+        if self.ring.len() < self.capacity {
+            debug_assert_eq!(position, self.ring.len());
             self.ring.push(stored);
-            self.ring.len() - 1
         } else {
-            let position = self.head;
-            let evicted = self.ring[position].index_hash();
-            let removed = self.index.remove(evicted, position as u32);
-            debug_assert!(removed, "every ring position is indexed");
+            debug_assert_eq!(position, self.head);
             self.ring[position] = stored;
             self.head = self.next(position);
-            position
-        };
-        self.index.insert(hash, position as u32);
+        }
     }
 
     /// Remembered entries from oldest to newest.
@@ -315,6 +303,38 @@ mod tests {
         }
         let order: Vec<u64> = window.iter().map(|e| e.key.request_id).collect();
         assert_eq!(order, vec![2, 3, 4]);
+    }
+
+    #[test]
+    fn windows_of_any_size_remember_exactly_their_last_keys() {
+        // One entry, sizes that are not powers of two, and one big enough for its index's
+        // buckets to overflow now and then; a key updated in place stays found.
+        for capacity in [1u32, 5, 7, 1_000] {
+            let mut window = Window::new(capacity);
+            let key = |request_id| RequestKey {
+                terminal: TerminalId(1),
+                request_id,
+            };
+            let inserts = u64::from(capacity) * 3 + 2;
+            for request_id in 1..=inserts {
+                window.insert(entry(request_id));
+                if request_id % 4 == 0 {
+                    let updated = window.update(&key(request_id), |entry| entry.reversed = true);
+                    assert!(updated.is_some_and(|entry| entry.reversed));
+                }
+                let oldest = request_id.saturating_sub(u64::from(capacity)) + 1;
+                for probe in [1, oldest.saturating_sub(1), oldest, request_id, request_id + 1] {
+                    let found = window.get(&key(probe)).map(|e| e.fingerprint);
+                    let remembered = probe >= oldest && probe <= request_id && probe > 0;
+                    assert_eq!(
+                        found,
+                        remembered.then_some(probe),
+                        "capacity {capacity}, key {probe}"
+                    );
+                }
+            }
+            assert_eq!(window.len(), capacity as usize);
+        }
     }
 
     /// The definition, byte by byte: what snapshots written earlier hold.

@@ -75,7 +75,7 @@ impl Shard {
     }
 
     /// Start loading, all at once, the memory this request will touch: the payer's line, the
-    /// window's index for the new key and for the key it evicts, the hold ring's front. Done
+    /// window's index bucket for the new key and its ring slots, the hold ring's front. Done
     /// one after another as the decision needs them, each is a cache miss the next waits for
     /// (4-5 in a row on a large book, most of a purchase's time); issued together the misses
     /// overlap. Reads only; `std::hint::black_box` keeps them from being optimised away.

@@ -254,12 +254,20 @@ pub fn advance(done: &Completed, merchant: u32, books: &mut BooksTally) -> Optio
             }
             None
         }
-        (FlowKind::Refund, 0) => {
+        (FlowKind::Refund | FlowKind::FailedProvisioning, 0) => {
             if !approved {
                 return None;
             }
             books.pay(payer, merchant, state.amount);
-            next(RequestKind::Refund, done.id, (state.amount / 2).max(1), state)
+            // Half of it is refunded, or half the goods could not be delivered; the report's
+            // reply carries no amount, so the flow keeps what it asked for.
+            state.held = (state.amount / 2).max(1);
+            let follow_up = if state.flow.kind() == FlowKind::Refund {
+                RequestKind::Refund
+            } else {
+                RequestKind::ReportFailedProvisioning
+            };
+            next(follow_up, done.id, state.held, state)
         }
         (FlowKind::Refund, _) => {
             if approved {
@@ -314,15 +322,6 @@ pub fn advance(done: &Completed, merchant: u32, books: &mut BooksTally) -> Optio
                 books.hold(payer, state.amount as i64);
             }
             None
-        }
-        (FlowKind::FailedProvisioning, 0) => {
-            if !approved {
-                return None;
-            }
-            books.pay(payer, merchant, state.amount);
-            // Half the goods could not be delivered.
-            state.held = (state.amount / 2).max(1);
-            next(RequestKind::ReportFailedProvisioning, done.id, state.held, state)
         }
         (FlowKind::FailedProvisioning, _) => {
             if approved {

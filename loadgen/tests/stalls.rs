@@ -7,7 +7,6 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,6 +20,13 @@ struct Stalled {
     stdout: String,
     stderr: String,
     report: serde_json::Value,
+}
+
+impl Stalled {
+    /// What loadgen printed, for a failed assertion's message.
+    fn context(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
 }
 
 /// Ends loadgen and the authd it started if a test fails half way, so that neither is left
@@ -61,11 +67,13 @@ fn spawned_authd(pid: u32) -> Pid {
     }
 }
 
-/// Runs `loadgen --spawn` with `args`; once the first second of load has passed (its first
-/// progress line), stops the authd it started for `stall`, then resumes it.
-fn run_with_stall(dir: &Path, args: &[&str], stall: Duration) -> Stalled {
-    let json_path = dir.join("report.json");
-    let mut loadgen = loadgen_spawn(args, &json_path)
+/// Runs `loadgen --spawn` with `ARGS` and `extra`; once the first second of load has passed
+/// (its first progress line), stops the authd it started for `stall`, then resumes it.
+fn run_with_stall(extra: &[&str], stall: Duration) -> Stalled {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json_path = dir.path().join("report.json");
+    let args: Vec<&str> = ARGS.iter().chain(extra).copied().collect();
+    let mut loadgen = loadgen_spawn(&args, &json_path)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -152,12 +160,12 @@ fn latency_us(report: &serde_json::Value, key: &str) -> f64 {
 
 #[test]
 fn flows_due_before_the_stop_are_sent_after_it_and_charged_the_stall() {
-    let dir = tempfile::tempdir().expect("temp dir");
     // authd stops at ~1 s for 1.5 s, past the stop at 2 s; the drain has 5 s.
-    let mut args = ARGS.to_vec();
-    args.extend(["--duration", "2", "--drain-s", "5"]);
-    let run = run_with_stall(dir.path(), &args, Duration::from_millis(1_500));
-    let (report, context) = (&run.report, format!("{}\n{}", run.stdout, run.stderr));
+    let run = run_with_stall(
+        &["--duration", "2", "--drain-s", "5"],
+        Duration::from_millis(1_500),
+    );
+    let (report, context) = (&run.report, run.context());
     assert!(run.status.success(), "{context}");
     assert_eq!(report["errors"].as_u64(), Some(0), "{context}");
     // Every flow due in the 2 s was measured: 200 a second, none dropped at the stop.
@@ -186,12 +194,12 @@ fn flows_due_before_the_stop_are_sent_after_it_and_charged_the_stall() {
 
 #[test]
 fn requests_without_a_reply_at_the_drain_deadline_count_until_it() {
-    let dir = tempfile::tempdir().expect("temp dir");
     // authd stops at ~1 s and stays stopped past the drain deadline (3 s + 1 s).
-    let mut args = ARGS.to_vec();
-    args.extend(["--duration", "3", "--drain-s", "1"]);
-    let run = run_with_stall(dir.path(), &args, Duration::from_millis(4_000));
-    let (report, context) = (&run.report, format!("{}\n{}", run.stdout, run.stderr));
+    let run = run_with_stall(
+        &["--duration", "3", "--drain-s", "1"],
+        Duration::from_millis(4_000),
+    );
+    let (report, context) = (&run.report, run.context());
     assert!(!run.status.success(), "requests were lost: {context}");
     let causes = &report["errors_by_cause"];
     let unanswered = causes["unanswered"].as_u64().unwrap_or(0);

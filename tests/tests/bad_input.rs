@@ -735,6 +735,35 @@ fn shards_the_books_refuse_leave_no_data_dir_behind() {
 }
 
 #[test]
+fn hold_rings_too_big_to_reserve_are_refused_at_start_naming_the_flag() {
+    // authd reserves every shard's hold ring when it starts, so a payment never waits for one
+    // to grow; 4,096 rings of u32::MAX holds cannot be reserved on any machine.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().join("data");
+    let flags = [
+        "--shards",
+        "4096",
+        "--idempotency-window",
+        "1",
+        "--holds-per-shard-max",
+        "4294967295",
+    ];
+    let (code, stderr) = refused_start("127.0.0.1:0", &data_dir, &flags);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot reserve room for 4294967295 holds"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("pass a smaller --holds-per-shard-max"),
+        "{stderr}"
+    );
+    // Nothing was recorded: the same data dir starts with rings that fit, and other shards.
+    let mut authd = Authd::start_in(&data_dir, &["--holds-per-shard-max", "1000"]);
+    assert!(authd.is_running(), "{}", authd.stderr());
+}
+
+#[test]
 fn a_second_authd_on_the_same_address_and_data_dir_is_told_of_the_lock() {
     let first = Authd::start(&[]);
     let (code, stderr) = refused_start(&first.addr.to_string(), &first.dir, &[]);

@@ -118,6 +118,20 @@ impl HoldTable {
         self.ring.len()
     }
 
+    /// Reserve room for `holds` in all, so that pushing up to that many never moves the ring.
+    /// A growing `VecDeque` doubles by copying: on the way to 262,144 holds the last doubling copies
+    /// 11.5 MB into 23 MB of fresh pages, while the shard's lock is held (a stall of milliseconds
+    /// for every request behind it). Reserved memory is only address space until a hold is
+    /// written into it.
+    pub fn reserve(&mut self, holds: usize) -> Result<(), std::collections::TryReserveError> {
+        self.ring.try_reserve_exact(holds.saturating_sub(self.ring.len()))
+    }
+
+    /// Holds the ring can keep without moving.
+    pub fn capacity(&self) -> usize {
+        self.ring.capacity()
+    }
+
     /// True when no hold is kept.
     pub fn is_empty(&self) -> bool {
         self.ring.is_empty()
@@ -271,6 +285,25 @@ mod tests {
         assert_eq!(table.pop_due(250), None, "the voided hold's entry is stale");
         assert_eq!(table.pop_due(300), Some(late));
         assert_eq!(table.pop_due(u64::MAX), None);
+    }
+
+    #[test]
+    fn a_reserved_ring_never_moves_until_it_is_full() {
+        let mut table = HoldTable::new();
+        table.reserve(1_000).expect("reserve");
+        let capacity = table.capacity();
+        assert!(capacity >= 1_000, "{capacity}");
+        table.push(active(1));
+        let first = table.ring.as_slices().0.as_ptr();
+        for expires_us in 2..=1_000 {
+            table.push(active(expires_us));
+        }
+        assert_eq!(table.ring.as_slices().0.as_ptr(), first, "the ring moved");
+        assert_eq!(table.capacity(), capacity);
+        // Reserving what is already there changes nothing; refusing is an error, not an abort.
+        table.reserve(10).expect("no-op");
+        assert_eq!(table.capacity(), capacity);
+        assert!(HoldTable::new().reserve(usize::MAX).is_err());
     }
 
     #[test]

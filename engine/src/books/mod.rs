@@ -184,6 +184,22 @@ impl ShardLines {
     }
 }
 
+/// Reserve a shard's whole hold ring up front, so that no payment ever waits for it to grow.
+fn reserve_holds(shard: &mut Shard, config: BooksConfig) -> Result<(), ConfigError> {
+    shard
+        .holds
+        .reserve(config.holds_per_shard_max as usize)
+        .map_err(|_| {
+            let bytes = std::mem::size_of::<hold::Hold>();
+            ConfigError::HoldsMemory {
+                holds: config.holds_per_shard_max,
+                shards: config.shards,
+                bytes,
+                mib: (bytes as u64 * u64::from(config.holds_per_shard_max) * u64::from(config.shards)) >> 20,
+            }
+        })
+}
+
 /// Sums the invariant check found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Totals {
@@ -228,6 +244,21 @@ pub enum ConfigError {
     /// A shard must be able to keep at least one hold.
     #[error("a shard must keep at least one hold, not 0; pass --holds-per-shard-max {HOLDS_PER_SHARD_DEFAULT} for example")]
     Holds,
+    /// The hold rings' room could not be reserved.
+    #[error(
+        "cannot reserve room for {holds} holds in each of {shards} shards ({bytes} bytes each, {mib} MiB in all); \
+         pass a smaller --holds-per-shard-max"
+    )]
+    HoldsMemory {
+        /// Holds per shard asked for.
+        holds: u32,
+        /// Shards.
+        shards: u32,
+        /// Bytes a kept hold takes.
+        bytes: usize,
+        /// The whole reservation in MiB.
+        mib: u64,
+    },
     /// The stored books have another shard count (ids encode their shard).
     #[error("the data was written with --shards {stored}, not {configured}; start with --shards {stored}")]
     ShardsDiffer {
@@ -254,6 +285,9 @@ impl Books {
                 CachePadded::new(Mutex::new(shard))
             })
             .collect::<Box<[_]>>();
+        for shard in shards.iter() {
+            reserve_holds(&mut shard.lock(), config)?;
+        }
         let lines = shards.iter().map(|shard| ShardLines::of(&shard.lock())).collect();
         Ok(Books {
             config,
@@ -304,6 +338,10 @@ impl Books {
             .into_iter()
             .map(|shard| CachePadded::new(Mutex::new(shard)))
             .collect();
+        // After the empty shards' rings are gone, so both are never reserved at once.
+        for shard in books.shards.iter() {
+            reserve_holds(&mut shard.lock(), config)?;
+        }
         Ok(books)
     }
 
@@ -690,4 +728,61 @@ fn unroutable_reason(command: &Command) -> Reason {
 /// E.164 numbers have at most 15 digits and do not start with 0.
 fn is_e164(number: u64) -> bool {
     (1_000..=999_999_999_999_999).contains(&number)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hold_room(books: &Books) -> Vec<usize> {
+        books
+            .shards
+            .iter()
+            .map(|shard| shard.lock().holds.capacity())
+            .collect()
+    }
+
+    #[test]
+    fn hold_rings_are_reserved_whole_when_built_and_when_loaded() {
+        let config = BooksConfig {
+            shards: 4,
+            holds_per_shard_max: 5_000,
+            ..BooksConfig::default()
+        };
+        let books = Books::new(config).expect("books");
+        assert!(
+            hold_room(&books).iter().all(|&room| room >= 5_000),
+            "{:?}",
+            hold_room(&books)
+        );
+        let (_, sections) = crate::store::snapshot::take(&books, || 0);
+        let sections: Vec<&[u8]> = sections.iter().map(Vec::as_slice).collect();
+        let (loaded, _) = crate::store::snapshot::load(config, &sections).expect("load");
+        assert!(
+            hold_room(&loaded).iter().all(|&room| room >= 5_000),
+            "{:?}",
+            hold_room(&loaded)
+        );
+    }
+
+    #[test]
+    fn hold_rings_too_big_to_reserve_are_refused_naming_the_flag() {
+        // 377 GB a shard: more than any machine this runs on can promise, and 4,096 of them
+        // more than a process's address space, whatever the kernel's overcommit policy.
+        let config = BooksConfig {
+            shards: SHARDS_MAX,
+            idempotency_window: 1,
+            holds_per_shard_max: u32::MAX,
+            ..BooksConfig::default()
+        };
+        match Books::new(config) {
+            Err(error @ ConfigError::HoldsMemory { .. }) => {
+                let said = error.to_string();
+                assert!(said.contains("pass a smaller --holds-per-shard-max"), "{said}");
+                assert!(said.contains("4294967295 holds in each of 4096 shards"), "{said}");
+            }
+            Err(other) => panic!("refused for another reason: {other}"),
+            Ok(_) => panic!("1.5 PB of hold rings reserved"),
+        }
+    }
 }

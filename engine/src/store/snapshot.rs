@@ -126,6 +126,10 @@ pub enum LoadError {
         "the books in it are inconsistent ({0}); restore an earlier snapshot or a backup of the data dir"
     )]
     Inconsistent(String),
+    /// The books in it cannot be built with this configuration (their shards disagree with it,
+    /// or their hold rings cannot be reserved).
+    #[error("{0}")]
+    Config(crate::books::ConfigError),
     /// The snapshot is of books configured differently.
     #[error(
         "the snapshot has {stored}; this authd is configured with {configured}: start with the stored value"
@@ -188,10 +192,7 @@ pub fn load(config: BooksConfig, sections: &[&[u8]]) -> Result<(Books, Coverage)
             .map_err(|error| section_error(2 + index, error))
         })
         .collect::<Result<Vec<Shard>, _>>()?;
-    let books = Books::from_parts(config, registry, parts).map_err(|error| LoadError::Differs {
-        stored: error.to_string(),
-        configured: String::new(),
-    })?;
+    let books = Books::from_parts(config, registry, parts).map_err(LoadError::Config)?;
     // Checksums catch damage, not books that were never consistent (a file from a faulty
     // build, or edited): what the books assert at every payment is checked once here.
     books.check_loaded().map_err(LoadError::Inconsistent)?;

@@ -195,7 +195,9 @@ impl Store {
     /// Open (or create) the data dir `config.wal.dir` and recover the books in it.
     pub fn open(config: StoreConfig) -> Result<(Store, Recovered), StoreError> {
         // Settings that cannot work are refused before anything is made, and a configuration
-        // that cannot build books is never recorded as the dir's shape.
+        // that cannot build books is never recorded as the dir's shape. (Memory the system
+        // will not reserve for the hold rings is found when the books are built, after the
+        // dir and its lock are made: nothing is recorded, and other settings may use it.)
         config.books.validate()?;
         config.wal.validate()?;
         let created = !config.wal.dir.exists();

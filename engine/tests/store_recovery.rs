@@ -743,6 +743,27 @@ fn a_snapshot_whose_books_do_not_add_up_is_refused_though_its_checksums_pass() {
 }
 
 #[test]
+fn a_snapshot_with_a_shard_in_another_shards_section_is_refused_naming_the_section() {
+    let (_dir, store, payers) = store_with_payers();
+    pay(&store, &payers, 1, 100);
+    let last = store.wal().last_lsn();
+    let (_, mut sections) = engine::store::snapshot::take(store.books(), || last);
+    sections.swap(2, 3);
+    let slices: Vec<&[u8]> = sections.iter().map(Vec::as_slice).collect();
+    match engine::store::snapshot::load(*store.books().config(), &slices) {
+        Err(error) => {
+            let said = error.to_string();
+            assert!(said.contains("snapshot section 2"), "{said}");
+            assert!(
+                said.contains("index or shard bits do not match its section"),
+                "{said}"
+            );
+        }
+        Ok(_) => panic!("shards swapped between sections must not load"),
+    }
+}
+
+#[test]
 fn shards_copied_one_after_another_carry_nothing_of_each_other() {
     // A snapshot copies every shard into one image whose buffers it reuses: a big shard
     // copied first must leave nothing behind in a smaller one's section.

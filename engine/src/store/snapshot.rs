@@ -189,6 +189,16 @@ pub fn load(config: BooksConfig, sections: &[&[u8]]) -> Result<(Books, Coverage)
                 config.holds_per_shard_max,
                 with_runs,
             )
+            .and_then(|shard| {
+                // Shards were counted against the configuration above; one in another's
+                // section (or of another shard count) is damage, told as such.
+                let placed =
+                    shard.index as usize == index && shard.shard_bits == config.shards.trailing_zeros();
+                placed.then_some(shard).ok_or(StateError {
+                    offset: 0,
+                    what: "the shard's index or shard bits do not match its section",
+                })
+            })
             .map_err(|error| section_error(2 + index, error))
         })
         .collect::<Result<Vec<Shard>, _>>()?;

@@ -6,7 +6,9 @@
 //! born captured.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
+
+use super::hold_ring::HoldRing;
 
 /// Where a hold is in its life.
 #[repr(u8)]
@@ -76,12 +78,32 @@ pub struct Hold {
     pub finished_us: u64,
 }
 
+impl Hold {
+    /// What fills a slot of the ring that no hold has used yet (see `HoldRing::warm`).
+    pub const UNUSED: Hold = Hold {
+        payer_slot: 0,
+        merchant: 0,
+        terminal: 0,
+        state: HoldState::Voided,
+        offer: 0,
+        loyalty_points: 0,
+        held: 0,
+        authorized: 0,
+        captured: 0,
+        refunded: 0,
+        fee: 0,
+        created_us: 0,
+        expires_us: 0,
+        finished_us: 0,
+    };
+}
+
 /// The holds of one shard, in sequence order.
 #[derive(Debug, Default)]
 pub struct HoldTable {
     /// Sequence number of `ring[0]`.
     first_sequence: u64,
-    ring: VecDeque<Hold>,
+    ring: HoldRing,
     /// (expires_us, sequence) of holds that were active when pushed; stale entries are skipped.
     expiry: BinaryHeap<Reverse<(u64, u64)>>,
 }
@@ -91,7 +113,7 @@ impl HoldTable {
     pub fn new() -> HoldTable {
         HoldTable {
             first_sequence: 1,
-            ring: VecDeque::new(),
+            ring: HoldRing::default(),
             expiry: BinaryHeap::new(),
         }
     }
@@ -100,7 +122,7 @@ impl HoldTable {
     pub fn restore(first_sequence: u64, holds: Vec<Hold>) -> HoldTable {
         let mut table = HoldTable {
             first_sequence,
-            ring: VecDeque::from(holds),
+            ring: HoldRing::from_vec(holds),
             expiry: BinaryHeap::new(),
         };
         for (offset, hold) in table.ring.iter().enumerate() {
@@ -124,7 +146,13 @@ impl HoldTable {
     /// for every request behind it). Reserved memory is only address space until a hold is
     /// written into it.
     pub fn reserve(&mut self, holds: usize) -> Result<(), std::collections::TryReserveError> {
-        self.ring.try_reserve_exact(holds.saturating_sub(self.ring.len()))
+        self.ring.reserve(holds)
+    }
+
+    /// Write the pages of up to `holds_ahead` unused slots past the newest hold, at most
+    /// `pages_max` of them; returns the pages written (see `HoldRing::warm`).
+    pub fn warm(&mut self, holds_ahead: usize, pages_max: usize) -> usize {
+        self.ring.warm(holds_ahead, pages_max)
     }
 
     /// Holds the ring can keep without moving.
@@ -195,8 +223,10 @@ impl HoldTable {
     }
 
     /// Start loading the front hold, which making room for a new one reads, and prefetch the
-    /// one after it, which the next payment's room-making reads. See `Shard::warm_up`.
+    /// one after it, which the next payment's room-making reads, and the slots new holds go
+    /// to. See `Shard::warm_up`.
     pub fn warm_up(&self) {
+        self.ring.prefetch_tail();
         if let Some(front) = self.ring.front() {
             std::hint::black_box(front.state);
         }

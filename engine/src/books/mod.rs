@@ -10,6 +10,7 @@ pub mod account;
 pub mod dispute;
 pub mod hold;
 pub mod hold_ids;
+mod hold_ring;
 pub mod idempotency;
 pub mod offer;
 pub mod payment;
@@ -678,6 +679,16 @@ impl Books {
             }
         }
         expired
+    }
+
+    /// Write the pages of the next `holds_ahead` unused slots of every shard's hold ring, at
+    /// most `pages_max` pages a shard (each taken under its lock, a few microseconds a page),
+    /// so that payments do not fault them in (`hold_ring`). Returns the pages written.
+    pub fn warm_holds(&self, holds_ahead: usize, pages_max: usize) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| shard.lock().holds.warm(holds_ahead, pages_max))
+            .sum()
     }
 
     /// A start of the server: every shard's next hold id skips past any the run before may

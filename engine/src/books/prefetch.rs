@@ -33,8 +33,14 @@ pub(crate) fn prefetch(address: usize) {
 /// Start loading every cache line `value` occupies (a value of 56 or 88 bytes may span two).
 #[inline(always)]
 pub(crate) fn prefetch_value<T>(value: &T) {
-    let start = address_of(value);
-    let last = start + std::mem::size_of::<T>().max(1) - 1;
+    prefetch_bytes(address_of(value), std::mem::size_of::<T>());
+}
+
+/// Start loading every cache line of the `bytes` bytes at `start` (any addresses, as for
+/// `prefetch`: a slot not yet written may be prefetched).
+#[inline(always)]
+pub(crate) fn prefetch_bytes(start: usize, bytes: usize) {
+    let last = start.wrapping_add(bytes.max(1) - 1);
     let mut line = start & !(LINE_BYTES - 1);
     while line <= last {
         prefetch(line);

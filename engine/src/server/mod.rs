@@ -459,12 +459,17 @@ const SNAPSHOT_NICE: i32 = 19;
 /// How often the ticker and the snapshot thread look at the time (and at `stopping`).
 const TICKER_NAP: Duration = Duration::from_millis(100);
 
-/// The ticker: time-driven work, once a second.
+/// The ticker: time-driven work, once a second, and the hold rings' next pages every nap.
 fn tick(shared: &Shared) {
     let mut last_second = Instant::now();
     // When an ignored wall-clock step was last logged (at once, then once a minute).
     let mut step_logged: Option<Instant> = None;
     while !shared.stopping.load(Ordering::SeqCst) {
+        // The hold rings' next pages, before payments reach them.
+        shared.store.books().warm_holds(
+            crate::limits::HOLDS_WARM_AHEAD,
+            crate::limits::HOLDS_WARM_PAGES_MAX,
+        );
         std::thread::sleep(TICKER_NAP);
         let now = Instant::now();
         if now.duration_since(last_second) < Duration::from_secs(1) {

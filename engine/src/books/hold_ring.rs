@@ -78,8 +78,11 @@ impl HoldRing {
 
     /// The `index`th oldest hold, mutably.
     pub fn get_mut(&mut self, index: usize) -> Option<&mut Hold> {
+        if index >= self.len {
+            return None;
+        }
         let position = self.position(index);
-        (index < self.len).then(|| &mut self.slots[position])
+        Some(&mut self.slots[position])
     }
 
     /// The oldest hold.
@@ -267,9 +270,12 @@ mod tests {
                 prop_assert!(ring.iter().eq(model.iter()));
                 let (front, back) = ring.as_slices();
                 prop_assert!(front.iter().chain(back).eq(model.iter()));
-                for index in 0..=model.len() {
+                for index in (0..=model.len()).chain([usize::MAX / 2, usize::MAX]) {
                     prop_assert_eq!(ring.get(index), model.get(index));
                 }
+                // Indexes come from hold ids a client sent: any of them is only a miss.
+                prop_assert!(ring.get_mut(usize::MAX).is_none());
+                prop_assert!(ring.get_mut(model.len()).is_none());
                 prop_assert_eq!(ring.front(), model.front());
             }
         }

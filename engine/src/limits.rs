@@ -21,13 +21,16 @@ pub const ACCOUNTS_PER_SHARD_MAX: u32 = 1 << 30;
 pub const HOLDS_PER_SHARD_DEFAULT: u32 = 1 << 18;
 
 /// Unused hold slots per shard whose pages the ticker keeps written ahead of the newest hold
-/// (about 0.5 MB a shard), so that payments find them in memory. At 1,500,000 purchases a
+/// (about 0.5 MB a shard, resident from the start: 34 MB for 64 shards), so that payments
+/// find them in memory. At 1,500,000 purchases a
 /// second over 64 shards this is a quarter of a second of holds.
 pub const HOLDS_WARM_AHEAD: usize = 6_000;
 
-/// Pages per shard the ticker writes ahead at most each time it looks (every 100 ms): a bound
-/// on how long it holds a shard's lock (5-11 us a page on this VM). 64 pages are 2,944 holds,
-/// more than a shard takes in 100 ms at 1,500,000 purchases a second over 64 shards.
+/// Pages per shard the ticker writes ahead at most each time it looks (a 100 ms nap, then a
+/// pass over the shards, 8 pages a lock). 64 pages are 2,944 holds; at 1,500,000 purchases a
+/// second over 64 shards a shard takes 2,344 in 100 ms, and 3,400 if a slow pass (64 x 64
+/// pages at 11 us) stretches the period to 145 ms: the 6,000 ahead then drain in about 13
+/// passes, and payments fault the rest in themselves.
 pub const HOLDS_WARM_PAGES_MAX: usize = 64;
 
 /// Entries of the idempotency window per shard, by default: a retry is recognised while its

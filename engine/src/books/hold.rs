@@ -141,10 +141,10 @@ impl HoldTable {
     }
 
     /// Reserve room for `holds` in all, so that pushing up to that many never moves the ring.
-    /// A growing `VecDeque` doubles by copying: on the way to 262,144 holds the last doubling copies
+    /// A growing ring doubles by copying: on the way to 262,144 holds the last doubling copies
     /// 11.5 MB into 23 MB of fresh pages, while the shard's lock is held (a stall of milliseconds
-    /// for every request behind it). Reserved memory is only address space until a hold is
-    /// written into it.
+    /// for every request behind it). Reserved memory is only address space until a hold, or
+    /// [`HoldTable::warm`] ahead of the holds, writes it.
     pub fn reserve(&mut self, holds: usize) -> Result<(), std::collections::TryReserveError> {
         self.ring.reserve(holds)
     }

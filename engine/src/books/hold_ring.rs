@@ -222,6 +222,8 @@ mod tests {
         Reserve(usize),
         Warm(usize, usize),
         Change(usize),
+        /// Start over from the model's holds in a Vec with this much room to spare.
+        FromVec(usize),
     }
 
     fn step() -> impl Strategy<Value = Step> {
@@ -231,6 +233,7 @@ mod tests {
             1 => (0usize..64).prop_map(Step::Reserve),
             1 => (0usize..200, 0usize..4).prop_map(|(ahead, pages)| Step::Warm(ahead, pages)),
             1 => (0usize..64).prop_map(Step::Change),
+            1 => (0usize..3).prop_map(Step::FromVec),
         ]
     }
 
@@ -258,6 +261,11 @@ mod tests {
                         let touched = ring.warm(ahead, pages);
                         prop_assert!(touched <= pages);
                     }
+                    Step::FromVec(spare) => {
+                        let mut holds = Vec::with_capacity(model.len() + spare);
+                        holds.extend(model.iter().copied());
+                        ring = HoldRing::from_vec(holds);
+                    }
                     Step::Change(index) => {
                         if let (Some(kept), Some(expected)) = (ring.get_mut(index), model.get_mut(index)) {
                             kept.refunded += 7;
@@ -265,8 +273,12 @@ mod tests {
                         }
                     }
                 }
+                ring.prefetch_tail();
                 prop_assert_eq!(ring.len(), model.len());
                 prop_assert!(ring.len() <= ring.capacity());
+                prop_assert!(ring.slots.len() <= ring.capacity && ring.capacity <= ring.slots.capacity());
+                prop_assert!(ring.head < ring.capacity.max(1));
+                prop_assert!(ring.warmed <= ring.capacity);
                 prop_assert!(ring.iter().eq(model.iter()));
                 let (front, back) = ring.as_slices();
                 prop_assert!(front.iter().chain(back).eq(model.iter()));

@@ -40,11 +40,10 @@ pub(crate) fn prefetch_value<T>(value: &T) {
 /// `prefetch`: a slot not yet written may be prefetched).
 #[inline(always)]
 pub(crate) fn prefetch_bytes(start: usize, bytes: usize) {
-    let last = start.wrapping_add(bytes.max(1) - 1);
-    let mut line = start & !(LINE_BYTES - 1);
-    while line <= last {
-        prefetch(line);
-        line += LINE_BYTES;
+    let first = start & !(LINE_BYTES - 1);
+    let lines = ((start - first).saturating_add(bytes.max(1) - 1)) / LINE_BYTES + 1;
+    for line in 0..lines {
+        prefetch(first.wrapping_add(line * LINE_BYTES));
     }
 }
 
@@ -69,6 +68,8 @@ mod tests {
         let freed = address_of(&*Box::new(1u64));
         for address in [0, 1, usize::MAX, 0xffff_8000_0000_0123, freed] {
             prefetch(address);
+            // A slot spanning the end of the address space: its lines wrap, nothing overflows.
+            prefetch_bytes(address, 88);
         }
         assert_eq!(line, [7; 8], "a prefetch changes nothing");
     }

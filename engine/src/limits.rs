@@ -22,8 +22,8 @@ pub const HOLDS_PER_SHARD_DEFAULT: u32 = 1 << 18;
 
 /// Unused hold slots per shard whose pages the ticker keeps written ahead of the newest hold
 /// (about 0.5 MB a shard, resident from the start: 34 MB for 64 shards), so that payments
-/// find them in memory. At 1,500,000 purchases a
-/// second over 64 shards this is a quarter of a second of holds.
+/// find them in memory. At 1,500,000 purchases a second over 64 shards this is a quarter of a
+/// second of holds.
 pub const HOLDS_WARM_AHEAD: usize = 6_000;
 
 /// Pages per shard the ticker writes ahead at most each time it looks (a 100 ms nap, then a

@@ -62,8 +62,8 @@ impl HoldRing {
         self.capacity
     }
 
-    /// Where the `index`th oldest hold is: `index` is below `capacity` (callers check it
-    /// against `len` first), so one subtraction wraps it.
+    /// Where the `index`th oldest hold is. `index` is at most `capacity` (callers check it
+    /// against `len` first) and `head` below it, so one subtraction wraps their sum.
     fn position(&self, index: usize) -> usize {
         let position = self.head + index;
         if position >= self.capacity {

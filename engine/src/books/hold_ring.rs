@@ -31,7 +31,8 @@ pub struct HoldRing {
     /// Position of the oldest hold.
     head: usize,
     len: usize,
-    /// Slots from the allocation's start whose pages were written (by holds or by `warm`).
+    /// Slots from the allocation's start whose pages were written (by holds or by `warm`);
+    /// never below `slots.len()`.
     warmed: usize,
 }
 
@@ -185,7 +186,7 @@ impl HoldRing {
     pub fn warm(&mut self, holds_ahead: usize, pages_max: usize) -> usize {
         let written = self.slots.len();
         let target = written.saturating_add(holds_ahead).min(self.capacity);
-        let from = self.warmed.max(written);
+        let from = self.warmed;
         if from >= target {
             return 0;
         }
@@ -280,7 +281,7 @@ mod tests {
                 prop_assert!(ring.len() <= ring.capacity());
                 prop_assert!(ring.slots.len() <= ring.capacity && ring.capacity <= ring.slots.capacity());
                 prop_assert!(ring.head < ring.capacity.max(1));
-                prop_assert!(ring.warmed <= ring.capacity);
+                prop_assert!(ring.slots.len() <= ring.warmed && ring.warmed <= ring.capacity);
                 prop_assert!(ring.iter().eq(model.iter()));
                 let (front, back) = ring.as_slices();
                 prop_assert!(front.iter().chain(back).eq(model.iter()));

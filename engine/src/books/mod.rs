@@ -185,20 +185,9 @@ impl ShardLines {
     }
 }
 
-/// Reserve a shard's whole hold ring up front, so that no payment ever waits for it to grow.
-fn reserve_holds(shard: &mut Shard, config: BooksConfig) -> Result<(), ConfigError> {
-    shard
-        .holds
-        .reserve(config.holds_per_shard_max as usize)
-        .map_err(|_| {
-            let bytes = std::mem::size_of::<hold::Hold>();
-            ConfigError::HoldsMemory {
-                holds: config.holds_per_shard_max,
-                shards: config.shards,
-                bytes,
-                mib: (bytes as u64 * u64::from(config.holds_per_shard_max) * u64::from(config.shards)) >> 20,
-            }
-        })
+/// MiB that `holds` in each of `shards` hold rings take.
+fn hold_rings_mib(holds: u32, shards: u32) -> u64 {
+    (std::mem::size_of::<hold::Hold>() as u64 * u64::from(holds) * u64::from(shards)) >> 20
 }
 
 /// Sums the invariant check found.
@@ -249,17 +238,15 @@ pub enum ConfigError {
     #[error(
         "cannot reserve room for {holds} holds in each of {shards} shards ({bytes} bytes each, {mib} MiB in all): \
          the system refused the memory; free some or raise its limits (ulimit -v, vm.overcommit_memory and \
-         CommitLimit in /proc/meminfo), or on a new data dir pass a smaller --holds-per-shard-max"
+         CommitLimit in /proc/meminfo), or on a new data dir pass a smaller --holds-per-shard-max",
+        bytes = std::mem::size_of::<hold::Hold>(),
+        mib = hold_rings_mib(*.holds, *.shards)
     )]
     HoldsMemory {
         /// Holds per shard asked for.
         holds: u32,
         /// Shards.
         shards: u32,
-        /// Bytes a kept hold takes.
-        bytes: usize,
-        /// The whole reservation in MiB.
-        mib: u64,
     },
     /// The stored books have another shard count (ids encode their shard).
     #[error("the data was written with --shards {stored}, not {configured}; start with --shards {stored}")]
@@ -275,9 +262,7 @@ impl Books {
     /// Empty books, each shard's hold ring reserved whole.
     pub fn new(config: BooksConfig) -> Result<Books, ConfigError> {
         let books = Books::unreserved(config)?;
-        for shard in books.shards.iter() {
-            reserve_holds(&mut shard.lock(), config)?;
-        }
+        books.reserve_holds()?;
         Ok(books)
     }
 
@@ -346,10 +331,22 @@ impl Books {
             .into_iter()
             .map(|shard| CachePadded::new(Mutex::new(shard)))
             .collect();
-        for shard in books.shards.iter() {
-            reserve_holds(&mut shard.lock(), config)?;
-        }
+        books.reserve_holds()?;
         Ok(books)
+    }
+
+    /// Reserve every shard's whole hold ring up front, so that no payment ever waits for one
+    /// to grow.
+    fn reserve_holds(&self) -> Result<(), ConfigError> {
+        let (holds, shards) = (self.config.holds_per_shard_max, self.config.shards);
+        for shard in self.shards.iter() {
+            shard
+                .lock()
+                .holds
+                .reserve(holds as usize)
+                .map_err(|_| ConfigError::HoldsMemory { holds, shards })?;
+        }
+        Ok(())
     }
 
     /// The registry in canonical form with the log position it covers, read under the

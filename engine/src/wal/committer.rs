@@ -196,6 +196,7 @@ impl Committer {
             self.segment.sync_data()
         };
         result.map_err(|error| self.failed(shared, "fdatasync of", error))?;
+        self.segment.drop_synced_pages();
         let sync_us = started.elapsed().as_micros() as u64;
         let previous_us = std::mem::replace(&mut self.previous_sync_us, sync_us);
         // Only with Always do replies wait for syncs, and so only then do syncs hold them.

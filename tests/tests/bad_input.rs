@@ -769,6 +769,33 @@ fn hold_rings_too_big_to_reserve_are_refused_at_start_naming_the_flag() {
 }
 
 #[test]
+fn prefaulting_more_hold_rings_than_memory_holds_is_refused_before_the_data_dir_is_made() {
+    // 4,096 rings of u32::MAX holds: far more than any machine's memory, so the check refuses
+    // it whatever is available, and before the rings are reserved.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().join("data");
+    let flags = [
+        "--shards",
+        "4096",
+        "--holds-per-shard-max",
+        "4294967295",
+        "--prefault-holds",
+    ];
+    let (code, stderr) = refused_start("127.0.0.1:0", &data_dir, &flags);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--prefault-holds would make the hold rings resident at once"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("(4096 shards x 4294967295 holds)"), "{stderr}");
+    assert!(
+        stderr.contains("pass a smaller --holds-per-shard-max"),
+        "{stderr}"
+    );
+    assert!(!data_dir.exists(), "nothing was made");
+}
+
+#[test]
 fn a_second_authd_on_the_same_address_and_data_dir_is_told_of_the_lock() {
     let first = Authd::start(&[]);
     let (code, stderr) = refused_start(&first.addr.to_string(), &first.dir, &[]);

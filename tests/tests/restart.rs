@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use authd_tests::{add_terminal, balances, device, payer, shop, Authd, Shop};
+use authd_tests::{add_terminal, balances, device, payer, proc_status, shop, Authd, Shop};
 use support::load::{pipeline, resend_all, Traffic, REQUESTS_PER_TERMINAL_MAX, WINDOW};
 use support::{authorize, authorize_lasting, hold_of, purchase, Random};
 use wire::client::{Client, Incoming};
@@ -226,6 +226,58 @@ fn segments_written_ahead_are_there_before_authd_listens_and_topped_up_at_a_rest
     assert_eq!(logged(&authd, "log_preallocated", "segments"), 16 - left);
     let mut operator = authd.operator();
     assert_eq!(books_of(&mut operator, &[alice, shop.settlement]), before);
+}
+
+#[test]
+fn prefaulted_hold_rings_are_resident_before_authd_listens_and_again_after_a_restart() {
+    // Four rings of 1,000,000 holds: hundreds of MB, where an authd of four shards without
+    // the flag keeps a few tens resident.
+    let holds = ["--holds-per-shard-max", "1000000"];
+    let rss_kb = |authd: &Authd| -> u64 {
+        let status = Path::new("/proc").join(authd.pid().to_string()).join("status");
+        proc_status(&status, "VmRSS")
+            .and_then(|value| value.trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS line")
+    };
+    let plain = Authd::start(&holds);
+    let plain_kb = rss_kb(&plain);
+    drop(plain);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let flags = [holds[0], holds[1], "--prefault-holds"];
+    let authd = Authd::start_in(dir.path(), &flags);
+    let pages = logged(&authd, "holds_prefaulted", "pages");
+    assert!(
+        pages >= 4 * 1_000_000 / 64,
+        "a hold takes 64 bytes at least: {pages} pages"
+    );
+    let stderr = authd.stderr();
+    let (prefaulted, listening) = (
+        stderr.find("event=holds_prefaulted "),
+        stderr.find("event=listening "),
+    );
+    assert!(prefaulted < listening && prefaulted.is_some(), "{stderr}");
+    let prefaulted_kb = rss_kb(&authd);
+    assert!(
+        prefaulted_kb >= pages * 4 && prefaulted_kb > plain_kb + pages * 4 / 2,
+        "{prefaulted_kb} kB resident with {pages} pages prefaulted, {plain_kb} kB without"
+    );
+    let mut operator = authd.operator();
+    let shop = shop(&mut operator, FEE_BPS, 100);
+    let alice = payer(&mut operator, 0, 1_000_000);
+    let mut till = authd.client(Role::Terminal, shop.terminal, shop.secret);
+    assert_eq!(hold_of(&till.call(&purchase(alice, 1)).expect("purchase")).0, 0);
+    drop((till, operator));
+    assert_eq!(authd.terminate().code(), Some(0));
+
+    // The restored ring is written up to its holds; the rest is prefaulted again.
+    let authd = Authd::start_in(dir.path(), &flags);
+    let again = logged(&authd, "holds_prefaulted", "pages");
+    assert!(
+        again + 1 >= pages && again <= pages,
+        "{again} pages against {pages}"
+    );
+    assert!(rss_kb(&authd) >= again * 4);
 }
 
 #[test]

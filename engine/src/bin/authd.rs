@@ -124,6 +124,12 @@ struct Flags {
     /// of records under load (0: none; at most 1048576). Rounded up to whole segments.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=REUSE_MB_MAX))]
     wal_preallocate_mb: u64,
+    /// Write every page of the hold rings when authd starts, before it listens, so that no
+    /// payment waits for one's first touch (a fresh ring takes a new page every 46 holds until
+    /// it is full). Resident from the start: --shards x --holds-per-shard-max x 88 bytes, 1.5
+    /// GB with the defaults, about a second here; refused if the machine has less available.
+    #[arg(long)]
+    prefault_holds: bool,
     /// Microseconds the log's writer waits before a commit that follows a batch of at least
     /// --commit-delay-min-records records: fewer, larger fdatasyncs under heavy load (0: never
     /// waits; at most 10000).
@@ -248,6 +254,48 @@ fn pin_to_cpus(cpus: &[CpuRange]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuses --prefault-holds, before the data dir is opened, when the hold rings would take
+/// more than the memory the kernel says is available (`MemAvailable`; no check where it cannot
+/// be read): better than the OOM killer stopping the start half way.
+fn check_memory_for_prefault(books: &BooksConfig) -> anyhow::Result<()> {
+    let needed = books.hold_rings_bytes();
+    let Some(available) = mem_available_bytes() else {
+        return Ok(());
+    };
+    if needed > available {
+        anyhow::bail!(
+            "--prefault-holds would make the hold rings resident at once: {} MiB ({} shards x {} holds), \
+             and the machine has {} MiB available; free memory, pass a smaller --holds-per-shard-max (on a new \
+             data dir), or start without --prefault-holds",
+            needed >> 20,
+            books.shards,
+            books.holds_per_shard_max,
+            available >> 20
+        );
+    }
+    Ok(())
+}
+
+/// `MemAvailable` from /proc/meminfo, in bytes.
+fn mem_available_bytes() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|line| line.starts_with("MemAvailable:"))?;
+    let kib = line.split_whitespace().nth(1)?.parse::<u64>().ok()?;
+    kib.checked_mul(1024)
+}
+
+fn prefault_holds(store: &Store) {
+    let books = store.books();
+    let mb = books.holds_unwarmed_bytes() / 1_000_000;
+    let msg = "writing every page of the hold rings before listening";
+    log(Level::Info, "holds_prefaulting", &[("mb", &mb), ("msg", &msg)]);
+    let started = std::time::Instant::now();
+    let threads = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+    let pages = books.prefault_holds(threads);
+    let ms = started.elapsed().as_millis();
+    log(Level::Info, "holds_prefaulted", &[("pages", &pages), ("ms", &ms)]);
+}
+
 fn cannot_listen(flags: &Flags, error: std::io::Error) -> anyhow::Error {
     anyhow::anyhow!(
         "cannot listen on {}: {error}; is another program (another authd?) listening there? stop it, or pass --listen with a free address",
@@ -281,8 +329,15 @@ fn run(flags: Flags) -> anyhow::Result<()> {
             &[("mb", &flags.wal_preallocate_mb), ("msg", &msg)],
         );
     }
-    let (store, recovered) = Store::open(store_config(&flags))?;
+    let config = store_config(&flags);
+    if flags.prefault_holds {
+        check_memory_for_prefault(&config.books)?;
+    }
+    let (store, recovered) = Store::open(config)?;
     report_recovery(&flags, &recovered);
+    if flags.prefault_holds {
+        prefault_holds(&store);
+    }
     if matches!(flags.fsync, Fsync::Never) {
         let warning = "replies leave before their decisions are on disk; a crash of the machine loses acknowledged decisions; benchmarks only";
         log(Level::Warn, "fsync_never", &[("msg", &warning)]);

@@ -160,6 +160,11 @@ impl HoldTable {
         self.ring.capacity()
     }
 
+    /// Slots whose pages are not written yet (see `HoldRing::unwarmed`).
+    pub fn unwarmed(&self) -> usize {
+        self.ring.unwarmed()
+    }
+
     /// True when no hold is kept.
     pub fn is_empty(&self) -> bool {
         self.ring.is_empty()

@@ -63,6 +63,11 @@ impl HoldRing {
         self.capacity
     }
 
+    /// Slots whose pages neither a hold nor [`HoldRing::warm`] has written yet.
+    pub fn unwarmed(&self) -> usize {
+        self.capacity - self.warmed
+    }
+
     /// Where the `index`th oldest hold is. `index` is at most `capacity` (callers check it
     /// against `len` first) and `head` below it, so one subtraction wraps their sum.
     fn position(&self, index: usize) -> usize {

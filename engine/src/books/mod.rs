@@ -59,6 +59,11 @@ pub struct BooksConfig {
 }
 
 impl BooksConfig {
+    /// Bytes the hold rings take when full, over every shard (each is reserved whole).
+    pub fn hold_rings_bytes(&self) -> u64 {
+        hold_rings_bytes(self.holds_per_shard_max, self.shards)
+    }
+
     /// Refuses a configuration books cannot be built with, naming the flag to fix.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !self.shards.is_power_of_two() || self.shards > SHARDS_MAX {
@@ -185,9 +190,14 @@ impl ShardLines {
     }
 }
 
+/// Bytes that `holds` in each of `shards` hold rings take.
+fn hold_rings_bytes(holds: u32, shards: u32) -> u64 {
+    std::mem::size_of::<hold::Hold>() as u64 * u64::from(holds) * u64::from(shards)
+}
+
 /// MiB that `holds` in each of `shards` hold rings take.
 fn hold_rings_mib(holds: u32, shards: u32) -> u64 {
-    (std::mem::size_of::<hold::Hold>() as u64 * u64::from(holds) * u64::from(shards)) >> 20
+    hold_rings_bytes(holds, shards) >> 20
 }
 
 /// Sums the invariant check found.
@@ -701,6 +711,47 @@ impl Books {
         written
     }
 
+    /// Bytes of hold-ring pages no hold or warm-ahead has written yet, over every shard: the
+    /// memory [`Books::prefault_holds`] makes resident.
+    pub fn holds_unwarmed_bytes(&self) -> u64 {
+        let slots: usize = self
+            .shards
+            .iter()
+            .map(|shard| shard.lock().holds.unwarmed())
+            .sum();
+        slots as u64 * std::mem::size_of::<hold::Hold>() as u64
+    }
+
+    /// Writes every page of every shard's hold ring not written yet, on up to `threads`
+    /// threads, and returns the pages written: payments then never fault a hold's page in,
+    /// where the ticker's warm-ahead (`warm_holds`) keeps only a few thousand slots ahead of
+    /// each ring's tail. For a start, before the server serves: each shard's lock is held for
+    /// the whole of its ring (23 MB with the defaults).
+    pub fn prefault_holds(&self, threads: usize) -> usize {
+        let threads = threads.clamp(1, self.shards.len());
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|first| {
+                    scope.spawn(move || {
+                        let shards = self.shards.iter().skip(first).step_by(threads);
+                        shards
+                            .map(|shard| shard.lock().holds.warm(usize::MAX, usize::MAX))
+                            .sum::<usize>()
+                    })
+                })
+                .collect();
+            // A worker only writes memory; a panic there is a bug, passed on as one.
+            workers
+                .into_iter()
+                .map(|worker| {
+                    worker
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .sum()
+        })
+    }
+
     /// A start of the server: every shard's next hold id skips past any the run before may
     /// have shown ahead of its log (`hold_ids`). Returns the last record's lsn, which must be
     /// durable before anything is shown; `Err` names a shard with no ids left to skip to.
@@ -785,6 +836,26 @@ mod tests {
         // Past the capacity nothing is written: 10,000 slots are 218 pages.
         assert_eq!(books.warm_holds(20_000, 1_000), 4 * (218 - 131));
         assert_eq!(books.warm_holds(20_000, 1_000), 0);
+    }
+
+    #[test]
+    fn prefaulting_writes_every_ring_page_the_warm_ahead_left_and_nothing_twice() {
+        let books = Books::new(BooksConfig {
+            shards: 8,
+            holds_per_shard_max: 10_000,
+            ..BooksConfig::default()
+        })
+        .expect("books");
+        let hold_bytes = std::mem::size_of::<hold::Hold>() as u64;
+        assert_eq!(books.holds_unwarmed_bytes(), 8 * 10_000 * hold_bytes);
+        // 10,000 slots are 218 pages of 46 holds; the warm-ahead wrote 64 of each shard's.
+        assert_eq!(books.warm_holds(6_000, 64), 8 * 64);
+        assert_eq!(books.holds_unwarmed_bytes(), 8 * (10_000 - 64 * 46) * hold_bytes);
+        // More threads than shards, and shards that do not divide among the threads.
+        assert_eq!(books.prefault_holds(3), 8 * (218 - 64));
+        assert_eq!(books.holds_unwarmed_bytes(), 0);
+        assert_eq!(books.prefault_holds(16), 0, "every page is written already");
+        assert_eq!(books.warm_holds(6_000, 64), 0, "nothing is left for the ticker");
     }
 
     #[test]

@@ -729,27 +729,20 @@ impl Books {
     /// the whole of its ring (23 MB with the defaults).
     pub fn prefault_holds(&self, threads: usize) -> usize {
         let threads = threads.clamp(1, self.shards.len());
+        let written = std::sync::atomic::AtomicUsize::new(0);
+        // A worker only writes memory; the scope passes a panic in one on (a bug).
         std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads)
-                .map(|first| {
-                    scope.spawn(move || {
-                        let shards = self.shards.iter().skip(first).step_by(threads);
-                        shards
-                            .map(|shard| shard.lock().holds.warm(usize::MAX, usize::MAX))
-                            .sum::<usize>()
-                    })
-                })
-                .collect();
-            // A worker only writes memory; a panic there is a bug, passed on as one.
-            workers
-                .into_iter()
-                .map(|worker| {
-                    worker
-                        .join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .sum()
-        })
+            for first in 0..threads {
+                let written = &written;
+                scope.spawn(move || {
+                    let pages: usize = (self.shards.iter().skip(first).step_by(threads))
+                        .map(|shard| shard.lock().holds.warm(usize::MAX, usize::MAX))
+                        .sum();
+                    written.fetch_add(pages, Ordering::Relaxed);
+                });
+            }
+        });
+        written.into_inner()
     }
 
     /// A start of the server: every shard's next hold id skips past any the run before may

@@ -793,6 +793,13 @@ fn prefaulting_more_hold_rings_than_memory_holds_is_refused_before_the_data_dir_
         "{stderr}"
     );
     assert!(!data_dir.exists(), "nothing was made");
+    // Flags the books refuse anyway get their own error, not a memory figure (2^20 shards
+    // would need petabytes).
+    let flags = ["--shards", "1048576", "--prefault-holds"];
+    let (code, stderr) = refused_start("127.0.0.1:0", &data_dir, &flags);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("shards must be a power of two"), "{stderr}");
+    assert!(!data_dir.exists(), "nothing was made");
 }
 
 #[test]

@@ -255,18 +255,25 @@ fn pin_to_cpus(cpus: &[CpuRange]) -> anyhow::Result<()> {
 }
 
 /// Refuses --prefault-holds, before the data dir is opened, when the hold rings would take
-/// more than the memory the kernel says is available (`MemAvailable`; no check where it cannot
-/// be read): better than the OOM killer stopping the start half way.
+/// more than the memory available: the least of the kernel's `MemAvailable` and what this
+/// process's memory cgroup may still take; no check where neither can be read. Better than
+/// the OOM killer stopping the start half way. The rest of the books (idempotency windows,
+/// accounts) is not counted.
 fn check_memory_for_prefault(books: &BooksConfig) -> anyhow::Result<()> {
     let needed = books.hold_rings_bytes();
-    let Some(available) = mem_available_bytes() else {
+    let Some(available) = [mem_available_bytes(), cgroup_memory_left_bytes()]
+        .into_iter()
+        .flatten()
+        .min()
+    else {
         return Ok(());
     };
     if needed > available {
         anyhow::bail!(
             "--prefault-holds would make the hold rings resident at once: {} MiB ({} shards x {} holds), \
-             and the machine has {} MiB available; free memory, pass a smaller --holds-per-shard-max (on a new \
-             data dir), or start without --prefault-holds",
+             and {} MiB is available (MemAvailable, and what this process's memory cgroup may still \
+             take); free memory, on a new data dir pass a smaller --holds-per-shard-max or fewer \
+             --shards, or start without --prefault-holds",
             needed >> 20,
             books.shards,
             books.holds_per_shard_max,
@@ -284,9 +291,41 @@ fn mem_available_bytes() -> Option<u64> {
     kib.checked_mul(1024)
 }
 
+/// What this process's memory cgroup may still take, in bytes: its limit less its use
+/// (cgroup v2, `0::/path` in /proc/self/cgroup: `memory.max` and `memory.current`; v1,
+/// `N:memory:/path`: `memory.limit_in_bytes` and `memory.usage_in_bytes`). None without a
+/// limit to read.
+fn cgroup_memory_left_bytes() -> Option<u64> {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    let (dir, max, current) = match cgroups.lines().find_map(|line| line.split_once(":memory:")) {
+        Some((_, path)) => (
+            root.join("memory").join(path.trim_start_matches('/')),
+            "memory.limit_in_bytes",
+            "memory.usage_in_bytes",
+        ),
+        None => {
+            let path = cgroups.lines().find_map(|line| line.strip_prefix("0::"))?;
+            (
+                root.join(path.trim_start_matches('/')),
+                "memory.max",
+                "memory.current",
+            )
+        }
+    };
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name))
+            .ok()?
+            .trim()
+            .parse::<u64>()
+            .ok()
+    };
+    Some(read(max)?.saturating_sub(read(current)?))
+}
+
 fn prefault_holds(store: &Store) {
     let books = store.books();
-    let mb = books.holds_unwarmed_bytes() / 1_000_000;
+    let mb = books.holds_unwarmed_bytes() >> 20;
     let msg = "writing every page of the hold rings before listening";
     log(Level::Info, "holds_prefaulting", &[("mb", &mb), ("msg", &msg)]);
     let started = std::time::Instant::now();
@@ -331,6 +370,8 @@ fn run(flags: Flags) -> anyhow::Result<()> {
     }
     let config = store_config(&flags);
     if flags.prefault_holds {
+        // Bad flags get their own error first, not a memory figure computed from them.
+        config.books.validate()?;
         check_memory_for_prefault(&config.books)?;
     }
     let (store, recovered) = Store::open(config)?;

@@ -192,7 +192,9 @@ impl ShardLines {
 
 /// Bytes that `holds` in each of `shards` hold rings take.
 fn hold_rings_bytes(holds: u32, shards: u32) -> u64 {
-    std::mem::size_of::<hold::Hold>() as u64 * u64::from(holds) * u64::from(shards)
+    let hold = std::mem::size_of::<hold::Hold>() as u64;
+    hold.saturating_mul(u64::from(holds))
+        .saturating_mul(u64::from(shards))
 }
 
 /// MiB that `holds` in each of `shards` hold rings take.
@@ -731,16 +733,22 @@ impl Books {
         let threads = threads.clamp(1, self.shards.len());
         let written = std::sync::atomic::AtomicUsize::new(0);
         // A worker only writes memory; the scope passes a panic in one on (a bug).
+        let prefault = |first: usize| {
+            let pages: usize = (self.shards.iter().skip(first).step_by(threads))
+                .map(|shard| shard.lock().holds.warm(usize::MAX, usize::MAX))
+                .sum();
+            written.fetch_add(pages, Ordering::Relaxed);
+        };
         std::thread::scope(|scope| {
-            for first in 0..threads {
-                let written = &written;
-                scope.spawn(move || {
-                    let pages: usize = (self.shards.iter().skip(first).step_by(threads))
-                        .map(|shard| shard.lock().holds.warm(usize::MAX, usize::MAX))
-                        .sum();
-                    written.fetch_add(pages, Ordering::Relaxed);
-                });
+            for first in 1..threads {
+                let spawned = std::thread::Builder::new()
+                    .name("prefault-holds".into())
+                    .spawn_scoped(scope, move || prefault(first));
+                if spawned.is_err() {
+                    prefault(first); // No thread to be had: this one does that share too.
+                }
             }
+            prefault(0);
         });
         written.into_inner()
     }

@@ -90,6 +90,8 @@ impl Committer {
         match written {
             Ok(()) => {
                 shared.publish(last_lsn);
+                // After the replies are released: their wait is the write and the sync.
+                self.segment.drop_synced_pages();
                 Some(last_lsn)
             }
             Err(failure) => {
@@ -196,7 +198,6 @@ impl Committer {
             self.segment.sync_data()
         };
         result.map_err(|error| self.failed(shared, "fdatasync of", error))?;
-        self.segment.drop_synced_pages();
         let sync_us = started.elapsed().as_micros() as u64;
         let previous_us = std::mem::replace(&mut self.previous_sync_us, sync_us);
         // Only with Always do replies wait for syncs, and so only then do syncs hold them.
@@ -209,6 +210,7 @@ impl Committer {
     /// always complete on disk (recovery relies on it).
     fn roll(&mut self, shared: &Shared, next_lsn: Lsn) -> Result<(), WalError> {
         self.sync(shared)?;
+        self.segment.drop_finished_pages();
         let prepared = match self.next_segment.take().map(JoinHandle::join) {
             Some(Ok(prepared)) => prepared,
             Some(Err(panic)) => std::panic::resume_unwind(panic),

@@ -150,6 +150,8 @@ pub struct SegmentFile {
     file: File,
     path: PathBuf,
     write_offset: u64,
+    /// Bytes from the start of the file that the last fdatasync made durable.
+    synced_to: u64,
     /// Bytes from the start of the file whose pages were dropped from the page cache.
     dropped_to: u64,
     capacity: u64,
@@ -168,7 +170,13 @@ const _: () = assert!(RECORD_HEADER_BYTES as u64 <= PAGE_BYTES);
 /// Synced bytes the log lets gather before it drops their pages from the page cache in one
 /// call (see [`SegmentFile::drop_synced_pages`]).
 pub const DROP_CHUNK_BYTES: u64 = 256 * 1024;
+/// The newest synced bytes whose pages stay cached: a page written moments ago may still sit
+/// in a CPU's batch of pages on their way to the LRU lists (up to 31 folios a CPU), which the
+/// kernel cannot drop without first draining every CPU's batch (`lru_add_drain_all`, work
+/// queued on each CPU and waited for).
+pub const DROP_LAG_BYTES: u64 = 1 << 20;
 const _: () = assert!(DROP_CHUNK_BYTES.is_multiple_of(PAGE_BYTES));
+const _: () = assert!(DROP_LAG_BYTES.is_multiple_of(PAGE_BYTES));
 
 /// Bytes of zeroes written per call while preparing a segment.
 const ZERO_FILL_CHUNK_BYTES: usize = 1 << 20;
@@ -287,6 +295,7 @@ impl PreparedSegment {
             file: self.file,
             path,
             write_offset: SEGMENT_HEADER_BYTES,
+            synced_to: 0,
             dropped_to: 0,
             capacity: self.segment_bytes,
             reused: self.reused,
@@ -353,46 +362,60 @@ impl SegmentFile {
     }
 
     /// fdatasync: the records written so far survive a crash.
-    pub fn sync_data(&self) -> io::Result<()> {
+    pub fn sync_data(&mut self) -> io::Result<()> {
         rustix::fs::fdatasync(&self.file)?;
+        self.synced_to = self.write_offset;
         Ok(())
     }
 
-    /// Drops from the page cache the pages below the one the next write continues in, once
-    /// [`DROP_CHUNK_BYTES`] of them have gathered; call it only when everything written is
-    /// synced (they must be clean to be dropped, and a dirty page is only scheduled for
-    /// writeback). The log never reads them again while it runs (recovery reads the files),
-    /// and a page-cache page freed soon after its write is the one the next allocation gets,
-    /// still in memory. Without this the log takes a new page for every 4 KiB, and on a VM
-    /// whose free memory goes back to the host each costs a first touch (in a profile of the
-    /// open loop, 9% of authd's time in copying records into the cache, and a further 9% in
-    /// zeroing fresh pages for the hold rings: BENCHMARKS.md, "The log's pages dropped once
-    /// synced"). A failed drop changes nothing but the cache, so it is not an error.
+    /// Drops from the page cache the synced pages older than the newest [`DROP_LAG_BYTES`],
+    /// once [`DROP_CHUNK_BYTES`] of them have gathered. The page the next write continues in
+    /// is among those kept (see [`SegmentFile::append`]). The log never reads these pages while
+    /// it runs (recovery reads the files), and a page-cache page freed soon after its write is
+    /// the one the next allocation gets, still in memory. Without this the log takes a new
+    /// page for every 4 KiB, and on a VM whose free memory goes back to the host each costs a
+    /// first touch (in a profile of the open loop, 9% of authd's time in copying records into
+    /// the cache, and a further 9% in zeroing fresh pages for the hold rings: BENCHMARKS.md,
+    /// "The log's pages dropped once synced"). Only synced pages are dropped, so with fsync
+    /// `never` this happens at a roll ([`SegmentFile::drop_finished_pages`]). A failed drop
+    /// changes nothing but the cache, so it is not an error.
     pub fn drop_synced_pages(&mut self) {
-        let Some((offset, len)) = pages_to_drop(self.write_offset, self.dropped_to) else {
-            return;
-        };
-        if rustix::fs::fadvise(&self.file, offset, Some(len), rustix::fs::Advice::DontNeed).is_ok() {
-            self.dropped_to = offset + len.get();
+        let end = (self.synced_to - self.synced_to % PAGE_BYTES).saturating_sub(DROP_LAG_BYTES);
+        if end.saturating_sub(self.dropped_to) >= DROP_CHUNK_BYTES {
+            self.drop_pages_to(end);
         }
     }
 
-    /// Bytes from the start of the file whose pages [`SegmentFile::drop_synced_pages`] dropped.
+    /// At a roll, once synced: drops every page of a segment nothing more is written to.
+    pub fn drop_finished_pages(&mut self) {
+        self.drop_pages_to(self.synced_to);
+    }
+
+    fn drop_pages_to(&mut self, end: u64) {
+        let Some(len) = end.checked_sub(self.dropped_to).and_then(NonZeroU64::new) else {
+            return;
+        };
+        if rustix::fs::fadvise(
+            &self.file,
+            self.dropped_to,
+            Some(len),
+            rustix::fs::Advice::DontNeed,
+        )
+        .is_ok()
+        {
+            self.dropped_to = end;
+        }
+    }
+
+    /// Bytes from the start of the file that the last [`SegmentFile::sync_data`] made durable.
+    pub fn synced_to(&self) -> u64 {
+        self.synced_to
+    }
+
+    /// Bytes from the start of the file whose pages were dropped from the page cache.
     pub fn dropped_to(&self) -> u64 {
         self.dropped_to
     }
-}
-
-/// The range of whole pages from `dropped_to` up to the page holding `write_offset` (which
-/// the next write continues in, and must stay cached: see [`SegmentFile::append`]), if it is
-/// at least [`DROP_CHUNK_BYTES`].
-fn pages_to_drop(write_offset: u64, dropped_to: u64) -> Option<(u64, NonZeroU64)> {
-    let below = write_offset - write_offset % PAGE_BYTES;
-    let len = below.checked_sub(dropped_to)?;
-    if len < DROP_CHUNK_BYTES {
-        return None;
-    }
-    Some((dropped_to, NonZeroU64::new(len)?))
 }
 
 /// Cuts a segment file at `length` bytes (dropping preallocated space or a torn tail) and
@@ -486,45 +509,14 @@ mod tests {
     }
 
     #[test]
-    fn pages_are_dropped_in_chunks_and_never_the_one_the_next_write_continues_in() {
-        let chunk = DROP_CHUNK_BYTES;
-        assert_eq!(pages_to_drop(0, 0), None);
-        assert_eq!(
-            pages_to_drop(chunk - 1, 0),
-            None,
-            "not a chunk of whole pages yet"
-        );
-        assert_eq!(
-            pages_to_drop(chunk + PAGE_BYTES - 1, 0),
-            Some((0, nonzero(chunk)))
-        );
-        assert_eq!(
-            pages_to_drop(chunk, 0),
-            Some((0, nonzero(chunk))),
-            "a write offset on a boundary: the next write starts a page of its own"
-        );
-        assert_eq!(pages_to_drop(2 * chunk - 1, chunk), None);
-        assert_eq!(
-            pages_to_drop(3 * chunk + 10, chunk),
-            Some((chunk, nonzero(2 * chunk))),
-            "it starts where the last drop ended"
-        );
-        assert_eq!(pages_to_drop(10, chunk), None, "never below what was dropped");
-    }
-
-    fn nonzero(bytes: u64) -> NonZeroU64 {
-        NonZeroU64::new(bytes).expect("not zero")
-    }
-
-    #[test]
-    fn a_segment_keeps_every_record_through_syncs_that_drop_its_pages() {
+    fn a_segment_drops_only_synced_pages_a_lag_behind_and_keeps_every_record() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let size = 4 * DROP_CHUNK_BYTES;
+        let size = 8 * DROP_CHUNK_BYTES + DROP_LAG_BYTES;
         let mut segment = SegmentFile::create(dir.path(), 1, size).expect("create");
         let mut expected = encode_segment_header(1).to_vec();
         let mut drops = 0;
-        // Record batches of odd sizes, so that writes start and end mid-page, synced each time
-        // as the committer does; the writes after a drop continue in the page it kept.
+        // Record batches of odd sizes, so that writes start and end mid-page, synced as the
+        // committer does, but only every third time: the drop must follow the syncs.
         for index in 0.. {
             let length = 1 + (index * 7919) % 20_000;
             if length as u64 > segment.remaining() {
@@ -533,16 +525,33 @@ mod tests {
             let bytes = vec![(index % 251) as u8 + 1; length];
             segment.append(&bytes).expect("append");
             expected.extend_from_slice(&bytes);
-            segment.sync_data().expect("sync");
+            if index % 3 == 0 {
+                segment.sync_data().expect("sync");
+                assert_eq!(segment.synced_to(), expected.len() as u64);
+            }
             let before = segment.dropped_to();
             segment.drop_synced_pages();
-            if segment.dropped_to() > before {
+            let after = segment.dropped_to();
+            if after > before {
                 drops += 1;
+                assert!(after - before >= DROP_CHUNK_BYTES, "{before}..{after}");
             }
-            assert_eq!(segment.dropped_to() % PAGE_BYTES, 0);
-            assert!(segment.dropped_to() <= expected.len() as u64);
+            assert_eq!(after % PAGE_BYTES, 0);
+            let synced_page = segment.synced_to() - segment.synced_to() % PAGE_BYTES;
+            assert!(
+                after <= synced_page.saturating_sub(DROP_LAG_BYTES),
+                "dropped to {after}, synced to {}",
+                segment.synced_to()
+            );
         }
-        assert!(drops >= 3, "the pages were dropped {drops} times");
+        assert!(drops >= 4, "the pages were dropped {drops} times");
+        segment.sync_data().expect("sync");
+        segment.drop_finished_pages();
+        assert_eq!(
+            segment.dropped_to(),
+            expected.len() as u64,
+            "a finished segment drops all"
+        );
         let bytes = fs::read(segment.path()).expect("read");
         assert_eq!(&bytes[..expected.len()], &expected[..]);
         assert!(bytes[expected.len()..].iter().all(|&byte| byte == 0));

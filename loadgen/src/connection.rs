@@ -559,7 +559,7 @@ fn read_frame(stream: &mut StdTcpStream, decoder: &mut Decoder, buffer: &mut Byt
                 )))
             }
         }
-        let count = stream.read(&mut chunk)?;
+        let count = wire::client::read_some(stream, &mut chunk)?;
         let bytes = chunk.get(..count).unwrap_or_default();
         if bytes.is_empty() {
             return Err(io::ErrorKind::UnexpectedEof.into());

@@ -6,7 +6,7 @@
 //! found next to this test executable (`target/<profile>/authd`) and built with cargo if it
 //! is not there yet.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -155,7 +155,7 @@ impl Authd {
         let collected = std::sync::Arc::clone(&stderr);
         std::thread::spawn(move || {
             let mut buffer = [0u8; 4096];
-            while let Ok(count) = err.read(&mut buffer) {
+            while let Ok(count) = wire::client::read_some(&mut err, &mut buffer) {
                 if count == 0 {
                     break;
                 }

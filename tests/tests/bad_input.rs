@@ -291,6 +291,7 @@ fn flood(mut raw: Raw, payer: u64, bytes_max: usize) -> (Raw, usize) {
                 sent += count;
                 blocked_since = None;
             }
+            Err(error) if error.kind() == ErrorKind::Interrupted => {}
             Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 let since = *blocked_since.get_or_insert_with(Instant::now);
                 if since.elapsed() > Duration::from_secs(1) {

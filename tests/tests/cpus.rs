@@ -30,6 +30,20 @@ fn loops(threads: &[(String, String)]) -> usize {
         .count()
 }
 
+/// The event loops of `pid` once there are `expected` of them, or how many there are after
+/// 5 s: a thread takes its name when it first runs, which on a loaded machine may be after
+/// authd says it listens.
+fn loops_of(pid: u32, expected: usize) -> usize {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let count = loops(&threads(pid));
+        if count == expected || std::time::Instant::now() > deadline {
+            return count;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// The first CPU this test may run on (not always 0: under `taskset -c 1`, or in a cpuset).
 fn first_cpu() -> String {
     let list = allowed(std::path::Path::new("/proc/self/status")).expect("own status");
@@ -58,11 +72,11 @@ fn every_thread_runs_on_the_cpus_given_with_one_loop_per_cpu() {
     // Without --cpus: the CPUs it was started with, one loop for each.
     let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
     let unpinned = Authd::start_bare(&[]);
-    assert_eq!(loops(&threads(unpinned.pid())), cores);
+    assert_eq!(loops_of(unpinned.pid(), cores), cores);
 
     // --threads still decides when given.
     let two = Authd::start_bare(&["--cpus", &cpu, "--threads", "2"]);
-    assert_eq!(loops(&threads(two.pid())), 2);
+    assert_eq!(loops_of(two.pid(), 2), 2);
 }
 
 #[test]

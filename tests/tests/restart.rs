@@ -251,7 +251,9 @@ fn prefaulted_hold_rings_are_resident_before_authd_listens_and_again_after_a_res
         pages >= 4 * 1_000_000 / 64,
         "a hold takes 64 bytes at least: {pages} pages"
     );
-    let stderr = authd.stderr();
+    let stderr = waited_for(&authd, "listening", |stderr| {
+        stderr.contains("event=listening ").then(|| stderr.to_string())
+    });
     let (prefaulted, listening) = (
         stderr.find("event=holds_prefaulted "),
         stderr.find("event=listening "),
@@ -266,11 +268,13 @@ fn prefaulted_hold_rings_are_resident_before_authd_listens_and_again_after_a_res
     let shop = shop(&mut operator, FEE_BPS, 100);
     let alice = payer(&mut operator, 0, 1_000_000);
     let mut till = authd.client(Role::Terminal, shop.terminal, shop.secret);
-    assert_eq!(hold_of(&till.call(&purchase(alice, 1)).expect("purchase")).0, 0);
+    let (code, hold, _) = hold_of(&till.call(&authorize(alice, 700)).expect("authorize"));
+    assert_eq!(code, 0);
     drop((till, operator));
     assert_eq!(authd.terminate().code(), Some(0));
 
-    // The restored ring is written up to its holds; the rest is prefaulted again.
+    // The restored ring is written up to its hold; the rest is prefaulted again, and the hold
+    // is still there to capture.
     let authd = Authd::start_in(dir.path(), &flags);
     let again = logged(&authd, "holds_prefaulted", "pages");
     assert!(
@@ -278,6 +282,9 @@ fn prefaulted_hold_rings_are_resident_before_authd_listens_and_again_after_a_res
         "{again} pages against {pages}"
     );
     assert!(rss_kb(&authd) >= again * 4);
+    let mut till = authd.client(Role::Terminal, shop.terminal, shop.secret);
+    let captured = hold_of(&till.call(&capture(hold, 700)).expect("capture"));
+    assert_eq!(captured, (0, hold, 700));
 }
 
 #[test]

@@ -344,7 +344,7 @@ impl Client {
             if let Some(frame) = self.decoder.decode(&mut self.read_buffer)? {
                 return Ok(frame);
             }
-            let count = self.stream.read(&mut chunk)?;
+            let count = read_some(&mut self.stream, &mut chunk)?;
             let bytes = chunk.get(..count).ok_or(ClientError::Closed)?;
             if bytes.is_empty() {
                 return Err(ClientError::Closed);
@@ -358,6 +358,18 @@ impl Client {
         Frame { request_id, message }.encode(&mut self.write_buffer);
         self.stream.write_all(&self.write_buffer)?;
         Ok(())
+    }
+}
+
+/// `reader.read(buffer)`, again whenever a signal interrupts it before anything arrived: a
+/// socket with a read timeout, as a client's is, returns `EINTR` for any signal the process
+/// handles, even one installed to restart system calls (signal(7)).
+pub fn read_some(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match reader.read(buffer) {
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
     }
 }
 

@@ -343,3 +343,54 @@ fn frames_set_aside_while_waiting_stop_at_their_limit() {
         other => panic!("expected a backlog error, got {other:?}"),
     }
 }
+
+/// Returns `EINTR` `interruptions` times, then its bytes.
+struct Interrupted {
+    interruptions: usize,
+    bytes: &'static [u8],
+}
+
+impl Read for Interrupted {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        if self.interruptions > 0 {
+            self.interruptions -= 1;
+            return Err(std::io::ErrorKind::Interrupted.into());
+        }
+        let count = self.bytes.len().min(buffer.len());
+        buffer[..count].copy_from_slice(&self.bytes[..count]);
+        self.bytes = &self.bytes[count..];
+        Ok(count)
+    }
+}
+
+#[test]
+fn a_read_interrupted_by_a_signal_is_tried_again_and_other_outcomes_pass_through() {
+    // A signal handled by the process interrupts a read on a socket with a read timeout, the
+    // client's, even with SA_RESTART; the client must read again rather than fail the call.
+    let mut reader = Interrupted {
+        interruptions: 3,
+        bytes: b"reply",
+    };
+    let mut buffer = [0u8; 8];
+    assert_eq!(
+        wire::client::read_some(&mut reader, &mut buffer).expect("read"),
+        5
+    );
+    assert_eq!(&buffer[..5], b"reply");
+    assert_eq!(
+        wire::client::read_some(&mut reader, &mut buffer).expect("end"),
+        0,
+        "the end of the stream is passed on"
+    );
+    let error = wire::client::read_some(&mut Reset, &mut buffer).expect_err("a reset");
+    assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset);
+}
+
+/// Fails every read with a reset.
+struct Reset;
+
+impl Read for Reset {
+    fn read(&mut self, _buffer: &mut [u8]) -> std::io::Result<usize> {
+        Err(std::io::ErrorKind::ConnectionReset.into())
+    }
+}

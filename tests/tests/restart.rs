@@ -178,6 +178,18 @@ fn waited_for<T>(authd: &Authd, what: &str, find: impl Fn(&str) -> Option<T>) ->
     }
 }
 
+/// That authd logged `event` before it logged that it listens (waited for).
+fn assert_logged_before_listening(authd: &Authd, event: &str) {
+    let stderr = waited_for(authd, "listening", |stderr| {
+        stderr.contains("event=listening ").then(|| stderr.to_string())
+    });
+    let (logged, listening) = (
+        stderr.find(&format!("event={event} ")),
+        stderr.find("event=listening "),
+    );
+    assert!(logged < listening && logged.is_some(), "{stderr}");
+}
+
 #[test]
 fn segments_written_ahead_are_there_before_authd_listens_and_topped_up_at_a_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -201,14 +213,7 @@ fn segments_written_ahead_are_there_before_authd_listens_and_topped_up_at_a_rest
     };
     let authd = Authd::start_in(dir.path(), &flags);
     assert_eq!(logged(&authd, "log_preallocated", "segments"), 16);
-    let stderr = waited_for(&authd, "listening", |stderr| {
-        stderr.contains("event=listening ").then(|| stderr.to_string())
-    });
-    let (written, listening) = (
-        stderr.find("event=log_preallocated "),
-        stderr.find("event=listening "),
-    );
-    assert!(written < listening && written.is_some(), "{stderr}");
+    assert_logged_before_listening(&authd, "log_preallocated");
     let mut operator = authd.operator();
     let shop = shop(&mut operator, FEE_BPS, 100);
     let alice = payer(&mut operator, 0, 1_000_000);
@@ -251,14 +256,7 @@ fn prefaulted_hold_rings_are_resident_before_authd_listens_and_again_after_a_res
         pages >= 4 * 1_000_000 / 64,
         "a hold takes 64 bytes at least: {pages} pages"
     );
-    let stderr = waited_for(&authd, "listening", |stderr| {
-        stderr.contains("event=listening ").then(|| stderr.to_string())
-    });
-    let (prefaulted, listening) = (
-        stderr.find("event=holds_prefaulted "),
-        stderr.find("event=listening "),
-    );
-    assert!(prefaulted < listening && prefaulted.is_some(), "{stderr}");
+    assert_logged_before_listening(&authd, "holds_prefaulted");
     let prefaulted_kb = rss_kb(&authd);
     assert!(
         prefaulted_kb >= pages * 4 && prefaulted_kb > plain_kb + pages * 4 / 2,

@@ -362,8 +362,10 @@ impl Client {
 }
 
 /// `reader.read(buffer)`, again whenever a signal interrupts it before anything arrived: a
-/// socket with a read timeout, as a client's is, returns `EINTR` for any signal the process
-/// handles, even one installed to restart system calls (signal(7)).
+/// socket with a read timeout (a client's has one when it connected with a timeout) returns
+/// `EINTR` for any signal the process handles, even one installed to restart system calls,
+/// and after the process was stopped and continued (SIGSTOP/SIGCONT, or a cgroup freezer's
+/// freeze and thaw) even with no handler at all (signal(7)).
 pub fn read_some(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize> {
     loop {
         match reader.read(buffer) {

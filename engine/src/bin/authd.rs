@@ -261,23 +261,24 @@ fn pin_to_cpus(cpus: &[CpuRange]) -> anyhow::Result<()> {
 /// accounts) is not counted.
 fn check_memory_for_prefault(books: &BooksConfig) -> anyhow::Result<()> {
     let needed = books.hold_rings_bytes();
-    let Some(available) = [mem_available_bytes(), cgroup_memory_left_bytes()]
-        .into_iter()
-        .flatten()
-        .min()
-    else {
+    let (machine, cgroup) = (mem_available_bytes(), cgroup_memory_left_bytes());
+    let Some(available) = [machine, cgroup].into_iter().flatten().min() else {
         return Ok(());
     };
     if needed > available {
+        let said =
+            |bytes: Option<u64>| bytes.map_or("unknown".to_string(), |bytes| format!("{} MiB", bytes >> 20));
         anyhow::bail!(
             "--prefault-holds would make the hold rings resident at once: {} MiB ({} shards x {} holds), \
-             and {} MiB is available (MemAvailable, and what this process's memory cgroup may still \
-             take); free memory, on a new data dir pass a smaller --holds-per-shard-max or fewer \
-             --shards, or start without --prefault-holds",
+             and {} MiB is available (MemAvailable: {}; this process's memory cgroup's room: {}); free \
+             memory, on a new data dir pass a smaller --holds-per-shard-max or fewer --shards, or start \
+             without --prefault-holds",
             needed >> 20,
             books.shards,
             books.holds_per_shard_max,
-            available >> 20
+            available >> 20,
+            said(machine),
+            said(cgroup)
         );
     }
     Ok(())
@@ -291,36 +292,51 @@ fn mem_available_bytes() -> Option<u64> {
     kib.checked_mul(1024)
 }
 
-/// What this process's memory cgroup may still take, in bytes: its limit less its use
-/// (cgroup v2, `0::/path` in /proc/self/cgroup: `memory.max` and `memory.current`; v1,
-/// `N:memory:/path`: `memory.limit_in_bytes` and `memory.usage_in_bytes`). None without a
-/// limit to read.
+/// What this process's memory cgroup may still take, in bytes (see [`cgroup_room`]): cgroup
+/// v2 (`0::/path` in /proc/self/cgroup: `memory.max`, `memory.current`, `file` in
+/// `memory.stat`) or v1 (`N:memory:/path`: `memory.limit_in_bytes`, `memory.usage_in_bytes`,
+/// `total_cache`). None where the files are not there (a container that shows its host's path,
+/// say) or there is no limit. Only the process's own cgroup is read, not its parents'.
 fn cgroup_memory_left_bytes() -> Option<u64> {
     let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     let root = std::path::Path::new("/sys/fs/cgroup");
-    let (dir, max, current) = match cgroups.lines().find_map(|line| line.split_once(":memory:")) {
-        Some((_, path)) => (
+    let v1 = cgroups.lines().find_map(|line| {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        controllers
+            .split(',')
+            .any(|name| name == "memory")
+            .then_some(path)
+    });
+    let (dir, files) = match v1 {
+        Some(path) => (
             root.join("memory").join(path.trim_start_matches('/')),
-            "memory.limit_in_bytes",
-            "memory.usage_in_bytes",
+            ["memory.limit_in_bytes", "memory.usage_in_bytes", "total_cache"],
         ),
         None => {
             let path = cgroups.lines().find_map(|line| line.strip_prefix("0::"))?;
             (
                 root.join(path.trim_start_matches('/')),
-                "memory.max",
-                "memory.current",
+                ["memory.max", "memory.current", "file"],
             )
         }
     };
-    let read = |name: &str| {
-        std::fs::read_to_string(dir.join(name))
-            .ok()?
-            .trim()
-            .parse::<u64>()
-            .ok()
-    };
-    Some(read(max)?.saturating_sub(read(current)?))
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
+    let stat = read("memory.stat")?;
+    cgroup_room(&read(files[0])?, &read(files[1])?, &stat, files[2])
+}
+
+/// A memory cgroup's room: its `limit` less its `usage` without the file cache (`cache_key`
+/// in its `stat`), which the kernel reclaims before it refuses memory. A cgroup that has read
+/// or written much sits near its limit in cache. None for no limit ("max") or unreadable text.
+fn cgroup_room(limit: &str, usage: &str, stat: &str, cache_key: &str) -> Option<u64> {
+    let limit = limit.trim().parse::<u64>().ok()?;
+    let usage = usage.trim().parse::<u64>().ok()?;
+    let cache = stat.lines().find_map(|line| {
+        let (key, value) = line.split_once(' ')?;
+        (key == cache_key).then(|| value.trim().parse::<u64>().ok())?
+    })?;
+    Some(limit.saturating_sub(usage.saturating_sub(cache)))
 }
 
 fn prefault_holds(store: &Store) {
@@ -508,4 +524,37 @@ fn report_recovery(flags: &Flags, recovered: &engine::store::Recovered) {
             ("records_replayed", &recovered.records_applied),
         ],
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cgroup_room;
+
+    #[test]
+    fn a_cgroups_room_counts_its_file_cache_as_free() {
+        let stat_v1 = "cache 205000000\nrss 2000000\ntotal_cache 210000000\ntotal_rss 2000000\n";
+        // 1 GB limit, 261 MB used of which 210 MB cache: 949 MB left, not 739.
+        assert_eq!(
+            cgroup_room("1000000000\n", "261000000\n", stat_v1, "total_cache"),
+            Some(949_000_000)
+        );
+        let stat_v2 = "anon 50000000\nfile 400000000\nkernel 1000000\n";
+        assert_eq!(
+            cgroup_room("500000000", "460000000", stat_v2, "file"),
+            Some(440_000_000)
+        );
+        // Over its limit in anonymous memory: no room.
+        assert_eq!(cgroup_room("100", "300", "file 50\n", "file"), Some(0));
+        assert_eq!(
+            cgroup_room("max\n", "460000000", stat_v2, "file"),
+            None,
+            "no limit"
+        );
+        assert_eq!(
+            cgroup_room("500", "400", "anon 1\n", "file"),
+            None,
+            "no cache line"
+        );
+        assert_eq!(cgroup_room("500", "x", stat_v2, "file"), None);
+    }
 }

@@ -90,7 +90,8 @@ impl Committer {
         match written {
             Ok(()) => {
                 shared.publish(last_lsn);
-                // After the replies are released: their wait is the write and the sync.
+                // After publishing: the writer thread's and other loops' replies are released
+                // without waiting for it (a loop committing in place writes its own after this).
                 self.segment.drop_synced_pages();
                 Some(last_lsn)
             }
@@ -210,7 +211,8 @@ impl Committer {
     /// always complete on disk (recovery relies on it).
     fn roll(&mut self, shared: &Shared, next_lsn: Lsn) -> Result<(), WalError> {
         self.sync(shared)?;
-        self.segment.drop_finished_pages();
+        // With fsync never, this sync is the segment's first (unless a snapshot synced it).
+        self.segment.drop_synced_pages();
         let prepared = match self.next_segment.take().map(JoinHandle::join) {
             Some(Ok(prepared)) => prepared,
             Some(Err(panic)) => std::panic::resume_unwind(panic),

@@ -377,24 +377,17 @@ impl SegmentFile {
     /// first touch (in a profile of the open loop, 9% of authd's time in copying records into
     /// the cache, and a further 9% in zeroing fresh pages for the hold rings: BENCHMARKS.md,
     /// "The log's pages dropped once synced"). Only synced pages are dropped, so with fsync
-    /// `never` this happens at a roll ([`SegmentFile::drop_finished_pages`]). A failed drop
-    /// changes nothing but the cache, so it is not an error.
+    /// `never` this happens after the sync of a roll (all of the segment but its newest MiB)
+    /// and, at the next commit, after a snapshot's. A failed drop changes nothing but the
+    /// cache, so it is not an error.
     pub fn drop_synced_pages(&mut self) {
         let end = (self.synced_to - self.synced_to % PAGE_BYTES).saturating_sub(DROP_LAG_BYTES);
-        if end.saturating_sub(self.dropped_to) >= DROP_CHUNK_BYTES {
-            self.drop_pages_to(end);
-        }
-    }
-
-    /// At a roll, once synced: drops every page of a segment nothing more is written to.
-    pub fn drop_finished_pages(&mut self) {
-        self.drop_pages_to(self.synced_to);
-    }
-
-    fn drop_pages_to(&mut self, end: u64) {
         let Some(len) = end.checked_sub(self.dropped_to).and_then(NonZeroU64::new) else {
             return;
         };
+        if len.get() < DROP_CHUNK_BYTES {
+            return;
+        }
         if rustix::fs::fadvise(
             &self.file,
             self.dropped_to,
@@ -545,13 +538,6 @@ mod tests {
             );
         }
         assert!(drops >= 4, "the pages were dropped {drops} times");
-        segment.sync_data().expect("sync");
-        segment.drop_finished_pages();
-        assert_eq!(
-            segment.dropped_to(),
-            expected.len() as u64,
-            "a finished segment drops all"
-        );
         let bytes = fs::read(segment.path()).expect("read");
         assert_eq!(&bytes[..expected.len()], &expected[..]);
         assert!(bytes[expected.len()..].iter().all(|&byte| byte == 0));

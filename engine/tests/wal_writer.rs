@@ -698,3 +698,52 @@ fn a_batch_closed_while_another_is_open_goes_to_the_writer_thread() {
         }
     }
 }
+
+#[test]
+fn synced_pages_leave_the_page_cache_as_the_log_grows_and_with_fsync_never_at_a_roll() {
+    let payload = vec![7u8; 4_000];
+    // Always: every record synced; 3 MiB in one 8 MiB segment, so no roll is involved.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = WalConfig::new(dir.path());
+    config.segment_bytes = 8 << 20;
+    let wal = open(config);
+    for _ in 0..(3 << 20) / payload.len() {
+        let lsn = wal.append(1, &payload).expect("append");
+        wal.wait_durable(lsn).expect("durable");
+    }
+    let stats = wal.stats();
+    assert_eq!(stats.segments_created, 1);
+    // All but the newest MiB (and less than a 256 KiB chunk) of what was synced.
+    let kept = stats.bytes_written - stats.bytes_dropped;
+    assert!(
+        stats.bytes_dropped > 0 && ((1 << 20)..(1 << 20) + (256 << 10) + 8192).contains(&kept),
+        "{} of {} bytes dropped",
+        stats.bytes_dropped,
+        stats.bytes_written
+    );
+    wal.close().expect("close");
+
+    // Never: nothing is synced, so nothing dropped, until a roll syncs the segment.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = WalConfig::new(dir.path());
+    config.segment_bytes = 4 << 20;
+    config.fsync_mode = FsyncMode::Never;
+    let wal = open(config);
+    let append = |bytes: usize| {
+        for _ in 0..bytes / payload.len() {
+            let lsn = wal.append(1, &payload).expect("append");
+            wal.wait_durable(lsn).expect("durable");
+        }
+    };
+    append(3 << 20);
+    assert_eq!(wal.stats().bytes_dropped, 0, "dropped before any sync");
+    append(2 << 20);
+    let stats = wal.stats();
+    assert_eq!(stats.segments_created, 2, "one roll");
+    assert!(
+        stats.bytes_dropped >= 2 << 20,
+        "{} bytes dropped at the roll",
+        stats.bytes_dropped
+    );
+    wal.close().expect("close");
+}

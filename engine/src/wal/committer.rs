@@ -92,7 +92,7 @@ impl Committer {
                 shared.publish(last_lsn);
                 // After publishing: the writer thread's and other loops' replies are released
                 // without waiting for it (a loop committing in place writes its own after this).
-                self.segment.drop_synced_pages();
+                count(&shared.counters.bytes_dropped, self.segment.drop_synced_pages());
                 Some(last_lsn)
             }
             Err(failure) => {
@@ -212,7 +212,7 @@ impl Committer {
     fn roll(&mut self, shared: &Shared, next_lsn: Lsn) -> Result<(), WalError> {
         self.sync(shared)?;
         // With fsync never, this sync is the segment's first (unless a snapshot synced it).
-        self.segment.drop_synced_pages();
+        count(&shared.counters.bytes_dropped, self.segment.drop_synced_pages());
         let prepared = match self.next_segment.take().map(JoinHandle::join) {
             Some(Ok(prepared)) => prepared,
             Some(Err(panic)) => std::panic::resume_unwind(panic),

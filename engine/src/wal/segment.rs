@@ -379,25 +379,21 @@ impl SegmentFile {
     /// "The log's pages dropped once synced"). Only synced pages are dropped, so with fsync
     /// `never` this happens after the sync of a roll (all of the segment but its newest MiB)
     /// and, at the next commit, after a snapshot's. A failed drop changes nothing but the
-    /// cache, so it is not an error.
-    pub fn drop_synced_pages(&mut self) {
+    /// cache, so it is not an error. Returns the bytes dropped.
+    pub fn drop_synced_pages(&mut self) -> u64 {
         let end = (self.synced_to - self.synced_to % PAGE_BYTES).saturating_sub(DROP_LAG_BYTES);
         let Some(len) = end.checked_sub(self.dropped_to).and_then(NonZeroU64::new) else {
-            return;
+            return 0;
         };
         if len.get() < DROP_CHUNK_BYTES {
-            return;
+            return 0;
         }
-        if rustix::fs::fadvise(
-            &self.file,
-            self.dropped_to,
-            Some(len),
-            rustix::fs::Advice::DontNeed,
-        )
-        .is_ok()
-        {
-            self.dropped_to = end;
+        let advice = rustix::fs::Advice::DontNeed;
+        if rustix::fs::fadvise(&self.file, self.dropped_to, Some(len), advice).is_err() {
+            return 0;
         }
+        self.dropped_to = end;
+        len.get()
     }
 
     /// Bytes from the start of the file that the last [`SegmentFile::sync_data`] made durable.
@@ -523,8 +519,9 @@ mod tests {
                 assert_eq!(segment.synced_to(), expected.len() as u64);
             }
             let before = segment.dropped_to();
-            segment.drop_synced_pages();
+            let dropped = segment.drop_synced_pages();
             let after = segment.dropped_to();
+            assert_eq!(dropped, after - before);
             if after > before {
                 drops += 1;
                 assert!(after - before >= DROP_CHUNK_BYTES, "{before}..{after}");

@@ -87,6 +87,9 @@ pub struct WalStats {
     pub commits_in_place: u64,
     /// Times the writer thread paused before a commit ([`WalConfig::commit_delay_us`]).
     pub commit_delays: u64,
+    /// Bytes of synced segment pages dropped from the page cache
+    /// ([`super::segment::SegmentFile::drop_synced_pages`]).
+    pub bytes_dropped: u64,
 }
 
 /// Thresholds of [`WalStats::held_us_past`], microseconds.
@@ -112,6 +115,7 @@ pub(super) struct Counters {
     append_waits: AtomicU64,
     commits_in_place: AtomicU64,
     commit_delays: AtomicU64,
+    pub(super) bytes_dropped: AtomicU64,
 }
 
 impl Counters {
@@ -151,6 +155,7 @@ impl Counters {
             append_waits: load(&self.append_waits),
             commits_in_place: load(&self.commits_in_place),
             commit_delays: load(&self.commit_delays),
+            bytes_dropped: load(&self.bytes_dropped),
         }
     }
 }

@@ -101,6 +101,13 @@ pub fn proc_status(path: &Path, field: &str) -> Option<String> {
     Some(value.trim().to_owned())
 }
 
+/// The resident set of process `pid`, in kB (`VmRSS`).
+pub fn rss_kb(pid: u32) -> u64 {
+    proc_status(Path::new(&format!("/proc/{pid}/status")), "VmRSS")
+        .and_then(|value| value.trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS line")
+}
+
 /// A running authd.
 pub struct Authd {
     child: Child,

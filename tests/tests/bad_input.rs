@@ -9,7 +9,7 @@ use std::io::{ErrorKind, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use authd_tests::{balances, payer, proc_status, refused_start, shop, Authd};
+use authd_tests::{balances, payer, refused_start, rss_kb, shop, Authd};
 use support::{encoded, error_of, hello, purchase, raw_frame, Random, Raw, REPLY_TIMEOUT};
 use wire::client::Client;
 use wire::messages::reply::{EchoReply, ErrorReply, ProtocolError};
@@ -302,12 +302,6 @@ fn flood(mut raw: Raw, payer: u64, bytes_max: usize) -> (Raw, usize) {
         }
     }
     (raw, sent)
-}
-
-fn rss_kb(pid: u32) -> u64 {
-    proc_status(Path::new(&format!("/proc/{pid}/status")), "VmRSS")
-        .and_then(|value| value.trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS line")
 }
 
 #[test]

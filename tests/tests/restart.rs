@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use authd_tests::{add_terminal, balances, device, payer, proc_status, shop, Authd, Shop};
+use authd_tests::{add_terminal, balances, device, payer, rss_kb, shop, Authd, Shop};
 use support::load::{pipeline, resend_all, Traffic, REQUESTS_PER_TERMINAL_MAX, WINDOW};
 use support::{authorize, authorize_lasting, hold_of, purchase, Random};
 use wire::client::{Client, Incoming};
@@ -238,14 +238,8 @@ fn prefaulted_hold_rings_are_resident_before_authd_listens_and_again_after_a_res
     // Four rings of 1,000,000 holds: hundreds of MB, where an authd of four shards without
     // the flag keeps a few tens resident.
     let holds = ["--holds-per-shard-max", "1000000"];
-    let rss_kb = |authd: &Authd| -> u64 {
-        let status = Path::new("/proc").join(authd.pid().to_string()).join("status");
-        proc_status(&status, "VmRSS")
-            .and_then(|value| value.trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS line")
-    };
     let plain = Authd::start(&holds);
-    let plain_kb = rss_kb(&plain);
+    let plain_kb = rss_kb(plain.pid());
     drop(plain);
 
     let dir = tempfile::tempdir().expect("temp dir");
@@ -257,7 +251,7 @@ fn prefaulted_hold_rings_are_resident_before_authd_listens_and_again_after_a_res
         "a hold takes 64 bytes at least: {pages} pages"
     );
     assert_logged_before_listening(&authd, "holds_prefaulted");
-    let prefaulted_kb = rss_kb(&authd);
+    let prefaulted_kb = rss_kb(authd.pid());
     assert!(
         prefaulted_kb >= pages * 4 && prefaulted_kb > plain_kb + pages * 4 / 2,
         "{prefaulted_kb} kB resident with {pages} pages prefaulted, {plain_kb} kB without"
@@ -279,7 +273,7 @@ fn prefaulted_hold_rings_are_resident_before_authd_listens_and_again_after_a_res
         again + 1 >= pages && again <= pages,
         "{again} pages against {pages}"
     );
-    assert!(rss_kb(&authd) >= again * 4);
+    assert!(rss_kb(authd.pid()) >= again * 4);
     let mut till = authd.client(Role::Terminal, shop.terminal, shop.secret);
     let captured = hold_of(&till.call(&capture(hold, 700)).expect("capture"));
     assert_eq!(captured, (0, hold, 700));

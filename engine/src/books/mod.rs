@@ -197,11 +197,6 @@ fn hold_rings_bytes(holds: u32, shards: u32) -> u64 {
         .saturating_mul(u64::from(shards))
 }
 
-/// MiB that `holds` in each of `shards` hold rings take.
-fn hold_rings_mib(holds: u32, shards: u32) -> u64 {
-    hold_rings_bytes(holds, shards) >> 20
-}
-
 /// Sums the invariant check found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Totals {
@@ -252,7 +247,7 @@ pub enum ConfigError {
          the system refused the memory; free some or raise its limits (ulimit -v, vm.overcommit_memory and \
          CommitLimit in /proc/meminfo), or on a new data dir pass a smaller --holds-per-shard-max",
         bytes = std::mem::size_of::<hold::Hold>(),
-        mib = hold_rings_mib(*.holds, *.shards)
+        mib = hold_rings_bytes(*.holds, *.shards) >> 20
     )]
     HoldsMemory {
         /// Holds per shard asked for.

@@ -395,16 +395,6 @@ impl SegmentFile {
         self.dropped_to = end;
         len.get()
     }
-
-    /// Bytes from the start of the file that the last [`SegmentFile::sync_data`] made durable.
-    pub fn synced_to(&self) -> u64 {
-        self.synced_to
-    }
-
-    /// Bytes from the start of the file whose pages were dropped from the page cache.
-    pub fn dropped_to(&self) -> u64 {
-        self.dropped_to
-    }
 }
 
 /// Cuts a segment file at `length` bytes (dropping preallocated space or a torn tail) and
@@ -516,22 +506,22 @@ mod tests {
             expected.extend_from_slice(&bytes);
             if index % 3 == 0 {
                 segment.sync_data().expect("sync");
-                assert_eq!(segment.synced_to(), expected.len() as u64);
+                assert_eq!(segment.synced_to, expected.len() as u64);
             }
-            let before = segment.dropped_to();
+            let before = segment.dropped_to;
             let dropped = segment.drop_synced_pages();
-            let after = segment.dropped_to();
+            let after = segment.dropped_to;
             assert_eq!(dropped, after - before);
             if after > before {
                 drops += 1;
                 assert!(after - before >= DROP_CHUNK_BYTES, "{before}..{after}");
             }
             assert_eq!(after % PAGE_BYTES, 0);
-            let synced_page = segment.synced_to() - segment.synced_to() % PAGE_BYTES;
+            let synced_page = segment.synced_to - segment.synced_to % PAGE_BYTES;
             assert!(
                 after <= synced_page.saturating_sub(DROP_LAG_BYTES),
                 "dropped to {after}, synced to {}",
-                segment.synced_to()
+                segment.synced_to
             );
         }
         assert!(drops >= 4, "the pages were dropped {drops} times");

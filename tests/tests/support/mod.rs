@@ -7,7 +7,7 @@
 
 pub mod load;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -63,11 +63,10 @@ impl Raw {
             {
                 return Some(frame);
             }
-            match self.stream.read(&mut chunk) {
+            match wire::client::read_some(&mut self.stream, &mut chunk) {
                 Ok(0) => return None,
                 Ok(count) => self.buffer.extend_from_slice(&chunk[..count]),
                 Err(error) if error.kind() == ErrorKind::ConnectionReset => return None,
-                Err(error) if error.kind() == ErrorKind::Interrupted => {}
                 Err(error) => panic!("no frame and no close within {REPLY_TIMEOUT:?}: {error}"),
             }
         }

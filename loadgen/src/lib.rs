@@ -50,6 +50,8 @@
 //! | [`recorder`] | per-thread histograms and counts |
 //! | [`books`] | the books check |
 //! | [`authd_log`] | authd's log counters (fdatasyncs) during the run |
+//! | [`cpu_wait`] | how long loadgen's and authd's threads waited for a CPU |
+//! | [`machine_cpu`] | the machine's CPU time by state: busy, I/O wait, idle, stolen by a VM's host |
 //! | [`provision`] | credentials: CSV or self-provisioned |
 //! | [`spawn`] | starting and stopping authd |
 //! | [`report`], [`plot`] | outputs |
@@ -61,6 +63,7 @@ pub mod clock;
 pub mod connection;
 pub mod cpu_wait;
 pub mod flow;
+pub mod machine_cpu;
 pub mod plot;
 pub mod provision;
 pub mod recorder;
@@ -92,6 +95,7 @@ use crate::clock::{now_ns, other_process_cpu_ns, process_cpu_ns};
 use crate::connection::{Connection, TerminalLogon, IN_FLIGHT_MAX, SEQUENCE_SPAN};
 use crate::cpu_wait::{CpuWait, Waits};
 use crate::flow::BooksTally;
+use crate::machine_cpu::{BySecond, CpuShares, CpuTicks};
 use crate::provision::{Credentials, Device, ProvisionPlan};
 use crate::recorder::{latency_histogram, Errors, Interval, OfferCounts};
 use crate::report::{Report, Second};
@@ -616,6 +620,7 @@ fn run_against(
                 .collect(),
             watched.authd_cpu_wait,
         ),
+        machine_cpu: watched.machine_cpu,
     })
 }
 
@@ -678,6 +683,8 @@ struct Watched {
     authd_log: Option<AuthdLog>,
     /// A spawned authd's threads: name -> milliseconds per second waited for a CPU.
     authd_cpu_wait: Option<BTreeMap<String, f64>>,
+    /// The machine's CPU time by state over the measured phase.
+    machine_cpu: Option<CpuShares>,
 }
 
 /// What is read at the start and at the end of the measured phase.
@@ -686,6 +693,7 @@ struct Reading {
     loadgen_cpu_ns: u64,
     authd_cpu_ns: Option<u64>,
     authd_log: Option<AuthdLog>,
+    machine_ticks: Option<CpuTicks>,
 }
 
 /// Collects per-second figures (printing progress lines) until every thread has finished, and
@@ -709,9 +717,12 @@ fn watch(
         loadgen_cpu_ns: process_cpu_ns(),
         authd_cpu_ns: authd_pid.and_then(other_process_cpu_ns),
         authd_log: operator.and_then(read_log_counters),
+        machine_ticks: CpuTicks::read(),
     };
+    let mut machine_by_second = BySecond::new(timeline.start_ns);
     loop {
         let now = now_ns();
+        machine_by_second.poll(now);
         if start.is_none() && now >= timeline.measure_from_ns {
             start = Some(read_now());
         }
@@ -744,7 +755,8 @@ fn watch(
             let Some(position) = next else { break };
             let (_, interval) = seconds.remove(position);
             printed = interval.second;
-            let second = to_second(&interval, timeline);
+            let stolen_pct = machine_by_second.stolen_pct(interval.second, now_ns());
+            let second = to_second(&interval, timeline, stolen_pct);
             if config.progress {
                 eprintln!("{}", second.line());
             }
@@ -772,6 +784,10 @@ fn watch(
             (Some(before), Some(after)) => Some(after.ms_per_s_since(before)),
             _ => None,
         },
+        machine_cpu: match (start.machine_ticks, end.machine_ticks) {
+            (Some(before), Some(after)) => after.shares_since(&before),
+            _ => None,
+        },
     }
 }
 
@@ -790,7 +806,7 @@ fn merge_interval(seconds: &mut Vec<(usize, Interval)>, interval: Interval) {
     }
 }
 
-fn to_second(interval: &Interval, timeline: &Timeline) -> Second {
+fn to_second(interval: &Interval, timeline: &Timeline, stolen_pct: Option<f64>) -> Second {
     let end_ns = timeline.start_ns + interval.second * NS_PER_S;
     Second {
         second: interval.second,
@@ -802,6 +818,7 @@ fn to_second(interval: &Interval, timeline: &Timeline) -> Second {
         p99_us: (!interval.latency.is_empty())
             .then(|| interval.latency.value_at_quantile(0.99) as f64 / 1_000.0),
         warmup: end_ns <= timeline.measure_from_ns,
+        stolen_pct,
     }
 }
 
@@ -860,7 +877,7 @@ mod tests {
             errors: 0,
             latency: latency.clone(),
         };
-        let second = to_second(&silent, &timeline);
+        let second = to_second(&silent, &timeline, None);
         assert_eq!((second.p50_us, second.p99_us, second.warmup), (None, None, false));
         latency.record(2_000_000).expect("record");
         let busy = Interval {
@@ -869,7 +886,8 @@ mod tests {
             latency,
             ..silent
         };
-        let second = to_second(&busy, &timeline);
+        let second = to_second(&busy, &timeline, Some(2.5));
+        assert_eq!(second.stolen_pct, Some(2.5));
         // Within the histogram's three significant digits of the 2 ms recorded.
         assert!(
             second.p99_us.is_some_and(|us| (1_998.0..2_003.0).contains(&us)),

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use crate::authd_log::{AuthdLog, DiskFloor};
 use crate::books::BooksCheck;
 use crate::cpu_wait::CpuWait;
+use crate::machine_cpu::CpuShares;
 use crate::recorder::{Errors, OfferCounts};
 
 /// One second of the run, all threads together.
@@ -29,6 +30,9 @@ pub struct Second {
     pub p99_us: Option<f64>,
     /// True while warming up.
     pub warmup: bool,
+    /// The share of the machine's CPU time its host stole in this second, percent; `None`
+    /// where `/proc/stat` has no steal or the second's boundaries were not both read.
+    pub stolen_pct: Option<f64>,
 }
 
 impl Second {
@@ -36,13 +40,15 @@ impl Second {
     pub fn line(&self) -> String {
         let shown = |us: Option<f64>| us.map_or_else(|| "-".to_string(), |us| format!("{us:.1}"));
         format!(
-            "[{:>4}s] {:>10} req/s  p50 {:>9} us  p99 {:>9} us  declines {:>6}  errors {:>4}{}",
+            "[{:>4}s] {:>10} req/s  p50 {:>9} us  p99 {:>9} us  declines {:>6}  errors {:>4}{}{}",
             self.second,
             self.replies,
             shown(self.p50_us),
             shown(self.p99_us),
             self.declines,
             self.errors,
+            self.stolen_pct
+                .map_or_else(String::new, |pct| format!("  stolen {pct:>4.1}%")),
             if self.warmup { "  (warm-up)" } else { "" }
         )
     }
@@ -106,6 +112,8 @@ pub struct Report {
     pub floor_holds: bool,
     /// How long loadgen's and a spawned authd's threads waited for a CPU while measuring.
     pub cpu_wait: Option<CpuWait>,
+    /// The machine's CPU time by state while measuring, steal included.
+    pub machine_cpu: Option<CpuShares>,
 }
 
 /// Percentiles of the offer-to-outcome latency, as (JSON key, quantile).
@@ -234,6 +242,7 @@ impl Report {
                 "authd_us_per_request": self.authd_cpu_ns_per_request.map(|ns| ns / 1_000.0),
             },
             "cpu_wait_ms_per_s": self.cpu_wait.as_ref().map(CpuWait::to_json),
+            "machine_cpu_pct": self.machine_cpu.as_ref().map(CpuShares::to_json),
             "backlog_max": self.backlog_max,
             "authd_log": self.authd_log.as_ref().map(AuthdLog::to_json),
             "disk_floor": self.disk_floor().as_ref().map(DiskFloor::to_json),
@@ -256,6 +265,7 @@ impl Report {
                 "p50_us": second.p50_us,
                 "p99_us": second.p99_us,
                 "warmup": second.warmup,
+                "stolen_pct": second.stolen_pct,
             })).collect::<Vec<_>>(),
         })
     }
@@ -375,6 +385,9 @@ impl Report {
         let _ = writeln!(text, "{cpu}");
         if let Some(wait) = &self.cpu_wait {
             let _ = writeln!(text, "{}", wait.summary());
+        }
+        if let Some(machine) = &self.machine_cpu {
+            let _ = writeln!(text, "{}", machine.summary());
         }
         if let Some(log) = &self.authd_log {
             let _ = writeln!(text, "{}", log.summary());
@@ -524,6 +537,7 @@ mod tests {
             authd_log: None,
             floor_holds: true,
             cpu_wait: None,
+            machine_cpu: None,
         }
     }
 
@@ -542,6 +556,39 @@ mod tests {
         assert_eq!(value["books"]["ok"], json!(true));
         assert_eq!(value["cpu"]["loadgen_us_per_request"], json!(1.5));
         assert_eq!(value["declines"], json!(10));
+    }
+
+    #[test]
+    fn the_machines_cpu_time_and_its_steal_are_in_the_json_and_the_summary() {
+        let mut report = report();
+        assert_eq!(report.to_json()["machine_cpu_pct"], Value::Null);
+        assert!(!report.summary().contains("this machine's CPU time"));
+        report.machine_cpu = Some(CpuShares {
+            busy_pct: 42.0,
+            idle_pct: 40.0,
+            iowait_pct: 12.5,
+            stolen_pct: 5.5,
+        });
+        report.timeline = vec![Second {
+            second: 1,
+            replies: 10,
+            declines: 0,
+            errors: 0,
+            p50_us: Some(1.0),
+            p99_us: Some(2.0),
+            warmup: false,
+            stolen_pct: Some(7.5),
+        }];
+        let value = report.to_json();
+        assert_eq!(value["machine_cpu_pct"]["stolen"], json!(5.5));
+        assert_eq!(value["machine_cpu_pct"]["busy"], json!(42.0));
+        assert_eq!(value["timeline"][0]["stolen_pct"], json!(7.5));
+        let text = report.summary();
+        assert!(text.contains("stolen by the host 5.5%"), "{text}");
+        assert!(
+            text.contains("while a vCPU is stolen nothing on it runs"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -685,6 +732,7 @@ mod tests {
             p50_us: None,
             p99_us: None,
             warmup: false,
+            stolen_pct: None,
         };
         assert!(
             stalled.line().contains("p50         - us  p99         - us"),
@@ -701,6 +749,17 @@ mod tests {
             busy.line().contains("p50      12.5 us  p99      40.0 us"),
             "{}",
             busy.line()
+        );
+        assert!(!busy.line().contains("stolen"), "{}", busy.line());
+        let stolen = Second {
+            stolen_pct: Some(3.26),
+            warmup: true,
+            ..busy
+        };
+        assert!(
+            stolen.line().ends_with("errors    0  stolen  3.3%  (warm-up)"),
+            "{}",
+            stolen.line()
         );
     }
 }

@@ -112,6 +112,34 @@ fn open_loop_run_reports_json_and_the_books_agree() {
         stdout.contains("waiting for a CPU while ready to run (ms per second): authd "),
         "{stdout}"
     );
+    // The machine's CPU time by state over the measured phase, steal included, sums to 100%;
+    // and each measured second whose boundaries were read has its stolen share.
+    let machine = &report["machine_cpu_pct"];
+    let shares: Vec<f64> = ["busy", "idle", "iowait", "stolen"]
+        .iter()
+        .map(|key| machine[key].as_f64().unwrap_or(-1.0))
+        .collect();
+    assert!(
+        shares.iter().all(|share| (0.0..=100.0).contains(share))
+            && (shares.iter().sum::<f64>() - 100.0).abs() < 1e-6
+            && shares[0] > 0.0,
+        "{shares:?}: {text}"
+    );
+    assert!(
+        stdout.contains("this machine's CPU time while measuring"),
+        "{stdout}"
+    );
+    let seconds = report["timeline"].as_array().expect("timeline");
+    assert!(
+        seconds
+            .iter()
+            .filter(|second| second["stolen_pct"]
+                .as_f64()
+                .is_some_and(|pct| (0.0..=100.0).contains(&pct)))
+            .count()
+            >= seconds.len() / 2,
+        "{text}"
+    );
     // authd's own account of its log: with fsync always, every record was synced.
     let log = &report["authd_log"];
     let (records, syncs) = (

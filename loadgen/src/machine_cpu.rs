@@ -1,0 +1,294 @@
+//! This machine's CPU time by state, from the aggregate `cpu` line of `/proc/stat`: how much of
+//! its CPUs' time was busy, idle, waiting for I/O, or stolen.
+//!
+//! Steal is time a virtual machine's vCPU was ready to run but its host ran something else:
+//! another guest, or nothing, while the VM was over a CPU quota. Whatever runs on a stolen vCPU
+//! stops, an event loop or the log's writer, and every request it holds waits as long. A run
+//! whose vCPUs were stolen a few percent of the time cannot show a tail shorter than the host's
+//! pauses, however fast authd is: loadgen reports steal for each second and for the measured
+//! phase, so that such a tail is seen for what it is. A machine that is not a VM reports none.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use crate::schedule::NS_PER_S;
+
+/// Ticks (`USER_HZ`, usually 100 a second) the machine's CPUs spent in each state so far,
+/// summed over its CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuTicks {
+    /// User, nice, system, interrupts and softirqs (a guest's own guests are in user).
+    busy: u64,
+    idle: u64,
+    iowait: u64,
+    steal: u64,
+}
+
+impl CpuTicks {
+    /// Reads `/proc/stat`; `None` where it cannot be read or parsed (not Linux).
+    pub fn read() -> Option<CpuTicks> {
+        CpuTicks::parse(&std::fs::read_to_string("/proc/stat").ok()?)
+    }
+
+    /// The aggregate line: `cpu user nice system idle iowait irq softirq steal [guest
+    /// guest_nice]`. Kernels before 2.6.11 have no steal field: `None`.
+    fn parse(stat: &str) -> Option<CpuTicks> {
+        let line = stat.lines().find(|line| line.starts_with("cpu "))?;
+        let fields = line
+            .split_whitespace()
+            .skip(1)
+            .map(str::parse)
+            .collect::<Result<Vec<u64>, _>>()
+            .ok()?;
+        let [user, nice, system, idle, iowait, irq, softirq, steal, ..] = fields[..] else {
+            return None;
+        };
+        Some(CpuTicks {
+            busy: user
+                .saturating_add(nice)
+                .saturating_add(system)
+                .saturating_add(irq)
+                .saturating_add(softirq),
+            idle,
+            iowait,
+            steal,
+        })
+    }
+
+    /// The shares of each state between `before` and this reading; `None` if no tick passed.
+    pub fn shares_since(&self, before: &CpuTicks) -> Option<CpuShares> {
+        let busy = self.busy.saturating_sub(before.busy);
+        let idle = self.idle.saturating_sub(before.idle);
+        let iowait = self.iowait.saturating_sub(before.iowait);
+        let steal = self.steal.saturating_sub(before.steal);
+        let total = busy + idle + iowait + steal;
+        let pct = |ticks: u64| ticks as f64 * 100.0 / total as f64;
+        (total > 0).then(|| CpuShares {
+            busy_pct: pct(busy),
+            idle_pct: pct(idle),
+            iowait_pct: pct(iowait),
+            stolen_pct: pct(steal),
+        })
+    }
+}
+
+/// Readings taken at a run's whole seconds, to give each second its stolen share.
+#[derive(Debug)]
+pub struct BySecond {
+    start_ns: u64,
+    /// Whole seconds since `start_ns` -> the reading taken as that second began.
+    readings: BTreeMap<u64, CpuTicks>,
+}
+
+impl BySecond {
+    /// Seconds counted from `start_ns` (loadgen's monotonic clock), as the progress lines count.
+    pub fn new(start_ns: u64) -> BySecond {
+        BySecond {
+            start_ns,
+            readings: BTreeMap::new(),
+        }
+    }
+
+    /// Reads the machine if a whole second began since the last reading. Called every few
+    /// milliseconds; a boundary passed over between two calls has no reading, and the seconds
+    /// on either side of it no share.
+    pub fn poll(&mut self, now_ns: u64) {
+        let Some(since_ns) = now_ns.checked_sub(self.start_ns) else {
+            return;
+        };
+        let second = since_ns / NS_PER_S;
+        if self
+            .readings
+            .last_key_value()
+            .is_some_and(|(last, _)| *last >= second)
+        {
+            return;
+        }
+        if let Some(ticks) = CpuTicks::read() {
+            self.readings.insert(second, ticks);
+        }
+    }
+
+    /// The stolen share of the second that ended at `second` seconds (the progress lines'
+    /// numbering), polling first: its line prints just after it ends.
+    pub fn stolen_pct(&mut self, second: u64, now_ns: u64) -> Option<f64> {
+        self.poll(now_ns);
+        let before = self.readings.get(&second.checked_sub(1)?)?;
+        let after = self.readings.get(&second)?;
+        after.shares_since(before).map(|shares| shares.stolen_pct)
+    }
+}
+
+/// Stolen shares from this percentage up get a line of explanation in the summary: on this
+/// machine's 2 vCPUs it is 10 ms of each second stolen from each.
+const STOLEN_EXPLAINED_PCT: f64 = 1.0;
+
+/// How the machine's CPU time was spent over a span, percent of all its CPUs' time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CpuShares {
+    /// Running anything: loadgen, authd, the kernel, other programs.
+    pub busy_pct: f64,
+    /// Idle with nothing waiting on I/O.
+    pub idle_pct: f64,
+    /// Idle while a task waited on I/O (authd's fdatasyncs, among others).
+    pub iowait_pct: f64,
+    /// Taken by the host from the machine's vCPUs while they had work.
+    pub stolen_pct: f64,
+}
+
+impl CpuShares {
+    /// One line, and a second when the host stole enough to hold the tail.
+    pub fn summary(&self) -> String {
+        let mut text = format!(
+            "this machine's CPU time while measuring (/proc/stat): busy {:.1}%, waiting for I/O {:.1}%, \
+             idle {:.1}%, stolen by the host {:.1}%",
+            self.busy_pct, self.iowait_pct, self.idle_pct, self.stolen_pct
+        );
+        if self.stolen_pct >= STOLEN_EXPLAINED_PCT {
+            text.push_str(
+                "\n  while a vCPU is stolen nothing on it runs: requests it holds wait out the host's pause, \
+                 whatever authd does (the progress lines show steal by second)",
+            );
+        }
+        text
+    }
+
+    /// `{"busy", "idle", "iowait", "stolen"}`, percent.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "busy": self.busy_pct,
+            "idle": self.idle_pct,
+            "iowait": self.iowait_pct,
+            "stolen": self.stolen_pct,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A VM's `/proc/stat`, as read here, cut short.
+    const STAT: &str = "cpu  3472211 8419 1431511 9817312 1050506 0 310146 229980 0 0\n\
+                        cpu0 1736105 4209 715755 4908656 525253 0 155073 114990 0 0\n\
+                        intr 123 0 0\nctxt 456\n";
+
+    #[test]
+    fn the_aggregate_line_gives_each_state() {
+        let ticks = CpuTicks::parse(STAT).expect("parsed");
+        assert_eq!(
+            ticks,
+            CpuTicks {
+                busy: 3_472_211 + 8_419 + 1_431_511 + 310_146,
+                idle: 9_817_312,
+                iowait: 1_050_506,
+                steal: 229_980,
+            }
+        );
+        // No steal field (an old kernel), no aggregate line, or a field that is not a number.
+        assert_eq!(CpuTicks::parse("cpu  1 2 3 4 5 6 7\n"), None);
+        assert_eq!(CpuTicks::parse("cpu0 1 2 3 4 5 6 7 8\n"), None);
+        assert_eq!(CpuTicks::parse("cpu  1 2 3 4 x 6 7 8\n"), None);
+    }
+
+    #[test]
+    fn shares_are_of_every_tick_between_two_readings() {
+        let before = CpuTicks::parse(STAT).expect("parsed");
+        let after = CpuTicks {
+            busy: before.busy + 80,
+            idle: before.idle + 70,
+            iowait: before.iowait + 30,
+            steal: before.steal + 20,
+        };
+        let shares = after.shares_since(&before).expect("ticks passed");
+        assert_eq!(
+            shares,
+            CpuShares {
+                busy_pct: 40.0,
+                idle_pct: 35.0,
+                iowait_pct: 15.0,
+                stolen_pct: 10.0,
+            }
+        );
+        assert_eq!(before.shares_since(&before), None, "no tick: no shares");
+        // A counter that went back (it cannot, but nothing from the kernel is trusted) counts 0.
+        assert_eq!(before.shares_since(&after), None);
+        let json = shares.to_json();
+        assert_eq!(json["stolen"], 10.0);
+        assert_eq!(json["iowait"], 15.0);
+    }
+
+    #[test]
+    fn the_summary_explains_steal_from_one_percent() {
+        let shares = |stolen_pct| CpuShares {
+            busy_pct: 50.0,
+            idle_pct: 30.0,
+            iowait_pct: 20.0 - stolen_pct,
+            stolen_pct,
+        };
+        let calm = shares(0.9).summary();
+        assert_eq!(
+            calm,
+            "this machine's CPU time while measuring (/proc/stat): busy 50.0%, waiting for I/O 19.1%, \
+             idle 30.0%, stolen by the host 0.9%"
+        );
+        let stolen = shares(1.0).summary();
+        assert!(stolen.starts_with("this machine's CPU time"), "{stolen}");
+        assert!(
+            stolen.contains("stolen by the host 1.0%\n  while a vCPU is stolen"),
+            "{stolen}"
+        );
+    }
+
+    #[test]
+    fn each_second_gets_the_share_between_its_boundaries() {
+        let mut by_second = BySecond::new(1_000 * NS_PER_S);
+        by_second.poll(999 * NS_PER_S);
+        assert!(by_second.readings.is_empty(), "nothing before the start");
+        by_second.poll(1_000 * NS_PER_S + 5_000_000);
+        by_second.poll(1_000 * NS_PER_S + 900_000_000);
+        assert_eq!(
+            by_second.readings.keys().collect::<Vec<_>>(),
+            [&0],
+            "one reading a second"
+        );
+        // Boundary 1 was passed over (no call in second 1): seconds 1 and 2 get no share.
+        by_second.poll(1_002 * NS_PER_S + 5_000_000);
+        assert_eq!(by_second.stolen_pct(1, 1_002 * NS_PER_S + 6_000_000), None);
+        assert_eq!(by_second.stolen_pct(2, 1_002 * NS_PER_S + 6_000_000), None);
+        // Boundary 3, read as second 3's line prints: second 3 has its share.
+        by_second.readings.insert(2, CpuTicks::default());
+        by_second.readings.insert(
+            3,
+            CpuTicks {
+                busy: 150,
+                steal: 50,
+                ..CpuTicks::default()
+            },
+        );
+        assert_eq!(by_second.stolen_pct(3, 1_003 * NS_PER_S + 1_000_000), Some(25.0));
+        assert_eq!(by_second.stolen_pct(0, 1_003 * NS_PER_S + 1_000_000), None);
+        // A real reading is taken when a line prints in the first moments of the next second.
+        let mut live = BySecond::new(0);
+        live.poll(NS_PER_S / 2);
+        assert_eq!(live.stolen_pct(1, NS_PER_S + 1), live.stolen_pct(1, NS_PER_S + 2));
+        assert!(live.readings.contains_key(&1), "{live:?}");
+    }
+
+    #[test]
+    fn this_machine_can_be_read_and_its_ticks_only_grow() {
+        let before = CpuTicks::read().expect("/proc/stat with a steal field");
+        // Burn a few ticks (10 ms each) so that the two readings differ.
+        let spin_until = std::time::Instant::now() + std::time::Duration::from_millis(50);
+        while std::time::Instant::now() < spin_until {
+            std::hint::spin_loop();
+        }
+        let after = CpuTicks::read().expect("/proc/stat");
+        assert!(after.busy >= before.busy && after.idle >= before.idle);
+        let shares = after.shares_since(&before).expect("50 ms passed");
+        let sum = shares.busy_pct + shares.idle_pct + shares.iowait_pct + shares.stolen_pct;
+        assert!((sum - 100.0).abs() < 1e-9, "{shares:?}");
+        assert!(shares.busy_pct > 0.0, "the spin was busy: {shares:?}");
+    }
+}

@@ -712,13 +712,7 @@ fn watch(
     let mut timeline_out = Vec::new();
     let mut start: Option<Reading> = None;
     let mut end: Option<Reading> = None;
-    let read_now = || Reading {
-        authd_waits: authd_pid.and_then(Waits::read),
-        loadgen_cpu_ns: process_cpu_ns(),
-        authd_cpu_ns: authd_pid.and_then(other_process_cpu_ns),
-        authd_log: operator.and_then(read_log_counters),
-        machine_ticks: CpuTicks::read(),
-    };
+    let read_now = || Reading::now(authd_pid, operator);
     let mut machine_by_second = BySecond::new(timeline.start_ns);
     loop {
         let now = now_ns();
@@ -769,25 +763,45 @@ fn watch(
     // The threads may all finish (and the loop end) before it saw the stop time: read now.
     let start = start.unwrap_or_else(read_now);
     let end = end.unwrap_or_else(read_now);
-    Watched {
-        timeline: timeline_out,
-        loadgen_cpu_ns: end.loadgen_cpu_ns.saturating_sub(start.loadgen_cpu_ns),
-        authd_cpu_ns: match (start.authd_cpu_ns, end.authd_cpu_ns) {
-            (Some(start), Some(end)) => Some(end.saturating_sub(start)),
-            _ => None,
-        },
-        authd_log: match (start.authd_log, end.authd_log) {
-            (Some(start), Some(end)) => Some(end.since(&start)),
-            _ => None,
-        },
-        authd_cpu_wait: match (&start.authd_waits, &end.authd_waits) {
-            (Some(before), Some(after)) => Some(after.ms_per_s_since(before)),
-            _ => None,
-        },
-        machine_cpu: match (start.machine_ticks, end.machine_ticks) {
-            (Some(before), Some(after)) => after.shares_since(&before),
-            _ => None,
-        },
+    end.watched_since(start, timeline_out)
+}
+
+impl Reading {
+    /// Reads everything now: loadgen's CPU clock, the machine's, and a spawned authd's (`pid`)
+    /// clock and threads' waits, and with the operator key its log counters.
+    fn now(authd_pid: Option<u32>, operator: Option<&Operator>) -> Reading {
+        Reading {
+            authd_waits: authd_pid.and_then(Waits::read),
+            loadgen_cpu_ns: process_cpu_ns(),
+            authd_cpu_ns: authd_pid.and_then(other_process_cpu_ns),
+            authd_log: operator.and_then(read_log_counters),
+            machine_ticks: CpuTicks::read(),
+        }
+    }
+
+    /// What changed from `start` to this reading, with the seconds' `timeline`.
+    fn watched_since(self, start: Reading, timeline: Vec<Second>) -> Watched {
+        let end = self;
+        Watched {
+            timeline,
+            loadgen_cpu_ns: end.loadgen_cpu_ns.saturating_sub(start.loadgen_cpu_ns),
+            authd_cpu_ns: match (start.authd_cpu_ns, end.authd_cpu_ns) {
+                (Some(start), Some(end)) => Some(end.saturating_sub(start)),
+                _ => None,
+            },
+            authd_log: match (start.authd_log, end.authd_log) {
+                (Some(start), Some(end)) => Some(end.since(&start)),
+                _ => None,
+            },
+            authd_cpu_wait: match (&start.authd_waits, &end.authd_waits) {
+                (Some(before), Some(after)) => Some(after.ms_per_s_since(before)),
+                _ => None,
+            },
+            machine_cpu: match (start.machine_ticks, end.machine_ticks) {
+                (Some(before), Some(after)) => after.shares_since(&before),
+                _ => None,
+            },
+        }
     }
 }
 

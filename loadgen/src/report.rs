@@ -386,8 +386,17 @@ impl Report {
         if let Some(wait) = &self.cpu_wait {
             let _ = writeln!(text, "{}", wait.summary());
         }
-        if let Some(machine) = &self.machine_cpu {
-            let _ = writeln!(text, "{}", machine.summary());
+        match &self.machine_cpu {
+            Some(machine) => {
+                let _ = writeln!(text, "{}", machine.summary());
+            }
+            None => {
+                let _ = writeln!(
+                    text,
+                    "this machine's CPU time while measuring: unknown (/proc/stat unreadable, or \
+                     without a steal field: not Linux 2.6.11 or later?)"
+                );
+            }
         }
         if let Some(log) = &self.authd_log {
             let _ = writeln!(text, "{}", log.summary());
@@ -562,7 +571,9 @@ mod tests {
     fn the_machines_cpu_time_and_its_steal_are_in_the_json_and_the_summary() {
         let mut report = report();
         assert_eq!(report.to_json()["machine_cpu_pct"], Value::Null);
-        assert!(!report.summary().contains("this machine's CPU time"));
+        assert!(report
+            .summary()
+            .contains("this machine's CPU time while measuring: unknown (/proc/stat unreadable"));
         report.machine_cpu = Some(CpuShares {
             busy_pct: 42.0,
             idle_pct: 40.0,
@@ -586,7 +597,7 @@ mod tests {
         let text = report.summary();
         assert!(text.contains("stolen by the host 5.5%"), "{text}");
         assert!(
-            text.contains("while a vCPU is stolen nothing on it runs"),
+            text.contains("stolen: the host ran something else while a vCPU had work"),
             "{text}"
         );
     }

@@ -15,7 +15,9 @@
 //! slack and the wake-up), the syncs' percentiles, the share of the time spent in syncs over
 //! 2 ms, and when the syncs over 10 ms began within each 100 ms counted from the probe's
 //! start: the host's periods have another origin, so only whether the stalls bunch in one
-//! window says anything, not which window it is.
+//! window says anything, not which window it is. Last, how the machine's CPU time went while
+//! probing, from `/proc/stat`: on a VM, the share its host stole (BENCHMARKS.md, "The host
+//! steals the vCPUs").
 
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bench::argument;
 use hdrhistogram::Histogram;
+use loadgen::machine_cpu::CpuTicks;
 
 const BLOCK_BYTES: usize = 4_096;
 const BLOCKS: u64 = 64;
@@ -85,6 +88,7 @@ fn main() -> anyhow::Result<()> {
     let mut syncs = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut long_us = 0u64;
     let mut stall_phases = [0u64; 10];
+    let ticks_before = CpuTicks::read();
     let began = Instant::now();
     let end = began + Duration::from_secs(seconds);
     let mut index = 0u64;
@@ -104,6 +108,7 @@ fn main() -> anyhow::Result<()> {
         index += 1;
     }
     let wall = began.elapsed();
+    let ticks_after = CpuTicks::read();
     stop.store(true, Ordering::Relaxed);
     let mut spun = HogTime::default();
     for thread in hog_threads {
@@ -154,5 +159,16 @@ fn main() -> anyhow::Result<()> {
         STALL_US / 1_000,
         phases.join(", ")
     );
+    match ticks_before
+        .zip(ticks_after)
+        .and_then(|(before, after)| after.shares_since(&before))
+    {
+        Some(shares) => println!(
+            "the machine's CPU time while probing (/proc/stat): busy {:.1}%, waiting for I/O {:.1}%, \
+             idle {:.1}%, stolen by the host {:.1}%",
+            shares.busy_pct, shares.iowait_pct, shares.idle_pct, shares.stolen_pct
+        ),
+        None => println!("the machine's CPU time while probing: unknown (/proc/stat unreadable)"),
+    }
     Ok(())
 }

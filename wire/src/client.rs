@@ -204,6 +204,11 @@ impl Client {
         Ok(self.stream.set_read_timeout(timeout)?)
     }
 
+    /// The socket read timeout (`None` = wait forever).
+    pub fn read_timeout(&self) -> Result<Option<Duration>, ClientError> {
+        Ok(self.stream.read_timeout()?)
+    }
+
     /// Sends `request` with a fresh request id and returns the id; does not wait.
     pub fn send(&mut self, request: &Request) -> Result<u64, ClientError> {
         let request_id = self.next_request_id;
@@ -270,8 +275,18 @@ impl Client {
 
     /// Opens a new connection, logs on, and resends every unanswered request with its original
     /// id (the server answers a retry with its first decision). Returns how many were resent.
+    /// The old socket's read and write timeouts carry over, and a read timeout also bounds the
+    /// connect, as [`Client::connect_timeout`] does.
     pub fn reconnect(&mut self) -> Result<usize, ClientError> {
-        self.stream = TcpStream::connect(self.address)?;
+        let read_timeout = self.stream.read_timeout()?;
+        let write_timeout = self.stream.write_timeout()?;
+        let stream = match read_timeout {
+            Some(timeout) => TcpStream::connect_timeout(&self.address, timeout)?,
+            None => TcpStream::connect(self.address)?,
+        };
+        stream.set_read_timeout(read_timeout)?;
+        stream.set_write_timeout(write_timeout)?;
+        self.stream = stream;
         self.decoder = Decoder::default();
         self.read_buffer.clear();
         self.write_buffer.clear();

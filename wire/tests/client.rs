@@ -277,6 +277,11 @@ fn reconnect_resends_unanswered_requests_with_their_original_ids() {
         Err(ClientError::Closed) | Err(ClientError::Io(_))
     ));
     assert_eq!(client.reconnect().expect("reconnect"), 3);
+    assert_eq!(
+        client.read_timeout().expect("read timeout"),
+        Some(Duration::from_secs(10)),
+        "the read timeout survives a reconnect"
+    );
     let mut answered: Vec<u64> = (0..3)
         .map(|_| match client.recv().expect("reply") {
             Incoming::Reply { request_id, .. } => request_id,

@@ -114,10 +114,13 @@ impl BySecond {
     }
 
     /// The stolen share of the second that ended at `second` seconds (the progress lines'
-    /// numbering), polling first: its line prints just after it ends.
+    /// numbering), polling first: its line prints just after it ends. Lines print in order, so
+    /// the readings before this second's are dropped: a day's run keeps two, not 86,400.
     pub fn stolen_pct(&mut self, second: u64, now_ns: u64) -> Option<f64> {
         self.poll(now_ns);
-        self.stolen_pct_read(second)
+        let share = self.stolen_pct_read(second);
+        self.readings = self.readings.split_off(&second);
+        share
     }
 
     /// The stolen share between the readings that began second `second` - 1 and `second`.
@@ -286,9 +289,16 @@ mod tests {
         live.poll(NS_PER_S / 2);
         assert_eq!(live.readings.keys().collect::<Vec<_>>(), [&0]);
         // The line of the second ending at 1 s prints 1 ms after it: the reading at 1 s is
-        // taken then.
+        // taken then, and the one at 0 is no longer needed.
         let _ = live.stolen_pct(1, NS_PER_S + 1_000_000);
-        assert_eq!(live.readings.keys().collect::<Vec<_>>(), [&0, &1]);
+        assert_eq!(live.readings.keys().collect::<Vec<_>>(), [&1]);
+        live.poll(2 * NS_PER_S);
+        let _ = live.stolen_pct(2, 2 * NS_PER_S + 1);
+        assert_eq!(
+            live.readings.keys().collect::<Vec<_>>(),
+            [&2],
+            "one kept, whatever the length"
+        );
     }
 
     #[test]

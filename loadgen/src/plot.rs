@@ -1,6 +1,7 @@
 //! `--plot FILE.svg`: latency by percentile, the way HdrHistogram plots are read (the x axis is
 //! 1 / (1 - percentile) on a log scale, so 90%, 99%, 99.9%... are evenly spaced and the tail
-//! is as wide as the body), and requests per second over time below it.
+//! is as wide as the body), and requests per second over time below it, with the share of the
+//! machine's CPU time its host stole in each second on the right axis when it was read.
 
 use std::path::Path;
 
@@ -101,15 +102,25 @@ pub fn write_svg(path: &Path, title: &str, report: &Report) -> anyhow::Result<()
         .filter(|second| second.second <= run_end_s)
         .map(|second| (second.second as f64, second.replies as f64))
         .collect();
+    let stolen: Vec<(f64, f64)> = report
+        .timeline
+        .iter()
+        .filter(|second| second.second <= run_end_s)
+        .filter_map(|second| Some((second.second as f64, second.stolen_pct?)))
+        .collect();
     let t_max = seconds.last().map_or(1.0, |(t, _)| *t).max(1.0);
     let rate_max = seconds.iter().map(|(_, rate)| *rate).fold(1.0, f64::max) * 1.15;
+    // At least 0-5%, so that a calm machine's few tenths lie low rather than fill the chart.
+    let stolen_max = stolen.iter().map(|(_, pct)| *pct).fold(5.0, f64::max) * 1.15;
     let mut chart = ChartBuilder::on(&lower)
         .caption("requests per second", ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(70)
+        .right_y_label_area_size(if stolen.is_empty() { 0 } else { 60 })
         .build_cartesian_2d(0.0..t_max, 0.0..rate_max)
-        .map_err(|error| fail(&error))?;
+        .map_err(|error| fail(&error))?
+        .set_secondary_coord(0.0..t_max, 0.0..stolen_max);
     chart
         .configure_mesh()
         .x_desc("seconds since start (warm-up included)")
@@ -119,6 +130,28 @@ pub fn write_svg(path: &Path, title: &str, report: &Report) -> anyhow::Result<()
         .map_err(|error| fail(&error))?;
     chart
         .draw_series(LineSeries::new(seconds, RED.stroke_width(2)))
+        .map_err(|error| fail(&error))?
+        .label("requests/s")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+    if !stolen.is_empty() {
+        chart
+            .configure_secondary_axes()
+            .y_desc("stolen by the host (% of CPU time)")
+            .label_style(("sans-serif", 12))
+            .draw()
+            .map_err(|error| fail(&error))?;
+        chart
+            .draw_secondary_series(LineSeries::new(stolen, BLACK.stroke_width(1)))
+            .map_err(|error| fail(&error))?
+            .label("stolen by the host, % of CPU time (right axis)")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .position(SeriesLabelPosition::MiddleLeft)
+        .draw()
         .map_err(|error| fail(&error))?;
     root.present().map_err(|error| fail(&error))?;
     Ok(())

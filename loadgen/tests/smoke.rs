@@ -161,6 +161,8 @@ fn open_loop_run_reports_json_and_the_books_agree() {
     assert!(hgrm.contains("#[Max"), "{hgrm}");
     let svg = std::fs::read_to_string(&plot_path).expect("svg written");
     assert!(svg.starts_with("<svg") && svg.contains("latency by percentile"));
+    // The seconds had their steal read (checked above): the lower chart has its right axis.
+    assert!(svg.contains("stolen by the host (% of CPU time)"), "{svg}");
 }
 
 /// Offers: the gateway accepts each after the think time, the outcome push ends the flow, and

@@ -63,7 +63,10 @@ impl CpuTicks {
         let idle = self.idle.saturating_sub(before.idle);
         let iowait = self.iowait.saturating_sub(before.iowait);
         let steal = self.steal.saturating_sub(before.steal);
-        let total = busy + idle + iowait + steal;
+        let total = busy
+            .saturating_add(idle)
+            .saturating_add(iowait)
+            .saturating_add(steal);
         let pct = |ticks: u64| ticks as f64 * 100.0 / total as f64;
         (total > 0).then(|| CpuShares {
             busy_pct: pct(busy),
@@ -149,7 +152,7 @@ pub struct CpuShares {
 }
 
 impl CpuShares {
-    /// One line, and a second when the host stole enough to hold the tail.
+    /// One line, and a second explaining steal from `STOLEN_EXPLAINED_PCT` up.
     pub fn summary(&self) -> String {
         let mut text = format!(
             "this machine's CPU time while measuring (/proc/stat): busy {:.1}%, waiting for I/O {:.1}%, \

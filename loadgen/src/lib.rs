@@ -95,7 +95,7 @@ use crate::clock::{now_ns, other_process_cpu_ns, process_cpu_ns};
 use crate::connection::{Connection, TerminalLogon, IN_FLIGHT_MAX, SEQUENCE_SPAN};
 use crate::cpu_wait::{CpuWait, Waits};
 use crate::flow::BooksTally;
-use crate::machine_cpu::{BySecond, CpuShares, CpuTicks};
+use crate::machine_cpu::{BySecond, CpuShares, StatTicks};
 use crate::provision::{Credentials, Device, ProvisionPlan};
 use crate::recorder::{latency_histogram, Errors, Interval, OfferCounts};
 use crate::report::{Report, Second};
@@ -693,7 +693,7 @@ struct Reading {
     loadgen_cpu_ns: u64,
     authd_cpu_ns: Option<u64>,
     authd_log: Option<AuthdLog>,
-    machine_ticks: Option<CpuTicks>,
+    machine_ticks: Option<StatTicks>,
 }
 
 /// Collects per-second figures (printing progress lines) until every thread has finished, and
@@ -775,7 +775,7 @@ impl Reading {
             loadgen_cpu_ns: process_cpu_ns(),
             authd_cpu_ns: authd_pid.and_then(other_process_cpu_ns),
             authd_log: operator.and_then(read_log_counters),
-            machine_ticks: CpuTicks::read(),
+            machine_ticks: StatTicks::read(),
         }
     }
 
@@ -797,8 +797,8 @@ impl Reading {
                 (Some(before), Some(after)) => Some(after.ms_per_s_since(before)),
                 _ => None,
             },
-            machine_cpu: match (start.machine_ticks, end.machine_ticks) {
-                (Some(before), Some(after)) => after.shares_since(&before),
+            machine_cpu: match (&start.machine_ticks, &end.machine_ticks) {
+                (Some(before), Some(after)) => after.shares_since(before),
                 _ => None,
             },
         }

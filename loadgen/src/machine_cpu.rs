@@ -9,6 +9,7 @@
 //! measured phase, beside the latency it measured. A machine that is not a VM reports none.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use serde_json::{json, Value};
 
@@ -36,6 +37,11 @@ impl CpuTicks {
     /// guest_nice]`. Kernels before 2.6.11 have no steal field: `None`.
     fn parse(stat: &str) -> Option<CpuTicks> {
         let line = stat.lines().find(|line| line.starts_with("cpu "))?;
+        CpuTicks::parse_fields(line)
+    }
+
+    /// The numbers after a `cpu` or `cpuN` line's name.
+    fn parse_fields(line: &str) -> Option<CpuTicks> {
         let fields = line
             .split_whitespace()
             .skip(1)
@@ -73,7 +79,58 @@ impl CpuTicks {
             idle_pct: pct(idle),
             iowait_pct: pct(iowait),
             stolen_pct: pct(steal),
+            stolen_by_cpu: Vec::new(),
         })
+    }
+}
+
+/// The aggregate line of `/proc/stat` and each CPU's (`cpuN`), read at once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatTicks {
+    all: CpuTicks,
+    /// CPU number -> its ticks, in the file's order.
+    each: Vec<(u32, CpuTicks)>,
+}
+
+impl StatTicks {
+    /// Reads `/proc/stat`; `None` where the aggregate line cannot be read (a CPU line that
+    /// cannot be parsed is left out).
+    pub fn read() -> Option<StatTicks> {
+        StatTicks::parse(&std::fs::read_to_string("/proc/stat").ok()?)
+    }
+
+    fn parse(stat: &str) -> Option<StatTicks> {
+        let each = stat
+            .lines()
+            .filter_map(|line| {
+                let number = line
+                    .split_whitespace()
+                    .next()?
+                    .strip_prefix("cpu")?
+                    .parse()
+                    .ok()?;
+                Some((number, CpuTicks::parse_fields(line)?))
+            })
+            .collect();
+        Some(StatTicks {
+            all: CpuTicks::parse(stat)?,
+            each,
+        })
+    }
+
+    /// The machine's shares between `before` and this reading, with each CPU's stolen share
+    /// of its own time (CPUs in both readings only).
+    pub fn shares_since(&self, before: &StatTicks) -> Option<CpuShares> {
+        let mut shares = self.all.shares_since(&before.all)?;
+        shares.stolen_by_cpu = self
+            .each
+            .iter()
+            .filter_map(|(number, after)| {
+                let (_, before) = before.each.iter().find(|(earlier, _)| earlier == number)?;
+                Some((*number, after.shares_since(before)?.stolen_pct))
+            })
+            .collect();
+        Some(shares)
     }
 }
 
@@ -139,7 +196,7 @@ impl BySecond {
 const STOLEN_EXPLAINED_PCT: f64 = 1.0;
 
 /// How the machine's CPU time was spent over a span, percent of all its CPUs' time.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CpuShares {
     /// Running anything: loadgen, authd, the kernel, other programs.
     pub busy_pct: f64,
@@ -149,6 +206,9 @@ pub struct CpuShares {
     pub iowait_pct: f64,
     /// Taken by the host from the machine's vCPUs while they had work.
     pub stolen_pct: f64,
+    /// Each CPU's stolen share of its own time, by CPU number (empty when not read): where
+    /// loadgen and authd are pinned apart, which of them lost the time.
+    pub stolen_by_cpu: Vec<(u32, f64)>,
 }
 
 impl CpuShares {
@@ -159,6 +219,14 @@ impl CpuShares {
              idle {:.1}%, stolen by the host {:.1}%",
             self.busy_pct, self.iowait_pct, self.idle_pct, self.stolen_pct
         );
+        if self.stolen_by_cpu.len() > 1 {
+            let each: Vec<String> = self
+                .stolen_by_cpu
+                .iter()
+                .map(|(number, pct)| format!("cpu{number} {pct:.1}%"))
+                .collect();
+            let _ = write!(text, " ({})", each.join(", "));
+        }
         if self.stolen_pct >= STOLEN_EXPLAINED_PCT {
             text.push_str(
                 "\n  stolen: the host ran something else while a vCPU had work; nothing on it ran, and \
@@ -168,13 +236,19 @@ impl CpuShares {
         text
     }
 
-    /// `{"busy", "idle", "iowait", "stolen"}`, percent.
+    /// `{"busy", "idle", "iowait", "stolen", "stolen_by_cpu": {"cpu0": ...}}`, percent.
     pub fn to_json(&self) -> Value {
+        let by_cpu: serde_json::Map<String, Value> = self
+            .stolen_by_cpu
+            .iter()
+            .map(|(number, pct)| (format!("cpu{number}"), json!(pct)))
+            .collect();
         json!({
             "busy": self.busy_pct,
             "idle": self.idle_pct,
             "iowait": self.iowait_pct,
             "stolen": self.stolen_pct,
+            "stolen_by_cpu": by_cpu,
         })
     }
 }
@@ -223,6 +297,7 @@ mod tests {
                 idle_pct: 35.0,
                 iowait_pct: 15.0,
                 stolen_pct: 10.0,
+                stolen_by_cpu: Vec::new(),
             }
         );
         assert_eq!(before.shares_since(&before), None, "no tick: no shares");
@@ -232,6 +307,46 @@ mod tests {
         let json = shares.to_json();
         assert_eq!(json["stolen"], 10.0);
         assert_eq!(json["iowait"], 15.0);
+        assert_eq!(json["stolen_by_cpu"], json!({}));
+    }
+
+    #[test]
+    fn each_cpu_gets_its_own_stolen_share() {
+        let before = StatTicks::parse(
+            "cpu  100 0 0 100 0 0 0 0 0 0\ncpu0 50 0 0 50 0 0 0 0 0 0\n\
+             cpu1 50 0 0 50 0 0 0 0 0 0\ncpu2 not a cpu line\nintr 1 2\n",
+        )
+        .expect("parsed");
+        assert_eq!(
+            before.each.iter().map(|(number, _)| *number).collect::<Vec<_>>(),
+            [0, 1]
+        );
+        // cpu0 lost 10 of its 100 ticks, cpu1 30 of 100; cpu3 appeared (hot-plugged): left out.
+        let after = StatTicks::parse(
+            "cpu  170 0 0 190 0 0 0 40 0 0\ncpu0 90 0 0 100 0 0 0 10 0 0\n\
+             cpu1 80 0 0 90 0 0 0 30 0 0\ncpu3 5 0 0 5 0 0 0 5 0 0\n",
+        )
+        .expect("parsed");
+        let shares = after.shares_since(&before).expect("ticks passed");
+        assert_eq!(shares.stolen_pct, 20.0);
+        assert_eq!(shares.stolen_by_cpu, [(0, 10.0), (1, 30.0)]);
+        assert!(
+            shares
+                .summary()
+                .contains("stolen by the host 20.0% (cpu0 10.0%, cpu1 30.0%)\n"),
+            "{}",
+            shares.summary()
+        );
+        assert_eq!(
+            shares.to_json()["stolen_by_cpu"],
+            json!({"cpu0": 10.0, "cpu1": 30.0})
+        );
+        assert_eq!(
+            StatTicks::parse("cpu0 1 2 3 4 5 6 7 8\n"),
+            None,
+            "no aggregate line"
+        );
+        assert!(StatTicks::read().is_some_and(|ticks| !ticks.each.is_empty()));
     }
 
     #[test]
@@ -241,6 +356,7 @@ mod tests {
             idle_pct: 30.0,
             iowait_pct: 20.0 - stolen_pct,
             stolen_pct,
+            stolen_by_cpu: vec![(0, stolen_pct)],
         };
         let calm = shares(0.9).summary();
         assert_eq!(

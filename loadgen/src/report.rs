@@ -579,6 +579,7 @@ mod tests {
             idle_pct: 40.0,
             iowait_pct: 12.5,
             stolen_pct: 5.5,
+            stolen_by_cpu: vec![(0, 3.0), (1, 8.0)],
         });
         report.timeline = vec![Second {
             second: 1,
@@ -595,7 +596,11 @@ mod tests {
         assert_eq!(value["machine_cpu_pct"]["busy"], json!(42.0));
         assert_eq!(value["timeline"][0]["stolen_pct"], json!(7.5));
         let text = report.summary();
-        assert!(text.contains("stolen by the host 5.5%"), "{text}");
+        assert!(
+            text.contains("stolen by the host 5.5% (cpu0 3.0%, cpu1 8.0%)"),
+            "{text}"
+        );
+        assert_eq!(value["machine_cpu_pct"]["stolen_by_cpu"]["cpu1"], json!(8.0));
         assert!(
             text.contains("stolen: the host ran something else while a vCPU had work"),
             "{text}"

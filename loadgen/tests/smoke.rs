@@ -129,6 +129,15 @@ fn open_loop_run_reports_json_and_the_books_agree() {
         stdout.contains("this machine's CPU time while measuring"),
         "{stdout}"
     );
+    // And each CPU's stolen share of its own time, one entry a CPU.
+    let by_cpu = machine["stolen_by_cpu"].as_object().expect("stolen_by_cpu");
+    assert!(
+        !by_cpu.is_empty()
+            && by_cpu
+                .values()
+                .all(|pct| pct.as_f64().is_some_and(|pct| (0.0..=100.0).contains(&pct))),
+        "{text}"
+    );
     let seconds = report["timeline"].as_array().expect("timeline");
     assert!(
         seconds

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::anyhow;
 use plotters::prelude::*;
 
-use crate::report::Report;
+use crate::report::{Report, Second};
 
 /// Picture size, pixels.
 const WIDTH: u32 = 1000;
@@ -102,16 +102,11 @@ pub fn write_svg(path: &Path, title: &str, report: &Report) -> anyhow::Result<()
         .filter(|second| second.second <= run_end_s)
         .map(|second| (second.second as f64, second.replies as f64))
         .collect();
-    let stolen: Vec<(f64, f64)> = report
-        .timeline
-        .iter()
-        .filter(|second| second.second <= run_end_s)
-        .filter_map(|second| Some((second.second as f64, second.stolen_pct?)))
-        .collect();
+    let stolen = stolen_runs(&report.timeline, run_end_s);
     let t_max = seconds.last().map_or(1.0, |(t, _)| *t).max(1.0);
     let rate_max = seconds.iter().map(|(_, rate)| *rate).fold(1.0, f64::max) * 1.15;
     // At least 0-5%, so that a calm machine's few tenths lie low rather than fill the chart.
-    let stolen_max = stolen.iter().map(|(_, pct)| *pct).fold(5.0, f64::max) * 1.15;
+    let stolen_max = stolen.iter().flatten().map(|(_, pct)| *pct).fold(5.0, f64::max) * 1.15;
     let mut chart = ChartBuilder::on(&lower)
         .caption("requests per second", ("sans-serif", 20))
         .margin(15)
@@ -140,11 +135,16 @@ pub fn write_svg(path: &Path, title: &str, report: &Report) -> anyhow::Result<()
             .label_style(("sans-serif", 12))
             .draw()
             .map_err(|error| fail(&error))?;
-        chart
-            .draw_secondary_series(LineSeries::new(stolen, BLACK.stroke_width(1)))
-            .map_err(|error| fail(&error))?
-            .label("stolen by the host, % of CPU time (right axis)")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+        for (index, run) in stolen.into_iter().enumerate() {
+            let drawn = chart
+                .draw_secondary_series(LineSeries::new(run, BLACK.stroke_width(1)))
+                .map_err(|error| fail(&error))?;
+            if index == 0 {
+                drawn
+                    .label("stolen by the host, % of CPU time (right axis)")
+                    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+            }
+        }
     }
     chart
         .configure_series_labels()
@@ -157,9 +157,57 @@ pub fn write_svg(path: &Path, title: &str, report: &Report) -> anyhow::Result<()
     Ok(())
 }
 
+/// Each second's stolen share as (second, percent), in runs of consecutive seconds that have
+/// one: a second without (its boundaries not both read) breaks the line rather than being
+/// bridged by it.
+fn stolen_runs(timeline: &[Second], run_end_s: u64) -> Vec<Vec<(f64, f64)>> {
+    let mut runs: Vec<Vec<(f64, f64)>> = Vec::new();
+    let mut last_second = None;
+    for second in timeline.iter().filter(|second| second.second <= run_end_s) {
+        let Some(pct) = second.stolen_pct else {
+            continue;
+        };
+        let point = (second.second as f64, pct);
+        match runs.last_mut() {
+            Some(run) if last_second == Some(second.second.wrapping_sub(1)) => run.push(point),
+            _ => runs.push(vec![point]),
+        }
+        last_second = Some(second.second);
+    }
+    runs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_without_its_steal_breaks_the_line() {
+        let second = |second, stolen_pct| Second {
+            second,
+            replies: 1,
+            declines: 0,
+            errors: 0,
+            p50_us: None,
+            p99_us: None,
+            warmup: false,
+            stolen_pct,
+        };
+        let timeline = [
+            second(1, Some(1.0)),
+            second(2, Some(2.0)),
+            second(3, None),
+            second(4, Some(4.0)),
+            second(5, Some(5.0)),
+            second(6, Some(6.0)),
+        ];
+        assert_eq!(
+            stolen_runs(&timeline, 5),
+            [vec![(1.0, 1.0), (2.0, 2.0)], vec![(4.0, 4.0), (5.0, 5.0)]],
+            "second 3 breaks it; second 6 is the drain"
+        );
+        assert!(stolen_runs(&timeline[2..3], 5).is_empty());
+    }
 
     #[test]
     fn percentile_labels_read_like_hdrhistogram_plots() {

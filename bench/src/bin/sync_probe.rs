@@ -168,7 +168,9 @@ fn main() -> anyhow::Result<()> {
              idle {:.1}%, stolen by the host {:.1}%",
             shares.busy_pct, shares.iowait_pct, shares.idle_pct, shares.stolen_pct
         ),
-        None => println!("the machine's CPU time while probing: unknown (/proc/stat unreadable)"),
+        None => println!(
+            "the machine's CPU time while probing: unknown (/proc/stat unreadable, or no tick passed)"
+        ),
     }
     Ok(())
 }

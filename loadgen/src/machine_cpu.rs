@@ -215,9 +215,8 @@ impl CpuShares {
     /// One line, and a second explaining steal from `STOLEN_EXPLAINED_PCT` up.
     pub fn summary(&self) -> String {
         let mut text = format!(
-            "this machine's CPU time while measuring (/proc/stat): busy {:.1}%, waiting for I/O {:.1}%, \
-             idle {:.1}%, stolen by the host {:.1}%",
-            self.busy_pct, self.iowait_pct, self.idle_pct, self.stolen_pct
+            "this machine's CPU time while measuring (/proc/stat): {}",
+            self.shares()
         );
         if self.stolen_by_cpu.len() > 1 {
             let each: Vec<String> = self
@@ -234,6 +233,14 @@ impl CpuShares {
             );
         }
         text
+    }
+
+    /// "busy B%, waiting for I/O W%, idle I%, stolen by the host S%" (a tenth each).
+    pub fn shares(&self) -> String {
+        format!(
+            "busy {:.1}%, waiting for I/O {:.1}%, idle {:.1}%, stolen by the host {:.1}%",
+            self.busy_pct, self.iowait_pct, self.idle_pct, self.stolen_pct
+        )
     }
 
     /// `{"busy", "idle", "iowait", "stolen", "stolen_by_cpu": {"cpu0": ...}}`, percent.

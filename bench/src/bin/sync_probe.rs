@@ -164,9 +164,8 @@ fn main() -> anyhow::Result<()> {
         .and_then(|(before, after)| after.shares_since(&before))
     {
         Some(shares) => println!(
-            "the machine's CPU time while probing (/proc/stat): busy {:.1}%, waiting for I/O {:.1}%, \
-             idle {:.1}%, stolen by the host {:.1}%",
-            shares.busy_pct, shares.iowait_pct, shares.idle_pct, shares.stolen_pct
+            "the machine's CPU time while probing (/proc/stat): {}",
+            shares.shares()
         ),
         None => println!(
             "the machine's CPU time while probing: unknown (/proc/stat unreadable, or no tick passed)"
